@@ -1,0 +1,873 @@
+//! The engine: every rule of the job queue, as one deterministic state machine.
+//!
+//! [`Engine::handle`] takes the time, one [`Input`] and a read-only [`Store`], and answers
+//! with a [`Step`]: the writes to commit, the reply, the processes to start or stop, and
+//! when to be woken next. It performs no I/O and reads no clock; the same inputs over the
+//! same store give the same step, byte for byte.
+//!
+//! The order a driver must follow (see [`Engine::run`]): commit `step.persist` as one
+//! unit; only if that succeeded, carry out `step.actions` in order and deliver
+//! `step.reply`. A failed commit means the step never happened: the caller gets a store
+//! error and nothing was acknowledged.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use crate::backoff;
+use crate::id::JobId;
+use crate::job::{Artifact, ErrorKind, Job, JobError, JobState};
+use crate::limits;
+use crate::ports::{IdGen, KillOrder, Rng, SystemState};
+use crate::request::{EnqueueRequest, Schedule, ValidEnqueue, ValidationError, ValidationKind};
+use crate::store::{Store, StoreResult, WriteSet};
+use crate::tx::Tx;
+
+/// What the engine is told. One closed set: everything that can change a job comes in
+/// through here.
+#[derive(Clone, PartialEq, Debug)]
+pub enum Input {
+    /// Restart recovery. Must be the first input of every engine instance; the driver
+    /// follows it with `SystemChanged` from a fresh probe sample, since a new engine knows
+    /// nothing of the machine yet.
+    Recover,
+    Enqueue(Box<EnqueueRequest>),
+    /// All or nothing: one invalid job refuses the batch.
+    EnqueueBatch(Vec<EnqueueRequest>),
+    Cancel(CancelRequest),
+    /// Start the next job of `queue`, or of any queue (fairly, round-robin) when `None`.
+    Claim {
+        queue: Option<String>,
+    },
+    Report(Report),
+    /// Time has passed: schedules, back-offs, TTLs, deadlines and timeouts that are due.
+    Tick,
+    Event {
+        name: String,
+    },
+    SystemChanged(SystemState),
+    /// Remove finished jobs (retention).
+    Purge {
+        finished_before_ms: u64,
+        limit: usize,
+    },
+}
+
+/// `dev.cancel.v1`: every given selector must match.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct CancelRequest {
+    pub job_id: Option<JobId>,
+    pub tag: Option<String>,
+    pub chain_group_id: Option<String>,
+}
+
+/// An executor's word about one attempt of a job.
+#[derive(Clone, PartialEq, Debug)]
+pub enum Report {
+    Started { job_id: JobId, attempt: u32, pid: Option<u32>, pid_started_at: Option<u64> },
+    Finished { job_id: JobId, attempt: u32, outcome: Outcome },
+}
+
+/// How an attempt ended, as the executor saw it.
+#[derive(Clone, PartialEq, Debug)]
+pub enum Outcome {
+    Succeeded {
+        exit_code: Option<i32>,
+        result_summary_json: Option<String>,
+        artifacts: Vec<Artifact>,
+    },
+    /// `kind` is one of `exit_code`, `signal`, `handler_error`, `spawn_failed`.
+    Failed {
+        kind: ErrorKind,
+        exit_code: Option<i32>,
+        message: String,
+    },
+    /// The executor enforced the timeout itself.
+    TimedOut,
+}
+
+/// Work for the executor, to be carried out after the step's writes are committed.
+#[derive(Clone, PartialEq, Debug)]
+pub enum Action {
+    Spawn(Box<Job>),
+    Kill(KillOrder),
+}
+
+/// The outcome of one enqueue.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Enqueued {
+    pub job_id: JobId,
+    pub queue: String,
+    pub state: JobState,
+    pub generation: u64,
+    pub deduplicated: bool,
+}
+
+/// A refusal: nothing was written.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Rejection {
+    /// Code 4000.
+    Validation(ValidationError),
+    /// Code 4001.
+    NotFound(JobId),
+    /// Code 4002: the job's state does not allow it.
+    Conflict { job_id: JobId, state: JobState },
+}
+
+#[derive(Clone, PartialEq, Debug)]
+pub enum Reply {
+    Enqueued(Enqueued),
+    EnqueuedBatch(Vec<Enqueued>),
+    Cancelled {
+        count: usize,
+    },
+    Claimed(Option<Box<Job>>),
+    Released {
+        count: usize,
+    },
+    Recovered {
+        failed_attempts: usize,
+        processes_killed: usize,
+    },
+    Purged {
+        job_ids: Vec<JobId>,
+    },
+    /// Taken into account (reports, ticks, system changes).
+    Accepted,
+    /// A report about an attempt that is no longer current, or a second report about one:
+    /// the job is not changed (the first transition to a terminal state wins).
+    Ignored,
+    Rejected(Rejection),
+}
+
+/// What one input leads to.
+#[must_use = "a step's writes must be committed and its actions carried out"]
+#[derive(Clone, PartialEq, Debug)]
+pub struct Step {
+    pub persist: WriteSet,
+    pub reply: Reply,
+    pub actions: Vec<Action>,
+    /// Call `Tick` at this time. After `Tick` and `Recover` it is the store's earliest
+    /// wake-up; after other inputs, the earliest of the jobs this step wrote.
+    pub wake_at_ms: Option<u64>,
+    /// A job became eligible or a slot or subject was freed: a claim may now succeed.
+    pub may_claim: bool,
+    /// Every job as written by this step, for observers (logs, the simulator's checker).
+    pub written: Vec<Job>,
+}
+
+/// Start a job only while the CPU is not over `cpu_limit_percent`, unless its priority
+/// is at least `priority_floor`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Throttle {
+    pub cpu_limit_percent: u32,
+    pub priority_floor: i32,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Config {
+    /// Jobs running at once over all queues.
+    pub workers: usize,
+    /// Jobs running at once in a queue; queues not named here are limited by `workers`.
+    pub queue_concurrency: BTreeMap<String, usize>,
+    pub throttle: Option<Throttle>,
+    /// In-process job types; a job without `exec` must name one.
+    pub job_types: BTreeSet<String>,
+}
+
+impl Config {
+    pub fn new(workers: usize, job_types: impl IntoIterator<Item = impl Into<String>>) -> Config {
+        assert!(workers >= 1);
+        Config {
+            workers,
+            queue_concurrency: BTreeMap::new(),
+            throttle: None,
+            job_types: job_types.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    fn queue_limit(&self, queue: &str) -> usize {
+        self.queue_concurrency.get(queue).copied().unwrap_or(self.workers)
+    }
+}
+
+pub struct Engine {
+    config: Config,
+    ids: Box<dyn IdGen + Send>,
+    rng: Box<dyn Rng + Send>,
+    system: SystemState,
+    last_now_ms: u64,
+    recovered: bool,
+    last_claimed_queue: Option<String>,
+}
+
+type Answer<T> = StoreResult<Result<T, Rejection>>;
+
+impl Engine {
+    pub fn new(config: Config, ids: Box<dyn IdGen + Send>, rng: Box<dyn Rng + Send>) -> Engine {
+        Engine {
+            config,
+            ids,
+            rng,
+            system: SystemState::UNKNOWN,
+            last_now_ms: 0,
+            recovered: false,
+            last_claimed_queue: None,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn system(&self) -> SystemState {
+        self.system
+    }
+
+    /// Decides what `input` does at `now_ms`, reading `store`. Writes nothing: the
+    /// returned step says what to write. A store read that fails fails the step.
+    pub fn handle(&mut self, now_ms: u64, input: Input, store: &dyn Store) -> StoreResult<Step> {
+        assert!(now_ms >= self.last_now_ms, "time went backwards: {now_ms} < {}", self.last_now_ms);
+        assert!(self.recovered || input == Input::Recover, "restart recovery must come first");
+        self.last_now_ms = now_ms;
+        let mut tx = Tx::new(store, now_ms);
+        let mut wake_override = None;
+        let reply = match input {
+            Input::Recover => {
+                self.recovered = true;
+                let reply = self.recover(&mut tx)?;
+                wake_override = Some(tx.next_wake_at()?);
+                reply
+            }
+            Input::Enqueue(request) => match self.enqueue(&mut tx, *request)? {
+                Ok(enqueued) => Reply::Enqueued(enqueued),
+                Err(rejection) => Reply::Rejected(rejection),
+            },
+            Input::EnqueueBatch(requests) => match self.enqueue_batch(&mut tx, requests)? {
+                Ok(results) => Reply::EnqueuedBatch(results),
+                Err(rejection) => Reply::Rejected(rejection),
+            },
+            Input::Cancel(request) => match self.cancel(&mut tx, request)? {
+                Ok(count) => Reply::Cancelled { count },
+                Err(rejection) => Reply::Rejected(rejection),
+            },
+            Input::Claim { queue } => Reply::Claimed(self.claim(&mut tx, queue)?.map(Box::new)),
+            Input::Report(report) => self.report(&mut tx, report)?,
+            Input::Tick => {
+                let (reply, more) = self.tick(&mut tx)?;
+                wake_override = Some(if more { Some(now_ms) } else { tx.next_wake_at()? });
+                reply
+            }
+            Input::Event { name } => Reply::Released { count: self.event(&mut tx, &name)? },
+            Input::SystemChanged(system) => {
+                self.system_changed(&mut tx, system)?;
+                Reply::Accepted
+            }
+            Input::Purge { finished_before_ms, limit } => {
+                let jobs = tx.purgeable(finished_before_ms, limit)?;
+                for job in &jobs {
+                    tx.delete(job);
+                }
+                Reply::Purged { job_ids: jobs.iter().map(|job| job.id).collect() }
+            }
+        };
+        if matches!(reply, Reply::Rejected(_)) {
+            tx.rollback();
+        }
+        let (persist, actions, may_claim, written) = tx.into_parts();
+        let wake_at_ms = match wake_override {
+            Some(wake) => wake,
+            None => written.iter().filter_map(|job| job.wake_at_ms).min(),
+        };
+        Ok(Step { persist, reply, actions, wake_at_ms, may_claim, written })
+    }
+
+    /// `handle`, then commit the step's writes to `store`. On a commit error nothing of the
+    /// step happened: its actions must not be carried out and its reply not given.
+    pub fn run(&mut self, now_ms: u64, input: Input, store: &mut dyn Store) -> StoreResult<Step> {
+        let step = self.handle(now_ms, input, store)?;
+        if !step.persist.is_empty() {
+            store.commit(&step.persist)?;
+        }
+        Ok(step)
+    }
+
+    // ---- enqueue -------------------------------------------------------------------
+
+    fn enqueue(&mut self, tx: &mut Tx, request: EnqueueRequest) -> Answer<Enqueued> {
+        let valid = match request.validate(&self.config.job_types) {
+            Ok(valid) => valid,
+            Err(error) => return Ok(Err(Rejection::Validation(error))),
+        };
+        self.enqueue_valid(tx, valid)
+    }
+
+    fn enqueue_batch(&mut self, tx: &mut Tx, requests: Vec<EnqueueRequest>) -> Answer<Vec<Enqueued>> {
+        if requests.is_empty() || requests.len() > limits::BATCH_JOBS_MAX {
+            let error = ValidationError::new(
+                "jobs",
+                ValidationKind::OutOfRange,
+                format!("a batch holds 1 to {} jobs", limits::BATCH_JOBS_MAX),
+            );
+            return Ok(Err(Rejection::Validation(error)));
+        }
+        // Validate everything before deciding anything: a refused batch writes nothing.
+        let mut valid = Vec::with_capacity(requests.len());
+        for (index, request) in requests.iter().enumerate() {
+            match request.validate(&self.config.job_types) {
+                Ok(job) => valid.push(job),
+                Err(error) => return Ok(Err(Rejection::Validation(error.at_index(index)))),
+            }
+        }
+        let mut results = Vec::with_capacity(valid.len());
+        for (index, job) in valid.into_iter().enumerate() {
+            match self.enqueue_valid(tx, job)? {
+                Ok(enqueued) => results.push(enqueued),
+                Err(Rejection::Validation(error)) => return Ok(Err(Rejection::Validation(error.at_index(index)))),
+                Err(other) => return Ok(Err(other)),
+            }
+        }
+        Ok(Ok(results))
+    }
+
+    fn enqueue_valid(&mut self, tx: &mut Tx, valid: ValidEnqueue) -> Answer<Enqueued> {
+        let subject_jobs = tx.active_jobs_of_subject(&valid.subject_key)?;
+        let max_generation = tx.max_generation(&valid.subject_key)?;
+        let generation = match (valid.generation, max_generation) {
+            (Some(generation), _) => generation,
+            (None, None) => 1,
+            (None, Some(max)) if max >= limits::GENERATION_MAX => {
+                let error = ValidationError::new(
+                    "generation",
+                    ValidationKind::OutOfRange,
+                    "the subject has reached the highest generation",
+                );
+                return Ok(Err(Rejection::Validation(error)));
+            }
+            (None, Some(max)) => max + 1,
+        };
+        // Guarantee 4: the same (subject, generation) while that job is not terminal.
+        if let Some(existing) = subject_jobs.iter().find(|job| job.generation == generation && !job.state.is_terminal())
+        {
+            return Ok(Ok(Enqueued {
+                job_id: existing.id,
+                queue: existing.queue.clone(),
+                state: existing.state,
+                generation,
+                deduplicated: true,
+            }));
+        }
+        if let Some(parent_id) = valid.parent_job_id {
+            if tx.get(parent_id)?.is_none() {
+                let error = ValidationError::new("parent_job_id", ValidationKind::UnknownParent, format!("no job {parent_id}"));
+                return Ok(Err(Rejection::Validation(error)));
+            }
+        }
+        let stale = max_generation.is_some_and(|max| generation < max);
+        if !stale {
+            // Guarantee 2: a newer generation supersedes every waiting older one at once.
+            for older in subject_jobs.into_iter().filter(|job| job.generation < generation && job.state.is_waiting()) {
+                self.terminate(tx, older, JobState::Superseded, None)?;
+            }
+        }
+        // Read the parent only now: the supersede above may have ended it.
+        let parent = match valid.parent_job_id {
+            Some(parent_id) => Some(tx.get(parent_id)?.expect("checked above")),
+            None => None,
+        };
+        let job = self.new_job(tx, valid, generation)?;
+        let id = job.id;
+        tx.insert(job.clone());
+        if stale {
+            // Guarantee 3: created directly as SUPERSEDED; it never runs.
+            self.terminate(tx, job, JobState::Superseded, None)?;
+        } else {
+            match parent {
+                Some(parent) if parent.state == JobState::Done => self.settle(tx, job)?,
+                Some(parent) if parent.state.is_terminal() => {
+                    let error =
+                        JobError::new(ErrorKind::ParentFailed, format!("parent {} ended {}", parent.id, parent.state));
+                    self.terminate(tx, job, JobState::Cancelled, Some(error))?;
+                }
+                Some(_) => {
+                    let mut job = job;
+                    job.parent_pending = true;
+                    self.settle(tx, job)?;
+                }
+                None => self.settle(tx, job)?,
+            }
+        }
+        let job = tx.get(id)?.expect("inserted in this step");
+        Ok(Ok(Enqueued { job_id: id, queue: job.queue, state: job.state, generation, deduplicated: false }))
+    }
+
+    fn new_job(&mut self, tx: &mut Tx, valid: ValidEnqueue, generation: u64) -> StoreResult<Job> {
+        let now_ms = tx.now_ms;
+        let due_at_ms = match valid.schedule {
+            Schedule::Now => now_ms,
+            Schedule::At { at_ms } => at_ms,
+            Schedule::Delay { delay_ms } => now_ms.saturating_add(delay_ms),
+        };
+        let id = self.ids.next_id();
+        let trace_id = match valid.trace_id {
+            Some(trace_id) => trace_id,
+            None => format!("{:032x}", self.ids.next_id().as_u128()),
+        };
+        Ok(Job {
+            id,
+            seq: tx.max_seq()? + 1,
+            version: 1,
+            queue: valid.queue,
+            job_type: valid.job_type,
+            subject_key: valid.subject_key,
+            generation,
+            state: JobState::Scheduled,
+            priority: valid.priority,
+            payload_json: valid.payload_json,
+            exec: valid.exec,
+            attempts: 0,
+            max_attempts: valid.max_attempts,
+            backoff: valid.backoff,
+            timeout_ms: valid.timeout_ms,
+            ttl_ms: valid.ttl_ms,
+            deadline_ms: valid.deadline_ms,
+            conditions: valid.conditions,
+            event_released: false,
+            parent_job_id: valid.parent_job_id,
+            parent_pending: false,
+            tag: valid.tag,
+            chain_group_id: valid.chain_group_id,
+            trace_id,
+            created_at_ms: now_ms,
+            due_at_ms,
+            started_at_ms: None,
+            finished_at_ms: None,
+            wake_at_ms: None,
+            pid: None,
+            pid_started_at: None,
+            reap_pending: false,
+            exit_code: None,
+            error: None,
+            result_summary_json: None,
+            artifacts: Vec::new(),
+        })
+    }
+
+    // ---- cancel --------------------------------------------------------------------
+
+    fn cancel(&mut self, tx: &mut Tx, request: CancelRequest) -> Answer<usize> {
+        let CancelRequest { job_id, tag, chain_group_id } = request;
+        let jobs = match job_id {
+            Some(id) => {
+                let Some(job) = tx.get(id)? else { return Ok(Err(Rejection::NotFound(id))) };
+                if job.state.is_terminal() {
+                    return Ok(Err(Rejection::Conflict { job_id: id, state: job.state }));
+                }
+                let matches = tag.as_ref().is_none_or(|t| job.tag.as_ref() == Some(t))
+                    && chain_group_id.as_ref().is_none_or(|g| job.chain_group_id.as_ref() == Some(g));
+                if matches {
+                    vec![job]
+                } else {
+                    Vec::new()
+                }
+            }
+            None if tag.is_none() && chain_group_id.is_none() => {
+                let error =
+                    ValidationError::new("job_id", ValidationKind::Missing, "give job_id, tag or chain_group_id");
+                return Ok(Err(Rejection::Validation(error)));
+            }
+            None => tx.labelled_jobs(tag.as_deref(), chain_group_id.as_deref(), limits::FAN_OUT_JOBS_MAX)?,
+        };
+        let mut count = 0;
+        for job in jobs {
+            // An earlier cancel of this loop may have ended it already (a parent's child).
+            let job = tx.get(job.id)?.expect("listed in this step");
+            if job.state.is_terminal() {
+                continue;
+            }
+            let error = JobError::new(ErrorKind::Cancelled, "cancelled by request");
+            self.terminate(tx, job, JobState::Cancelled, Some(error))?;
+            count += 1;
+        }
+        Ok(Ok(count))
+    }
+
+    // ---- claim ---------------------------------------------------------------------
+
+    fn claim(&mut self, tx: &mut Tx, queue: Option<String>) -> StoreResult<Option<Job>> {
+        if tx.running_count(None)? >= self.config.workers {
+            return Ok(None);
+        }
+        let queues = match queue {
+            Some(queue) => vec![queue],
+            None => {
+                // Round-robin: start after the queue served last, so that one busy queue
+                // does not starve the others.
+                let mut queues = tx.ready_queues()?;
+                if let Some(last) = &self.last_claimed_queue {
+                    let split = queues.partition_point(|queue| queue <= last);
+                    queues.rotate_left(split);
+                }
+                queues
+            }
+        };
+        for queue in queues {
+            if tx.running_count(Some(&queue))? >= self.config.queue_limit(&queue) {
+                continue;
+            }
+            if let Some(job) = self.claim_in(tx, &queue)? {
+                self.last_claimed_queue = Some(queue);
+                return Ok(Some(job));
+            }
+        }
+        Ok(None)
+    }
+
+    fn claim_in(&mut self, tx: &mut Tx, queue: &str) -> StoreResult<Option<Job>> {
+        let min_priority = match self.config.throttle {
+            Some(throttle) if self.system.cpu_load_percent > throttle.cpu_limit_percent => {
+                Some(throttle.priority_floor)
+            }
+            _ => None,
+        };
+        for job in tx.claim_candidates(queue, min_priority, limits::CLAIM_SCAN_MAX)? {
+            assert_eq!(job.state, JobState::Queued, "claim candidate {} is not QUEUED", job.id);
+            assert_eq!(job.queue, queue);
+            assert!(min_priority.is_none_or(|floor| job.priority >= floor));
+            if !self.ready(tx.now_ms, &job) || self.expired(tx.now_ms, &job).is_some() {
+                // Its time or the system moved on before a Tick or a probe told us.
+                self.settle(tx, job)?;
+                continue;
+            }
+            // Guarantee 5: never start while a higher generation of the subject exists.
+            if tx.max_generation(&job.subject_key)?.is_some_and(|max| max > job.generation) {
+                self.terminate(tx, job, JobState::Superseded, None)?;
+                continue;
+            }
+            // Guarantee 6: one process per subject at a time.
+            if tx.subject_occupied(&job.subject_key)? {
+                continue;
+            }
+            return Ok(Some(self.start(tx, job)?));
+        }
+        Ok(None)
+    }
+
+    fn start(&mut self, tx: &mut Tx, mut job: Job) -> StoreResult<Job> {
+        let now_ms = tx.now_ms;
+        assert!(job.attempts < job.max_attempts, "job {} would exceed max_attempts", job.id);
+        assert!(!job.reap_pending, "job {} started while its last process may live", job.id);
+        job.state = JobState::Running;
+        job.attempts += 1;
+        job.started_at_ms = Some(now_ms);
+        job.pid = None;
+        job.pid_started_at = None;
+        job.exit_code = None;
+        job.wake_at_ms = running_wake_at(&job);
+        tx.update(job.clone())?;
+        tx.spawn(&job);
+        Ok(job)
+    }
+
+    // ---- reports -------------------------------------------------------------------
+
+    fn report(&mut self, tx: &mut Tx, report: Report) -> StoreResult<Reply> {
+        match report {
+            Report::Started { job_id, attempt, pid, pid_started_at } => {
+                let Some(mut job) = tx.get(job_id)? else { return Ok(Reply::Ignored) };
+                let alive = job.state == JobState::Running || job.reap_pending;
+                if job.attempts != attempt || !alive || job.pid.is_some() {
+                    return Ok(Reply::Ignored);
+                }
+                job.pid = pid;
+                job.pid_started_at = pid_started_at;
+                tx.update(job.clone())?;
+                if job.state != JobState::Running {
+                    // Cancelled (or timed out) before its pid was known: stop it by pid too,
+                    // now that a restart could find it.
+                    tx.kill(&job);
+                }
+                Ok(Reply::Accepted)
+            }
+            Report::Finished { job_id, attempt, outcome } => {
+                let Some(mut job) = tx.get(job_id)? else { return Ok(Reply::Ignored) };
+                if job.attempts != attempt {
+                    return Ok(Reply::Ignored);
+                }
+                if job.state != JobState::Running {
+                    if !job.reap_pending {
+                        return Ok(Reply::Ignored);
+                    }
+                    // The first terminal transition already won (cancel, timeout, deadline):
+                    // the run's outcome changes nothing but frees the subject.
+                    job.reap_pending = false;
+                    tx.update(job)?;
+                    return Ok(Reply::Ignored);
+                }
+                match outcome {
+                    Outcome::Succeeded { exit_code, result_summary_json, artifacts } => {
+                        job.exit_code = exit_code;
+                        job.result_summary_json = result_summary_json;
+                        job.artifacts = artifacts;
+                        job.error = None;
+                        self.finish_run(tx, job, JobState::Done, None)?;
+                    }
+                    Outcome::Failed { kind, exit_code, message } => {
+                        job.exit_code = exit_code;
+                        self.fail_attempt(tx, job, JobError::new(kind, message), Process::Ended)?;
+                    }
+                    Outcome::TimedOut => {
+                        let error = JobError::new(ErrorKind::Timeout, "the attempt ran past timeout_ms");
+                        self.fail_attempt(tx, job, error, Process::Ended)?;
+                    }
+                }
+                Ok(Reply::Accepted)
+            }
+        }
+    }
+
+    // ---- time ----------------------------------------------------------------------
+
+    /// Moves every job whose time has come. Returns whether more were due than one tick
+    /// may handle.
+    fn tick(&mut self, tx: &mut Tx) -> StoreResult<(Reply, bool)> {
+        let now_ms = tx.now_ms;
+        let due = tx.due_jobs(limits::TICK_JOBS_MAX)?;
+        let more = due.len() == limits::TICK_JOBS_MAX;
+        for job in due {
+            let job = tx.get(job.id)?.expect("listed in this step");
+            if job.state.is_terminal() || job.wake_at_ms.is_none_or(|wake| wake > now_ms) {
+                continue; // moved by an earlier job of this tick (a parent's end)
+            }
+            if job.state == JobState::Running {
+                if job.deadline_ms.is_some_and(|deadline| deadline <= now_ms) {
+                    let error = JobError::new(ErrorKind::DeadlineExceeded, "still running at its deadline");
+                    self.terminate(tx, job, JobState::Failed, Some(error))?;
+                } else if running_timeout_at(&job).is_some_and(|at| at <= now_ms) {
+                    let error = JobError::new(ErrorKind::Timeout, "the attempt ran past timeout_ms");
+                    self.fail_attempt(tx, job, error, Process::Alive)?;
+                } else {
+                    unreachable!("job {} woke with nothing due", job.id);
+                }
+            } else {
+                self.settle(tx, job)?;
+            }
+        }
+        Ok((Reply::Accepted, more))
+    }
+
+    // ---- events and the system -----------------------------------------------------
+
+    fn event(&mut self, tx: &mut Tx, name: &str) -> StoreResult<usize> {
+        let waiters = tx.event_waiters(name, limits::FAN_OUT_JOBS_MAX)?;
+        let count = waiters.len();
+        for job in waiters {
+            let mut job = tx.get(job.id)?.expect("listed in this step");
+            if !job.state.is_waiting() {
+                continue;
+            }
+            job.event_released = true;
+            self.settle(tx, job)?;
+        }
+        Ok(count)
+    }
+
+    fn system_changed(&mut self, tx: &mut Tx, system: SystemState) -> StoreResult<()> {
+        let throttle_eased = self.system.cpu_load_percent > system.cpu_load_percent;
+        self.system = system;
+        tx.may_claim |= throttle_eased;
+        for job in tx.system_waiters(limits::FAN_OUT_JOBS_MAX)? {
+            let job = tx.get(job.id)?.expect("listed in this step");
+            if job.state.is_waiting() {
+                self.settle(tx, job)?;
+            }
+        }
+        Ok(())
+    }
+
+    // ---- restart recovery ----------------------------------------------------------
+
+    /// Guarantee 8: a job left RUNNING by an earlier daemon is a failed attempt
+    /// (`daemon_restart`); a process that may still be alive is killed (if still ours).
+    fn recover(&mut self, tx: &mut Tx) -> StoreResult<Reply> {
+        let mut failed_attempts = 0;
+        let mut processes_killed = 0;
+        for job in tx.process_holders(usize::MAX)? {
+            let mut job = tx.get(job.id)?.expect("listed in this step");
+            if job.pid.is_some() {
+                tx.kill(&job);
+                processes_killed += 1;
+            }
+            if job.state == JobState::Running {
+                let error = JobError::new(ErrorKind::DaemonRestart, "the daemon stopped while the job ran");
+                self.fail_attempt(tx, job, error, Process::Ended)?;
+                failed_attempts += 1;
+            } else {
+                job.reap_pending = false;
+                tx.update(job)?;
+            }
+        }
+        Ok(Reply::Recovered { failed_attempts, processes_killed })
+    }
+
+    // ---- transitions ---------------------------------------------------------------
+
+    /// Ends an attempt that failed: retry after a back-off if attempts remain, otherwise
+    /// `FAILED`. A job that can no longer run (a newer generation exists) is `SUPERSEDED`.
+    fn fail_attempt(&mut self, tx: &mut Tx, mut job: Job, error: JobError, process: Process) -> StoreResult<()> {
+        assert_eq!(job.state, JobState::Running);
+        let newer_exists = tx.max_generation(&job.subject_key)?.is_some_and(|max| max > job.generation);
+        if job.attempts >= job.max_attempts || newer_exists {
+            let state =
+                if newer_exists && job.attempts < job.max_attempts { JobState::Superseded } else { JobState::Failed };
+            return self.finish_run_with(tx, job, state, Some(error), process);
+        }
+        if process == Process::Alive {
+            job.reap_pending = true;
+            tx.kill(&job);
+        }
+        let delay_ms = backoff::delay_ms(&job.backoff, job.attempts, self.rng.as_mut());
+        job.state = JobState::Scheduled;
+        job.error = Some(error);
+        job.due_at_ms = tx.now_ms.saturating_add(delay_ms);
+        self.settle(tx, job)
+    }
+
+    /// Ends a run whose process has ended.
+    fn finish_run(&mut self, tx: &mut Tx, job: Job, state: JobState, error: Option<JobError>) -> StoreResult<()> {
+        self.finish_run_with(tx, job, state, error, Process::Ended)
+    }
+
+    fn finish_run_with(
+        &mut self,
+        tx: &mut Tx,
+        mut job: Job,
+        state: JobState,
+        error: Option<JobError>,
+        process: Process,
+    ) -> StoreResult<()> {
+        assert_eq!(job.state, JobState::Running);
+        if process == Process::Ended {
+            // Let `terminate` see a job whose process is gone.
+            job.state = JobState::Scheduled;
+        }
+        self.terminate(tx, job, state, error)
+    }
+
+    /// Moves a job to a terminal state; a running process is killed and the subject
+    /// stays occupied until it is reaped. Then the job's children follow.
+    fn terminate(&mut self, tx: &mut Tx, mut job: Job, state: JobState, error: Option<JobError>) -> StoreResult<()> {
+        assert!(state.is_terminal());
+        assert!(!job.state.is_terminal(), "job {}: terminal state {} must never change", job.id, job.state);
+        if job.state == JobState::Running {
+            job.reap_pending = true;
+            tx.kill(&job);
+        }
+        job.state = state;
+        job.finished_at_ms = Some(tx.now_ms);
+        job.wake_at_ms = None;
+        if error.is_some() {
+            job.error = error;
+        }
+        tx.update(job.clone())?;
+        self.resolve_children(tx, job)
+    }
+
+    /// A parent's end decides its waiting children: `DONE` releases them; any other end
+    /// cancels them (`parent_failed`), and so on down the chain.
+    fn resolve_children(&mut self, tx: &mut Tx, parent: Job) -> StoreResult<()> {
+        let mut parents = VecDeque::from([parent]);
+        let mut resolved = 0usize;
+        while let Some(parent) = parents.pop_front() {
+            for child in tx.waiting_children(parent.id, limits::FAN_OUT_JOBS_MAX)? {
+                resolved += 1;
+                assert!(resolved <= limits::FAN_OUT_JOBS_MAX, "parent chain fan-out over its limit");
+                let mut child = tx.get(child.id)?.expect("listed in this step");
+                assert!(
+                    child.parent_pending && child.state.is_waiting(),
+                    "child {} ran before its parent {} ended",
+                    child.id,
+                    parent.id
+                );
+                if parent.state == JobState::Done {
+                    child.parent_pending = false;
+                    self.settle(tx, child)?;
+                } else {
+                    let error =
+                        JobError::new(ErrorKind::ParentFailed, format!("parent {} ended {}", parent.id, parent.state));
+                    child.finished_at_ms = Some(tx.now_ms);
+                    child.wake_at_ms = None;
+                    child.state = JobState::Cancelled;
+                    child.error = Some(error);
+                    tx.update(child.clone())?;
+                    parents.push_back(child);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts a waiting job where it belongs now: skipped if its TTL or deadline has passed,
+    /// `QUEUED` if nothing holds it back, `SCHEDULED` otherwise; and sets its wake-up.
+    fn settle(&mut self, tx: &mut Tx, mut job: Job) -> StoreResult<()> {
+        let now_ms = tx.now_ms;
+        assert!(job.state.is_waiting(), "job {} settled while {}", job.id, job.state);
+        if let Some((state, error)) = self.expired(now_ms, &job) {
+            return self.terminate(tx, job, state, Some(error));
+        }
+        job.state = if self.ready(now_ms, &job) { JobState::Queued } else { JobState::Scheduled };
+        job.wake_at_ms = waiting_wake_at(now_ms, &job);
+        tx.update(job)
+    }
+
+    /// `SKIPPED_DEADLINE` or `SKIPPED_TTL` if a waiting job may no longer start.
+    fn expired(&self, now_ms: u64, job: &Job) -> Option<(JobState, JobError)> {
+        if job.deadline_ms.is_some_and(|deadline| deadline <= now_ms) {
+            return Some((
+                JobState::SkippedDeadline,
+                JobError::new(ErrorKind::DeadlineExceeded, "not started by its deadline"),
+            ));
+        }
+        if ttl_expires_at(job).is_some_and(|at| at <= now_ms) {
+            return Some((
+                JobState::SkippedTtl,
+                JobError::new(ErrorKind::TtlExpired, "not started within ttl_ms of becoming due"),
+            ));
+        }
+        None
+    }
+
+    /// Nothing but a worker, its subject or the throttle holds the job back.
+    fn ready(&self, now_ms: u64, job: &Job) -> bool {
+        let conditions = &job.conditions;
+        job.due_at_ms <= now_ms
+            && !job.parent_pending
+            && (conditions.wait_for_event.is_none() || job.event_released)
+            && (!conditions.wait_for_idle || self.system.is_idle)
+            && (!conditions.require_charging || self.system.is_charging)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Process {
+    /// Still running: kill it and keep the subject occupied until it is reaped.
+    Alive,
+    /// Already gone (its report came in, or a restart killed it).
+    Ended,
+}
+
+fn ttl_expires_at(job: &Job) -> Option<u64> {
+    job.ttl_ms.map(|ttl| job.due_at_ms.saturating_add(ttl))
+}
+
+fn running_timeout_at(job: &Job) -> Option<u64> {
+    let started = job.started_at_ms.expect("a running job has started");
+    job.timeout_ms.map(|timeout| started.saturating_add(timeout))
+}
+
+fn running_wake_at(job: &Job) -> Option<u64> {
+    [running_timeout_at(job), job.deadline_ms].into_iter().flatten().min()
+}
+
+fn waiting_wake_at(now_ms: u64, job: &Job) -> Option<u64> {
+    let schedule = (job.due_at_ms > now_ms).then_some(job.due_at_ms);
+    [schedule, ttl_expires_at(job), job.deadline_ms].into_iter().flatten().min()
+}

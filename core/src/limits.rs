@@ -1,0 +1,41 @@
+//! Named maxima. Every list, batch, payload and loop of the engine is bounded by one of
+//! these; back-pressure comes from them, not from running out of memory.
+
+/// `job_type` and `queue`: characters.
+pub const NAME_CHARS_MAX: usize = 64;
+/// `subject_key`: bytes.
+pub const SUBJECT_KEY_BYTES_MAX: usize = 512;
+/// `payload`, serialized: 1 MiB.
+pub const PAYLOAD_BYTES_MAX: usize = 1024 * 1024;
+/// `tag`, `chain_group_id`, `trace_id`: characters.
+pub const LABEL_CHARS_MAX: usize = 128;
+/// `conditions.wait_for_event`: characters.
+pub const EVENT_NAME_CHARS_MAX: usize = 128;
+/// `max_attempts`.
+pub const MAX_ATTEMPTS_MAX: u32 = 100;
+/// Jobs in one `dev.enqueue_batch.v1`.
+pub const BATCH_JOBS_MAX: usize = 1000;
+/// Generations are stored as signed 64-bit integers by SQL stores.
+pub const GENERATION_MAX: u64 = i64::MAX as u64;
+/// Any epoch-ms time a client may give (`deadline`, `schedule.at`): year 9999.
+pub const TIME_MS_MAX: u64 = 253_402_300_799_999;
+/// Any duration a client may give (`timeout_ms`, `ttl_ms`, `schedule.delay_ms`): 10 years.
+pub const DURATION_MS_MAX: u64 = 10 * 365 * 24 * 3_600_000;
+/// `backoff.base_ms` and `backoff.max_ms`: 7 days.
+pub const BACKOFF_MS_MAX: u64 = 7 * 24 * 3_600_000;
+/// `backoff.factor`.
+pub const BACKOFF_FACTOR_MAX: f64 = 100.0;
+/// `exec.command`, each of `exec.args`, each `exec.env` entry, `exec.cwd`: bytes.
+pub const EXEC_TEXT_BYTES_MAX: usize = 32 * 1024;
+/// `exec.args`: entries.
+pub const EXEC_ARGS_MAX: usize = 1024;
+/// `exec.env`: entries.
+pub const EXEC_ENV_MAX: usize = 256;
+/// `result_summary` a process may leave behind: bytes.
+pub const RESULT_SUMMARY_BYTES_MAX: usize = 64 * 1024;
+/// Candidates one claim looks at before it gives up for this call.
+pub const CLAIM_SCAN_MAX: usize = 64;
+/// Jobs one `Tick` moves on; more due jobs make the engine ask to be woken again at once.
+pub const TICK_JOBS_MAX: usize = 1000;
+/// Jobs one cancel by tag or group, one event, or one parent's end may touch.
+pub const FAN_OUT_JOBS_MAX: usize = 100_000;

@@ -1,0 +1,241 @@
+//! The reference store: the [`Store`] contract in its plainest form, in memory.
+//!
+//! It favours being obviously right over being fast: lists come from scans of the
+//! active jobs (there are few of them; finished ones pile up). The simulator and the
+//! property tests run the engine on it, and other stores are checked against it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::id::JobId;
+use crate::job::{Job, JobState};
+use crate::store::{JobPage, JobQuery, QueueStats, Store, StoreError, StoreResult, Write, WriteSet};
+
+#[derive(Clone, Debug, Default)]
+pub struct MemStore {
+    jobs: BTreeMap<JobId, Job>,
+    by_seq: BTreeMap<u64, JobId>,
+    /// Non-terminal or `reap_pending` jobs.
+    active: BTreeSet<JobId>,
+    max_generation: BTreeMap<String, u64>,
+    max_seq: u64,
+}
+
+fn is_active(job: &Job) -> bool {
+    !job.state.is_terminal() || job.reap_pending
+}
+
+impl MemStore {
+    pub fn new() -> MemStore {
+        MemStore::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    /// Every job, by id.
+    pub fn jobs(&self) -> impl Iterator<Item = &Job> {
+        self.jobs.values()
+    }
+
+    fn active_jobs(&self) -> impl Iterator<Item = &Job> {
+        // by seq, so every list comes out in enqueue order
+        let mut jobs: Vec<&Job> = self.active.iter().map(|id| &self.jobs[id]).collect();
+        jobs.sort_by_key(|job| job.seq);
+        jobs.into_iter()
+    }
+
+    fn list(&self, limit: usize, keep: impl Fn(&Job) -> bool) -> Vec<Job> {
+        self.active_jobs().filter(|job| keep(job)).take(limit).cloned().collect()
+    }
+
+    fn check(&self, write: &Write) -> StoreResult<()> {
+        let conflict = |job_id: JobId, detail: &str| Err(StoreError::Conflict { job_id, detail: detail.to_owned() });
+        match write {
+            Write::Insert(job) => {
+                if self.jobs.contains_key(&job.id) {
+                    return conflict(job.id, "id exists");
+                }
+                if job.seq <= self.max_seq {
+                    return conflict(job.id, "sequence not above the highest");
+                }
+            }
+            Write::Update(job) => match self.jobs.get(&job.id) {
+                Some(stored) if stored.version + 1 == job.version => {}
+                Some(_) => return conflict(job.id, "version changed since it was read"),
+                None => return conflict(job.id, "job no longer exists"),
+            },
+            Write::Delete { id, version } => match self.jobs.get(id) {
+                Some(stored) if stored.version == *version => {}
+                _ => return conflict(*id, "version changed since it was read"),
+            },
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, write: &Write) {
+        match write {
+            Write::Insert(job) | Write::Update(job) => {
+                let max = self.max_generation.entry(job.subject_key.clone()).or_insert(job.generation);
+                *max = (*max).max(job.generation);
+                self.max_seq = self.max_seq.max(job.seq);
+                self.by_seq.insert(job.seq, job.id);
+                if is_active(job) {
+                    self.active.insert(job.id);
+                } else {
+                    self.active.remove(&job.id);
+                }
+                self.jobs.insert(job.id, job.clone());
+            }
+            Write::Delete { id, .. } => {
+                let job = self.jobs.remove(id).expect("checked");
+                self.by_seq.remove(&job.seq);
+                self.active.remove(id);
+            }
+        }
+    }
+}
+
+impl Store for MemStore {
+    fn get(&self, id: JobId) -> StoreResult<Option<Job>> {
+        Ok(self.jobs.get(&id).cloned())
+    }
+
+    fn max_generation(&self, subject_key: &str) -> StoreResult<Option<u64>> {
+        Ok(self.max_generation.get(subject_key).copied())
+    }
+
+    fn max_seq(&self) -> StoreResult<u64> {
+        Ok(self.max_seq)
+    }
+
+    fn active_jobs_of_subject(&self, subject_key: &str) -> StoreResult<Vec<Job>> {
+        Ok(self.list(usize::MAX, |job| job.subject_key == subject_key))
+    }
+
+    fn claim_candidates(&self, queue: &str, min_priority: Option<i32>, limit: usize) -> StoreResult<Vec<Job>> {
+        let occupied: BTreeSet<&str> =
+            self.active_jobs().filter(|job| job.occupies_subject()).map(|job| job.subject_key.as_str()).collect();
+        let mut jobs: Vec<Job> = self.list(usize::MAX, |job| {
+            job.state == JobState::Queued
+                && job.queue == queue
+                && min_priority.is_none_or(|floor| job.priority >= floor)
+                && !occupied.contains(job.subject_key.as_str())
+        });
+        jobs.sort_by_key(|job| (std::cmp::Reverse(job.priority), job.seq));
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+
+    fn ready_queues(&self) -> StoreResult<Vec<String>> {
+        let queues: BTreeSet<String> =
+            self.active_jobs().filter(|job| job.state == JobState::Queued).map(|job| job.queue.clone()).collect();
+        Ok(queues.into_iter().collect())
+    }
+
+    fn running_count(&self, queue: Option<&str>) -> StoreResult<usize> {
+        Ok(self
+            .active_jobs()
+            .filter(|job| job.state == JobState::Running && queue.is_none_or(|q| q == job.queue))
+            .count())
+    }
+
+    fn due_jobs(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<Job>> {
+        let mut jobs = self.list(usize::MAX, |job| job.wake_at_ms.is_some_and(|wake| wake <= now_ms));
+        jobs.sort_by_key(|job| (job.wake_at_ms, job.seq));
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+
+    fn labelled_jobs(&self, tag: Option<&str>, chain_group_id: Option<&str>, limit: usize) -> StoreResult<Vec<Job>> {
+        Ok(self.list(limit, |job| {
+            !job.state.is_terminal()
+                && tag.is_none_or(|t| job.tag.as_deref() == Some(t))
+                && chain_group_id.is_none_or(|g| job.chain_group_id.as_deref() == Some(g))
+        }))
+    }
+
+    fn waiting_children(&self, parent: JobId, limit: usize) -> StoreResult<Vec<Job>> {
+        Ok(self.list(limit, |job| !job.state.is_terminal() && job.parent_job_id == Some(parent)))
+    }
+
+    fn event_waiters(&self, name: &str, limit: usize) -> StoreResult<Vec<Job>> {
+        Ok(self.list(limit, |job| {
+            job.state.is_waiting() && !job.event_released && job.conditions.wait_for_event.as_deref() == Some(name)
+        }))
+    }
+
+    fn system_waiters(&self, limit: usize) -> StoreResult<Vec<Job>> {
+        Ok(self.list(limit, |job| job.state.is_waiting() && job.conditions.needs_system()))
+    }
+
+    fn process_holders(&self, limit: usize) -> StoreResult<Vec<Job>> {
+        Ok(self.list(limit, Job::occupies_subject))
+    }
+
+    fn purgeable(&self, finished_before_ms: u64, limit: usize) -> StoreResult<Vec<Job>> {
+        Ok(self
+            .by_seq
+            .values()
+            .map(|id| &self.jobs[id])
+            .filter(|job| {
+                job.state.is_terminal()
+                    && !job.reap_pending
+                    && job.finished_at_ms.is_some_and(|t| t < finished_before_ms)
+            })
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn query(&self, query: &JobQuery) -> StoreResult<JobPage> {
+        assert!((1..=JobQuery::LIMIT_MAX).contains(&query.limit));
+        let ordered: Box<dyn Iterator<Item = &JobId>> =
+            if query.descending { Box::new(self.by_seq.values().rev()) } else { Box::new(self.by_seq.values()) };
+        let mut matching = ordered.map(|id| &self.jobs[id]).filter(|job| query.matches(job));
+        let items: Vec<Job> = matching.by_ref().take(query.limit).cloned().collect();
+        let more = matching.next().is_some();
+        let next_after_seq = if more { items.last().map(|job| job.seq) } else { None };
+        Ok(JobPage { items, next_after_seq })
+    }
+
+    fn queue_stats(&self) -> StoreResult<Vec<QueueStats>> {
+        let mut stats: BTreeMap<&str, (QueueStats, u64, u64)> = BTreeMap::new();
+        for job in self.jobs.values() {
+            let entry = stats
+                .entry(&job.queue)
+                .or_insert_with(|| (QueueStats { queue: job.queue.clone(), ..QueueStats::default() }, 0, 0));
+            entry.0.counts[job.state as usize] += 1;
+            if let Some(started) = job.started_at_ms {
+                entry.1 += started.saturating_sub(job.due_at_ms);
+                entry.2 += 1;
+            }
+        }
+        Ok(stats
+            .into_values()
+            .map(|(mut queue, wait_sum, started)| {
+                queue.avg_wait_ms = (started > 0).then(|| wait_sum / started);
+                queue
+            })
+            .collect())
+    }
+
+    fn commit(&mut self, writes: &WriteSet) -> StoreResult<()> {
+        // Check all, then apply all: a refused set leaves no trace.
+        let mut inserted = BTreeSet::new();
+        for write in &writes.writes {
+            self.check(write)?;
+            if let Write::Insert(job) = write {
+                assert!(inserted.insert(job.id), "job {} inserted twice in one write set", job.id);
+            }
+        }
+        for write in &writes.writes {
+            self.apply(write);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,307 @@
+//! One engine step's view of the store: the store as it was, overlaid with the writes the
+//! step has decided so far. Every read of the engine goes through here, so a later rule
+//! of the same step sees the earlier ones' writes; nothing reaches the store until the
+//! driver commits the step's [`WriteSet`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::engine::Action;
+use crate::id::JobId;
+use crate::job::{Job, JobState};
+use crate::ports::KillOrder;
+use crate::store::{Store, StoreResult, Write, WriteSet};
+
+pub(crate) struct Tx<'s> {
+    store: &'s dyn Store,
+    pub now_ms: u64,
+    /// The latest version of every job this step wrote.
+    changed: BTreeMap<JobId, Job>,
+    /// The store's version of each changed job; `None` when the step inserted it.
+    originals: BTreeMap<JobId, Option<Job>>,
+    deleted: BTreeSet<JobId>,
+    touch_order: Vec<JobId>,
+    pub actions: Vec<Action>,
+    /// Something happened that may let a claim succeed now.
+    pub may_claim: bool,
+}
+
+impl<'s> Tx<'s> {
+    pub fn new(store: &'s dyn Store, now_ms: u64) -> Tx<'s> {
+        Tx {
+            store,
+            now_ms,
+            changed: BTreeMap::new(),
+            originals: BTreeMap::new(),
+            deleted: BTreeSet::new(),
+            touch_order: Vec::new(),
+            actions: Vec::new(),
+            may_claim: false,
+        }
+    }
+
+    fn shadowed(&self, id: JobId) -> bool {
+        self.changed.contains_key(&id) || self.deleted.contains(&id)
+    }
+
+    /// Store results not shadowed by this step, plus this step's jobs that satisfy
+    /// `keep`, sorted by `order`.
+    fn merge<K: Ord>(&self, from_store: Vec<Job>, keep: impl Fn(&Job) -> bool, order: impl Fn(&Job) -> K) -> Vec<Job> {
+        let mut jobs: Vec<Job> = from_store.into_iter().filter(|job| !self.shadowed(job.id)).collect();
+        jobs.extend(self.changed.values().filter(|job| keep(job)).cloned());
+        jobs.sort_by_key(|job| order(job));
+        jobs
+    }
+
+    pub fn get(&self, id: JobId) -> StoreResult<Option<Job>> {
+        if self.deleted.contains(&id) {
+            return Ok(None);
+        }
+        match self.changed.get(&id) {
+            Some(job) => Ok(Some(job.clone())),
+            None => self.store.get(id),
+        }
+    }
+
+    pub fn max_generation(&self, subject_key: &str) -> StoreResult<Option<u64>> {
+        let stored = self.store.max_generation(subject_key)?;
+        let ours = self.changed.values().filter(|job| job.subject_key == subject_key).map(|job| job.generation).max();
+        Ok(stored.max(ours))
+    }
+
+    pub fn max_seq(&self) -> StoreResult<u64> {
+        let ours = self.changed.values().map(|job| job.seq).max().unwrap_or(0);
+        Ok(self.store.max_seq()?.max(ours))
+    }
+
+    pub fn active_jobs_of_subject(&self, subject_key: &str) -> StoreResult<Vec<Job>> {
+        let stored = self.store.active_jobs_of_subject(subject_key)?;
+        Ok(self.merge(stored, |job| job.subject_key == subject_key && is_active(job), |job| job.seq))
+    }
+
+    pub fn subject_occupied(&self, subject_key: &str) -> StoreResult<bool> {
+        Ok(self.active_jobs_of_subject(subject_key)?.iter().any(Job::occupies_subject))
+    }
+
+    /// Candidates as the store sees them, minus those this step touched (their state in
+    /// the store is no longer current). Claims come first in their step, so in practice
+    /// nothing is lost.
+    pub fn claim_candidates(&self, queue: &str, min_priority: Option<i32>, limit: usize) -> StoreResult<Vec<Job>> {
+        let stored = self.store.claim_candidates(queue, min_priority, limit)?;
+        Ok(stored.into_iter().filter(|job| !self.shadowed(job.id)).collect())
+    }
+
+    pub fn ready_queues(&self) -> StoreResult<Vec<String>> {
+        let mut queues: BTreeSet<String> = self.store.ready_queues()?.into_iter().collect();
+        queues.extend(self.changed.values().filter(|job| job.state == JobState::Queued).map(|job| job.queue.clone()));
+        Ok(queues.into_iter().collect())
+    }
+
+    pub fn running_count(&self, queue: Option<&str>) -> StoreResult<usize> {
+        let in_scope = |job: &Job| job.state == JobState::Running && queue.is_none_or(|q| q == job.queue);
+        let mut count = self.store.running_count(queue)?;
+        for (id, original) in &self.originals {
+            if original.as_ref().is_some_and(in_scope) {
+                count -= 1;
+            }
+            if self.changed.get(id).is_some_and(in_scope) {
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    pub fn due_jobs(&self, limit: usize) -> StoreResult<Vec<Job>> {
+        let now_ms = self.now_ms;
+        let stored = self.store.due_jobs(now_ms, limit)?;
+        let mut jobs =
+            self.merge(stored, |job| job.wake_at_ms.is_some_and(|w| w <= now_ms), |job| (job.wake_at_ms, job.seq));
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+
+    /// The earliest `wake_at_ms` of any job, this step's writes included.
+    pub fn next_wake_at(&self) -> StoreResult<Option<u64>> {
+        // Every shadowed job could hold one of the store's earliest wake-ups; one more row
+        // than there are shadowed jobs is sure to include the first that is not.
+        let shadowed = self.changed.len() + self.deleted.len();
+        let stored = self.store.due_jobs(u64::MAX, shadowed + 1)?;
+        let stored = stored.into_iter().find(|job| !self.shadowed(job.id)).and_then(|job| job.wake_at_ms);
+        let ours = self.changed.values().filter_map(|job| job.wake_at_ms).min();
+        Ok([stored, ours].into_iter().flatten().min())
+    }
+
+    pub fn labelled_jobs(
+        &self,
+        tag: Option<&str>,
+        chain_group_id: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<Job>> {
+        let stored = self.store.labelled_jobs(tag, chain_group_id, limit)?;
+        let keep = |job: &Job| {
+            !job.state.is_terminal()
+                && tag.is_none_or(|t| job.tag.as_deref() == Some(t))
+                && chain_group_id.is_none_or(|g| job.chain_group_id.as_deref() == Some(g))
+        };
+        let mut jobs = self.merge(stored, keep, |job| job.seq);
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+
+    pub fn waiting_children(&self, parent: JobId, limit: usize) -> StoreResult<Vec<Job>> {
+        let stored = self.store.waiting_children(parent, limit)?;
+        let keep = |job: &Job| !job.state.is_terminal() && job.parent_job_id == Some(parent);
+        let mut jobs = self.merge(stored, keep, |job| job.seq);
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+
+    pub fn event_waiters(&self, name: &str, limit: usize) -> StoreResult<Vec<Job>> {
+        let stored = self.store.event_waiters(name, limit)?;
+        let keep = |job: &Job| {
+            job.state.is_waiting() && !job.event_released && job.conditions.wait_for_event.as_deref() == Some(name)
+        };
+        let mut jobs = self.merge(stored, keep, |job| job.seq);
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+
+    pub fn system_waiters(&self, limit: usize) -> StoreResult<Vec<Job>> {
+        let stored = self.store.system_waiters(limit)?;
+        let mut jobs = self.merge(stored, |job| job.state.is_waiting() && job.conditions.needs_system(), |job| job.seq);
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+
+    pub fn process_holders(&self, limit: usize) -> StoreResult<Vec<Job>> {
+        let stored = self.store.process_holders(limit)?;
+        let mut jobs = self.merge(stored, Job::occupies_subject, |job| job.seq);
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+
+    pub fn purgeable(&self, finished_before_ms: u64, limit: usize) -> StoreResult<Vec<Job>> {
+        let stored = self.store.purgeable(finished_before_ms, limit)?;
+        let keep = |job: &Job| {
+            job.state.is_terminal() && !job.reap_pending && job.finished_at_ms.is_some_and(|t| t < finished_before_ms)
+        };
+        let mut jobs = self.merge(stored, keep, |job| job.seq);
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+
+    fn touch(&mut self, id: JobId, original: Option<Job>) {
+        if let std::collections::btree_map::Entry::Vacant(entry) = self.originals.entry(id) {
+            entry.insert(original);
+            self.touch_order.push(id);
+        }
+    }
+
+    pub fn insert(&mut self, job: Job) {
+        assert!(!self.originals.contains_key(&job.id), "job {} inserted twice in one step", job.id);
+        let mut job = job;
+        job.version = 1;
+        self.touch(job.id, None);
+        self.changed.insert(job.id, job);
+    }
+
+    /// Records the new value of a job read earlier in this step. Asserts the rule that a
+    /// terminal job never changes its outcome. The overlay keeps the version as read; the
+    /// step's write carries the next one (see `into_parts`).
+    pub fn update(&mut self, job: Job) -> StoreResult<()> {
+        let current = match self.changed.get(&job.id) {
+            Some(current) => current.clone(),
+            None => self.store.get(job.id)?.unwrap_or_else(|| panic!("update of unknown job {}", job.id)),
+        };
+        assert_eq!(current.version, job.version, "job {} updated from a stale read", job.id);
+        assert!(!self.deleted.contains(&job.id), "job {} updated after its purge", job.id);
+        assert_terminal_kept(&current, &job);
+        let started_or_freed =
+            current.state != job.state && (job.state == JobState::Queued || current.state == JobState::Running);
+        if started_or_freed || (current.reap_pending && !job.reap_pending) {
+            self.may_claim = true;
+        }
+        self.touch(job.id, Some(current));
+        self.changed.insert(job.id, job);
+        Ok(())
+    }
+
+    pub fn delete(&mut self, job: &Job) {
+        assert!(job.state.is_terminal() && !job.reap_pending, "only finished jobs are purged");
+        assert!(!self.changed.contains_key(&job.id), "job {} changed and purged in one step", job.id);
+        self.deleted.insert(job.id);
+        self.touch(job.id, Some(job.clone()));
+    }
+
+    pub fn spawn(&mut self, job: &Job) {
+        self.actions.push(Action::Spawn(Box::new(job.clone())));
+    }
+
+    pub fn kill(&mut self, job: &Job) {
+        self.actions.push(Action::Kill(KillOrder {
+            job_id: job.id,
+            attempt: job.attempts,
+            pid: job.pid,
+            pid_started_at: job.pid_started_at,
+        }));
+    }
+
+    /// Forgets every write and action of the step (a batch refused half-way).
+    pub fn rollback(&mut self) {
+        self.changed.clear();
+        self.originals.clear();
+        self.deleted.clear();
+        self.touch_order.clear();
+        self.actions.clear();
+        self.may_claim = false;
+    }
+
+    /// The step's writes, one per job, each carrying the version the store must hold.
+    pub fn into_parts(self) -> (WriteSet, Vec<Action>, bool, Vec<Job>) {
+        let mut writes = Vec::with_capacity(self.touch_order.len());
+        let mut written = Vec::new();
+        for id in &self.touch_order {
+            let original = &self.originals[id];
+            if self.deleted.contains(id) {
+                let original = original.as_ref().expect("only stored jobs are deleted");
+                writes.push(Write::Delete { id: *id, version: original.version });
+                continue;
+            }
+            let mut job = self.changed[id].clone();
+            match original {
+                None => {
+                    job.version = 1;
+                    writes.push(Write::Insert(job.clone()));
+                }
+                Some(original) => {
+                    if *original == job {
+                        continue; // touched but unchanged
+                    }
+                    job.version = original.version + 1;
+                    writes.push(Write::Update(job.clone()));
+                }
+            }
+            written.push(job);
+        }
+        (WriteSet { writes }, self.actions, self.may_claim, written)
+    }
+}
+
+fn is_active(job: &Job) -> bool {
+    !job.state.is_terminal() || job.reap_pending
+}
+
+fn assert_terminal_kept(before: &Job, after: &Job) {
+    if !before.state.is_terminal() {
+        return;
+    }
+    assert_eq!(before.state, after.state, "job {}: terminal state {} must never change", before.id, before.state);
+    assert_eq!(before.finished_at_ms, after.finished_at_ms, "job {}: outcome of a terminal job changed", before.id);
+    assert_eq!(before.error, after.error, "job {}: outcome of a terminal job changed", before.id);
+    assert_eq!(before.exit_code, after.exit_code, "job {}: outcome of a terminal job changed", before.id);
+    assert_eq!(
+        before.result_summary_json, after.result_summary_json,
+        "job {}: outcome of a terminal job changed",
+        before.id
+    );
+    assert!(!after.reap_pending || before.reap_pending, "job {}: a terminal job cannot gain a process", before.id);
+}

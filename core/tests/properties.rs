@@ -1,0 +1,546 @@
+//! Properties over random sequences of operations. Every step of every sequence is judged
+//! by the harness's checker (pop order, supersede, exclusivity, limits, terminal states,
+//! TTL/deadline, schedules, conditions, parents); each property below also checks the
+//! rule it is named for in its own terms.
+
+mod harness;
+
+use harness::{config, request, World};
+use proptest::prelude::*;
+use semantica_core::{
+    backoff, Backoff, BackoffRequest, CancelRequest, Conditions, EnqueueRequest, ErrorKind, Input, JobId, JobState,
+    Outcome, Reply, Report, ScheduleRequest, SplitMix64, Store, SystemState, Throttle,
+};
+
+/// One thing that can happen to the engine.
+#[derive(Clone, Debug)]
+enum Op {
+    Enqueue(Spec),
+    Batch(Vec<Spec>, Option<usize>),
+    Claim,
+    Started(u8),
+    Finish(u8, u8),
+    DuplicateReport,
+    StaleReport(u8),
+    Cancel(u8),
+    CancelTag(u8),
+    CancelGroup(u8),
+    Advance(u16),
+    Event(u8),
+    System(u8, bool, bool),
+    Restart,
+}
+
+/// An enqueue, as small numbers that the world turns into a request.
+#[derive(Clone, Debug)]
+struct Spec {
+    subject: u8,
+    generation: Option<u8>,
+    priority: i8,
+    queue: u8,
+    delay_ms: Option<u16>,
+    ttl_ms: Option<u16>,
+    deadline_ms: Option<u16>,
+    timeout_ms: Option<u16>,
+    max_attempts: u8,
+    jitter_percent: u8,
+    parent: Option<u8>,
+    tag: u8,
+    event: Option<u8>,
+    idle: bool,
+    charging: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Mix {
+    subjects: u8,
+    timing: bool,
+    conditions: bool,
+    parents: bool,
+    restarts: bool,
+}
+
+const ALL: Mix = Mix { subjects: 6, timing: true, conditions: true, parents: true, restarts: true };
+
+/// `Some` with probability `p` (never when `p` is 0).
+fn maybe<T: std::fmt::Debug + Clone + 'static>(p: f64, inner: impl Strategy<Value = T> + 'static) -> BoxedStrategy<Option<T>> {
+    if p == 0.0 {
+        Just(None).boxed()
+    } else {
+        prop::option::weighted(p, inner).boxed()
+    }
+}
+
+fn flag(p: f64) -> BoxedStrategy<bool> {
+    if p == 0.0 {
+        Just(false).boxed()
+    } else {
+        prop::bool::weighted(p).boxed()
+    }
+}
+
+fn spec(mix: Mix) -> impl Strategy<Value = Spec> {
+    let timing = mix.timing;
+    let conditions = mix.conditions;
+    let parents = mix.parents;
+    (
+        (0..mix.subjects, prop::option::weighted(0.6, 0u8..6), -3i8..4, 0u8..3),
+        (
+            maybe(if timing { 0.3 } else { 0.0 }, 0u16..400),
+            maybe(if timing { 0.2 } else { 0.0 }, 1u16..600),
+            maybe(if timing { 0.2 } else { 0.0 }, 0u16..900),
+            maybe(if timing { 0.3 } else { 0.0 }, 1u16..300),
+        ),
+        (1u8..4, 0u8..=100, maybe(if parents { 0.3 } else { 0.0 }, any::<u8>()), 0u8..3),
+        (
+            maybe(if conditions { 0.2 } else { 0.0 }, 0u8..2),
+            flag(if conditions { 0.15 } else { 0.0 }),
+            flag(if conditions { 0.15 } else { 0.0 }),
+        ),
+    )
+        .prop_map(
+            |(
+                (subject, generation, priority, queue),
+                (delay_ms, ttl_ms, deadline_ms, timeout_ms),
+                (max_attempts, jitter_percent, parent, tag),
+                (event, idle, charging),
+            )| Spec {
+                subject,
+                generation,
+                priority,
+                queue,
+                delay_ms,
+                ttl_ms,
+                deadline_ms,
+                timeout_ms,
+                max_attempts,
+                jitter_percent,
+                parent,
+                tag,
+                event,
+                idle,
+                charging,
+            },
+        )
+}
+
+fn op(mix: Mix) -> impl Strategy<Value = Op> {
+    let mut choices: Vec<(u32, BoxedStrategy<Op>)> = vec![
+        (8, spec(mix).prop_map(Op::Enqueue).boxed()),
+        (
+            1,
+            (prop::collection::vec(spec(mix), 1..5), prop::option::weighted(0.3, 0usize..5))
+                .prop_map(|(specs, bad)| Op::Batch(specs, bad))
+                .boxed(),
+        ),
+        (8, Just(Op::Claim).boxed()),
+        (3, any::<u8>().prop_map(Op::Started).boxed()),
+        (8, (any::<u8>(), 0u8..4).prop_map(|(pick, outcome)| Op::Finish(pick, outcome)).boxed()),
+        (1, Just(Op::DuplicateReport).boxed()),
+        (1, any::<u8>().prop_map(Op::StaleReport).boxed()),
+        (2, any::<u8>().prop_map(Op::Cancel).boxed()),
+        (1, (0u8..3).prop_map(Op::CancelTag).boxed()),
+        (1, (0u8..3).prop_map(Op::CancelGroup).boxed()),
+        (if mix.timing { 4 } else { 1 }, (1u16..400).prop_map(Op::Advance).boxed()),
+    ];
+    if mix.conditions {
+        choices.push((2, (0u8..2).prop_map(Op::Event).boxed()));
+        let system = (0u8..100, any::<bool>(), any::<bool>()).prop_map(|(cpu, idle, charging)| Op::System(cpu, idle, charging));
+        choices.push((2, system.boxed()));
+    }
+    if mix.restarts {
+        choices.push((1, Just(Op::Restart).boxed()));
+    }
+    prop::strategy::Union::new_weighted(choices)
+}
+
+fn ops(mix: Mix) -> impl Strategy<Value = Vec<Op>> {
+    prop::collection::vec(op(mix), 1..80)
+}
+
+fn to_request(world: &World, spec: &Spec, known: &[JobId]) -> EnqueueRequest {
+    let mut request = request(&format!("subject-{}", spec.subject));
+    request.queue = Some(["default", "serial", "bulk"][spec.queue as usize % 3].into());
+    request.generation = spec.generation.map(i64::from);
+    request.priority = Some(spec.priority.into());
+    request.schedule = spec.delay_ms.map(|d| ScheduleRequest { at_ms: None, delay_ms: Some(d.into()) });
+    request.ttl_ms = spec.ttl_ms.map(i64::from);
+    request.deadline_ms = spec.deadline_ms.map(|d| (world.now_ms + u64::from(d)) as i64);
+    request.timeout_ms = spec.timeout_ms.map(i64::from);
+    request.max_attempts = Some(spec.max_attempts.into());
+    request.backoff = Some(BackoffRequest {
+        base_ms: Some(50),
+        factor: Some(2.0),
+        max_ms: Some(400),
+        jitter: Some(f64::from(spec.jitter_percent) / 100.0),
+    });
+    request.parent_job_id = spec.parent.filter(|_| !known.is_empty()).map(|p| known[p as usize % known.len()].to_string());
+    request.tag = Some(format!("tag-{}", spec.tag));
+    request.chain_group_id = Some(format!("group-{}", spec.subject % 3));
+    request.conditions = Some(Conditions {
+        wait_for_idle: spec.idle,
+        require_charging: spec.charging,
+        wait_for_event: spec.event.map(|e| format!("event-{e}")),
+    });
+    request
+}
+
+fn pick<T: Clone>(items: &[T], index: u8) -> Option<T> {
+    (!items.is_empty()).then(|| items[index as usize % items.len()].clone())
+}
+
+/// Runs a sequence; the checker in the harness judges every step.
+fn play(world: &mut World, ops: &[Op]) -> Vec<JobId> {
+    let mut known: Vec<JobId> = Vec::new();
+    for op in ops {
+        match op {
+            Op::Enqueue(spec) => {
+                let request = to_request(world, spec, &known);
+                if let Reply::Enqueued(enqueued) = world.enqueue(request) {
+                    known.push(enqueued.job_id);
+                }
+            }
+            Op::Batch(specs, bad) => {
+                let mut requests: Vec<EnqueueRequest> = specs.iter().map(|s| to_request(world, s, &known)).collect();
+                if let Some(bad) = bad {
+                    let index = bad % requests.len();
+                    requests[index].queue = Some("Not A Queue".into());
+                }
+                let before = world.store.len();
+                match world.step(Input::EnqueueBatch(requests)).reply {
+                    Reply::EnqueuedBatch(results) => known.extend(results.iter().map(|r| r.job_id)),
+                    Reply::Rejected(_) => assert_eq!(world.store.len(), before, "a refused batch wrote jobs"),
+                    other => panic!("batch answered {other:?}"),
+                }
+            }
+            Op::Claim => {
+                world.claim();
+            }
+            Op::Started(index) => {
+                let runs: Vec<_> = world.runs.iter().cloned().collect();
+                if let Some(run) = pick(&runs, *index) {
+                    world.next_pid += 1;
+                    let pid = world.next_pid;
+                    world.report(Report::Started { job_id: run.job_id, attempt: run.attempt, pid: Some(pid), pid_started_at: Some(9) });
+                }
+            }
+            Op::Finish(index, outcome) => {
+                let runs: Vec<_> = world.runs.iter().cloned().collect();
+                if let Some(run) = pick(&runs, *index) {
+                    let outcome = match (run.killed, outcome) {
+                        (true, _) => Outcome::Failed { kind: ErrorKind::Signal, exit_code: None, message: "killed".into() },
+                        (false, 0 | 1) => Outcome::Succeeded { exit_code: Some(0), result_summary_json: None, artifacts: vec![] },
+                        (false, 2) => Outcome::Failed { kind: ErrorKind::ExitCode, exit_code: Some(3), message: "exit 3".into() },
+                        (false, _) => Outcome::TimedOut,
+                    };
+                    let reply = world.report(Report::Finished { job_id: run.job_id, attempt: run.attempt, outcome });
+                    assert!(matches!(reply, Reply::Accepted | Reply::Ignored));
+                }
+            }
+            Op::DuplicateReport => {
+                if let Some(report) = world.last_report.clone() {
+                    let job_before = report_job(&report).and_then(|id| world.store.get(id).unwrap());
+                    let reply = world.step(Input::Report(report.clone())).reply;
+                    if let Report::Finished { .. } = report {
+                        // A second report of the same end changes nothing.
+                        assert_eq!(reply, Reply::Ignored);
+                        let job_after = report_job(&report).and_then(|id| world.store.get(id).unwrap());
+                        assert_eq!(job_before, job_after);
+                    }
+                }
+            }
+            Op::StaleReport(index) => {
+                if let Some(id) = pick(&known, *index) {
+                    let job = world.job(id);
+                    if job.attempts > 1 {
+                        let before = job.clone();
+                        let outcome = Outcome::Succeeded { exit_code: Some(0), result_summary_json: None, artifacts: vec![] };
+                        let reply = world.step(Input::Report(Report::Finished { job_id: id, attempt: job.attempts - 1, outcome })).reply;
+                        assert_eq!(reply, Reply::Ignored, "a report of an earlier attempt must not count");
+                        assert_eq!(world.job(id), before);
+                    }
+                }
+            }
+            Op::Cancel(index) => {
+                if let Some(id) = pick(&known, *index) {
+                    let before = world.job(id);
+                    let reply = world.step(Input::Cancel(CancelRequest { job_id: Some(id), ..CancelRequest::default() })).reply;
+                    let after = world.job(id);
+                    if before.state.is_terminal() {
+                        assert_eq!(reply, Reply::Rejected(semantica_core::Rejection::Conflict { job_id: id, state: before.state }));
+                    } else {
+                        // Cancel lands at once, also on a running job.
+                        assert_eq!(reply, Reply::Cancelled { count: 1 });
+                        assert_eq!(after.state, JobState::Cancelled);
+                        assert_eq!(after.reap_pending, before.state == JobState::Running || before.reap_pending);
+                    }
+                }
+            }
+            Op::CancelTag(tag) => {
+                let tag = format!("tag-{tag}");
+                let live = world.jobs().iter().filter(|j| !j.state.is_terminal() && j.tag.as_deref() == Some(&tag)).count();
+                let reply = world.step(Input::Cancel(CancelRequest { tag: Some(tag.clone()), ..CancelRequest::default() })).reply;
+                let Reply::Cancelled { count } = reply else { panic!("cancel by tag answered {reply:?}") };
+                assert!(count <= live);
+                assert!(world.jobs().iter().all(|j| j.state.is_terminal() || j.tag.as_deref() != Some(&tag)));
+            }
+            Op::CancelGroup(group) => {
+                let group = format!("group-{group}");
+                world.step(Input::Cancel(CancelRequest { chain_group_id: Some(group.clone()), ..CancelRequest::default() }));
+                assert!(world.jobs().iter().all(|j| j.state.is_terminal() || j.chain_group_id.as_deref() != Some(&group)));
+            }
+            Op::Advance(ms) => {
+                world.advance(u64::from(*ms));
+            }
+            Op::Event(name) => {
+                let name = format!("event-{name}");
+                let waiting = world
+                    .jobs()
+                    .iter()
+                    .filter(|j| j.state.is_waiting() && !j.event_released && j.conditions.wait_for_event.as_deref() == Some(&name))
+                    .count();
+                let reply = world.step(Input::Event { name: name.clone() }).reply;
+                assert_eq!(reply, Reply::Released { count: waiting });
+                assert!(world.jobs().iter().all(|j| !j.state.is_waiting() || j.event_released || j.conditions.wait_for_event.as_deref() != Some(&name)));
+            }
+            Op::System(cpu, idle, charging) => {
+                world.step(Input::SystemChanged(SystemState { cpu_load_percent: u32::from(*cpu), is_idle: *idle, is_charging: *charging }));
+            }
+            Op::Restart => {
+                let before = world.store.clone();
+                world.restart();
+                check_recovery(&before, world);
+            }
+        }
+    }
+    known
+}
+
+fn report_job(report: &Report) -> Option<JobId> {
+    match report {
+        Report::Started { job_id, .. } | Report::Finished { job_id, .. } => Some(*job_id),
+    }
+}
+
+/// Guarantee 8, judged on the store before and after a restart.
+fn check_recovery(before: &semantica_core::MemStore, world: &World) {
+    for old in before.jobs() {
+        let new = world.job(old.id);
+        if old.state == JobState::Running {
+            assert_ne!(new.state, JobState::Running, "job {} still RUNNING after recovery", old.id);
+            assert_eq!(new.attempts, old.attempts, "recovery must not add an attempt");
+            assert_eq!(new.error.as_ref().map(|e| e.kind), Some(ErrorKind::DaemonRestart), "job {}", old.id);
+            let newer = before.jobs().any(|j| j.subject_key == old.subject_key && j.generation > old.generation);
+            let retry = old.attempts < old.max_attempts && !newer;
+            if retry {
+                assert!(new.state.is_waiting() || new.state.is_terminal() && matches!(new.state, JobState::SkippedDeadline | JobState::SkippedTtl));
+            } else {
+                assert!(matches!(new.state, JobState::Failed | JobState::Superseded), "job {} ended {}", old.id, new.state);
+            }
+            assert!(!new.reap_pending);
+        } else {
+            // QUEUED and SCHEDULED jobs are kept as they were, unless recovery ended their
+            // parent; terminal ones too.
+            let parent_failed = new.error.as_ref().is_some_and(|e| e.kind == ErrorKind::ParentFailed);
+            if !(old.state.is_waiting() && new.state == JobState::Cancelled && parent_failed) {
+                assert_eq!(new.state, old.state, "job {} changed from {} in recovery", old.id, old.state);
+            }
+            assert!(!new.reap_pending);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Guarantee 1: the checker compares every start with the first eligible job of its
+    /// queue; priorities, queues and many subjects, no timing noise.
+    #[test]
+    fn pop_order_is_priority_then_enqueue_order(seed: u64, ops in ops(Mix { subjects: 40, timing: false, conditions: false, parents: false, restarts: false })) {
+        let mut world = World::new(config(), seed);
+        play(&mut world, &ops);
+    }
+
+    /// Guarantees 2–5 on a few hot subjects: lower, equal, higher, absent, stale and
+    /// duplicate generations, with claims and completions in between.
+    #[test]
+    fn supersede_keeps_only_the_newest_generation(seed: u64, ops in ops(Mix { subjects: 2, timing: false, conditions: false, parents: false, restarts: false })) {
+        let mut world = World::new(config(), seed);
+        for op in &ops {
+            if let Op::Enqueue(spec) = op {
+                let subject = format!("subject-{}", spec.subject);
+                let live_same = spec.generation.and_then(|g| {
+                    world.jobs().into_iter().find(|j| j.subject_key == subject && j.generation == u64::from(g) && !j.state.is_terminal())
+                });
+                let waiting_before: Vec<_> = world.jobs().into_iter().filter(|j| j.subject_key == subject && j.state.is_waiting()).collect();
+                let request = to_request(&world, spec, &[]);
+                let max = world.jobs().iter().filter(|j| j.subject_key == subject).map(|j| j.generation).max();
+                let enqueued = world.enqueue_ok(request);
+                let expected_generation = spec.generation.map(u64::from).unwrap_or(max.map_or(1, |m| m + 1));
+                prop_assert_eq!(enqueued.generation, expected_generation);
+                if let Some(existing) = live_same {
+                    prop_assert!(enqueued.deduplicated);
+                    prop_assert_eq!(enqueued.job_id, existing.id);
+                } else if max.is_some_and(|m| expected_generation < m) {
+                    prop_assert!(!enqueued.deduplicated);
+                    prop_assert_eq!(enqueued.state, JobState::Superseded, "a stale generation is born superseded");
+                } else {
+                    prop_assert!(!enqueued.deduplicated);
+                    for older in waiting_before.iter().filter(|j| j.generation < expected_generation) {
+                        prop_assert_eq!(world.job(older.id).state, JobState::Superseded);
+                    }
+                }
+            } else {
+                play(&mut world, std::slice::from_ref(op));
+            }
+        }
+    }
+
+    /// Guarantee 6 and the cancel/timeout/completion races: the checker asserts one live
+    /// process per subject and that the first terminal state sticks.
+    #[test]
+    fn races_keep_the_first_terminal_state(seed: u64, ops in ops(Mix { subjects: 3, timing: true, conditions: false, parents: false, restarts: true })) {
+        let mut world = World::new(config(), seed);
+        play(&mut world, &ops);
+    }
+
+    /// Everything at once: timing, conditions, parents, restarts.
+    #[test]
+    fn every_rule_holds_under_a_mixed_workload(seed: u64, ops in ops(ALL)) {
+        let mut world = World::new(config(), seed);
+        play(&mut world, &ops);
+    }
+
+    /// Schedules, TTLs and deadlines: the checker asserts that no job starts early or late
+    /// and that a tick leaves nothing due behind.
+    #[test]
+    fn time_rules_hold(seed: u64, ops in ops(Mix { subjects: 8, timing: true, conditions: false, parents: false, restarts: false })) {
+        let mut world = World::new(config(), seed);
+        play(&mut world, &ops);
+    }
+
+    /// Conditions and parents, with throttling on.
+    #[test]
+    fn conditions_parents_and_throttle_hold(seed: u64, ops in ops(Mix { subjects: 8, timing: false, conditions: true, parents: true, restarts: false })) {
+        let mut cfg = config();
+        cfg.throttle = Some(Throttle { cpu_limit_percent: 50, priority_floor: 1 });
+        let mut world = World::new(cfg, seed);
+        play(&mut world, &ops);
+    }
+
+    /// Guarantee 8 after every kind of history: `check_recovery` runs at every restart, and
+    /// one more restart closes every sequence.
+    #[test]
+    fn restart_recovery_fails_running_attempts_and_keeps_the_rest(seed: u64, ops in ops(Mix { subjects: 4, timing: true, conditions: true, parents: true, restarts: true })) {
+        let mut world = World::new(config(), seed);
+        play(&mut world, &ops);
+        play(&mut world, &[Op::Restart]);
+    }
+
+    /// Back-off stays within [d·(1-j), d·(1+j)], capped at max_ms, for every attempt.
+    #[test]
+    fn retry_backoff_is_bounded(seed: u64, base_ms in 0i64..5_000, factor in 1.0f64..5.0, max_ms in 0i64..60_000, jitter in 0.0f64..=1.0, attempts in 2i64..8) {
+        let mut world = World::new(config(), seed);
+        let mut request = request("retry");
+        request.max_attempts = Some(attempts);
+        request.backoff = Some(BackoffRequest { base_ms: Some(base_ms), factor: Some(factor), max_ms: Some(max_ms), jitter: Some(jitter) });
+        let id = world.enqueue_ok(request).job_id;
+        let policy = Backoff { base_ms: base_ms as u64, factor, max_ms: max_ms as u64, jitter };
+        for attempt in 1..=attempts as u32 {
+            world.advance(world.job(id).due_at_ms.saturating_sub(world.now_ms));
+            let claimed = world.claim().expect("the retry is due");
+            prop_assert_eq!(claimed.id, id);
+            prop_assert_eq!(claimed.attempts, attempt);
+            world.fail(id);
+            let job = world.job(id);
+            if attempt == attempts as u32 {
+                prop_assert_eq!(job.state, JobState::Failed);
+                break;
+            }
+            let delay = job.due_at_ms - world.now_ms;
+            let nominal = backoff::nominal_delay_ms(&policy, attempt) as f64;
+            let expected = (base_ms as f64 * factor.powi(attempt as i32 - 1)).min(max_ms as f64);
+            prop_assert!((nominal - expected).abs() <= 1.0 + expected * 1e-9, "nominal {} vs {}", nominal, expected);
+            prop_assert!(delay as f64 >= (nominal * (1.0 - jitter)).floor() - 1.0, "delay {} below {}", delay, nominal * (1.0 - jitter));
+            prop_assert!(delay as f64 <= (nominal * (1.0 + jitter)).ceil() + 1.0, "delay {} above {}", delay, nominal * (1.0 + jitter));
+            prop_assert!(delay <= max_ms as u64, "delay {} over max {}", delay, max_ms);
+        }
+    }
+
+    /// The same seed gives the same delays; the jitter comes from the injected generator.
+    #[test]
+    fn retry_timing_is_determined_by_the_seed(seed: u64, failures in 1u32..20) {
+        let policy = Backoff { base_ms: 1_000, factor: 2.0, max_ms: 300_000, jitter: 0.5 };
+        let draw = |seed| {
+            let mut rng = SplitMix64::new(seed);
+            (1..=failures).map(|n| backoff::delay_ms(&policy, n, &mut rng)).collect::<Vec<_>>()
+        };
+        prop_assert_eq!(draw(seed), draw(seed));
+        let run = |seed| {
+            let mut world = World::new(config(), seed);
+            let mut request = request("retry");
+            request.max_attempts = Some(3);
+            let id = world.enqueue_ok(request).job_id;
+            world.claim();
+            world.fail(id);
+            world.job(id).due_at_ms
+        };
+        prop_assert_eq!(run(seed), run(seed));
+    }
+
+    /// Parent/child: a child waits for DONE; any other end cancels it (`parent_failed`),
+    /// down the whole chain.
+    #[test]
+    fn children_follow_their_parents_end(seed: u64, depth in 1usize..5, end in 0u8..4) {
+        let mut world = World::new(config(), seed);
+        let root = world.enqueue_ok(request("root")).job_id;
+        let mut chain = vec![root];
+        for level in 0..depth {
+            let mut child = request(&format!("child-{level}"));
+            child.parent_job_id = Some(chain.last().unwrap().to_string());
+            let enqueued = world.enqueue_ok(child);
+            prop_assert_eq!(enqueued.state, JobState::Scheduled);
+            chain.push(enqueued.job_id);
+        }
+        prop_assert_eq!(world.claim().map(|j| j.id), Some(root));
+        prop_assert_eq!(world.claim(), None, "no child starts before its parent is DONE");
+        match end {
+            0 => { world.succeed(root); }
+            1 => { world.fail(root); }
+            2 => { world.step(Input::Cancel(CancelRequest { job_id: Some(root), ..CancelRequest::default() })); }
+            _ => { world.finish(root, Outcome::TimedOut); }
+        }
+        if end == 0 {
+            prop_assert_eq!(world.job(chain[1]).state, JobState::Queued);
+            for child in &chain[2..] {
+                prop_assert_eq!(world.job(*child).state, JobState::Scheduled);
+            }
+        } else {
+            for child in &chain[1..] {
+                let job = world.job(*child);
+                prop_assert_eq!(job.state, JobState::Cancelled);
+                prop_assert_eq!(job.error.map(|e| e.kind), Some(ErrorKind::ParentFailed));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_tick_past_the_batch_limit_asks_to_be_woken_at_once() {
+    let mut world = World::new(config(), 7);
+    let mut requests = Vec::new();
+    for n in 0..semantica_core::limits::TICK_JOBS_MAX + 5 {
+        let mut request = request(&format!("s{n}"));
+        request.schedule = Some(ScheduleRequest { at_ms: None, delay_ms: Some(10) });
+        requests.push(request);
+        if requests.len() == semantica_core::limits::BATCH_JOBS_MAX {
+            world.step(Input::EnqueueBatch(std::mem::take(&mut requests)));
+        }
+    }
+    world.step(Input::EnqueueBatch(requests));
+    let first = world.advance(10);
+    assert_eq!(first.wake_at_ms, Some(world.now_ms), "more was due than one tick handles");
+    let second = world.step(Input::Tick);
+    assert_eq!(second.wake_at_ms, None);
+    assert!(world.jobs().iter().all(|j| j.state == JobState::Queued));
+}
