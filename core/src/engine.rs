@@ -357,7 +357,8 @@ impl Engine {
         }
         if let Some(parent_id) = valid.parent_job_id {
             if tx.get(parent_id)?.is_none() {
-                let error = ValidationError::new("parent_job_id", ValidationKind::UnknownParent, format!("no job {parent_id}"));
+                let error =
+                    ValidationError::new("parent_job_id", ValidationKind::UnknownParent, format!("no job {parent_id}"));
                 return Ok(Err(Rejection::Validation(error)));
             }
         }

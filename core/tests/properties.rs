@@ -63,7 +63,10 @@ struct Mix {
 const ALL: Mix = Mix { subjects: 6, timing: true, conditions: true, parents: true, restarts: true };
 
 /// `Some` with probability `p` (never when `p` is 0).
-fn maybe<T: std::fmt::Debug + Clone + 'static>(p: f64, inner: impl Strategy<Value = T> + 'static) -> BoxedStrategy<Option<T>> {
+fn maybe<T: std::fmt::Debug + Clone + 'static>(
+    p: f64,
+    inner: impl Strategy<Value = T> + 'static,
+) -> BoxedStrategy<Option<T>> {
     if p == 0.0 {
         Just(None).boxed()
     } else {
@@ -145,7 +148,8 @@ fn op(mix: Mix) -> impl Strategy<Value = Op> {
     ];
     if mix.conditions {
         choices.push((2, (0u8..2).prop_map(Op::Event).boxed()));
-        let system = (0u8..100, any::<bool>(), any::<bool>()).prop_map(|(cpu, idle, charging)| Op::System(cpu, idle, charging));
+        let system =
+            (0u8..100, any::<bool>(), any::<bool>()).prop_map(|(cpu, idle, charging)| Op::System(cpu, idle, charging));
         choices.push((2, system.boxed()));
     }
     if mix.restarts {
@@ -174,7 +178,8 @@ fn to_request(world: &World, spec: &Spec, known: &[JobId]) -> EnqueueRequest {
         max_ms: Some(400),
         jitter: Some(f64::from(spec.jitter_percent) / 100.0),
     });
-    request.parent_job_id = spec.parent.filter(|_| !known.is_empty()).map(|p| known[p as usize % known.len()].to_string());
+    request.parent_job_id =
+        spec.parent.filter(|_| !known.is_empty()).map(|p| known[p as usize % known.len()].to_string());
     request.tag = Some(format!("tag-{}", spec.tag));
     request.chain_group_id = Some(format!("group-{}", spec.subject % 3));
     request.conditions = Some(Conditions {
@@ -221,16 +226,27 @@ fn play(world: &mut World, ops: &[Op]) -> Vec<JobId> {
                 if let Some(run) = pick(&runs, *index) {
                     world.next_pid += 1;
                     let pid = world.next_pid;
-                    world.report(Report::Started { job_id: run.job_id, attempt: run.attempt, pid: Some(pid), pid_started_at: Some(9) });
+                    world.report(Report::Started {
+                        job_id: run.job_id,
+                        attempt: run.attempt,
+                        pid: Some(pid),
+                        pid_started_at: Some(9),
+                    });
                 }
             }
             Op::Finish(index, outcome) => {
                 let runs: Vec<_> = world.runs.iter().cloned().collect();
                 if let Some(run) = pick(&runs, *index) {
                     let outcome = match (run.killed, outcome) {
-                        (true, _) => Outcome::Failed { kind: ErrorKind::Signal, exit_code: None, message: "killed".into() },
-                        (false, 0 | 1) => Outcome::Succeeded { exit_code: Some(0), result_summary_json: None, artifacts: vec![] },
-                        (false, 2) => Outcome::Failed { kind: ErrorKind::ExitCode, exit_code: Some(3), message: "exit 3".into() },
+                        (true, _) => {
+                            Outcome::Failed { kind: ErrorKind::Signal, exit_code: None, message: "killed".into() }
+                        }
+                        (false, 0 | 1) => {
+                            Outcome::Succeeded { exit_code: Some(0), result_summary_json: None, artifacts: vec![] }
+                        }
+                        (false, 2) => {
+                            Outcome::Failed { kind: ErrorKind::ExitCode, exit_code: Some(3), message: "exit 3".into() }
+                        }
                         (false, _) => Outcome::TimedOut,
                     };
                     let reply = world.report(Report::Finished { job_id: run.job_id, attempt: run.attempt, outcome });
@@ -254,8 +270,11 @@ fn play(world: &mut World, ops: &[Op]) -> Vec<JobId> {
                     let job = world.job(id);
                     if job.attempts > 1 {
                         let before = job.clone();
-                        let outcome = Outcome::Succeeded { exit_code: Some(0), result_summary_json: None, artifacts: vec![] };
-                        let reply = world.step(Input::Report(Report::Finished { job_id: id, attempt: job.attempts - 1, outcome })).reply;
+                        let outcome =
+                            Outcome::Succeeded { exit_code: Some(0), result_summary_json: None, artifacts: vec![] };
+                        let reply = world
+                            .step(Input::Report(Report::Finished { job_id: id, attempt: job.attempts - 1, outcome }))
+                            .reply;
                         assert_eq!(reply, Reply::Ignored, "a report of an earlier attempt must not count");
                         assert_eq!(world.job(id), before);
                     }
@@ -264,10 +283,14 @@ fn play(world: &mut World, ops: &[Op]) -> Vec<JobId> {
             Op::Cancel(index) => {
                 if let Some(id) = pick(&known, *index) {
                     let before = world.job(id);
-                    let reply = world.step(Input::Cancel(CancelRequest { job_id: Some(id), ..CancelRequest::default() })).reply;
+                    let reply =
+                        world.step(Input::Cancel(CancelRequest { job_id: Some(id), ..CancelRequest::default() })).reply;
                     let after = world.job(id);
                     if before.state.is_terminal() {
-                        assert_eq!(reply, Reply::Rejected(semantica_core::Rejection::Conflict { job_id: id, state: before.state }));
+                        assert_eq!(
+                            reply,
+                            Reply::Rejected(semantica_core::Rejection::Conflict { job_id: id, state: before.state })
+                        );
                     } else {
                         // Cancel lands at once, also on a running job.
                         assert_eq!(reply, Reply::Cancelled { count: 1 });
@@ -278,16 +301,25 @@ fn play(world: &mut World, ops: &[Op]) -> Vec<JobId> {
             }
             Op::CancelTag(tag) => {
                 let tag = format!("tag-{tag}");
-                let live = world.jobs().iter().filter(|j| !j.state.is_terminal() && j.tag.as_deref() == Some(&tag)).count();
-                let reply = world.step(Input::Cancel(CancelRequest { tag: Some(tag.clone()), ..CancelRequest::default() })).reply;
+                let live =
+                    world.jobs().iter().filter(|j| !j.state.is_terminal() && j.tag.as_deref() == Some(&tag)).count();
+                let reply = world
+                    .step(Input::Cancel(CancelRequest { tag: Some(tag.clone()), ..CancelRequest::default() }))
+                    .reply;
                 let Reply::Cancelled { count } = reply else { panic!("cancel by tag answered {reply:?}") };
                 assert!(count <= live);
                 assert!(world.jobs().iter().all(|j| j.state.is_terminal() || j.tag.as_deref() != Some(&tag)));
             }
             Op::CancelGroup(group) => {
                 let group = format!("group-{group}");
-                world.step(Input::Cancel(CancelRequest { chain_group_id: Some(group.clone()), ..CancelRequest::default() }));
-                assert!(world.jobs().iter().all(|j| j.state.is_terminal() || j.chain_group_id.as_deref() != Some(&group)));
+                world.step(Input::Cancel(CancelRequest {
+                    chain_group_id: Some(group.clone()),
+                    ..CancelRequest::default()
+                }));
+                assert!(world
+                    .jobs()
+                    .iter()
+                    .all(|j| j.state.is_terminal() || j.chain_group_id.as_deref() != Some(&group)));
             }
             Op::Advance(ms) => {
                 world.advance(u64::from(*ms));
@@ -297,14 +329,24 @@ fn play(world: &mut World, ops: &[Op]) -> Vec<JobId> {
                 let waiting = world
                     .jobs()
                     .iter()
-                    .filter(|j| j.state.is_waiting() && !j.event_released && j.conditions.wait_for_event.as_deref() == Some(&name))
+                    .filter(|j| {
+                        j.state.is_waiting()
+                            && !j.event_released
+                            && j.conditions.wait_for_event.as_deref() == Some(&name)
+                    })
                     .count();
                 let reply = world.step(Input::Event { name: name.clone() }).reply;
                 assert_eq!(reply, Reply::Released { count: waiting });
-                assert!(world.jobs().iter().all(|j| !j.state.is_waiting() || j.event_released || j.conditions.wait_for_event.as_deref() != Some(&name)));
+                assert!(world.jobs().iter().all(|j| !j.state.is_waiting()
+                    || j.event_released
+                    || j.conditions.wait_for_event.as_deref() != Some(&name)));
             }
             Op::System(cpu, idle, charging) => {
-                world.step(Input::SystemChanged(SystemState { cpu_load_percent: u32::from(*cpu), is_idle: *idle, is_charging: *charging }));
+                world.step(Input::SystemChanged(SystemState {
+                    cpu_load_percent: u32::from(*cpu),
+                    is_idle: *idle,
+                    is_charging: *charging,
+                }));
             }
             Op::Restart => {
                 let before = world.store.clone();
@@ -333,9 +375,18 @@ fn check_recovery(before: &semantica_core::MemStore, world: &World) {
             let newer = before.jobs().any(|j| j.subject_key == old.subject_key && j.generation > old.generation);
             let retry = old.attempts < old.max_attempts && !newer;
             if retry {
-                assert!(new.state.is_waiting() || new.state.is_terminal() && matches!(new.state, JobState::SkippedDeadline | JobState::SkippedTtl));
+                assert!(
+                    new.state.is_waiting()
+                        || new.state.is_terminal()
+                            && matches!(new.state, JobState::SkippedDeadline | JobState::SkippedTtl)
+                );
             } else {
-                assert!(matches!(new.state, JobState::Failed | JobState::Superseded), "job {} ended {}", old.id, new.state);
+                assert!(
+                    matches!(new.state, JobState::Failed | JobState::Superseded),
+                    "job {} ended {}",
+                    old.id,
+                    new.state
+                );
             }
             assert!(!new.reap_pending);
         } else {

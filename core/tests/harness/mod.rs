@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use semantica_core::{
-    Action, Config, Engine, EnqueueRequest, Enqueued, ErrorKind, Input, Job, JobId, JobState, MemStore, Outcome,
-    Reply, Report, SeededIds, SplitMix64, Step, Store, SystemState,
+    Action, Config, Engine, EnqueueRequest, Enqueued, ErrorKind, Input, Job, JobId, JobState, MemStore, Outcome, Reply,
+    Report, SeededIds, SplitMix64, Step, Store, SystemState,
 };
 
 pub const START_MS: u64 = 1_700_000_000_000;
@@ -89,7 +89,8 @@ impl World {
     pub fn step(&mut self, input: Input) -> Seen {
         let before = self.store.clone();
         let system = self.engine.system();
-        let step = self.engine.run(self.now_ms, input.clone(), &mut self.store).expect("the reference store never fails");
+        let step =
+            self.engine.run(self.now_ms, input.clone(), &mut self.store).expect("the reference store never fails");
         self.steps += 1;
         check_step(self, &before, system, &input, &step);
         for action in &step.actions {
@@ -98,7 +99,11 @@ impl World {
                     self.runs.insert(Run { job_id: job.id, attempt: job.attempts, killed: false });
                 }
                 Action::Kill(order) => {
-                    let found = self.runs.iter().find(|run| run.job_id == order.job_id && run.attempt == order.attempt).cloned();
+                    let found = self
+                        .runs
+                        .iter()
+                        .find(|run| run.job_id == order.job_id && run.attempt == order.attempt)
+                        .cloned();
                     if let Some(mut run) = found {
                         self.runs.remove(&run);
                         run.killed = true;
@@ -281,7 +286,13 @@ fn check_step(world: &mut World, before: &MemStore, system: SystemState, input: 
     }
     // Concurrency limits.
     let running: Vec<&Job> = after.jobs().filter(|job| job.state == JobState::Running).collect();
-    assert!(running.len() <= config.workers, "{} running over {} workers: {}", running.len(), config.workers, context());
+    assert!(
+        running.len() <= config.workers,
+        "{} running over {} workers: {}",
+        running.len(),
+        config.workers,
+        context()
+    );
     for (queue, limit) in &config.queue_concurrency {
         let count = running.iter().filter(|job| &job.queue == queue).count();
         assert!(count <= *limit, "queue {queue}: {count} running over its limit {limit}: {}", context());
@@ -289,18 +300,41 @@ fn check_step(world: &mut World, before: &MemStore, system: SystemState, input: 
     // Guarantees 2 and 3: a waiting job always holds its subject's highest generation.
     let max_generation = max_generations(after);
     for job in after.jobs().filter(|job| job.state.is_waiting()) {
-        assert_eq!(job.generation, max_generation[&job.subject_key], "job {} waits below a newer generation: {}", job.id, context());
+        assert_eq!(
+            job.generation,
+            max_generation[&job.subject_key],
+            "job {} waits below a newer generation: {}",
+            job.id,
+            context()
+        );
     }
     // Parent chains: a child waits while its parent has not ended, and follows its end.
     for job in after.jobs() {
         let Some(parent_id) = job.parent_job_id else { continue };
         let Some(parent) = after.get(parent_id).unwrap() else { continue };
         if job.state.is_waiting() {
-            assert_eq!(job.parent_pending, parent.state != JobState::Done, "child {} out of step with its parent: {}", job.id, context());
-            assert!(!parent.state.is_terminal() || parent.state == JobState::Done, "child {} waits on a failed parent: {}", job.id, context());
+            assert_eq!(
+                job.parent_pending,
+                parent.state != JobState::Done,
+                "child {} out of step with its parent: {}",
+                job.id,
+                context()
+            );
+            assert!(
+                !parent.state.is_terminal() || parent.state == JobState::Done,
+                "child {} waits on a failed parent: {}",
+                job.id,
+                context()
+            );
         }
         if job.state == JobState::Running || job.started_at_ms.is_some() {
-            assert_eq!(parent.state, JobState::Done, "child {} started before its parent was DONE: {}", job.id, context());
+            assert_eq!(
+                parent.state,
+                JobState::Done,
+                "child {} started before its parent was DONE: {}",
+                job.id,
+                context()
+            );
         }
     }
     // QUEUED means ready; SCHEDULED means not (once a tick or a change looked at it).
@@ -312,12 +346,22 @@ fn check_step(world: &mut World, before: &MemStore, system: SystemState, input: 
     if matches!(input, Input::Tick) && step.wake_at_ms.is_none_or(|wake| wake > now_ms) {
         // After a complete tick nothing due by time alone is left behind.
         for job in after.jobs().filter(|job| !job.state.is_terminal()) {
-            assert!(job.wake_at_ms.is_none_or(|wake| wake > now_ms), "job {} left due after a tick: {}", job.id, context());
+            assert!(
+                job.wake_at_ms.is_none_or(|wake| wake > now_ms),
+                "job {} left due after a tick: {}",
+                job.id,
+                context()
+            );
             if job.state.is_waiting() {
                 assert!(!expired(now_ms, job), "job {} outlived its TTL or deadline: {}", job.id, context());
             }
             if job.state == JobState::Scheduled && job.due_at_ms <= now_ms {
-                assert!(!ready(world.engine.system(), now_ms, job), "job {} due and ready but still SCHEDULED: {} {job:?}", job.id, context());
+                assert!(
+                    !ready(world.engine.system(), now_ms, job),
+                    "job {} due and ready but still SCHEDULED: {} {job:?}",
+                    job.id,
+                    context()
+                );
             }
         }
     }
@@ -343,7 +387,12 @@ fn check_step(world: &mut World, before: &MemStore, system: SystemState, input: 
                         && before.jobs().filter(|r| r.state == JobState::Running && r.queue == job.queue).count()
                             < config.queue_concurrency.get(&job.queue).copied().unwrap_or(config.workers)
                 });
-                assert!(startable.is_none(), "claim found nothing but {:?} could start: {}", startable.map(|j| j.id), context());
+                assert!(
+                    startable.is_none(),
+                    "claim found nothing but {:?} could start: {}",
+                    startable.map(|j| j.id),
+                    context()
+                );
             }
         }
     }
@@ -353,7 +402,15 @@ fn throttle_floor(config: &Config, system: SystemState) -> Option<i32> {
     config.throttle.filter(|t| system.cpu_load_percent > t.cpu_limit_percent).map(|t| t.priority_floor)
 }
 
-fn check_start(world: &World, before: &MemStore, system: SystemState, now_ms: u64, job: &Job, config: &Config, context: &str) {
+fn check_start(
+    world: &World,
+    before: &MemStore,
+    system: SystemState,
+    now_ms: u64,
+    job: &Job,
+    config: &Config,
+    context: &str,
+) {
     let was = before.get(job.id).unwrap().expect("a started job existed");
     assert_eq!(was.state, JobState::Queued, "job {} started from {}: {context}", job.id, was.state);
     // Schedules, conditions, parents.
@@ -364,7 +421,11 @@ fn check_start(world: &World, before: &MemStore, system: SystemState, now_ms: u6
     let max = before.jobs().filter(|j| j.subject_key == was.subject_key).map(|j| j.generation).max().unwrap();
     assert_eq!(was.generation, max, "job {} started under a newer generation: {context}", job.id);
     // Guarantee 6.
-    assert!(!occupied_subjects(before).contains_key(&was.subject_key), "job {} started while its subject ran: {context}", job.id);
+    assert!(
+        !occupied_subjects(before).contains_key(&was.subject_key),
+        "job {} started while its subject ran: {context}",
+        job.id
+    );
     // Throttle floor.
     if let Some(floor) = throttle_floor(config, system) {
         assert!(was.priority >= floor, "job {} (priority {}) started while throttled: {context}", job.id, was.priority);
@@ -384,6 +445,10 @@ fn check_start(world: &World, before: &MemStore, system: SystemState, now_ms: u6
         })
         .min_by_key(|j| (std::cmp::Reverse(j.priority), j.seq))
         .expect("the started job itself is eligible");
-    assert_eq!(best.id, was.id, "pop order: started {} (p{} seq{}) before {} (p{} seq{}): {context}", was.id, was.priority, was.seq, best.id, best.priority, best.seq);
+    assert_eq!(
+        best.id, was.id,
+        "pop order: started {} (p{} seq{}) before {} (p{} seq{}): {context}",
+        was.id, was.priority, was.seq, best.id, best.priority, best.seq
+    );
     let _ = world;
 }
