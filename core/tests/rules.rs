@@ -358,3 +358,34 @@ impl GetJob for semantica_core::MemStore {
         semantica_core::Store::get(self, id).unwrap()
     }
 }
+
+#[test]
+fn pop_time_supersede_guards_against_a_stale_queued_job() {
+    // Insert-time supersede normally leaves no waiting job under a newer generation; the
+    // claim checks again in case a store holds one anyway (an older daemon's data, a second
+    // daemon's race). Plant such a job by hand and claim.
+    let mut world = World::new(config(), 1);
+    let old = world.enqueue_ok(request("file")).job_id;
+    let new = world.enqueue_ok(request("file")).job_id;
+    let mut planted = world.job(old);
+    let running_new = world.claim().expect("the newest generation starts");
+    assert_eq!(running_new.id, new);
+    planted.state = JobState::Queued;
+    planted.finished_at_ms = None;
+    planted.error = None;
+    planted.version += 1;
+    semantica_core::Store::commit(
+        &mut world.store,
+        &semantica_core::WriteSet { writes: vec![semantica_core::Write::Update(planted)] },
+    )
+    .unwrap();
+    // The harness's checker would (rightly) refuse this state, so drive the engine directly.
+    let now_ms = world.now_ms;
+    let outcome = Outcome::Succeeded { exit_code: Some(0), result_summary_json: None, artifacts: vec![] };
+    let finished = Input::Report(Report::Finished { job_id: new, attempt: 1, outcome });
+    let _ = world.engine.run(now_ms, finished, &mut world.store).unwrap();
+    let claim = world.engine.run(now_ms, Input::Claim { queue: None }, &mut world.store).unwrap();
+    assert_eq!(claim.reply, Reply::Claimed(None), "the older generation must not start");
+    assert!(claim.actions.is_empty());
+    assert_eq!(world.job(old).state, JobState::Superseded);
+}
