@@ -86,7 +86,7 @@ fn engine(seed: u64) -> Engine {
 fn a_failed_commit_acknowledges_nothing_and_loses_nothing_acknowledged() {
     let mut store = FlakyStore { inner: MemStore::new(), failing: false };
     let mut engine = engine(3);
-    engine.run(START_MS, Input::Recover, &mut store).unwrap();
+    let _ = engine.run(START_MS, Input::Recover, &mut store).unwrap();
     let first = match engine.run(START_MS, Input::Enqueue(Box::new(request("a"))), &mut store).unwrap().reply {
         Reply::Enqueued(enqueued) => enqueued.job_id,
         other => panic!("{other:?}"),
@@ -116,8 +116,8 @@ fn writes_decided_on_a_stale_read_are_refused_whole() {
     let mut store = MemStore::new();
     let mut one = engine(1);
     let mut two = engine(2);
-    one.run(START_MS, Input::Recover, &mut store).unwrap();
-    two.run(START_MS, Input::Recover, &mut store).unwrap();
+    let _ = one.run(START_MS, Input::Recover, &mut store).unwrap();
+    let _ = two.run(START_MS, Input::Recover, &mut store).unwrap();
     let id = match one.run(START_MS, Input::Enqueue(Box::new(request("a"))), &mut store).unwrap().reply {
         Reply::Enqueued(enqueued) => enqueued.job_id,
         other => panic!("{other:?}"),
