@@ -365,8 +365,12 @@ impl Engine {
         let stale = max_generation.is_some_and(|max| generation < max);
         if !stale {
             // Guarantee 2: a newer generation supersedes every waiting older one at once.
-            for older in subject_jobs.into_iter().filter(|job| job.generation < generation && job.state.is_waiting()) {
-                self.terminate(tx, older, JobState::Superseded, None)?;
+            for older in subject_jobs.iter().filter(|job| job.generation < generation) {
+                // Read again: an earlier supersede of this loop may have moved it (a child).
+                let older = tx.get(older.id)?.expect("listed in this step");
+                if older.state.is_waiting() {
+                    self.terminate(tx, older, JobState::Superseded, None)?;
+                }
             }
         }
         // Read the parent only now: the supersede above may have ended it.
@@ -529,8 +533,13 @@ impl Engine {
             }
             _ => None,
         };
-        for job in tx.claim_candidates(queue, min_priority, limits::CLAIM_SCAN_MAX)? {
-            assert_eq!(job.state, JobState::Queued, "claim candidate {} is not QUEUED", job.id);
+        for candidate in tx.claim_candidates(queue, min_priority, limits::CLAIM_SCAN_MAX)? {
+            assert_eq!(candidate.state, JobState::Queued, "claim candidate {} is not QUEUED", candidate.id);
+            // Read again: settling an earlier candidate may have moved this one (a child).
+            let job = tx.get(candidate.id)?.expect("listed in this step");
+            if job.state != JobState::Queued {
+                continue;
+            }
             assert_eq!(job.queue, queue);
             assert!(min_priority.is_none_or(|floor| job.priority >= floor));
             if !self.ready(tx.now_ms, &job) || self.expired(tx.now_ms, &job).is_some() {

@@ -205,8 +205,9 @@ impl<'s> Tx<'s> {
     }
 
     /// Records the new value of a job read earlier in this step. Asserts the rule that a
-    /// terminal job never changes its outcome. The overlay keeps the version as read; the
-    /// step's write carries the next one (see `into_parts`).
+    /// terminal job never changes its outcome, and that the value was read after the
+    /// job's last update. The step's write carries the stored version plus one, however
+    /// many updates the step made (see `into_parts`).
     pub fn update(&mut self, job: Job) -> StoreResult<()> {
         let current = match self.changed.get(&job.id) {
             Some(current) => current.clone(),
@@ -221,6 +222,10 @@ impl<'s> Tx<'s> {
             self.may_claim = true;
         }
         self.touch(job.id, Some(current));
+        // Within the step the version counts every update, so that a copy read before
+        // another rule moved the job trips the assertion above instead of undoing it.
+        let mut job = job;
+        job.version += 1;
         self.changed.insert(job.id, job);
         Ok(())
     }
@@ -273,6 +278,7 @@ impl<'s> Tx<'s> {
                     writes.push(Write::Insert(job.clone()));
                 }
                 Some(original) => {
+                    job.version = original.version;
                     if *original == job {
                         continue; // touched but unchanged
                     }
