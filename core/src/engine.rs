@@ -152,6 +152,8 @@ pub struct Step {
     pub may_claim: bool,
     /// Every job as written by this step, for observers (logs, the simulator's checker).
     pub written: Vec<Job>,
+    /// The engine's memory once this step is committed (see [`Engine::committed`]).
+    pub memory: Memory,
 }
 
 /// Start a job only while the CPU is not over `cpu_limit_percent`, unless its priority
@@ -193,25 +195,32 @@ pub struct Engine {
     config: Config,
     ids: Box<dyn IdGen + Send>,
     rng: Box<dyn Rng + Send>,
-    system: SystemState,
     last_now_ms: u64,
+    memory: Memory,
+}
+
+/// What the engine remembers between steps besides the store. A step works on a copy;
+/// the copy replaces it only once the step's writes are committed, so that a step that
+/// failed leaves the engine as it was.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Memory {
+    system: SystemState,
     recovered: bool,
     last_claimed_queue: Option<String>,
+}
+
+impl Default for Memory {
+    /// A new engine's: not recovered, the system unknown.
+    fn default() -> Memory {
+        Memory { system: SystemState::UNKNOWN, recovered: false, last_claimed_queue: None }
+    }
 }
 
 type Answer<T> = StoreResult<Result<T, Rejection>>;
 
 impl Engine {
     pub fn new(config: Config, ids: Box<dyn IdGen + Send>, rng: Box<dyn Rng + Send>) -> Engine {
-        Engine {
-            config,
-            ids,
-            rng,
-            system: SystemState::UNKNOWN,
-            last_now_ms: 0,
-            recovered: false,
-            last_claimed_queue: None,
-        }
+        Engine { config, ids, rng, last_now_ms: 0, memory: Memory::default() }
     }
 
     pub fn config(&self) -> &Config {
@@ -219,20 +228,34 @@ impl Engine {
     }
 
     pub fn system(&self) -> SystemState {
-        self.system
+        self.memory.system
     }
 
     /// Decides what `input` does at `now_ms`, reading `store`. Writes nothing: the
-    /// returned step says what to write. A store read that fails fails the step.
+    /// returned step says what to write. A store read that fails fails the step. The
+    /// engine's own memory moves on only when the step is committed: through
+    /// [`Engine::run`], or by calling [`Engine::committed`] after committing it yourself.
     pub fn handle(&mut self, now_ms: u64, input: Input, store: &dyn Store) -> StoreResult<Step> {
         assert!(now_ms >= self.last_now_ms, "time went backwards: {now_ms} < {}", self.last_now_ms);
-        assert!(self.recovered || input == Input::Recover, "restart recovery must come first");
+        assert!(self.memory.recovered || input == Input::Recover, "restart recovery must come first");
         self.last_now_ms = now_ms;
+        let before = self.memory.clone();
+        let step = self.decide(now_ms, input, store);
+        let after = std::mem::replace(&mut self.memory, before);
+        step.map(|step| Step { memory: after, ..step })
+    }
+
+    /// Takes on the memory of a step whose writes are committed.
+    pub fn committed(&mut self, step: &Step) {
+        self.memory = step.memory.clone();
+    }
+
+    fn decide(&mut self, now_ms: u64, input: Input, store: &dyn Store) -> StoreResult<Step> {
         let mut tx = Tx::new(store, now_ms);
         let mut wake_override = None;
         let reply = match input {
             Input::Recover => {
-                self.recovered = true;
+                self.memory.recovered = true;
                 let reply = self.recover(&mut tx)?;
                 wake_override = Some(tx.next_wake_at()?);
                 reply
@@ -277,7 +300,8 @@ impl Engine {
             Some(wake) => wake,
             None => written.iter().filter_map(|job| job.wake_at_ms).min(),
         };
-        Ok(Step { persist, reply, actions, wake_at_ms, may_claim, written })
+        let memory = self.memory.clone();
+        Ok(Step { persist, reply, actions, wake_at_ms, may_claim, written, memory })
     }
 
     /// `handle`, then commit the step's writes to `store`. On a commit error nothing of the
@@ -287,6 +311,7 @@ impl Engine {
         if !step.persist.is_empty() {
             store.commit(&step.persist)?;
         }
+        self.committed(&step);
         Ok(step)
     }
 
@@ -329,6 +354,14 @@ impl Engine {
     }
 
     fn enqueue_valid(&mut self, tx: &mut Tx, valid: ValidEnqueue) -> Answer<Enqueued> {
+        // A request that names no existing parent is invalid, duplicate or not.
+        if let Some(parent_id) = valid.parent_job_id {
+            if tx.get(parent_id)?.is_none() {
+                let error =
+                    ValidationError::new("parent_job_id", ValidationKind::UnknownParent, format!("no job {parent_id}"));
+                return Ok(Err(Rejection::Validation(error)));
+            }
+        }
         let subject_jobs = tx.active_jobs_of_subject(&valid.subject_key)?;
         let max_generation = tx.max_generation(&valid.subject_key)?;
         let generation = match (valid.generation, max_generation) {
@@ -354,13 +387,6 @@ impl Engine {
                 generation,
                 deduplicated: true,
             }));
-        }
-        if let Some(parent_id) = valid.parent_job_id {
-            if tx.get(parent_id)?.is_none() {
-                let error =
-                    ValidationError::new("parent_job_id", ValidationKind::UnknownParent, format!("no job {parent_id}"));
-                return Ok(Err(Rejection::Validation(error)));
-            }
         }
         let stale = max_generation.is_some_and(|max| generation < max);
         if !stale {
@@ -498,7 +524,7 @@ impl Engine {
     // ---- claim ---------------------------------------------------------------------
 
     fn claim(&mut self, tx: &mut Tx, queue: Option<String>) -> StoreResult<Option<Job>> {
-        if tx.running_count(None)? >= self.config.workers {
+        if tx.process_count(None)? >= self.config.workers {
             return Ok(None);
         }
         let queues = match queue {
@@ -507,7 +533,7 @@ impl Engine {
                 // Round-robin: start after the queue served last, so that one busy queue
                 // does not starve the others.
                 let mut queues = tx.ready_queues()?;
-                if let Some(last) = &self.last_claimed_queue {
+                if let Some(last) = &self.memory.last_claimed_queue {
                     let split = queues.partition_point(|queue| queue <= last);
                     queues.rotate_left(split);
                 }
@@ -515,11 +541,11 @@ impl Engine {
             }
         };
         for queue in queues {
-            if tx.running_count(Some(&queue))? >= self.config.queue_limit(&queue) {
+            if tx.process_count(Some(&queue))? >= self.config.queue_limit(&queue) {
                 continue;
             }
             if let Some(job) = self.claim_in(tx, &queue)? {
-                self.last_claimed_queue = Some(queue);
+                self.memory.last_claimed_queue = Some(queue);
                 return Ok(Some(job));
             }
         }
@@ -528,7 +554,7 @@ impl Engine {
 
     fn claim_in(&mut self, tx: &mut Tx, queue: &str) -> StoreResult<Option<Job>> {
         let min_priority = match self.config.throttle {
-            Some(throttle) if self.system.cpu_load_percent > throttle.cpu_limit_percent => {
+            Some(throttle) if self.memory.system.cpu_load_percent > throttle.cpu_limit_percent => {
                 Some(throttle.priority_floor)
             }
             _ => None,
@@ -681,8 +707,8 @@ impl Engine {
     }
 
     fn system_changed(&mut self, tx: &mut Tx, system: SystemState) -> StoreResult<()> {
-        let throttle_eased = self.system.cpu_load_percent > system.cpu_load_percent;
-        self.system = system;
+        let throttle_eased = self.memory.system.cpu_load_percent > system.cpu_load_percent;
+        self.memory.system = system;
         tx.may_claim |= throttle_eased;
         for job in tx.system_waiters(limits::FAN_OUT_JOBS_MAX)? {
             let job = tx.get(job.id)?.expect("listed in this step");
@@ -851,8 +877,8 @@ impl Engine {
         job.due_at_ms <= now_ms
             && !job.parent_pending
             && (conditions.wait_for_event.is_none() || job.event_released)
-            && (!conditions.wait_for_idle || self.system.is_idle)
-            && (!conditions.require_charging || self.system.is_charging)
+            && (!conditions.wait_for_idle || self.memory.system.is_idle)
+            && (!conditions.require_charging || self.memory.system.is_charging)
     }
 }
 

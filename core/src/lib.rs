@@ -25,7 +25,7 @@ pub mod store;
 mod tx;
 
 pub use engine::{
-    Action, CancelRequest, Config, Engine, Enqueued, Input, Outcome, Rejection, Reply, Report, Step, Throttle,
+    Action, CancelRequest, Config, Engine, Enqueued, Input, Memory, Outcome, Rejection, Reply, Report, Step, Throttle,
 };
 pub use id::JobId;
 pub use job::{Artifact, Backoff, Conditions, ErrorKind, ExecSpec, Job, JobError, JobState};

@@ -137,11 +137,8 @@ impl Store for MemStore {
         Ok(queues.into_iter().collect())
     }
 
-    fn running_count(&self, queue: Option<&str>) -> StoreResult<usize> {
-        Ok(self
-            .active_jobs()
-            .filter(|job| job.state == JobState::Running && queue.is_none_or(|q| q == job.queue))
-            .count())
+    fn process_count(&self, queue: Option<&str>) -> StoreResult<usize> {
+        Ok(self.active_jobs().filter(|job| job.occupies_subject() && queue.is_none_or(|q| q == job.queue)).count())
     }
 
     fn due_jobs(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<Job>> {
@@ -225,13 +222,27 @@ impl Store for MemStore {
     }
 
     fn commit(&mut self, writes: &WriteSet) -> StoreResult<()> {
-        // Check all, then apply all: a refused set leaves no trace.
-        let mut inserted = BTreeSet::new();
+        // Check all, then apply all: a refused set leaves no trace. The engine writes each
+        // job at most once per set and never moves a job's seq; anything else is a bug
+        // in the caller, not a conflict.
+        let mut touched = BTreeSet::new();
+        let mut seqs = BTreeSet::new();
         for write in &writes.writes {
+            let id = match write {
+                Write::Insert(job) => {
+                    assert!(seqs.insert(job.seq), "seq {} inserted twice in one write set", job.seq);
+                    job.id
+                }
+                Write::Update(job) => {
+                    if let Some(stored) = self.jobs.get(&job.id) {
+                        assert_eq!(stored.seq, job.seq, "job {}: an update must not move seq", job.id);
+                    }
+                    job.id
+                }
+                Write::Delete { id, .. } => *id,
+            };
+            assert!(touched.insert(id), "job {id} written twice in one write set");
             self.check(write)?;
-            if let Write::Insert(job) = write {
-                assert!(inserted.insert(job.id), "job {} inserted twice in one write set", job.id);
-            }
         }
         for write in &writes.writes {
             self.apply(write);

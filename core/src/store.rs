@@ -25,7 +25,8 @@ pub enum Write {
     },
 }
 
-/// The writes of one engine step, in the order the engine first touched each job.
+/// The writes of one engine step, in the order the engine first touched each job. A job
+/// appears at most once per set, and no write changes a job's `seq`.
 #[derive(Clone, PartialEq, Debug, Default)]
 pub struct WriteSet {
     pub writes: Vec<Write>,
@@ -150,8 +151,9 @@ pub trait Store {
     /// Names of the queues that hold at least one `QUEUED` job, sorted.
     fn ready_queues(&self) -> StoreResult<Vec<String>>;
 
-    /// `RUNNING` jobs, in one queue or in all.
-    fn running_count(&self, queue: Option<&str>) -> StoreResult<usize>;
+    /// Jobs that hold a worker slot, in one queue or in all: `RUNNING`, or `reap_pending`
+    /// (a process being stopped still occupies its slot until it is gone).
+    fn process_count(&self, queue: Option<&str>) -> StoreResult<usize>;
 
     /// Jobs with `wake_at_ms <= now_ms`, by `wake_at_ms` then `seq`.
     fn due_jobs(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<Job>>;

@@ -96,9 +96,9 @@ impl<'s> Tx<'s> {
         Ok(queues.into_iter().collect())
     }
 
-    pub fn running_count(&self, queue: Option<&str>) -> StoreResult<usize> {
-        let in_scope = |job: &Job| job.state == JobState::Running && queue.is_none_or(|q| q == job.queue);
-        let mut count = self.store.running_count(queue)?;
+    pub fn process_count(&self, queue: Option<&str>) -> StoreResult<usize> {
+        let in_scope = |job: &Job| job.occupies_subject() && queue.is_none_or(|q| q == job.queue);
+        let mut count = self.store.process_count(queue)?;
         for (id, original) in &self.originals {
             if original.as_ref().is_some_and(in_scope) {
                 count -= 1;

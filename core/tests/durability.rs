@@ -35,8 +35,8 @@ impl Store for FlakyStore {
     fn ready_queues(&self) -> StoreResult<Vec<String>> {
         self.inner.ready_queues()
     }
-    fn running_count(&self, queue: Option<&str>) -> StoreResult<usize> {
-        self.inner.running_count(queue)
+    fn process_count(&self, queue: Option<&str>) -> StoreResult<usize> {
+        self.inner.process_count(queue)
     }
     fn due_jobs(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<semantica_core::Job>> {
         self.inner.due_jobs(now_ms, limit)
@@ -133,4 +133,65 @@ fn writes_decided_on_a_stale_read_are_refused_whole() {
     // Run again on fresh reads, the second engine finds nothing left to start.
     let retry = two.run(START_MS + 1, Input::Claim { queue: None }, &mut store).unwrap();
     assert_eq!(retry.reply, Reply::Claimed(None));
+}
+
+#[test]
+fn a_failed_step_leaves_the_engines_memory_as_it_was() {
+    // Regression (found by the simulator's review): Recover and SystemChanged used to
+    // change the engine before their writes were committed.
+    let mut store = FlakyStore { inner: MemStore::new(), failing: false };
+    let mut first = engine(4);
+    let _ = first.run(START_MS, Input::Recover, &mut store).unwrap();
+    let mut r = request("s");
+    r.conditions = Some(semantica_core::Conditions { wait_for_idle: true, ..Default::default() });
+    let waiting = match first.run(START_MS, Input::Enqueue(Box::new(r)), &mut store).unwrap().reply {
+        Reply::Enqueued(enqueued) => enqueued.job_id,
+        other => panic!("{other:?}"),
+    };
+    let running = match first.run(START_MS, Input::Enqueue(Box::new(request("t"))), &mut store).unwrap().reply {
+        Reply::Enqueued(enqueued) => enqueued.job_id,
+        other => panic!("{other:?}"),
+    };
+    let _ = first.run(START_MS, Input::Claim { queue: None }, &mut store).unwrap();
+    assert_eq!(store.get(running).unwrap().unwrap().state, JobState::Running);
+
+    // A new engine whose recovery cannot commit has not recovered.
+    let mut second = engine(5);
+    store.failing = true;
+    assert!(second.run(START_MS + 1, Input::Recover, &mut store).is_err());
+    store.failing = false;
+    let _ = second.run(START_MS + 1, Input::Recover, &mut store).unwrap();
+    assert_eq!(
+        store.get(running).unwrap().unwrap().error.map(|e| e.kind),
+        Some(semantica_core::ErrorKind::DaemonRestart)
+    );
+
+    // A system change that cannot commit is not taken on either: sent again, it moves the
+    // waiting job.
+    let idle = semantica_core::SystemState { cpu_load_percent: 1, is_idle: true, is_charging: true };
+    store.failing = true;
+    assert!(second.run(START_MS + 2, Input::SystemChanged(idle), &mut store).is_err());
+    assert_eq!(second.system(), semantica_core::SystemState::UNKNOWN);
+    store.failing = false;
+    let _ = second.run(START_MS + 2, Input::SystemChanged(idle), &mut store).unwrap();
+    assert_eq!(second.system(), idle);
+    assert_eq!(store.get(waiting).unwrap().unwrap().state, JobState::Queued);
+}
+
+#[test]
+fn a_recovery_that_failed_must_be_run_again_before_anything_else() {
+    let mut store = FlakyStore { inner: MemStore::new(), failing: false };
+    let mut before = engine(6);
+    let _ = before.run(START_MS, Input::Recover, &mut store).unwrap();
+    let _ = before.run(START_MS, Input::Enqueue(Box::new(request("a"))), &mut store).unwrap();
+    let _ = before.run(START_MS, Input::Claim { queue: None }, &mut store).unwrap();
+    // The daemon dies with a job RUNNING; its successor cannot commit the recovery.
+    let mut engine = engine(7);
+    store.failing = true;
+    assert!(engine.run(START_MS, Input::Recover, &mut store).is_err());
+    store.failing = false;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = engine.run(START_MS, Input::Claim { queue: None }, &mut store);
+    }));
+    assert!(result.is_err(), "an engine whose recovery failed must refuse other inputs");
 }

@@ -389,3 +389,28 @@ fn pop_time_supersede_guards_against_a_stale_queued_job() {
     assert!(claim.actions.is_empty());
     assert_eq!(world.job(old).state, JobState::Superseded);
 }
+
+#[test]
+fn an_unknown_parent_is_refused_even_for_a_duplicate() {
+    let mut world = World::new(config(), 1);
+    let mut r = request("file");
+    r.generation = Some(1);
+    world.enqueue_ok(r.clone());
+    r.parent_job_id = Some("67e55044-10b1-426f-9247-bb680e5fe0c8".into());
+    assert!(matches!(
+        world.enqueue(r),
+        Reply::Rejected(semantica_core::Rejection::Validation(ref e)) if e.kind == semantica_core::ValidationKind::UnknownParent
+    ));
+}
+
+#[test]
+fn a_process_being_stopped_keeps_its_worker_slot() {
+    let mut world = World::new(Config::new(1, ["work"]), 1);
+    let first = world.enqueue_ok(request("a")).job_id;
+    let second = world.enqueue_ok(request("b")).job_id;
+    world.claim().unwrap();
+    cancel(&mut world, first);
+    assert_eq!(world.claim(), None, "the one worker still stops the cancelled process");
+    world.finish(first, Outcome::Failed { kind: ErrorKind::Signal, exit_code: None, message: "SIGTERM".into() });
+    assert_eq!(world.claim().map(|j| j.id), Some(second));
+}

@@ -285,7 +285,8 @@ fn check_step(world: &mut World, before: &MemStore, system: SystemState, input: 
         assert!(count <= 1, "subject {subject} has {count} live processes: {}", context());
     }
     // Concurrency limits.
-    let running: Vec<&Job> = after.jobs().filter(|job| job.state == JobState::Running).collect();
+    // A process being stopped (reap_pending) still holds its worker slot.
+    let running: Vec<&Job> = after.jobs().filter(|job| job.occupies_subject()).collect();
     assert!(
         running.len() <= config.workers,
         "{} running over {} workers: {}",
@@ -374,7 +375,7 @@ fn check_step(world: &mut World, before: &MemStore, system: SystemState, input: 
     // A claim that found nothing while something could start is a lost wake-up.
     if let (Input::Claim { queue: None }, Reply::Claimed(None)) = (input, &step.reply) {
         if step.persist.is_empty() {
-            let running = before.jobs().filter(|job| job.state == JobState::Running).count();
+            let running = before.jobs().filter(|job| job.occupies_subject()).count();
             if running < config.workers {
                 let occupied = occupied_subjects(before);
                 let throttled = throttle_floor(&config, system);
@@ -384,7 +385,7 @@ fn check_step(world: &mut World, before: &MemStore, system: SystemState, input: 
                         && throttled.is_none_or(|floor| job.priority >= floor)
                         && ready(system, now_ms, job)
                         && !expired(now_ms, job)
-                        && before.jobs().filter(|r| r.state == JobState::Running && r.queue == job.queue).count()
+                        && before.jobs().filter(|r| r.occupies_subject() && r.queue == job.queue).count()
                             < config.queue_concurrency.get(&job.queue).copied().unwrap_or(config.workers)
                 });
                 assert!(
