@@ -1,0 +1,627 @@
+//! The invariant checker: the wire contract's guarantees, restated from scratch.
+//!
+//! It shares no logic with the engine. It keeps its own mirror of the store, built only
+//! from the write sets that were committed, plus the history of what clients were told
+//! (acknowledgements), and after every step checks the step against the mirror before
+//! and after it. From time to time, and after every restart, it compares the mirror with
+//! the store itself, read through the public query port.
+//!
+//! Each check has a name (`Violation::invariant`) that failure reports and the tests use.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use semantica_core::{
+    Action, CancelRequest, Config, Input, Job, JobId, JobState, Reply, Step, Store, SystemState, Write,
+};
+
+use crate::backend::all_jobs;
+use crate::describe;
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Violation {
+    pub invariant: &'static str,
+    pub detail: String,
+}
+
+impl Violation {
+    pub fn new(invariant: &'static str, detail: impl Into<String>) -> Violation {
+        Violation { invariant, detail: detail.into() }
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.invariant, self.detail)
+    }
+}
+
+pub type Check = Result<(), Violation>;
+
+fn fail(invariant: &'static str, detail: impl Into<String>) -> Check {
+    Err(Violation::new(invariant, detail))
+}
+
+/// One engine step as the driver saw it.
+#[derive(Clone, Copy, Debug)]
+pub struct Observation<'a> {
+    pub now_ms: u64,
+    pub input: &'a Input,
+    pub step: &'a Step,
+    /// The system state the engine was last told about (it drives the throttle).
+    pub system: SystemState,
+    /// The reply reached the client. False when the daemon crashed after the commit: the
+    /// writes happened but nobody was told.
+    pub acknowledged: bool,
+}
+
+/// A process the (simulated) executor holds alive.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct LiveProcess {
+    pub job_id: JobId,
+    pub subject_key: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Checker {
+    workers: usize,
+    queue_concurrency: BTreeMap<String, usize>,
+    throttle: Option<semantica_core::Throttle>,
+    /// What the store holds, as far as committed write sets say.
+    jobs: BTreeMap<JobId, Job>,
+    /// Jobs that are not terminal or still hold a process.
+    active: BTreeSet<JobId>,
+    /// Highest generation ever committed per subject (also of purged jobs).
+    max_generation: BTreeMap<String, u64>,
+    /// The state each job was last acknowledged in.
+    acked: BTreeMap<JobId, JobState>,
+    purged: BTreeSet<JobId>,
+}
+
+impl Checker {
+    pub fn new(config: &Config) -> Checker {
+        Checker {
+            workers: config.workers,
+            queue_concurrency: config.queue_concurrency.clone(),
+            throttle: config.throttle,
+            jobs: BTreeMap::new(),
+            active: BTreeSet::new(),
+            max_generation: BTreeMap::new(),
+            acked: BTreeMap::new(),
+            purged: BTreeSet::new(),
+        }
+    }
+
+    /// Takes `jobs` as what the store already holds, unchecked: a run that starts on an
+    /// existing store, or a test that starts from a hand-made state.
+    pub fn assume_stored(&mut self, jobs: impl IntoIterator<Item = Job>) {
+        for job in jobs {
+            self.apply(&Write::Insert(job));
+        }
+    }
+
+    pub fn jobs(&self) -> impl Iterator<Item = &Job> {
+        self.jobs.values()
+    }
+
+    pub fn active_jobs(&self) -> impl Iterator<Item = &Job> {
+        self.active.iter().map(|id| &self.jobs[id])
+    }
+
+    pub fn job(&self, id: JobId) -> Option<&Job> {
+        self.jobs.get(&id)
+    }
+
+    pub fn was_purged(&self, id: JobId) -> bool {
+        self.purged.contains(&id)
+    }
+
+    pub fn acked(&self) -> &BTreeMap<JobId, JobState> {
+        &self.acked
+    }
+
+    fn queue_limit(&self, queue: &str) -> usize {
+        self.queue_concurrency.get(queue).copied().unwrap_or(self.workers)
+    }
+
+    fn passes_throttle(&self, system: SystemState, job: &Job) -> bool {
+        match self.throttle {
+            Some(throttle) if system.cpu_load_percent > throttle.cpu_limit_percent => {
+                job.priority >= throttle.priority_floor
+            }
+            _ => true,
+        }
+    }
+
+    /// Subjects with a job that is RUNNING or whose process may live.
+    fn occupied_subjects(&self) -> BTreeSet<&str> {
+        self.active_jobs().filter(|job| job.occupies_subject()).map(|job| job.subject_key.as_str()).collect()
+    }
+
+    /// Checks one committed step, then takes its writes into the mirror.
+    pub fn observe(&mut self, obs: &Observation) -> Check {
+        let step = obs.step;
+        let pending_pop_order = self.pop_order_obligations(obs);
+        for write in &step.persist.writes {
+            self.check_write(write)?;
+        }
+        let before: BTreeMap<JobId, Job> = step
+            .persist
+            .writes
+            .iter()
+            .filter_map(|write| match write {
+                Write::Update(job) => self.jobs.get(&job.id).map(|old| (job.id, old.clone())),
+                _ => None,
+            })
+            .collect();
+        for write in &step.persist.writes {
+            self.apply(write);
+        }
+        self.check_starts(obs, &before)?;
+        self.check_pop_order(&pending_pop_order, obs)?;
+        self.check_occupancy()?;
+        self.check_reply(obs)?;
+        if obs.input == &Input::Tick {
+            self.check_timers(obs)?;
+        }
+        if let (Input::Claim { queue }, Reply::Claimed(None)) = (obs.input, &step.reply) {
+            self.check_claim_missed(obs, queue.as_deref())?;
+        }
+        if obs.acknowledged {
+            self.record_acks(obs)?;
+        }
+        Ok(())
+    }
+
+    /// The write is one the contract allows, judged against the mirror before the step.
+    fn check_write(&self, write: &Write) -> Check {
+        match write {
+            Write::Insert(job) => {
+                if self.jobs.contains_key(&job.id) || self.purged.contains(&job.id) {
+                    return fail("job_id_reused", format!("job {} inserted twice", job.id));
+                }
+                if job.attempts != 0 {
+                    return fail(
+                        "attempts_exceeded",
+                        format!("job {} inserted with {} attempts", job.id, job.attempts),
+                    );
+                }
+                check_job_shape(job)
+            }
+            Write::Update(job) => {
+                let Some(old) = self.jobs.get(&job.id) else {
+                    return fail("store_diverged", format!("update of job {} that the store does not hold", job.id));
+                };
+                if old.state == JobState::Cancelled && job.state == JobState::Done {
+                    return fail("cancelled_became_done", format!("job {} went CANCELLED -> DONE", job.id));
+                }
+                if old.state.is_terminal() && old.state != job.state {
+                    return fail("terminal_changed", format!("job {} went {} -> {}", job.id, old.state, job.state));
+                }
+                if old.state.is_terminal() && (old.finished_at_ms != job.finished_at_ms || old.error != job.error) {
+                    return fail(
+                        "terminal_changed",
+                        format!("job {}: the outcome of a {} job changed", job.id, old.state),
+                    );
+                }
+                if job.attempts < old.attempts {
+                    return fail(
+                        "attempts_exceeded",
+                        format!("job {} attempts went {} -> {}", job.id, old.attempts, job.attempts),
+                    );
+                }
+                if job.version != old.version + 1 {
+                    return fail(
+                        "store_diverged",
+                        format!("job {} version {} -> {}", job.id, old.version, job.version),
+                    );
+                }
+                check_job_shape(job)
+            }
+            Write::Delete { id, .. } => match self.jobs.get(id) {
+                None => fail("store_diverged", format!("purge of job {id} that the store does not hold")),
+                Some(old) if !old.state.is_terminal() || old.reap_pending => fail(
+                    "purged_active_job",
+                    format!("job {id} purged while {} (reap_pending {})", old.state, old.reap_pending),
+                ),
+                Some(_) => Ok(()),
+            },
+        }
+    }
+
+    fn apply(&mut self, write: &Write) {
+        match write {
+            Write::Insert(job) | Write::Update(job) => {
+                let max = self.max_generation.entry(job.subject_key.clone()).or_insert(job.generation);
+                *max = (*max).max(job.generation);
+                if !job.state.is_terminal() || job.reap_pending {
+                    self.active.insert(job.id);
+                } else {
+                    self.active.remove(&job.id);
+                }
+                self.jobs.insert(job.id, job.clone());
+            }
+            Write::Delete { id, .. } => {
+                self.jobs.remove(id);
+                self.active.remove(id);
+                self.purged.insert(*id);
+                // Purged by retention: a committed delete, acknowledged or not.
+                self.acked.remove(id);
+            }
+        }
+    }
+
+    /// Every start (a job that became RUNNING for a new attempt) has its Spawn, and every
+    /// Spawn is such a start; none starts while a newer generation of its subject exists.
+    fn check_starts(&self, obs: &Observation, before: &BTreeMap<JobId, Job>) -> Check {
+        let mut started = BTreeSet::new();
+        for write in &obs.step.persist.writes {
+            let (Write::Insert(job) | Write::Update(job)) = write else { continue };
+            let old_attempts = before.get(&job.id).map_or(0, |old| old.attempts);
+            if job.state == JobState::Running && job.attempts > old_attempts {
+                started.insert((job.id, job.attempts));
+            }
+        }
+        let mut spawned = BTreeSet::new();
+        for action in &obs.step.actions {
+            let Action::Spawn(job) = action else { continue };
+            spawned.insert((job.id, job.attempts));
+            let max = self.max_generation.get(&job.subject_key).copied().unwrap_or(0);
+            if max > job.generation {
+                return fail(
+                    "started_while_newer_generation",
+                    format!(
+                        "job {} generation {} of {:?} started; generation {max} exists",
+                        job.id, job.generation, job.subject_key
+                    ),
+                );
+            }
+            if job.attempts > job.max_attempts {
+                return fail(
+                    "attempts_exceeded",
+                    format!("job {} started attempt {} of {}", job.id, job.attempts, job.max_attempts),
+                );
+            }
+        }
+        if started != spawned {
+            return fail("start_without_spawn", format!("jobs that became RUNNING {started:?} vs spawned {spawned:?}"));
+        }
+        Ok(())
+    }
+
+    /// Before a claim step: every QUEUED job of the claimed job's queue that should have
+    /// been taken before it (higher priority, or equal priority and enqueued earlier, its
+    /// subject free, passing the throttle). The claim step must have moved each of them
+    /// out of QUEUED (found it ineligible after all), or it jumped the queue.
+    fn pop_order_obligations(&self, obs: &Observation) -> Vec<JobId> {
+        let Reply::Claimed(Some(claimed)) = &obs.step.reply else { return Vec::new() };
+        let occupied = self.occupied_subjects();
+        self.active_jobs()
+            .filter(|job| {
+                job.id != claimed.id
+                    && job.state == JobState::Queued
+                    && job.queue == claimed.queue
+                    && (job.priority, std::cmp::Reverse(job.seq)) > (claimed.priority, std::cmp::Reverse(claimed.seq))
+                    && !occupied.contains(job.subject_key.as_str())
+                    && self.passes_throttle(obs.system, job)
+            })
+            .map(|job| job.id)
+            .collect()
+    }
+
+    fn check_pop_order(&self, obligations: &[JobId], obs: &Observation) -> Check {
+        let Reply::Claimed(Some(claimed)) = &obs.step.reply else { return Ok(()) };
+        for id in obligations {
+            let job = &self.jobs[id];
+            if job.state == JobState::Queued {
+                return fail(
+                    "pop_order",
+                    format!(
+                        "claimed job {} (priority {}, seq {}) in queue {:?} while job {} (priority {}, seq {}) was eligible",
+                        claimed.id, claimed.priority, claimed.seq, claimed.queue, job.id, job.priority, job.seq
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Subject exclusivity and the concurrency limits, over the mirror after the step.
+    fn check_occupancy(&self) -> Check {
+        let mut per_subject: BTreeMap<&str, Vec<JobId>> = BTreeMap::new();
+        let mut per_queue: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut running = 0;
+        for job in self.active_jobs() {
+            if job.occupies_subject() {
+                per_subject.entry(&job.subject_key).or_default().push(job.id);
+            }
+            // A process being stopped (reap_pending) still holds its worker slot.
+            if job.occupies_subject() {
+                running += 1;
+                *per_queue.entry(&job.queue).or_default() += 1;
+            }
+        }
+        if let Some((subject, ids)) = per_subject.iter().find(|(_, ids)| ids.len() > 1) {
+            let ids: Vec<String> = ids.iter().map(|id| describe::id(*id)).collect();
+            return fail("subject_run_twice", format!("subject {subject:?} held by jobs {ids:?} at once"));
+        }
+        if running > self.workers {
+            return fail("workers_exceeded", format!("{running} jobs hold a process with {} workers", self.workers));
+        }
+        for (queue, count) in per_queue {
+            if count > self.queue_limit(queue) {
+                return fail(
+                    "queue_concurrency",
+                    format!("{count} jobs hold a process in queue {queue:?}, limit {}", self.queue_limit(queue)),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The executor's processes: at most one per subject, and only of jobs that hold it.
+    pub fn check_processes(&self, processes: &[LiveProcess]) -> Check {
+        let mut per_subject: BTreeMap<&str, Vec<JobId>> = BTreeMap::new();
+        for process in processes {
+            per_subject.entry(&process.subject_key).or_default().push(process.job_id);
+        }
+        if let Some((subject, ids)) = per_subject.iter().find(|(_, ids)| ids.len() > 1) {
+            let ids: Vec<String> = ids.iter().map(|id| describe::id(*id)).collect();
+            return fail("subject_processes_overlap", format!("subject {subject:?} has processes of jobs {ids:?}"));
+        }
+        Ok(())
+    }
+
+    /// A refused request writes nothing; an enqueue reply matches what was written; a
+    /// cancel by id takes effect at once.
+    fn check_reply(&self, obs: &Observation) -> Check {
+        let step = obs.step;
+        match &step.reply {
+            Reply::Rejected(rejection) if !step.persist.is_empty() || !step.actions.is_empty() => {
+                return fail("rejected_but_written", format!("{rejection:?} wrote {} jobs", step.persist.len()));
+            }
+            Reply::Enqueued(enqueued) => {
+                let Some(job) = self.jobs.get(&enqueued.job_id) else {
+                    return fail(
+                        "acked_job_lost",
+                        format!("enqueue acknowledged job {} that is not stored", enqueued.job_id),
+                    );
+                };
+                if job.state != enqueued.state || job.generation != enqueued.generation {
+                    return fail(
+                        "reply_disagrees_with_store",
+                        format!(
+                            "enqueue said {} gen {}, store holds {} gen {}",
+                            enqueued.state, enqueued.generation, job.state, job.generation
+                        ),
+                    );
+                }
+                if !enqueued.deduplicated && enqueued.state != JobState::Superseded {
+                    self.check_older_generations_superseded(job)?;
+                }
+                if !enqueued.deduplicated {
+                    let max = self.max_generation[&job.subject_key];
+                    if job.generation < max && job.state != JobState::Superseded {
+                        return fail(
+                            "stale_enqueue_not_superseded",
+                            format!(
+                                "job {} gen {} of {:?} is {} below generation {max}",
+                                job.id, job.generation, job.subject_key, job.state
+                            ),
+                        );
+                    }
+                }
+            }
+            Reply::EnqueuedBatch(results) => {
+                for enqueued in results {
+                    if !self.jobs.contains_key(&enqueued.job_id) {
+                        return fail(
+                            "acked_job_lost",
+                            format!("batch acknowledged job {} that is not stored", enqueued.job_id),
+                        );
+                    }
+                }
+            }
+            Reply::Cancelled { count } => {
+                if let Input::Cancel(CancelRequest { job_id: Some(id), .. }) = obs.input {
+                    let job = &self.jobs[id];
+                    if *count == 1 && job.state != JobState::Cancelled {
+                        return fail("cancel_not_immediate", format!("job {id} cancelled but is {}", job.state));
+                    }
+                }
+            }
+            Reply::Recovered { .. } => {
+                if let Some(job) = self.active_jobs().find(|job| job.state == JobState::Running || job.reap_pending) {
+                    return fail(
+                        "recovery_left_running",
+                        format!("job {} is {} (reap_pending {}) after recovery", job.id, job.state, job.reap_pending),
+                    );
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Guarantee 2: after a new generation is enqueued, no older one of its subject waits.
+    fn check_older_generations_superseded(&self, new: &Job) -> Check {
+        let older = self.active_jobs().find(|job| {
+            job.subject_key == new.subject_key && job.generation < new.generation && job.state.is_waiting()
+        });
+        match older {
+            Some(job) => fail(
+                "older_generation_left_waiting",
+                format!(
+                    "job {} gen {} is {} after gen {} of {:?} was enqueued",
+                    job.id, job.generation, job.state, new.generation, new.subject_key
+                ),
+            ),
+            None => Ok(()),
+        }
+    }
+
+    /// After a Tick that says nothing more is due now: nothing whose time has come is left
+    /// waiting or running.
+    fn check_timers(&self, obs: &Observation) -> Check {
+        let now_ms = obs.now_ms;
+        if obs.step.wake_at_ms.is_some_and(|wake| wake <= now_ms) {
+            return Ok(()); // more was due than one tick moves; the engine asked to be called again
+        }
+        for job in self.active_jobs() {
+            if job.state.is_terminal() {
+                continue;
+            }
+            let late = |what: &str, at: u64| {
+                fail("timer_not_fired", format!("job {} is {} at {now_ms}, its {what} was at {at}", job.id, job.state))
+            };
+            if let Some(deadline) = job.deadline_ms.filter(|d| *d <= now_ms) {
+                return late("deadline", deadline);
+            }
+            if job.state == JobState::Running {
+                let started = job.started_at_ms.unwrap_or(0);
+                if let Some(timeout) = job.timeout_ms.filter(|t| started + t <= now_ms) {
+                    return late("timeout", started + timeout);
+                }
+                continue;
+            }
+            if let Some(ttl) = job.ttl_ms.filter(|ttl| job.due_at_ms + ttl <= now_ms) {
+                return late("ttl", job.due_at_ms + ttl);
+            }
+            let unconditional = !job.parent_pending
+                && job.conditions.wait_for_event.is_none()
+                && !job.conditions.wait_for_idle
+                && !job.conditions.require_charging;
+            if job.state == JobState::Scheduled && job.due_at_ms <= now_ms && unconditional {
+                return late("schedule", job.due_at_ms);
+            }
+        }
+        Ok(())
+    }
+
+    /// A claim that returned nothing while a job it could have started was QUEUED.
+    fn check_claim_missed(&self, obs: &Observation, queue: Option<&str>) -> Check {
+        let running: Vec<&Job> = self.active_jobs().filter(|job| job.occupies_subject()).collect();
+        if running.len() >= self.workers {
+            return Ok(());
+        }
+        let occupied = self.occupied_subjects();
+        let missed = self.active_jobs().find(|job| {
+            job.state == JobState::Queued
+                && queue.is_none_or(|q| q == job.queue)
+                && running.iter().filter(|r| r.queue == job.queue).count() < self.queue_limit(&job.queue)
+                && !occupied.contains(job.subject_key.as_str())
+                && self.passes_throttle(obs.system, job)
+        });
+        match missed {
+            Some(job) => fail(
+                "claim_missed_eligible_job",
+                format!(
+                    "claim {queue:?} returned nothing while job {} (queue {:?}, priority {}) was eligible",
+                    job.id, job.queue, job.priority
+                ),
+            ),
+            None => Ok(()),
+        }
+    }
+
+    fn record_acks(&mut self, obs: &Observation) -> Check {
+        match &obs.step.reply {
+            Reply::Enqueued(enqueued) => {
+                self.acked.insert(enqueued.job_id, self.jobs[&enqueued.job_id].state);
+            }
+            Reply::EnqueuedBatch(results) => {
+                for enqueued in results {
+                    self.acked.insert(enqueued.job_id, self.jobs[&enqueued.job_id].state);
+                }
+            }
+            Reply::Cancelled { count: 1 } => {
+                if let Input::Cancel(CancelRequest { job_id: Some(id), .. }) = obs.input {
+                    self.acked.insert(*id, JobState::Cancelled);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Every write of a committed step reads back from the store as written.
+    pub fn check_committed(&self, store: &dyn Store, step: &Step) -> Check {
+        for write in &step.persist.writes {
+            let (id, expected) = match write {
+                Write::Insert(job) | Write::Update(job) => (job.id, Some(job)),
+                Write::Delete { id, .. } => (*id, None),
+            };
+            match store.get(id) {
+                Ok(stored) if stored.as_ref() == expected => {}
+                Ok(stored) => {
+                    let found = stored.map_or("nothing".to_owned(), |job| format!("{} v{}", job.state, job.version));
+                    let wanted = expected.map_or("nothing".to_owned(), |job| format!("{} v{}", job.state, job.version));
+                    return fail("store_diverged", format!("job {id}: committed {wanted}, the store holds {found}"));
+                }
+                Err(error) => return fail("store_diverged", format!("job {id} could not be read back: {error}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Compares the mirror with the store itself and checks every acknowledged job is
+    /// there, in the acknowledged state or a later one (guarantee 7).
+    pub fn check_store(&self, store: &dyn Store) -> Check {
+        let stored = match all_jobs(store) {
+            Ok(jobs) => jobs,
+            Err(error) => return fail("store_diverged", format!("the store could not be read: {error}")),
+        };
+        let stored: BTreeMap<JobId, Job> = stored.into_iter().map(|job| (job.id, job)).collect();
+        for (id, state) in &self.acked {
+            let Some(job) = stored.get(id) else {
+                return fail("acked_job_lost", format!("acknowledged job {id} ({state}) is not in the store"));
+            };
+            if state.is_terminal() && job.state != *state {
+                return fail(
+                    "acked_job_lost",
+                    format!("job {id} was acknowledged {state}, the store holds {}", job.state),
+                );
+            }
+        }
+        if stored.len() != self.jobs.len() {
+            return fail(
+                "store_diverged",
+                format!("store holds {} jobs, committed writes say {}", stored.len(), self.jobs.len()),
+            );
+        }
+        for (id, job) in &self.jobs {
+            if stored.get(id) != Some(job) {
+                return fail("store_diverged", format!("job {id} in the store differs from its last committed write"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The liveness phase is over: every job ended and no process is left.
+    pub fn check_quiescent(&self) -> Check {
+        match self.active_jobs().next() {
+            Some(job) => fail(
+                "liveness",
+                format!(
+                    "job {} is still {} (reap_pending {}) after the liveness phase: {job:?}",
+                    job.id, job.state, job.reap_pending
+                ),
+            ),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Field rules of a single job that hold in every state.
+fn check_job_shape(job: &Job) -> Check {
+    if job.attempts > job.max_attempts {
+        return fail(
+            "attempts_exceeded",
+            format!("job {} has {} attempts of {}", job.id, job.attempts, job.max_attempts),
+        );
+    }
+    if job.state.is_terminal() && job.finished_at_ms.is_none() {
+        return fail("terminal_without_finish", format!("job {} is {} without finished_at", job.id, job.state));
+    }
+    Ok(())
+}

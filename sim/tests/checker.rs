@@ -1,0 +1,431 @@
+//! The checker itself is tested: for each invariant, a hand-made history that breaks it
+//! must be caught, by name. Histories are built from steps as the engine would report
+//! them; none of them goes through the engine.
+
+use semantica_core::{
+    Action, Backoff, CancelRequest, Conditions, Config, Enqueued, Input, Job, JobId, JobState, KillOrder, MemStore,
+    Reply, Step, Store, SystemState, Throttle, Write, WriteSet,
+};
+use semantica_sim::checker::{Checker, LiveProcess, Observation};
+
+const NOW_MS: u64 = 1_700_000_000_000;
+
+fn job(n: u128, subject_key: &str, generation: u64, state: JobState) -> Job {
+    Job {
+        id: JobId::from_u128(n),
+        seq: n as u64,
+        version: 1,
+        queue: "default".to_owned(),
+        job_type: "noop".to_owned(),
+        subject_key: subject_key.to_owned(),
+        generation,
+        state,
+        priority: 0,
+        payload_json: "null".to_owned(),
+        exec: None,
+        attempts: u32::from(state == JobState::Running),
+        max_attempts: 3,
+        backoff: Backoff::DEFAULT,
+        timeout_ms: None,
+        ttl_ms: None,
+        deadline_ms: None,
+        conditions: Conditions::default(),
+        event_released: false,
+        parent_job_id: None,
+        parent_pending: false,
+        tag: None,
+        chain_group_id: None,
+        trace_id: format!("trace-{n}"),
+        created_at_ms: NOW_MS,
+        due_at_ms: NOW_MS,
+        started_at_ms: (state == JobState::Running).then_some(NOW_MS),
+        finished_at_ms: state.is_terminal().then_some(NOW_MS),
+        wake_at_ms: None,
+        pid: None,
+        pid_started_at: None,
+        reap_pending: false,
+        exit_code: None,
+        error: None,
+        result_summary_json: None,
+        artifacts: Vec::new(),
+    }
+}
+
+/// The same job one write later, in another state.
+fn moved(old: &Job, state: JobState) -> Job {
+    let mut job = old.clone();
+    job.version += 1;
+    if state == JobState::Running && old.state != JobState::Running {
+        job.attempts += 1;
+        job.started_at_ms = Some(NOW_MS);
+    }
+    job.state = state;
+    job.finished_at_ms = state.is_terminal().then_some(NOW_MS);
+    job
+}
+
+fn step(writes: Vec<Write>, reply: Reply, actions: Vec<Action>) -> Step {
+    Step {
+        persist: WriteSet { writes },
+        reply,
+        actions,
+        wake_at_ms: None,
+        may_claim: false,
+        written: Vec::new(),
+        memory: Default::default(),
+    }
+}
+
+fn config() -> Config {
+    let mut config = Config::new(2, ["noop"]);
+    config.queue_concurrency.insert("build".to_owned(), 1);
+    config
+}
+
+/// Feeds `input`/`step` to the checker; returns the violated invariant's name, if any.
+fn check(checker: &mut Checker, input: Input, step: Step) -> Option<&'static str> {
+    check_with(checker, input, step, SystemState::UNKNOWN)
+}
+
+fn check_with(checker: &mut Checker, input: Input, step: Step, system: SystemState) -> Option<&'static str> {
+    let observation = Observation { now_ms: NOW_MS, input: &input, step: &step, system, acknowledged: true };
+    checker.observe(&observation).err().map(|violation| violation.invariant)
+}
+
+fn enqueued(job: &Job) -> Reply {
+    Reply::Enqueued(Enqueued {
+        job_id: job.id,
+        queue: job.queue.clone(),
+        state: job.state,
+        generation: job.generation,
+        deduplicated: false,
+    })
+}
+
+/// Starts the checker from a store that holds `jobs`.
+fn seed(checker: &mut Checker, jobs: &[Job]) {
+    checker.assume_stored(jobs.iter().cloned());
+}
+
+fn claim(job: &Job) -> (Input, Step) {
+    let running = moved(job, JobState::Running);
+    let step = step(
+        vec![Write::Update(running.clone())],
+        Reply::Claimed(Some(Box::new(running.clone()))),
+        vec![Action::Spawn(Box::new(running))],
+    );
+    (Input::Claim { queue: None }, step)
+}
+
+#[test]
+fn a_lawful_history_passes() {
+    let mut checker = Checker::new(&config());
+    let a = job(1, "s", 1, JobState::Queued);
+    assert_eq!(check(&mut checker, Input::Tick, step(vec![Write::Insert(a.clone())], enqueued(&a), Vec::new())), None);
+    let (input, claimed) = claim(&a);
+    assert_eq!(check(&mut checker, input, claimed), None);
+    let running = checker.job(a.id).unwrap().clone();
+    let done = moved(&running, JobState::Done);
+    assert_eq!(check(&mut checker, Input::Tick, step(vec![Write::Update(done)], Reply::Accepted, Vec::new())), None);
+    assert_eq!(checker.check_quiescent(), Ok(()));
+}
+
+#[test]
+fn checker_catches_a_lost_acknowledged_job() {
+    let mut checker = Checker::new(&config());
+    let a = job(1, "s", 1, JobState::Queued);
+    assert_eq!(check(&mut checker, Input::Tick, step(vec![Write::Insert(a.clone())], enqueued(&a), Vec::new())), None);
+    let empty = MemStore::new();
+    assert_eq!(checker.check_store(&empty).unwrap_err().invariant, "acked_job_lost");
+}
+
+#[test]
+fn checker_catches_an_acknowledged_terminal_state_regressing_in_the_store() {
+    let mut checker = Checker::new(&config());
+    let a = job(1, "s", 1, JobState::Queued);
+    let mut store = MemStore::new();
+    store.commit(&WriteSet { writes: vec![Write::Insert(a.clone())] }).unwrap();
+    assert_eq!(check(&mut checker, Input::Tick, step(vec![Write::Insert(a.clone())], enqueued(&a), Vec::new())), None);
+    let cancelled = moved(&a, JobState::Cancelled);
+    let cancel = Input::Cancel(CancelRequest { job_id: Some(a.id), ..CancelRequest::default() });
+    assert_eq!(
+        check(&mut checker, cancel, step(vec![Write::Update(cancelled)], Reply::Cancelled { count: 1 }, Vec::new())),
+        None
+    );
+    // The store never got the cancel: the acknowledged CANCELLED is lost.
+    assert_eq!(checker.check_store(&store).unwrap_err().invariant, "acked_job_lost");
+}
+
+#[test]
+fn checker_catches_a_store_that_differs_from_its_commits() {
+    let mut checker = Checker::new(&config());
+    let a = job(1, "s", 1, JobState::Queued);
+    seed(&mut checker, std::slice::from_ref(&a));
+    let mut store = MemStore::new();
+    let mut other = a.clone();
+    other.priority = 7;
+    store.commit(&WriteSet { writes: vec![Write::Insert(other)] }).unwrap();
+    assert_eq!(checker.check_store(&store).unwrap_err().invariant, "store_diverged");
+}
+
+#[test]
+fn checker_catches_a_terminal_state_changing() {
+    let mut checker = Checker::new(&config());
+    let a = job(1, "s", 1, JobState::Failed);
+    seed(&mut checker, std::slice::from_ref(&a));
+    let back = moved(&a, JobState::Queued);
+    assert_eq!(
+        check(&mut checker, Input::Tick, step(vec![Write::Update(back)], Reply::Accepted, Vec::new())),
+        Some("terminal_changed")
+    );
+}
+
+#[test]
+fn checker_catches_a_cancelled_job_becoming_done() {
+    let mut checker = Checker::new(&config());
+    let a = job(1, "s", 1, JobState::Cancelled);
+    seed(&mut checker, std::slice::from_ref(&a));
+    let done = moved(&a, JobState::Done);
+    assert_eq!(
+        check(&mut checker, Input::Tick, step(vec![Write::Update(done)], Reply::Accepted, Vec::new())),
+        Some("cancelled_became_done")
+    );
+}
+
+#[test]
+fn checker_catches_a_start_while_a_newer_generation_exists() {
+    let mut checker = Checker::new(&config());
+    let old = job(1, "s", 1, JobState::Queued);
+    let new = job(2, "s", 2, JobState::Scheduled);
+    seed(&mut checker, &[old.clone(), new]);
+    let (input, claimed) = claim(&old);
+    assert_eq!(check(&mut checker, input, claimed), Some("started_while_newer_generation"));
+}
+
+#[test]
+fn checker_catches_a_start_without_spawn() {
+    let mut checker = Checker::new(&config());
+    let a = job(1, "s", 1, JobState::Queued);
+    seed(&mut checker, std::slice::from_ref(&a));
+    let (input, mut claimed) = claim(&a);
+    claimed.actions.clear();
+    assert_eq!(check(&mut checker, input, claimed), Some("start_without_spawn"));
+}
+
+#[test]
+fn checker_catches_two_runs_of_one_subject() {
+    let mut checker = Checker::new(&config());
+    let a = job(1, "s", 1, JobState::Running);
+    let b = job(2, "s", 1, JobState::Queued);
+    seed(&mut checker, &[a, b.clone()]);
+    let (input, claimed) = claim(&b);
+    assert_eq!(check(&mut checker, input, claimed), Some("subject_run_twice"));
+}
+
+#[test]
+fn checker_counts_a_process_being_reaped_as_holding_its_subject() {
+    let mut checker = Checker::new(&config());
+    let mut a = job(1, "s", 1, JobState::Cancelled);
+    a.reap_pending = true;
+    let b = job(2, "s", 2, JobState::Queued);
+    seed(&mut checker, &[a, b.clone()]);
+    let (input, claimed) = claim(&b);
+    assert_eq!(check(&mut checker, input, claimed), Some("subject_run_twice"));
+}
+
+#[test]
+fn checker_catches_two_processes_of_one_subject() {
+    let checker = Checker::new(&config());
+    let processes = [
+        LiveProcess { job_id: JobId::from_u128(1), subject_key: "s".to_owned() },
+        LiveProcess { job_id: JobId::from_u128(2), subject_key: "s".to_owned() },
+    ];
+    assert_eq!(checker.check_processes(&processes).unwrap_err().invariant, "subject_processes_overlap");
+}
+
+#[test]
+fn checker_catches_a_claim_out_of_pop_order() {
+    let mut checker = Checker::new(&config());
+    let mut high = job(1, "s1", 1, JobState::Queued);
+    high.priority = 5;
+    let low = job(2, "s2", 1, JobState::Queued);
+    seed(&mut checker, &[high, low.clone()]);
+    let (input, claimed) = claim(&low);
+    assert_eq!(check(&mut checker, input, claimed), Some("pop_order"));
+}
+
+#[test]
+fn checker_catches_a_claim_that_skips_an_earlier_job_of_equal_priority() {
+    let mut checker = Checker::new(&config());
+    let first = job(1, "s1", 1, JobState::Queued);
+    let second = job(2, "s2", 1, JobState::Queued);
+    seed(&mut checker, &[first, second.clone()]);
+    let (input, claimed) = claim(&second);
+    assert_eq!(check(&mut checker, input, claimed), Some("pop_order"));
+}
+
+#[test]
+fn checker_allows_passing_a_job_held_back_by_the_throttle() {
+    let mut config = config();
+    config.throttle = Some(Throttle { cpu_limit_percent: 50, priority_floor: 3 });
+    let mut checker = Checker::new(&config);
+    let mut low_first = job(1, "s1", 1, JobState::Queued);
+    low_first.priority = 1;
+    let mut high_later = job(2, "s2", 1, JobState::Queued);
+    high_later.priority = 3;
+    seed(&mut checker, &[low_first, high_later.clone()]);
+    let busy = SystemState { cpu_load_percent: 90, is_idle: false, is_charging: true };
+    let (input, claimed) = claim(&high_later);
+    assert_eq!(check_with(&mut checker, input, claimed, busy), None);
+}
+
+#[test]
+fn checker_catches_a_queue_over_its_concurrency() {
+    let mut checker = Checker::new(&config());
+    let mut a = job(1, "s1", 1, JobState::Running);
+    a.queue = "build".to_owned();
+    let mut b = job(2, "s2", 1, JobState::Queued);
+    b.queue = "build".to_owned();
+    seed(&mut checker, &[a, b.clone()]);
+    let (input, claimed) = claim(&b);
+    assert_eq!(check(&mut checker, input, claimed), Some("queue_concurrency"));
+}
+
+#[test]
+fn checker_catches_more_runs_than_workers() {
+    let mut checker = Checker::new(&config());
+    let a = job(1, "s1", 1, JobState::Running);
+    let b = job(2, "s2", 1, JobState::Running);
+    let c = job(3, "s3", 1, JobState::Queued);
+    seed(&mut checker, &[a, b, c.clone()]);
+    let (input, claimed) = claim(&c);
+    assert_eq!(check(&mut checker, input, claimed), Some("workers_exceeded"));
+}
+
+#[test]
+fn checker_catches_attempts_over_max_attempts() {
+    let mut checker = Checker::new(&config());
+    let mut a = job(1, "s", 1, JobState::Queued);
+    a.attempts = 3;
+    a.max_attempts = 3;
+    seed(&mut checker, &[]);
+    let mut seeded = a.clone();
+    seeded.attempts = 0;
+    seed(&mut checker, std::slice::from_ref(&seeded));
+    let mut running = moved(&seeded, JobState::Running);
+    running.attempts = 4;
+    let step = step(
+        vec![Write::Update(running.clone())],
+        Reply::Claimed(Some(Box::new(running.clone()))),
+        vec![Action::Spawn(Box::new(running))],
+    );
+    assert_eq!(check(&mut checker, Input::Claim { queue: None }, step), Some("attempts_exceeded"));
+}
+
+#[test]
+fn checker_catches_a_cancel_that_did_not_take_effect() {
+    let mut checker = Checker::new(&config());
+    let a = job(1, "s", 1, JobState::Running);
+    seed(&mut checker, std::slice::from_ref(&a));
+    let cancel = Input::Cancel(CancelRequest { job_id: Some(a.id), ..CancelRequest::default() });
+    // Answered "cancelled" but only sent a kill; the job stays RUNNING.
+    let kill = Action::Kill(KillOrder { job_id: a.id, attempt: 1, pid: None, pid_started_at: None });
+    assert_eq!(
+        check(&mut checker, cancel, step(Vec::new(), Reply::Cancelled { count: 1 }, vec![kill])),
+        Some("cancel_not_immediate")
+    );
+}
+
+#[test]
+fn checker_catches_recovery_that_leaves_a_job_running() {
+    let mut checker = Checker::new(&config());
+    let a = job(1, "s", 1, JobState::Running);
+    seed(&mut checker, std::slice::from_ref(&a));
+    let reply = Reply::Recovered { failed_attempts: 0, processes_killed: 0 };
+    assert_eq!(check(&mut checker, Input::Recover, step(Vec::new(), reply, Vec::new())), Some("recovery_left_running"));
+}
+
+#[test]
+fn checker_catches_a_deadline_that_passed_without_effect() {
+    let mut checker = Checker::new(&config());
+    let mut a = job(1, "s", 1, JobState::Scheduled);
+    a.deadline_ms = Some(NOW_MS - 1);
+    seed(&mut checker, std::slice::from_ref(&a));
+    assert_eq!(
+        check(&mut checker, Input::Tick, step(Vec::new(), Reply::Accepted, Vec::new())),
+        Some("timer_not_fired")
+    );
+}
+
+#[test]
+fn checker_catches_a_timeout_that_passed_without_effect() {
+    let mut checker = Checker::new(&config());
+    let mut a = job(1, "s", 1, JobState::Running);
+    a.timeout_ms = Some(10);
+    a.started_at_ms = Some(NOW_MS - 10);
+    seed(&mut checker, std::slice::from_ref(&a));
+    assert_eq!(
+        check(&mut checker, Input::Tick, step(Vec::new(), Reply::Accepted, Vec::new())),
+        Some("timer_not_fired")
+    );
+}
+
+#[test]
+fn checker_catches_a_claim_that_returns_nothing_while_a_job_is_eligible() {
+    let mut checker = Checker::new(&config());
+    let a = job(1, "s", 1, JobState::Queued);
+    seed(&mut checker, std::slice::from_ref(&a));
+    let claim = Input::Claim { queue: None };
+    assert_eq!(
+        check(&mut checker, claim, step(Vec::new(), Reply::Claimed(None), Vec::new())),
+        Some("claim_missed_eligible_job")
+    );
+}
+
+#[test]
+fn checker_catches_an_older_generation_left_waiting() {
+    let mut checker = Checker::new(&config());
+    let old = job(1, "s", 1, JobState::Queued);
+    seed(&mut checker, std::slice::from_ref(&old));
+    let new = job(2, "s", 2, JobState::Queued);
+    let step = step(vec![Write::Insert(new.clone())], enqueued(&new), Vec::new());
+    assert_eq!(check(&mut checker, Input::Tick, step), Some("older_generation_left_waiting"));
+}
+
+#[test]
+fn checker_catches_a_stale_enqueue_that_may_run() {
+    let mut checker = Checker::new(&config());
+    let new = job(1, "s", 5, JobState::Queued);
+    seed(&mut checker, std::slice::from_ref(&new));
+    let stale = job(2, "s", 3, JobState::Queued);
+    let step = step(vec![Write::Insert(stale.clone())], enqueued(&stale), Vec::new());
+    assert_eq!(check(&mut checker, Input::Tick, step), Some("stale_enqueue_not_superseded"));
+}
+
+#[test]
+fn checker_catches_a_refusal_that_wrote() {
+    let mut checker = Checker::new(&config());
+    let a = job(1, "s", 1, JobState::Queued);
+    let reply = Reply::Rejected(semantica_core::Rejection::NotFound(JobId::from_u128(9)));
+    assert_eq!(
+        check(&mut checker, Input::Tick, step(vec![Write::Insert(a)], reply, Vec::new())),
+        Some("rejected_but_written")
+    );
+}
+
+#[test]
+fn checker_catches_a_job_left_unfinished_by_the_liveness_phase() {
+    let mut checker = Checker::new(&config());
+    seed(&mut checker, &[job(1, "s", 1, JobState::Scheduled)]);
+    assert_eq!(checker.check_quiescent().unwrap_err().invariant, "liveness");
+}
+
+#[test]
+fn checker_catches_a_purge_of_an_active_job() {
+    let mut checker = Checker::new(&config());
+    let a = job(1, "s", 1, JobState::Queued);
+    seed(&mut checker, std::slice::from_ref(&a));
+    let purge = Input::Purge { finished_before_ms: NOW_MS, limit: 10 };
+    let step = step(vec![Write::Delete { id: a.id, version: 1 }], Reply::Purged { job_ids: vec![a.id] }, Vec::new());
+    assert_eq!(check(&mut checker, purge, step), Some("purged_active_job"));
+}
