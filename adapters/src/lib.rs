@@ -1,14 +1,19 @@
 //! # semantica-adapters
 //!
 //! The real implementations of `semantica-core`'s ports: the wall clock, random UUID job
-//! ids and a randomly seeded generator for back-off jitter. The SQLite store, the
+//! ids and a randomly seeded generator for back-off jitter, and the SQLite store. The
 //! JSON-RPC server and client, the executors and the system probe join them here.
 //!
 //! Adapters hold no rule of the engine: they move bytes and read the world, and every
 //! decision is core's.
 
 pub mod clock;
+pub mod exec;
 pub mod ids;
+pub mod logs;
+pub mod probe;
+pub mod sqlite;
 
 pub use clock::SystemClock;
 pub use ids::{random_seed, UuidIds};
+pub use sqlite::{OpenError, SqliteOptions, SqliteStore, Synchronous};

@@ -1,0 +1,195 @@
+//! Subprocess jobs: own process group, allowlisted environment, output to the job's log,
+//! result and artifacts collected on exit, the whole group stopped on cancel or timeout.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::Stdio;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use semantica_core::{limits, Artifact, ErrorKind, Job, Outcome};
+use tokio::sync::watch;
+
+use super::ExecConfig;
+
+/// Most artifacts listed for one attempt, and deepest directory walked.
+const ARTIFACTS_MAX: usize = 10_000;
+const ARTIFACT_DEPTH_MAX: usize = 32;
+
+fn failed(kind: ErrorKind, message: impl Into<String>) -> Outcome {
+    Outcome::Failed { kind, exit_code: None, message: message.into() }
+}
+
+/// Opens the job's log for appending (creating the directory), so that every attempt's
+/// output and the daemon's notes about it land in one file in the order written.
+pub(crate) fn open_log(config: &ExecConfig, job: &Job) -> std::io::Result<File> {
+    fs::create_dir_all(&config.logs_dir)?;
+    OpenOptions::new().create(true).append(true).open(config.log_path(job.id))
+}
+
+/// Runs one attempt of `job` to its end. `stop` turning true asks for the group to be
+/// stopped: SIGTERM, then SIGKILL after the grace period.
+pub async fn run(
+    job: &Job,
+    config: &ExecConfig,
+    mut stop: watch::Receiver<bool>,
+    on_started: impl FnOnce(Option<u32>, Option<u64>),
+) -> Outcome {
+    let exec = job.exec.as_ref().expect("a subprocess job has exec");
+    let mut log = match open_log(config, job) {
+        Ok(log) => log,
+        Err(error) => return failed(ErrorKind::SpawnFailed, format!("cannot open the job's log: {error}")),
+    };
+    let run_dir = config.run_dir(job.id, job.attempts);
+    let result_path = run_dir.join("result.json");
+    let artifact_dir = run_dir.join("artifacts");
+    if let Err(error) = fs::create_dir_all(&artifact_dir) {
+        return failed(ErrorKind::SpawnFailed, format!("cannot create {}: {error}", artifact_dir.display()));
+    }
+    let (stdout, stderr) = match (log.try_clone(), log.try_clone()) {
+        (Ok(out), Ok(err)) => (out, err),
+        (Err(error), _) | (_, Err(error)) => {
+            return failed(ErrorKind::SpawnFailed, format!("cannot share the log: {error}"))
+        }
+    };
+    let mut command = tokio::process::Command::new(&exec.command);
+    command.args(&exec.args).env_clear();
+    for name in &config.env_allowlist {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    command
+        .envs(&exec.env)
+        .env("SEMANTICA_JOB_ID", job.id.to_string())
+        .env("SEMANTICA_RESULT_PATH", &result_path)
+        .env("SEMANTICA_ARTIFACT_DIR", &artifact_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr))
+        .process_group(0);
+    if let Some(cwd) = &exec.cwd {
+        command.current_dir(cwd);
+    }
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            let _ = writeln!(log, "[semantica] cannot start {:?}: {error}", exec.command);
+            return failed(ErrorKind::SpawnFailed, format!("cannot start {:?}: {error}", exec.command));
+        }
+    };
+    let pid = child.id().expect("a child that was just spawned has a pid");
+    on_started(Some(pid), process_start_time(pid));
+    let status = tokio::select! {
+        status = child.wait() => status,
+        _ = stopped(&mut stop) => {
+            let _ = writeln!(log, "[semantica] stopping process group {pid}");
+            signal_group(pid, Signal::SIGTERM);
+            match tokio::time::timeout(config.kill_grace, child.wait()).await {
+                Ok(status) => status,
+                Err(_) => {
+                    let _ = writeln!(log, "[semantica] process group {pid} outlived the grace period: SIGKILL");
+                    signal_group(pid, Signal::SIGKILL);
+                    child.wait().await
+                }
+            }
+        }
+    };
+    // Whatever the leader left running in its group goes with it: a finished job leaves
+    // no processes behind.
+    signal_group(pid, Signal::SIGKILL);
+    let status = match status {
+        Ok(status) => status,
+        Err(error) => return failed(ErrorKind::SpawnFailed, format!("lost the child: {error}")),
+    };
+    if let Some(signal) = status.signal() {
+        let _ = writeln!(log, "[semantica] killed by signal {signal}");
+        return Outcome::Failed {
+            kind: ErrorKind::Signal,
+            exit_code: None,
+            message: format!("killed by signal {signal}"),
+        };
+    }
+    let code = status.code().expect("an exit without a signal has a code");
+    if code != 0 {
+        return Outcome::Failed {
+            kind: ErrorKind::ExitCode,
+            exit_code: Some(code),
+            message: format!("exited with code {code}"),
+        };
+    }
+    let result_summary_json = read_result(&result_path, &mut log);
+    let artifacts = list_artifacts(&artifact_dir);
+    Outcome::Succeeded { exit_code: Some(0), result_summary_json, artifacts }
+}
+
+/// Resolves once a stop is asked for; never, if the asker is gone.
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+fn signal_group(pid: u32, signal: Signal) {
+    // ESRCH (the group is gone) is the normal case after an exit.
+    let _ = killpg(Pid::from_raw(pid as i32), signal);
+}
+
+/// The JSON a process left at `$SEMANTICA_RESULT_PATH`, if it is valid and ≤ 64 KiB.
+fn read_result(path: &Path, log: &mut File) -> Option<String> {
+    let metadata = fs::metadata(path).ok()?;
+    if metadata.len() > limits::RESULT_SUMMARY_BYTES_MAX as u64 {
+        let _ = writeln!(log, "[semantica] result file over {} bytes: not stored", limits::RESULT_SUMMARY_BYTES_MAX);
+        return None;
+    }
+    let text = fs::read_to_string(path).ok()?;
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(value) => Some(value.to_string()),
+        Err(error) => {
+            let _ = writeln!(log, "[semantica] result file is not JSON ({error}): not stored");
+            None
+        }
+    }
+}
+
+/// Regular files under `dir`, as paths relative to it, sorted.
+fn list_artifacts(dir: &Path) -> Vec<Artifact> {
+    let mut artifacts = Vec::new();
+    let mut pending = vec![(dir.to_path_buf(), 0usize)];
+    while let Some((current, depth)) = pending.pop() {
+        let Ok(entries) = fs::read_dir(&current) else { continue };
+        for entry in entries.flatten() {
+            // symlink_metadata: never follow a link out of the artifact directory.
+            let Ok(metadata) = entry.path().symlink_metadata() else { continue };
+            if metadata.is_dir() && depth < ARTIFACT_DEPTH_MAX {
+                pending.push((entry.path(), depth + 1));
+            } else if metadata.is_file() && artifacts.len() < ARTIFACTS_MAX {
+                let name = entry.path().strip_prefix(dir).expect("walked under dir").to_string_lossy().into_owned();
+                artifacts.push(Artifact { name, bytes: metadata.len() });
+            }
+        }
+    }
+    artifacts.sort_by(|a, b| a.name.cmp(&b.name));
+    artifacts
+}
+
+/// The process's start time in clock ticks since boot (`/proc/<pid>/stat`, field 22): with
+/// the pid it names one process for the life of the machine.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from its end.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Kills a process group left by an earlier daemon, only if `pid` still names the same
+/// process (same start time): a recycled pid belongs to someone else.
+pub fn kill_leftover(pid: u32, started_at: u64) -> bool {
+    if process_start_time(pid) != Some(started_at) {
+        return false;
+    }
+    signal_group(pid, Signal::SIGKILL);
+    true
+}

@@ -1,0 +1,343 @@
+//! A job as one row of `jobs`, and back: the only code that knows the column layout.
+//!
+//! Writing asserts what core promises (ordered integers below 2^63, no NaN); reading
+//! turns anything that does not decode into [`StoreError::Corrupt`], naming the column.
+
+use std::collections::BTreeMap;
+
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::Row;
+use semantica_core::{
+    Artifact, Backoff, Conditions, ErrorKind, ExecSpec, Job, JobError, JobId, JobState, StoreError, StoreResult,
+};
+
+/// Every column of `jobs`, in the order [`encode`] fills them and [`decode`] reads them.
+pub(crate) const COLUMNS: [&str; 45] = [
+    "seq",
+    "id",
+    "version",
+    "queue",
+    "job_type",
+    "subject_key",
+    "generation",
+    "state",
+    "priority",
+    "payload_json",
+    "exec_command",
+    "exec_args_json",
+    "exec_env_json",
+    "exec_cwd",
+    "attempts",
+    "max_attempts",
+    "backoff_base_ms",
+    "backoff_factor",
+    "backoff_max_ms",
+    "backoff_jitter",
+    "timeout_ms",
+    "ttl_ms",
+    "deadline_ms",
+    "wait_for_idle",
+    "require_charging",
+    "wait_for_event",
+    "event_released",
+    "parent_job_id",
+    "parent_pending",
+    "tag",
+    "chain_group_id",
+    "trace_id",
+    "created_at_ms",
+    "due_at_ms",
+    "started_at_ms",
+    "finished_at_ms",
+    "wake_at_ms",
+    "pid",
+    "pid_started_at",
+    "reap_pending",
+    "exit_code",
+    "error_kind",
+    "error_message",
+    "result_summary_json",
+    "artifacts_json",
+];
+
+/// `seq, id, …` for a SELECT.
+pub(crate) fn select_list() -> String {
+    COLUMNS.join(", ")
+}
+
+/// An ordered integer (seq, generation, a time): core keeps these below 2^63 so that SQL
+/// compares them as it compares u64.
+pub(crate) fn ordered(value: u64, column: &str) -> i64 {
+    assert!(value <= i64::MAX as u64, "{column} = {value} does not fit a signed 64-bit column");
+    value as i64
+}
+
+fn ordered_opt(value: Option<u64>, column: &str) -> Value {
+    value.map_or(Value::Null, |v| Value::Integer(ordered(v, column)))
+}
+
+fn text_opt(value: Option<&str>) -> Value {
+    value.map_or(Value::Null, |v| Value::Text(v.to_owned()))
+}
+
+fn flag(value: bool) -> Value {
+    Value::Integer(i64::from(value))
+}
+
+fn real(value: f64, column: &str) -> Value {
+    // SQLite turns NaN into NULL; core's validation never lets one through.
+    assert!(!value.is_nan(), "{column} is NaN");
+    Value::Real(value)
+}
+
+/// The row of `job`, in [`COLUMNS`] order.
+pub(crate) fn encode(job: &Job) -> Vec<Value> {
+    let exec = job.exec.as_ref();
+    let args_json = exec.map(|e| serde_json::to_string(&e.args).expect("strings serialize"));
+    let env_json = exec.map(|e| serde_json::to_string(&e.env).expect("strings serialize"));
+    let artifacts: Vec<(&str, u64)> = job.artifacts.iter().map(|a| (a.name.as_str(), a.bytes)).collect();
+    let row = vec![
+        Value::Integer(ordered(job.seq, "seq")),
+        Value::Text(job.id.to_string()),
+        Value::Integer(ordered(job.version, "version")),
+        Value::Text(job.queue.clone()),
+        Value::Text(job.job_type.clone()),
+        Value::Text(job.subject_key.clone()),
+        Value::Integer(ordered(job.generation, "generation")),
+        Value::Text(job.state.as_str().to_owned()),
+        Value::Integer(job.priority.into()),
+        Value::Text(job.payload_json.clone()),
+        text_opt(exec.map(|e| e.command.as_str())),
+        text_opt(args_json.as_deref()),
+        text_opt(env_json.as_deref()),
+        text_opt(exec.and_then(|e| e.cwd.as_deref())),
+        Value::Integer(job.attempts.into()),
+        Value::Integer(job.max_attempts.into()),
+        Value::Integer(ordered(job.backoff.base_ms, "backoff_base_ms")),
+        real(job.backoff.factor, "backoff_factor"),
+        Value::Integer(ordered(job.backoff.max_ms, "backoff_max_ms")),
+        real(job.backoff.jitter, "backoff_jitter"),
+        ordered_opt(job.timeout_ms, "timeout_ms"),
+        ordered_opt(job.ttl_ms, "ttl_ms"),
+        ordered_opt(job.deadline_ms, "deadline_ms"),
+        flag(job.conditions.wait_for_idle),
+        flag(job.conditions.require_charging),
+        text_opt(job.conditions.wait_for_event.as_deref()),
+        flag(job.event_released),
+        job.parent_job_id.map_or(Value::Null, |p| Value::Text(p.to_string())),
+        flag(job.parent_pending),
+        text_opt(job.tag.as_deref()),
+        text_opt(job.chain_group_id.as_deref()),
+        Value::Text(job.trace_id.clone()),
+        Value::Integer(ordered(job.created_at_ms, "created_at_ms")),
+        Value::Integer(ordered(job.due_at_ms, "due_at_ms")),
+        ordered_opt(job.started_at_ms, "started_at_ms"),
+        ordered_opt(job.finished_at_ms, "finished_at_ms"),
+        ordered_opt(job.wake_at_ms, "wake_at_ms"),
+        job.pid.map_or(Value::Null, |p| Value::Integer(p.into())),
+        // Never compared: kept bit for bit, whatever the OS handed over.
+        job.pid_started_at.map_or(Value::Null, |t| Value::Integer(t as i64)),
+        flag(job.reap_pending),
+        job.exit_code.map_or(Value::Null, |c| Value::Integer(c.into())),
+        text_opt(job.error.as_ref().map(|e| e.kind.as_str())),
+        text_opt(job.error.as_ref().map(|e| e.message.as_str())),
+        text_opt(job.result_summary_json.as_deref()),
+        Value::Text(serde_json::to_string(&artifacts).expect("artifacts serialize")),
+    ];
+    assert_eq!(row.len(), COLUMNS.len());
+    row
+}
+
+/// Reads the columns of one row in order, naming the column in every error.
+struct Cells<'r, 's> {
+    row: &'r Row<'s>,
+    index: usize,
+}
+
+fn corrupt(column: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("jobs.{column}: {detail}"))
+}
+
+impl Cells<'_, '_> {
+    fn next(&mut self) -> StoreResult<(ValueRef<'_>, &'static str)> {
+        let column = COLUMNS[self.index];
+        let value = self.row.get_ref(self.index).map_err(|e| corrupt(column, e))?;
+        self.index += 1;
+        Ok((value, column))
+    }
+
+    fn i64_opt(&mut self) -> StoreResult<Option<i64>> {
+        match self.next()? {
+            (ValueRef::Null, _) => Ok(None),
+            (ValueRef::Integer(v), _) => Ok(Some(v)),
+            (other, column) => Err(corrupt(column, format!("expected an integer, found {:?}", other.data_type()))),
+        }
+    }
+
+    fn i64(&mut self) -> StoreResult<i64> {
+        let column = COLUMNS[self.index];
+        self.i64_opt()?.ok_or_else(|| corrupt(column, "unexpected NULL"))
+    }
+
+    fn u64_opt(&mut self) -> StoreResult<Option<u64>> {
+        let column = COLUMNS[self.index];
+        self.i64_opt()?.map(|v| u64::try_from(v).map_err(|_| corrupt(column, format!("negative: {v}")))).transpose()
+    }
+
+    fn u64(&mut self) -> StoreResult<u64> {
+        let column = COLUMNS[self.index];
+        self.u64_opt()?.ok_or_else(|| corrupt(column, "unexpected NULL"))
+    }
+
+    fn int<T: TryFrom<i64>>(&mut self) -> StoreResult<T> {
+        let column = COLUMNS[self.index];
+        let v = self.i64()?;
+        T::try_from(v).map_err(|_| corrupt(column, format!("out of range: {v}")))
+    }
+
+    fn int_opt<T: TryFrom<i64>>(&mut self) -> StoreResult<Option<T>> {
+        let column = COLUMNS[self.index];
+        self.i64_opt()?.map(|v| T::try_from(v).map_err(|_| corrupt(column, format!("out of range: {v}")))).transpose()
+    }
+
+    fn flag(&mut self) -> StoreResult<bool> {
+        let column = COLUMNS[self.index];
+        match self.i64()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            v => Err(corrupt(column, format!("not a flag: {v}"))),
+        }
+    }
+
+    fn real(&mut self) -> StoreResult<f64> {
+        match self.next()? {
+            (ValueRef::Real(v), _) => Ok(v),
+            (other, column) => Err(corrupt(column, format!("expected a real, found {:?}", other.data_type()))),
+        }
+    }
+
+    fn text_opt(&mut self) -> StoreResult<Option<String>> {
+        match self.next()? {
+            (ValueRef::Null, _) => Ok(None),
+            (ValueRef::Text(bytes), column) => {
+                String::from_utf8(bytes.to_vec()).map(Some).map_err(|_| corrupt(column, "not UTF-8"))
+            }
+            (other, column) => Err(corrupt(column, format!("expected text, found {:?}", other.data_type()))),
+        }
+    }
+
+    fn text(&mut self) -> StoreResult<String> {
+        let column = COLUMNS[self.index];
+        self.text_opt()?.ok_or_else(|| corrupt(column, "unexpected NULL"))
+    }
+
+    fn id_opt(&mut self) -> StoreResult<Option<JobId>> {
+        let column = COLUMNS[self.index];
+        self.text_opt()?.map(|text| text.parse::<JobId>().map_err(|e| corrupt(column, e))).transpose()
+    }
+}
+
+fn json<T>(column: &str, text: &str) -> StoreResult<T>
+where
+    T: serde::de::DeserializeOwned,
+{
+    serde_json::from_str(text).map_err(|e| corrupt(column, e))
+}
+
+/// The job of one row selected with [`select_list`].
+pub(crate) fn decode(row: &Row<'_>) -> StoreResult<Job> {
+    let mut c = Cells { row, index: 0 };
+    let seq = c.u64()?;
+    let id = c.id_opt()?.ok_or_else(|| corrupt("id", "unexpected NULL"))?;
+    let version = c.u64()?;
+    let queue = c.text()?;
+    let job_type = c.text()?;
+    let subject_key = c.text()?;
+    let generation = c.u64()?;
+    let state_text = c.text()?;
+    let state = state_text.parse::<JobState>().map_err(|e| corrupt("state", format!("unknown state {:?}", e.0)))?;
+    let priority = c.int()?;
+    let payload_json = c.text()?;
+    let command = c.text_opt()?;
+    let args = c.text_opt()?.map(|t| json::<Vec<String>>("exec_args_json", &t)).transpose()?;
+    let env = c.text_opt()?.map(|t| json::<BTreeMap<String, String>>("exec_env_json", &t)).transpose()?;
+    let cwd = c.text_opt()?;
+    let exec = match command {
+        Some(command) => Some(ExecSpec { command, args: args.unwrap_or_default(), env: env.unwrap_or_default(), cwd }),
+        None if args.is_none() && env.is_none() && cwd.is_none() => None,
+        None => return Err(corrupt("exec_command", "NULL while other exec columns are set")),
+    };
+    let attempts = c.int()?;
+    let max_attempts = c.int()?;
+    let backoff = Backoff { base_ms: c.u64()?, factor: c.real()?, max_ms: c.u64()?, jitter: c.real()? };
+    let timeout_ms = c.u64_opt()?;
+    let ttl_ms = c.u64_opt()?;
+    let deadline_ms = c.u64_opt()?;
+    let conditions =
+        Conditions { wait_for_idle: c.flag()?, require_charging: c.flag()?, wait_for_event: c.text_opt()? };
+    let event_released = c.flag()?;
+    let parent_job_id = c.id_opt()?;
+    let parent_pending = c.flag()?;
+    let tag = c.text_opt()?;
+    let chain_group_id = c.text_opt()?;
+    let trace_id = c.text()?;
+    let created_at_ms = c.u64()?;
+    let due_at_ms = c.u64()?;
+    let started_at_ms = c.u64_opt()?;
+    let finished_at_ms = c.u64_opt()?;
+    let wake_at_ms = c.u64_opt()?;
+    let pid = c.int_opt()?;
+    let pid_started_at = c.i64_opt()?.map(|t| t as u64);
+    let reap_pending = c.flag()?;
+    let exit_code = c.int_opt()?;
+    let error_kind = c.text_opt()?;
+    let error_message = c.text_opt()?;
+    let error = match (error_kind, error_message) {
+        (None, None) => None,
+        (Some(kind), Some(message)) => {
+            Some(JobError { kind: kind.parse::<ErrorKind>().map_err(|e| corrupt("error_kind", e))?, message })
+        }
+        _ => return Err(corrupt("error_kind", "error kind and message must be both set or both NULL")),
+    };
+    let result_summary_json = c.text_opt()?;
+    let artifacts = json::<Vec<(String, u64)>>("artifacts_json", &c.text()?)?;
+    assert_eq!(c.index, COLUMNS.len(), "every column read");
+    Ok(Job {
+        id,
+        seq,
+        version,
+        queue,
+        job_type,
+        subject_key,
+        generation,
+        state,
+        priority,
+        payload_json,
+        exec,
+        attempts,
+        max_attempts,
+        backoff,
+        timeout_ms,
+        ttl_ms,
+        deadline_ms,
+        conditions,
+        event_released,
+        parent_job_id,
+        parent_pending,
+        tag,
+        chain_group_id,
+        trace_id,
+        created_at_ms,
+        due_at_ms,
+        started_at_ms,
+        finished_at_ms,
+        wake_at_ms,
+        pid,
+        pid_started_at,
+        reap_pending,
+        exit_code,
+        error,
+        result_summary_json,
+        artifacts: artifacts.into_iter().map(|(name, bytes)| Artifact { name, bytes }).collect(),
+    })
+}

@@ -1,0 +1,554 @@
+//! The SQLite store: core's [`Store`] port on one SQLite file.
+//!
+//! **Promises.** Every read answers exactly as core's reference `MemStore` does (same
+//! jobs, same order, same limits); the differential tests in `adapters/tests/` hold it to
+//! that. A `commit` is one SQLite transaction: all writes or none, every update and
+//! delete checked against the version it was decided on. Once `commit` returns `Ok`, the
+//! writes survive a crash of the process (WAL; with [`Synchronous::Full`] also a power
+//! loss).
+//!
+//! **Never.** No rule of the engine lives here, and nothing SQLite-specific leaks through
+//! the trait: errors come back as [`StoreError`]. The schema comes only from the numbered
+//! files of `migrations/`.
+
+mod codec;
+pub mod schema;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::types::Value;
+use rusqlite::{params_from_iter, Connection, ErrorCode, OpenFlags, OptionalExtension};
+use semantica_core::{
+    Job, JobId, JobPage, JobQuery, JobState, QueueStats, Store, StoreError, StoreResult, Write, WriteSet,
+};
+
+pub use schema::{Migration, MigrationError, MIGRATIONS};
+
+/// How hard a commit waits for the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// WAL with `synchronous=NORMAL`: a commit survives a crash of the process; the last
+    /// commits before a power loss may be lost (the database stays consistent).
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: every commit is on the disk before `commit` returns.
+    Full,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SqliteOptions {
+    pub synchronous: Synchronous,
+    /// How long a statement waits for another connection's lock before it fails with
+    /// [`StoreError::Unavailable`].
+    pub busy_timeout_ms: u64,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> SqliteOptions {
+        SqliteOptions { synchronous: Synchronous::Normal, busy_timeout_ms: 5_000 }
+    }
+}
+
+/// Why [`SqliteStore::open`] failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenError {
+    /// The file could not be opened or configured.
+    Unavailable(String),
+    /// The schema could not be brought up to date; see [`MigrationError`].
+    Schema(MigrationError),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Unavailable(detail) => write!(f, "cannot open the database: {detail}"),
+            OpenError::Schema(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+impl From<MigrationError> for OpenError {
+    fn from(error: MigrationError) -> OpenError {
+        OpenError::Schema(error)
+    }
+}
+
+/// One connection to the database file, answering core's [`Store`] questions.
+///
+/// Several may be open on one file (one per thread): SQLite serialises their commits
+/// and the version checks of [`Store::commit`] catch decisions made on stale reads.
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// The SQL state list of non-terminal jobs.
+const LIVE: &str = "state IN ('QUEUED', 'SCHEDULED', 'RUNNING')";
+/// Non-terminal or `reap_pending`: core's "active".
+const ACTIVE: &str = "(state IN ('QUEUED', 'SCHEDULED', 'RUNNING') OR reap_pending = 1)";
+/// A process of the job may be alive.
+const OCCUPYING: &str = "(state = 'RUNNING' OR reap_pending = 1)";
+const WAITING: &str = "state IN ('QUEUED', 'SCHEDULED')";
+const TERMINAL: &str = "state IN ('DONE', 'FAILED', 'CANCELLED', 'SUPERSEDED', 'SKIPPED_TTL', 'SKIPPED_DEADLINE')";
+
+/// A `LIMIT` for SQL: `usize::MAX` means no limit.
+fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// A bound given by a caller, compared with columns that core keeps below 2^63.
+fn sql_bound(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Maps SQLite's failures onto the port's two kinds: data that does not decode is
+/// `Corrupt`; everything else (I/O, full disk, locks, misuse) is `Unavailable`, which
+/// tells the caller nothing was written.
+pub(crate) fn store_error(error: rusqlite::Error) -> StoreError {
+    match &error {
+        rusqlite::Error::SqliteFailure(failure, _) => match failure.code {
+            ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => StoreError::Corrupt(error.to_string()),
+            _ => StoreError::Unavailable(error.to_string()),
+        },
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::Utf8Error(..) => StoreError::Corrupt(error.to_string()),
+        _ => StoreError::Unavailable(error.to_string()),
+    }
+}
+
+fn conflict(job_id: JobId, detail: &str) -> StoreError {
+    StoreError::Conflict { job_id, detail: detail.to_owned() }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, refuses one written by a newer
+    /// binary without touching it, applies pending migrations in one transaction, and
+    /// sets WAL, the chosen `synchronous`, foreign keys and the busy timeout.
+    pub fn open(path: impl AsRef<Path>, options: &SqliteOptions) -> Result<SqliteStore, OpenError> {
+        let path = path.as_ref().to_path_buf();
+        let unavailable = |e: rusqlite::Error| OpenError::Unavailable(format!("{}: {e}", path.display()));
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Connection::open_with_flags(&path, flags).map_err(unavailable)?;
+        conn.busy_timeout(Duration::from_millis(options.busy_timeout_ms)).map_err(unavailable)?;
+        // Before anything writes (switching to WAL rewrites the header): a database from a
+        // newer binary is left exactly as it was.
+        schema::check_not_newer(&conn, MIGRATIONS)?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(unavailable)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(OpenError::Unavailable(format!("{}: journal_mode is {mode}, not wal", path.display())));
+        }
+        let synchronous = match options.synchronous {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        };
+        conn.pragma_update(None, "synchronous", synchronous).map_err(unavailable)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(unavailable)?;
+        schema::migrate(&mut conn, MIGRATIONS)?;
+        Ok(SqliteStore { conn, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version the database is at.
+    pub fn schema_version(&self) -> StoreResult<u32> {
+        schema::current_version(&self.conn).map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    /// `PRAGMA integrity_check`: `["ok"]` for a sound file, else SQLite's findings.
+    pub fn integrity_check(&self) -> StoreResult<Vec<String>> {
+        let mut statement = self.conn.prepare("PRAGMA integrity_check").map_err(store_error)?;
+        let rows = statement.query_map([], |row| row.get::<_, String>(0)).map_err(store_error)?;
+        rows.collect::<Result<Vec<String>, _>>().map_err(store_error)
+    }
+
+    /// The connection, for the writer's transactions and for tests that simulate faults.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn jobs(&self, sql: &str, params: impl rusqlite::Params) -> StoreResult<Vec<Job>> {
+        let mut statement = self.conn.prepare_cached(sql).map_err(store_error)?;
+        let mut rows = statement.query(params).map_err(store_error)?;
+        let mut jobs = Vec::new();
+        while let Some(row) = rows.next().map_err(store_error)? {
+            jobs.push(codec::decode(row)?);
+        }
+        Ok(jobs)
+    }
+
+    fn select(where_order: &str) -> String {
+        format!("SELECT {} FROM jobs WHERE {where_order}", codec::select_list())
+    }
+
+    fn stored_max_seq(&self) -> StoreResult<u64> {
+        let max_seq: i64 = self
+            .conn
+            .prepare_cached("SELECT max_seq FROM counters WHERE singleton = 1")
+            .and_then(|mut s| s.query_row([], |row| row.get(0)))
+            .map_err(store_error)?;
+        u64::try_from(max_seq).map_err(|_| StoreError::Corrupt(format!("counters.max_seq is {max_seq}")))
+    }
+
+    fn insert(&self, job: &Job, max_seq_before: u64) -> StoreResult<()> {
+        let exists: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT 1 FROM jobs WHERE id = ?1")
+            .and_then(|mut s| s.query_row([job.id.to_string()], |row| row.get(0)).optional())
+            .map_err(store_error)?;
+        if exists.is_some() {
+            return Err(conflict(job.id, "id exists"));
+        }
+        if job.seq <= max_seq_before {
+            return Err(conflict(job.id, "sequence not above the highest"));
+        }
+        let sql = format!(
+            "INSERT INTO jobs ({}) VALUES ({})",
+            codec::select_list(),
+            (1..=codec::COLUMNS.len()).map(|n| format!("?{n}")).collect::<Vec<_>>().join(", ")
+        );
+        let inserted = self
+            .conn
+            .prepare_cached(&sql)
+            .and_then(|mut s| s.execute(params_from_iter(codec::encode(job))))
+            .map_err(|e| write_error(job.id, e))?;
+        assert_eq!(inserted, 1);
+        self.conn
+            .prepare_cached("UPDATE counters SET max_seq = max(max_seq, ?1) WHERE singleton = 1")
+            .and_then(|mut s| s.execute([codec::ordered(job.seq, "seq")]))
+            .map_err(store_error)?;
+        self.raise_generation(job)
+    }
+
+    fn update(&self, job: &Job) -> StoreResult<()> {
+        assert!(job.version >= 2, "an update of job {} carries version {}", job.id, job.version);
+        let columns = &codec::COLUMNS;
+        // ?1 = seq … ?45 = artifacts_json (the row), ?46 = the version read.
+        let set = (2..=columns.len()).map(|n| format!("{} = ?{n}", columns[n - 1])).collect::<Vec<_>>().join(", ");
+        let sql = format!("UPDATE jobs SET {set} WHERE seq = ?1 AND id = ?2 AND version = ?{}", columns.len() + 1);
+        let mut values = codec::encode(job);
+        values.push(Value::Integer(codec::ordered(job.version - 1, "version")));
+        let updated = self
+            .conn
+            .prepare_cached(&sql)
+            .and_then(|mut s| s.execute(params_from_iter(values)))
+            .map_err(|e| write_error(job.id, e))?;
+        if updated == 0 {
+            let stored: Option<(i64, i64)> = self
+                .conn
+                .prepare_cached("SELECT version, seq FROM jobs WHERE id = ?1")
+                .and_then(|mut s| s.query_row([job.id.to_string()], |row| Ok((row.get(0)?, row.get(1)?))).optional())
+                .map_err(store_error)?;
+            return match stored {
+                None => Err(conflict(job.id, "job no longer exists")),
+                Some((version, _)) if version as u64 + 1 != job.version => {
+                    Err(conflict(job.id, "version changed since it was read"))
+                }
+                Some((_, seq)) => panic!("an update of job {} moves it from seq {seq} to {}", job.id, job.seq),
+            };
+        }
+        assert_eq!(updated, 1);
+        self.raise_generation(job)
+    }
+
+    fn delete(&self, id: JobId, version: u64) -> StoreResult<()> {
+        let deleted = self
+            .conn
+            .prepare_cached("DELETE FROM jobs WHERE id = ?1 AND version = ?2")
+            .and_then(|mut s| s.execute((id.to_string(), codec::ordered(version, "version"))))
+            .map_err(store_error)?;
+        match deleted {
+            0 => Err(conflict(id, "version changed since it was read")),
+            1 => Ok(()),
+            n => panic!("{n} rows deleted for job {id}"),
+        }
+    }
+
+    fn raise_generation(&self, job: &Job) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO subjects (subject_key, max_generation) VALUES (?1, ?2)
+                 ON CONFLICT (subject_key) DO UPDATE SET max_generation = max(max_generation, excluded.max_generation)",
+            )
+            .and_then(|mut s| s.execute((job.subject_key.as_str(), codec::ordered(job.generation, "generation"))))
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    fn apply(&self, writes: &WriteSet) -> StoreResult<()> {
+        // Inserts are judged against the store as it was before the set, as MemStore does.
+        let max_seq_before = self.stored_max_seq()?;
+        let mut inserted = std::collections::BTreeSet::new();
+        for write in &writes.writes {
+            match write {
+                Write::Insert(job) => {
+                    assert!(inserted.insert(job.id), "job {} inserted twice in one write set", job.id);
+                    assert_eq!(job.version, 1, "job {} inserted at version {}", job.id, job.version);
+                    self.insert(job, max_seq_before)?;
+                }
+                Write::Update(job) => self.update(job)?,
+                Write::Delete { id, version } => self.delete(*id, *version)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A write that SQLite refused. A UNIQUE clash on `seq` is a conflict (another writer
+/// took the sequence number); a CHECK failure means the job breaks the schema's rules.
+fn write_error(job_id: JobId, error: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(failure, _) = &error {
+        if failure.code == ErrorCode::ConstraintViolation {
+            if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                || failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            {
+                return conflict(job_id, "sequence not above the highest");
+            }
+            return StoreError::Corrupt(format!("job {job_id} breaks the schema: {error}"));
+        }
+    }
+    store_error(error)
+}
+
+impl Store for SqliteStore {
+    fn get(&self, id: JobId) -> StoreResult<Option<Job>> {
+        let mut jobs = self.jobs(&Self::select("id = ?1"), [id.to_string()])?;
+        assert!(jobs.len() <= 1);
+        Ok(jobs.pop())
+    }
+
+    fn max_generation(&self, subject_key: &str) -> StoreResult<Option<u64>> {
+        let max: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT max_generation FROM subjects WHERE subject_key = ?1")
+            .and_then(|mut s| s.query_row([subject_key], |row| row.get(0)).optional())
+            .map_err(store_error)?;
+        max.map(|m| u64::try_from(m).map_err(|_| StoreError::Corrupt(format!("subjects.max_generation is {m}"))))
+            .transpose()
+    }
+
+    fn max_seq(&self) -> StoreResult<u64> {
+        self.stored_max_seq()
+    }
+
+    fn active_jobs_of_subject(&self, subject_key: &str) -> StoreResult<Vec<Job>> {
+        let sql = Self::select(&format!("subject_key = ?1 AND {ACTIVE} ORDER BY seq"));
+        self.jobs(&sql, [subject_key])
+    }
+
+    fn claim_candidates(&self, queue: &str, min_priority: Option<i32>, limit: usize) -> StoreResult<Vec<Job>> {
+        let sql = Self::select(
+            "state = 'QUEUED' AND queue = ?1 AND priority >= ?2
+             AND NOT EXISTS (SELECT 1 FROM jobs AS other
+                             WHERE other.subject_key = jobs.subject_key
+                               AND (other.state = 'RUNNING' OR other.reap_pending = 1))
+             ORDER BY priority DESC, seq LIMIT ?3",
+        );
+        let floor = i64::from(min_priority.unwrap_or(i32::MIN));
+        self.jobs(&sql, (queue, floor, sql_limit(limit)))
+    }
+
+    fn ready_queues(&self) -> StoreResult<Vec<String>> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT DISTINCT queue FROM jobs WHERE state = 'QUEUED' ORDER BY queue")
+            .map_err(store_error)?;
+        let rows = statement.query_map([], |row| row.get::<_, String>(0)).map_err(store_error)?;
+        rows.collect::<Result<Vec<String>, _>>().map_err(store_error)
+    }
+
+    fn process_count(&self, queue: Option<&str>) -> StoreResult<usize> {
+        let count: i64 = match queue {
+            Some(queue) => self
+                .conn
+                .prepare_cached(
+                    "SELECT count(*) FROM jobs WHERE (state = 'RUNNING' OR reap_pending = 1) AND queue = ?1",
+                )
+                .and_then(|mut s| s.query_row([queue], |row| row.get(0))),
+            None => self
+                .conn
+                .prepare_cached("SELECT count(*) FROM jobs WHERE state = 'RUNNING' OR reap_pending = 1")
+                .and_then(|mut s| s.query_row([], |row| row.get(0))),
+        }
+        .map_err(store_error)?;
+        usize::try_from(count).map_err(|_| StoreError::Corrupt(format!("count {count}")))
+    }
+
+    fn due_jobs(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<Job>> {
+        let sql = Self::select(&format!(
+            "wake_at_ms IS NOT NULL AND wake_at_ms <= ?1 AND {ACTIVE} ORDER BY wake_at_ms, seq LIMIT ?2"
+        ));
+        self.jobs(&sql, (sql_bound(now_ms), sql_limit(limit)))
+    }
+
+    fn labelled_jobs(&self, tag: Option<&str>, chain_group_id: Option<&str>, limit: usize) -> StoreResult<Vec<Job>> {
+        // One statement per shape, so that each can use its index.
+        let limit = sql_limit(limit);
+        match (tag, chain_group_id) {
+            (Some(tag), Some(group)) => self.jobs(
+                &Self::select(&format!("tag = ?1 AND chain_group_id = ?2 AND {LIVE} ORDER BY seq LIMIT ?3")),
+                (tag, group, limit),
+            ),
+            (Some(tag), None) => {
+                self.jobs(&Self::select(&format!("tag = ?1 AND {LIVE} ORDER BY seq LIMIT ?2")), (tag, limit))
+            }
+            (None, Some(group)) => self
+                .jobs(&Self::select(&format!("chain_group_id = ?1 AND {LIVE} ORDER BY seq LIMIT ?2")), (group, limit)),
+            (None, None) => self.jobs(&Self::select(&format!("{LIVE} ORDER BY seq LIMIT ?1")), [limit]),
+        }
+    }
+
+    fn waiting_children(&self, parent: JobId, limit: usize) -> StoreResult<Vec<Job>> {
+        let sql = Self::select(&format!("parent_job_id = ?1 AND {LIVE} ORDER BY seq LIMIT ?2"));
+        self.jobs(&sql, (parent.to_string(), sql_limit(limit)))
+    }
+
+    fn event_waiters(&self, name: &str, limit: usize) -> StoreResult<Vec<Job>> {
+        let sql = Self::select(&format!(
+            "wait_for_event = ?1 AND {WAITING} AND wait_for_event IS NOT NULL AND event_released = 0
+             ORDER BY seq LIMIT ?2"
+        ));
+        self.jobs(&sql, (name, sql_limit(limit)))
+    }
+
+    fn system_waiters(&self, limit: usize) -> StoreResult<Vec<Job>> {
+        let sql =
+            Self::select(&format!("{WAITING} AND (wait_for_idle = 1 OR require_charging = 1) ORDER BY seq LIMIT ?1"));
+        self.jobs(&sql, [sql_limit(limit)])
+    }
+
+    fn process_holders(&self, limit: usize) -> StoreResult<Vec<Job>> {
+        let sql = Self::select(&format!("{OCCUPYING} ORDER BY seq LIMIT ?1"));
+        self.jobs(&sql, [sql_limit(limit)])
+    }
+
+    fn purgeable(&self, finished_before_ms: u64, limit: usize) -> StoreResult<Vec<Job>> {
+        let sql = Self::select(&format!(
+            "{TERMINAL} AND reap_pending = 0 AND finished_at_ms IS NOT NULL AND finished_at_ms < ?1
+             ORDER BY seq LIMIT ?2"
+        ));
+        self.jobs(&sql, (sql_bound(finished_before_ms), sql_limit(limit)))
+    }
+
+    fn query(&self, query: &JobQuery) -> StoreResult<JobPage> {
+        assert!((1..=JobQuery::LIMIT_MAX).contains(&query.limit));
+        let mut conditions: Vec<String> = Vec::new();
+        let mut params: Vec<Value> = Vec::new();
+        fn param(value: Value, params: &mut Vec<Value>) -> String {
+            params.push(value);
+            format!("?{}", params.len())
+        }
+        if !query.states.is_empty() {
+            let list: Vec<String> =
+                query.states.iter().map(|s| param(Value::Text(s.as_str().to_owned()), &mut params)).collect();
+            conditions.push(format!("state IN ({})", list.join(", ")));
+        }
+        if !query.queues.is_empty() {
+            let list: Vec<String> = query.queues.iter().map(|q| param(Value::Text(q.clone()), &mut params)).collect();
+            conditions.push(format!("queue IN ({})", list.join(", ")));
+        }
+        if let Some(job_type) = &query.job_type {
+            conditions.push(format!("job_type = {}", param(Value::Text(job_type.clone()), &mut params)));
+        }
+        if let Some(tag) = &query.tag {
+            conditions.push(format!("tag = {}", param(Value::Text(tag.clone()), &mut params)));
+        }
+        if let Some(group) = &query.chain_group_id {
+            conditions.push(format!("chain_group_id = {}", param(Value::Text(group.clone()), &mut params)));
+        }
+        if let Some(prefix) = &query.subject_key_prefix {
+            // Bytes, not characters, and no LIKE: a prefix may hold '%', '_' or any byte.
+            let p = param(Value::Blob(prefix.as_bytes().to_vec()), &mut params);
+            conditions.push(format!("substr(CAST(subject_key AS BLOB), 1, length({p})) = {p}"));
+        }
+        if let Some(after) = query.created_after_ms {
+            conditions.push(format!("created_at_ms > {}", param(Value::Integer(sql_bound(after)), &mut params)));
+        }
+        if let Some(after) = query.after_seq {
+            let op = if query.descending { "<" } else { ">" };
+            conditions.push(format!("seq {op} {}", param(Value::Integer(sql_bound(after)), &mut params)));
+        }
+        let filter = if conditions.is_empty() { "1".to_owned() } else { conditions.join(" AND ") };
+        let direction = if query.descending { "DESC" } else { "ASC" };
+        // One more than asked: whether it exists decides `next_after_seq`.
+        let limit = param(Value::Integer(sql_limit(query.limit + 1)), &mut params);
+        let sql = Self::select(&format!("{filter} ORDER BY seq {direction} LIMIT {limit}"));
+        let mut items = self.jobs(&sql, params_from_iter(params))?;
+        for job in &items {
+            assert!(query.matches(job), "query returned job {} that does not match", job.id);
+        }
+        let more = items.len() > query.limit;
+        items.truncate(query.limit);
+        let next_after_seq = if more { items.last().map(|job| job.seq) } else { None };
+        Ok(JobPage { items, next_after_seq })
+    }
+
+    fn queue_stats(&self) -> StoreResult<Vec<QueueStats>> {
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT queue, state, count(*),
+                        sum(CASE WHEN started_at_ms > due_at_ms THEN started_at_ms - due_at_ms ELSE 0 END),
+                        count(started_at_ms)
+                 FROM jobs GROUP BY queue, state ORDER BY queue",
+            )
+            .map_err(store_error)?;
+        let mut rows = statement.query([]).map_err(store_error)?;
+        // queue -> (stats, wait sum, started count), kept in name order as SQL gave it.
+        let mut stats: Vec<(QueueStats, u64, u64)> = Vec::new();
+        while let Some(row) = rows.next().map_err(store_error)? {
+            let queue: String = row.get(0).map_err(store_error)?;
+            let state: String = row.get(1).map_err(store_error)?;
+            let state = state
+                .parse::<JobState>()
+                .map_err(|e| StoreError::Corrupt(format!("jobs.state: unknown state {:?}", e.0)))?;
+            let nonnegative = |index: usize| -> StoreResult<u64> {
+                let value: i64 = row.get(index).map_err(store_error)?;
+                u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("queue_stats column {index} is {value}")))
+            };
+            let (count, wait_sum, started) = (nonnegative(2)?, nonnegative(3)?, nonnegative(4)?);
+            if stats.last().is_none_or(|(last, _, _)| last.queue != queue) {
+                stats.push((QueueStats { queue, ..QueueStats::default() }, 0, 0));
+            }
+            let entry = stats.last_mut().expect("pushed");
+            entry.0.counts[state as usize] += count;
+            entry.1 += wait_sum;
+            entry.2 += started;
+        }
+        Ok(stats
+            .into_iter()
+            .map(|(mut queue, wait_sum, started)| {
+                queue.avg_wait_ms = (started > 0).then(|| wait_sum / started);
+                queue
+            })
+            .collect())
+    }
+
+    fn commit(&mut self, writes: &WriteSet) -> StoreResult<()> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        // Inside a transaction the writer keeps open (group commit), a savepoint makes
+        // this set all-or-nothing on its own; otherwise a transaction of its own, taking
+        // the write lock at once so the version checks read what they write over.
+        let outermost = self.conn.is_autocommit();
+        let (begin, end, undo) = if outermost {
+            ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")
+        } else {
+            ("SAVEPOINT write_set", "RELEASE write_set", "ROLLBACK TO write_set; RELEASE write_set")
+        };
+        self.conn.execute_batch(begin).map_err(store_error)?;
+        let result = self.apply(writes).and_then(|()| self.conn.execute_batch(end).map_err(store_error));
+        if result.is_err() && !self.conn.is_autocommit() {
+            // Best effort: SQLite may have rolled back already (full disk, I/O error).
+            let _ = self.conn.execute_batch(undo);
+        }
+        result
+    }
+}

@@ -1,0 +1,112 @@
+//! Schema migrations: the numbered files of `migrations/`, embedded in the binary and
+//! applied in order at open, all pending ones in one transaction.
+//!
+//! A database written by a newer binary (a version above the last one known here) is
+//! refused before anything is written to it; a migration that fails rolls back whole, so
+//! the file is left as it was.
+
+use rusqlite::{Connection, OptionalExtension};
+
+/// One numbered schema change. `version` is the number its file name starts with.
+#[derive(Clone, Copy, Debug)]
+pub struct Migration {
+    pub version: u32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Every migration this binary knows, in order. Released entries are never edited.
+pub const MIGRATIONS: &[Migration] =
+    &[Migration { version: 1, name: "0001_init.sql", sql: include_str!("../../../migrations/0001_init.sql") }];
+
+/// Why a database could not be brought to this binary's schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MigrationError {
+    /// The database was written by a newer binary; it was not touched.
+    TooNew { found: u32, known: u32 },
+    /// A migration failed and was rolled back; the database stays at `at_version`.
+    Failed { migration: &'static str, at_version: u32, detail: String },
+    /// SQLite could not read or write the database.
+    Sqlite(String),
+}
+
+impl std::fmt::Display for MigrationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MigrationError::TooNew { found, known } => write!(
+                f,
+                "the database has schema version {found} but this binary knows only up to {known}: \
+                 it was written by a newer Semantica; the file was not changed"
+            ),
+            MigrationError::Failed { migration, at_version, detail } => write!(
+                f,
+                "migration {migration} failed and was rolled back; the database stays at schema version \
+                 {at_version}: {detail}"
+            ),
+            MigrationError::Sqlite(detail) => write!(f, "could not read or write the schema: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for MigrationError {}
+
+fn sqlite(error: rusqlite::Error) -> MigrationError {
+    MigrationError::Sqlite(error.to_string())
+}
+
+/// The schema version recorded in the database; 0 for a new (empty) one.
+pub fn current_version(conn: &Connection) -> Result<u32, MigrationError> {
+    let has_table: Option<i64> = conn
+        .query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'", [], |row| row.get(0))
+        .optional()
+        .map_err(sqlite)?;
+    if has_table.is_none() {
+        return Ok(0);
+    }
+    let version: Option<i64> =
+        conn.query_row("SELECT max(version) FROM schema_version", [], |row| row.get(0)).map_err(sqlite)?;
+    let version = version.unwrap_or(0);
+    u32::try_from(version).map_err(|_| MigrationError::Sqlite(format!("schema_version holds {version}")))
+}
+
+/// Refuses a database newer than `migrations` without writing to it.
+pub fn check_not_newer(conn: &Connection, migrations: &[Migration]) -> Result<u32, MigrationError> {
+    let known = migrations.last().map_or(0, |m| m.version);
+    let found = current_version(conn)?;
+    if found > known {
+        return Err(MigrationError::TooNew { found, known });
+    }
+    Ok(found)
+}
+
+/// Applies every migration above the database's version, in one transaction.
+/// Returns the version reached.
+pub fn migrate(conn: &mut Connection, migrations: &[Migration]) -> Result<u32, MigrationError> {
+    assert!(migrations.windows(2).all(|w| w[0].version < w[1].version), "migrations out of order");
+    // Outside the transaction first: a newer database must not even be locked for write.
+    let found = check_not_newer(conn, migrations)?;
+    if migrations.iter().all(|m| m.version <= found) {
+        return Ok(found);
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sqlite)?;
+    // Again inside: another process may have migrated in between.
+    let found = check_not_newer(&tx, migrations)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_version (
+             version  INTEGER PRIMARY KEY NOT NULL,
+             name     TEXT    NOT NULL
+         ) STRICT;",
+    )
+    .map_err(sqlite)?;
+    let mut reached = found;
+    for migration in migrations.iter().filter(|m| m.version > found) {
+        let failed = |detail: String| MigrationError::Failed { migration: migration.name, at_version: found, detail };
+        tx.execute_batch(migration.sql).map_err(|e| failed(e.to_string()))?;
+        tx.execute("INSERT INTO schema_version (version, name) VALUES (?1, ?2)", (migration.version, migration.name))
+            .map_err(|e| failed(e.to_string()))?;
+        reached = migration.version;
+    }
+    // Dropping `tx` on an error above rolls every migration of this call back.
+    tx.commit().map_err(sqlite)?;
+    Ok(reached)
+}

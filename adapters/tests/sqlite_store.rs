@@ -1,0 +1,414 @@
+//! The SQLite store on its own: each `Store` method, version conflicts, atomicity,
+//! migrations, decoding failures, a full disk, and the indexes the queries rely on.
+
+use semantica_adapters::sqlite::schema::{self, Migration, MigrationError, MIGRATIONS};
+use semantica_adapters::{OpenError, SqliteOptions, SqliteStore, Synchronous};
+use semantica_core::{
+    Artifact, Backoff, Conditions, ErrorKind, ExecSpec, Job, JobError, JobId, JobQuery, JobState, MemStore, Store,
+    StoreError, Write, WriteSet,
+};
+
+fn open(dir: &tempfile::TempDir) -> SqliteStore {
+    SqliteStore::open(dir.path().join("jobs.db"), &SqliteOptions::default()).unwrap()
+}
+
+/// A job with every optional field set, distinct per `n`.
+fn full_job(n: u64) -> Job {
+    Job {
+        id: JobId::from_u128(0xABCD_0000_0000_0000_0000_0000_0000_0000 + u128::from(n)),
+        seq: n,
+        version: 1,
+        queue: "default".into(),
+        job_type: "work".into(),
+        subject_key: format!("subject-{}", n % 3),
+        generation: n,
+        state: JobState::Queued,
+        priority: -5,
+        payload_json: "{\"a\":[1,2,{\"b\":null}],\"s\":\"\\u0000é\"}".into(),
+        exec: Some(ExecSpec {
+            command: "/usr/bin/env".into(),
+            args: vec!["-i".into(), "x y".into(), "\0".into(), String::new()],
+            env: [("PATH".to_owned(), "/bin".to_owned()), ("Ü".to_owned(), "\"q\"".to_owned())].into(),
+            cwd: Some("/tmp/ä".into()),
+        }),
+        attempts: 2,
+        max_attempts: 100,
+        backoff: Backoff { base_ms: 7, factor: 1.000_000_000_000_000_2, max_ms: 604_800_000, jitter: -0.0 },
+        timeout_ms: Some(1),
+        ttl_ms: Some(0),
+        deadline_ms: Some(253_402_300_799_999),
+        conditions: Conditions { wait_for_idle: true, require_charging: true, wait_for_event: Some("e".into()) },
+        event_released: true,
+        parent_job_id: Some(JobId::from_u128(u128::MAX)),
+        parent_pending: true,
+        tag: Some("t".into()),
+        chain_group_id: Some("g".into()),
+        trace_id: "trace".into(),
+        created_at_ms: 1_000 + n,
+        due_at_ms: 2_000 + n,
+        started_at_ms: Some(3_000),
+        finished_at_ms: None,
+        wake_at_ms: Some(4_000 + n),
+        pid: Some(u32::MAX),
+        pid_started_at: Some(u64::MAX),
+        reap_pending: false,
+        exit_code: Some(i32::MIN),
+        error: Some(JobError::new(ErrorKind::DaemonRestart, "line\nbreak")),
+        result_summary_json: Some("{}".into()),
+        artifacts: vec![Artifact { name: "a".into(), bytes: u64::MAX }, Artifact { name: "b".into(), bytes: 0 }],
+    }
+}
+
+/// A plain job: no options at all.
+fn bare_job(n: u64) -> Job {
+    Job {
+        exec: None,
+        timeout_ms: None,
+        ttl_ms: None,
+        deadline_ms: None,
+        conditions: Conditions::default(),
+        event_released: false,
+        parent_job_id: None,
+        parent_pending: false,
+        tag: None,
+        chain_group_id: None,
+        started_at_ms: None,
+        wake_at_ms: None,
+        pid: None,
+        pid_started_at: None,
+        exit_code: None,
+        error: None,
+        result_summary_json: None,
+        artifacts: Vec::new(),
+        backoff: Backoff::DEFAULT,
+        ..full_job(n)
+    }
+}
+
+fn set(writes: Vec<Write>) -> WriteSet {
+    WriteSet { writes }
+}
+
+/// Commits `writes` to both stores and checks they agree on the result and on the jobs.
+fn check(mem: &mut MemStore, sql: &mut SqliteStore, writes: Vec<Write>) -> Result<(), StoreError> {
+    let writes = set(writes);
+    let expected = mem.commit(&writes);
+    let got = sql.commit(&writes);
+    assert_eq!(expected, got, "commit of {writes:?}");
+    let all = JobQuery { limit: JobQuery::LIMIT_MAX, ..JobQuery::default() };
+    assert_eq!(mem.query(&all).unwrap(), sql.query(&all).unwrap());
+    assert_eq!(mem.max_seq().unwrap(), sql.max_seq().unwrap());
+    got
+}
+
+#[test]
+fn every_field_round_trips_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    let jobs = [full_job(1), bare_job(2)];
+    store.commit(&set(jobs.iter().cloned().map(Write::Insert).collect())).unwrap();
+    drop(store);
+    let store = open(&dir);
+    for job in &jobs {
+        let read = store.get(job.id).unwrap().expect("stored");
+        assert_eq!(&read, job);
+        assert_eq!(read.backoff.factor.to_bits(), job.backoff.factor.to_bits());
+        assert_eq!(read.backoff.jitter.to_bits(), job.backoff.jitter.to_bits(), "the sign of -0.0 is kept");
+    }
+    assert_eq!(store.get(JobId::from_u128(7)).unwrap(), None);
+}
+
+#[test]
+fn a_stale_update_or_delete_is_a_conflict_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut mem, mut sql) = (MemStore::new(), open(&dir));
+    let job = full_job(1);
+    check(&mut mem, &mut sql, vec![Write::Insert(job.clone())]).unwrap();
+    let v2 = Job { version: 2, state: JobState::Running, ..job.clone() };
+    check(&mut mem, &mut sql, vec![Write::Update(v2.clone())]).unwrap();
+    // Decided on version 1 again: refused.
+    let stale = Job { version: 2, state: JobState::Cancelled, ..job.clone() };
+    let error = check(&mut mem, &mut sql, vec![Write::Update(stale)]).unwrap_err();
+    assert!(matches!(error, StoreError::Conflict { job_id, .. } if job_id == job.id), "{error:?}");
+    // Skipping a version is refused too.
+    let ahead = Job { version: 4, ..v2.clone() };
+    check(&mut mem, &mut sql, vec![Write::Update(ahead)]).unwrap_err();
+    check(&mut mem, &mut sql, vec![Write::Delete { id: job.id, version: 1 }]).unwrap_err();
+    assert_eq!(sql.get(job.id).unwrap(), Some(v2));
+    // Updates and deletes of a job that is not there.
+    let ghost = Job { version: 2, ..full_job(9) };
+    check(&mut mem, &mut sql, vec![Write::Update(ghost)]).unwrap_err();
+    check(&mut mem, &mut sql, vec![Write::Delete { id: full_job(9).id, version: 1 }]).unwrap_err();
+    // An insert over an existing id, or at a used sequence number.
+    check(&mut mem, &mut sql, vec![Write::Insert(full_job(1))]).unwrap_err();
+    let reused_seq = Job { id: JobId::from_u128(55), ..full_job(1) };
+    check(&mut mem, &mut sql, vec![Write::Insert(reused_seq)]).unwrap_err();
+    check(&mut mem, &mut sql, vec![Write::Delete { id: job.id, version: 2 }]).unwrap();
+    assert_eq!(sql.get(job.id).unwrap(), None);
+}
+
+#[test]
+fn a_write_set_with_one_bad_write_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut mem, mut sql) = (MemStore::new(), open(&dir));
+    let first = vec![Write::Insert(full_job(1)), Write::Insert(bare_job(2)), Write::Insert(bare_job(3))];
+    check(&mut mem, &mut sql, first).unwrap();
+    let before = sql.query(&JobQuery { limit: 200, ..JobQuery::default() }).unwrap();
+    let fresh = Job { subject_key: "brand-new".into(), generation: 40, ..full_job(4) };
+    let good_update = Job { version: 2, state: JobState::Done, finished_at_ms: Some(9), ..full_job(1) };
+    let stale_update = Job { version: 3, ..bare_job(2) };
+    let error = check(
+        &mut mem,
+        &mut sql,
+        vec![
+            Write::Insert(fresh.clone()),
+            Write::Update(good_update),
+            Write::Delete { id: bare_job(3).id, version: 1 },
+            Write::Update(stale_update),
+        ],
+    )
+    .unwrap_err();
+    assert!(matches!(error, StoreError::Conflict { .. }));
+    assert_eq!(sql.query(&JobQuery { limit: 200, ..JobQuery::default() }).unwrap(), before);
+    assert_eq!(sql.max_seq().unwrap(), 3, "the refused insert did not raise max_seq");
+    assert_eq!(sql.max_generation("brand-new").unwrap(), None, "nor the subject's generation");
+    assert_eq!(sql.get(fresh.id).unwrap(), None);
+}
+
+#[test]
+fn max_generation_and_max_seq_survive_purge() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut mem, mut sql) = (MemStore::new(), open(&dir));
+    assert_eq!(sql.max_seq().unwrap(), 0);
+    let job = Job { generation: 77, ..bare_job(5) };
+    check(&mut mem, &mut sql, vec![Write::Insert(job.clone())]).unwrap();
+    check(&mut mem, &mut sql, vec![Write::Delete { id: job.id, version: 1 }]).unwrap();
+    assert_eq!(sql.max_generation(&job.subject_key).unwrap(), Some(77));
+    assert_eq!(sql.max_seq().unwrap(), 5);
+    // A lower generation never lowers the mark; a sequence at or below it is refused.
+    check(&mut mem, &mut sql, vec![Write::Insert(Job { generation: 3, ..bare_job(6) })]).unwrap();
+    assert_eq!(sql.max_generation(&job.subject_key).unwrap(), Some(77));
+    check(&mut mem, &mut sql, vec![Write::Insert(bare_job(4))]).unwrap_err();
+}
+
+#[test]
+fn reads_follow_the_reference_store_on_hand_made_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut mem, mut sql) = (MemStore::new(), open(&dir));
+    let running = Job { state: JobState::Running, subject_key: "s".into(), ..bare_job(1) };
+    let blocked = Job { subject_key: "s".into(), priority: 9, ..bare_job(2) };
+    let reaping = Job {
+        state: JobState::Cancelled,
+        reap_pending: true,
+        finished_at_ms: Some(10),
+        subject_key: "r".into(),
+        queue: "other".into(),
+        ..bare_job(3)
+    };
+    let free_low = Job { subject_key: "f".into(), priority: 1, ..bare_job(4) };
+    let free_high = Job { subject_key: "g".into(), priority: 3, wake_at_ms: Some(50), ..bare_job(5) };
+    let done = Job { state: JobState::Done, finished_at_ms: Some(20), ..bare_job(6) };
+    let child = Job { parent_job_id: Some(done.id), state: JobState::Scheduled, ..full_job(7) };
+    let jobs = [running, blocked, reaping, free_low, free_high, done.clone(), child];
+    check(&mut mem, &mut sql, jobs.iter().cloned().map(Write::Insert).collect()).unwrap();
+    let ids = |jobs: Vec<Job>| jobs.into_iter().map(|j| j.seq).collect::<Vec<_>>();
+    assert_eq!(ids(sql.claim_candidates("default", None, 10).unwrap()), vec![5, 4]);
+    assert_eq!(ids(sql.claim_candidates("default", Some(2), 10).unwrap()), vec![5]);
+    assert_eq!(ids(sql.claim_candidates("default", None, 1).unwrap()), vec![5]);
+    assert_eq!(sql.ready_queues().unwrap(), vec!["default".to_owned()]);
+    // The running job and the one whose process is being stopped both hold a slot.
+    assert_eq!(sql.process_count(None).unwrap(), 2);
+    assert_eq!(sql.process_count(Some("other")).unwrap(), 1);
+    assert_eq!(sql.process_count(Some("nowhere")).unwrap(), 0);
+    assert_eq!(ids(sql.process_holders(10).unwrap()), vec![1, 3]);
+    assert_eq!(ids(sql.active_jobs_of_subject("r").unwrap()), vec![3]);
+    assert_eq!(ids(sql.due_jobs(60, 10).unwrap()), vec![5]);
+    assert_eq!(ids(sql.purgeable(21, 10).unwrap()), vec![6]);
+    assert_eq!(ids(sql.purgeable(20, 10).unwrap()), Vec::<u64>::new());
+    assert_eq!(ids(sql.waiting_children(done.id, 10).unwrap()), vec![7]);
+    assert_eq!(ids(sql.labelled_jobs(Some("t"), Some("g"), 10).unwrap()), vec![7]);
+    assert_eq!(ids(sql.event_waiters("e", 10).unwrap()), Vec::<u64>::new(), "already released");
+    assert_eq!(ids(sql.system_waiters(10).unwrap()), vec![7]);
+    assert_eq!(sql.queue_stats().unwrap(), mem.queue_stats().unwrap());
+    let stats = sql.queue_stats().unwrap();
+    assert_eq!(stats.iter().map(|q| q.queue.as_str()).collect::<Vec<_>>(), ["default", "other"]);
+    assert_eq!(stats[0].count(JobState::Queued), 3);
+    for (method, mem_jobs, sql_jobs) in [
+        ("due", mem.due_jobs(u64::MAX, usize::MAX).unwrap(), sql.due_jobs(u64::MAX, usize::MAX).unwrap()),
+        ("purgeable", mem.purgeable(u64::MAX, usize::MAX).unwrap(), sql.purgeable(u64::MAX, usize::MAX).unwrap()),
+        ("labelled", mem.labelled_jobs(None, None, 2).unwrap(), sql.labelled_jobs(None, None, 2).unwrap()),
+    ] {
+        assert_eq!(mem_jobs, sql_jobs, "{method}");
+    }
+}
+
+#[test]
+fn query_pages_through_every_match_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut mem, mut sql) = (MemStore::new(), open(&dir));
+    check(&mut mem, &mut sql, (1..=25).map(|n| Write::Insert(bare_job(n))).collect()).unwrap();
+    for descending in [false, true] {
+        let mut query = JobQuery { limit: 4, descending, ..JobQuery::default() };
+        let mut seen = Vec::new();
+        loop {
+            let page = sql.query(&query).unwrap();
+            assert_eq!(page, mem.query(&query).unwrap());
+            seen.extend(page.items.iter().map(|j| j.seq));
+            match page.next_after_seq {
+                Some(after) => query.after_seq = Some(after),
+                None => break,
+            }
+        }
+        let mut expected: Vec<u64> = (1..=25).collect();
+        if descending {
+            expected.reverse();
+        }
+        assert_eq!(seen, expected);
+    }
+}
+
+#[test]
+fn a_database_from_a_newer_binary_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.db");
+    {
+        let store = SqliteStore::open(&path, &SqliteOptions::default()).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.last().unwrap().version);
+        store
+            .connection()
+            .execute("INSERT INTO schema_version (version, name) VALUES (999, 'future.sql')", [])
+            .unwrap();
+        store.connection().execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let error = SqliteStore::open(&path, &SqliteOptions::default()).err().expect("refused");
+    assert_eq!(error, OpenError::Schema(MigrationError::TooNew { found: 999, known: 1 }));
+    assert!(error.to_string().contains("newer"), "{error}");
+    assert_eq!(std::fs::read(&path).unwrap(), before, "the file was not changed");
+}
+
+#[test]
+fn a_failed_migration_rolls_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.db");
+    let mut conn = rusqlite::Connection::open(&path).unwrap();
+    let broken = [
+        MIGRATIONS[0],
+        Migration { version: 2, name: "0002_good.sql", sql: "CREATE TABLE extra (x INTEGER);" },
+        Migration { version: 3, name: "0003_bad.sql", sql: "CREATE TABLE nope (;" },
+    ];
+    let error = schema::migrate(&mut conn, &broken).unwrap_err();
+    assert!(matches!(error, MigrationError::Failed { migration: "0003_bad.sql", at_version: 0, .. }), "{error}");
+    assert_eq!(schema::current_version(&conn).unwrap(), 0);
+    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0)).unwrap();
+    assert_eq!(tables, 0, "nothing of 0001 or 0002 is left");
+    // The good ones apply, and a second run has nothing to do.
+    assert_eq!(schema::migrate(&mut conn, &broken[..2]).unwrap(), 2);
+    assert_eq!(schema::migrate(&mut conn, &broken[..2]).unwrap(), 2);
+    drop(conn);
+    // The store's own list is older than this file now: refused.
+    assert!(SqliteStore::open(&path, &SqliteOptions::default()).is_err());
+}
+
+#[test]
+fn a_row_that_does_not_decode_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    store.commit(&set(vec![Write::Insert(full_job(1))])).unwrap();
+    store
+        .connection()
+        .execute_batch("PRAGMA ignore_check_constraints = ON; UPDATE jobs SET error_kind = 'meteor';")
+        .unwrap();
+    let error = store.get(full_job(1).id).unwrap_err();
+    assert!(matches!(&error, StoreError::Corrupt(detail) if detail.contains("error_kind")), "{error:?}");
+}
+
+#[test]
+fn a_full_disk_is_unavailable_writes_nothing_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    store.commit(&set(vec![Write::Insert(bare_job(1))])).unwrap();
+    let pages: i64 = store.connection().query_row("PRAGMA page_count", [], |row| row.get(0)).unwrap();
+    store.connection().execute_batch(&format!("PRAGMA max_page_count = {pages}")).unwrap();
+    let big = |n: u64| Job { payload_json: format!("\"{}\"", "x".repeat(64 * 1024)), ..bare_job(n) };
+    let error = store.commit(&set(vec![Write::Insert(bare_job(2)), Write::Insert(big(3))])).unwrap_err();
+    assert!(matches!(&error, StoreError::Unavailable(_)), "{error:?}");
+    assert_eq!(store.get(bare_job(2).id).unwrap(), None, "nothing of the failed set");
+    assert_eq!(store.max_seq().unwrap(), 1);
+    store.connection().execute_batch("PRAGMA max_page_count = 1073741823").unwrap();
+    store.commit(&set(vec![Write::Insert(bare_job(2)), Write::Insert(big(3))])).unwrap();
+    assert_eq!(store.get(big(3).id).unwrap(), Some(big(3)));
+    assert_eq!(store.integrity_check().unwrap(), vec!["ok".to_owned()]);
+}
+
+#[test]
+fn synchronous_full_is_an_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteOptions { synchronous: Synchronous::Full, ..SqliteOptions::default() };
+    let store = SqliteStore::open(dir.path().join("jobs.db"), &options).unwrap();
+    let level: i64 = store.connection().query_row("PRAGMA synchronous", [], |row| row.get(0)).unwrap();
+    assert_eq!(level, 2);
+    let mode: String = store.connection().query_row("PRAGMA journal_mode", [], |row| row.get(0)).unwrap();
+    assert_eq!(mode, "wal");
+    let keys: i64 = store.connection().query_row("PRAGMA foreign_keys", [], |row| row.get(0)).unwrap();
+    assert_eq!(keys, 1);
+    let default = open(&tempfile::tempdir().unwrap());
+    let level: i64 = default.connection().query_row("PRAGMA synchronous", [], |row| row.get(0)).unwrap();
+    assert_eq!(level, 1, "NORMAL by default");
+}
+
+/// The engine's hot questions are answered from their partial indexes, never a scan of
+/// every job.
+#[test]
+fn hot_queries_use_their_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let plan = |sql: &str| -> String {
+        let mut statement = store.connection().prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = statement.query_map([], |row| row.get::<_, String>(3)).unwrap();
+        rows.collect::<Result<Vec<_>, _>>().unwrap().join(" | ")
+    };
+    let cases = [
+        (
+            "SELECT * FROM jobs WHERE state = 'QUEUED' AND queue = 'q' AND priority >= 0 AND NOT EXISTS \
+             (SELECT 1 FROM jobs AS other WHERE other.subject_key = jobs.subject_key \
+              AND (other.state = 'RUNNING' OR other.reap_pending = 1)) ORDER BY priority DESC, seq LIMIT 5",
+            vec!["jobs_queued", "jobs_occupying"],
+        ),
+        (
+            "SELECT * FROM jobs WHERE wake_at_ms IS NOT NULL AND wake_at_ms <= 5 AND \
+             (state IN ('QUEUED', 'SCHEDULED', 'RUNNING') OR reap_pending = 1) ORDER BY wake_at_ms, seq LIMIT 5",
+            vec!["jobs_wake"],
+        ),
+        (
+            "SELECT * FROM jobs WHERE subject_key = 's' AND \
+             (state IN ('QUEUED', 'SCHEDULED', 'RUNNING') OR reap_pending = 1) ORDER BY seq",
+            vec!["jobs_active_subject"],
+        ),
+        (
+            "SELECT * FROM jobs WHERE tag = 't' AND state IN ('QUEUED', 'SCHEDULED', 'RUNNING') ORDER BY seq LIMIT 5",
+            vec!["jobs_live_tag"],
+        ),
+        (
+            "SELECT * FROM jobs WHERE parent_job_id = 'p' AND state IN ('QUEUED', 'SCHEDULED', 'RUNNING') \
+             ORDER BY seq LIMIT 5",
+            vec!["jobs_live_parent"],
+        ),
+        (
+            "SELECT * FROM jobs WHERE wait_for_event = 'e' AND state IN ('QUEUED', 'SCHEDULED') \
+             AND wait_for_event IS NOT NULL AND event_released = 0 ORDER BY seq LIMIT 5",
+            vec!["jobs_event_waiters"],
+        ),
+        ("SELECT DISTINCT queue FROM jobs WHERE state = 'QUEUED' ORDER BY queue", vec!["jobs_queued"]),
+        (
+            "SELECT count(*) FROM jobs WHERE (state = 'RUNNING' OR reap_pending = 1) AND queue = 'q'",
+            vec!["jobs_processes"],
+        ),
+    ];
+    for (sql, indexes) in cases {
+        let plan = plan(sql);
+        for index in indexes {
+            assert!(plan.contains(index), "{sql}\n  plan: {plan}\n  expected {index}");
+        }
+    }
+}
