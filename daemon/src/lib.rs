@@ -5,4 +5,9 @@
 //! CLI). It decides nothing about jobs: every rule is core's, and every byte of the wire
 //! format is converted here and nowhere deeper.
 
+pub mod client;
+pub mod config;
+pub mod rpc;
+pub mod serve;
+pub mod service;
 pub mod wire;

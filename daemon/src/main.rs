@@ -1,27 +1,416 @@
-//! # semantica
-//!
-//! The composition root: it wires `semantica-core`'s engine to the adapters and is the
-//! `semantica` binary. Today it only reports its version; `semantica serve` and the CLI
-//! subcommands arrive with the daemon (see ARCHITECTURE.md).
+//! `semantica`: `serve` runs the daemon; every other subcommand is a client of it.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-const USAGE: &str = "usage: semantica --version\n\nThe daemon (`semantica serve`) and the CLI are not built yet.";
+use clap::{Parser, Subcommand};
+use semantica_daemon::client::{Client, ClientError};
+use semantica_daemon::config::{home_from_env, DaemonConfig};
+use serde_json::{json, Map, Value};
+
+#[derive(Parser)]
+#[command(name = "semantica", version, about = "A local task orchestrator for developer tools")]
+struct Cli {
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (SEMANTICA_HOME, SEMANTICA_RPC_ADDR, SEMANTICA_WORKERS, ...).
+    Serve,
+    /// Enqueue a job; `-- cmd args...` makes it a subprocess job.
+    Enqueue(Box<EnqueueArgs>),
+    /// Show a job.
+    Get { job_id: String },
+    /// Wait for a job to end.
+    Wait {
+        job_id: String,
+        #[arg(long, default_value_t = 300_000)]
+        timeout_ms: u64,
+    },
+    /// Cancel a job, or every job with a tag or chain group.
+    Cancel {
+        job_id: Option<String>,
+        #[arg(long)]
+        tag: Option<String>,
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// List jobs.
+    Jobs {
+        #[arg(long)]
+        state: Vec<String>,
+        #[arg(long)]
+        queue: Vec<String>,
+        #[arg(long)]
+        tag: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+        #[arg(long)]
+        cursor: Option<String>,
+        #[arg(long)]
+        desc: bool,
+    },
+    /// Print a job's log (`-f` to follow it until the job ends).
+    Logs {
+        job_id: String,
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Signal an event that jobs wait for.
+    Event { name: String },
+    /// Queues and the system.
+    Status,
+    /// Remove finished jobs past retention; vacuum when asked.
+    Maintenance {
+        #[arg(long)]
+        vacuum: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct EnqueueArgs {
+    /// In-process job type (`noop`, `sleep`, `echo`, `fail`, `index_file`), or a name for
+    /// a subprocess job.
+    #[arg(long, default_value = "exec")]
+    job_type: String,
+    #[arg(long, default_value = "default")]
+    queue: String,
+    #[arg(long)]
+    subject: String,
+    #[arg(long)]
+    generation: Option<i64>,
+    /// JSON payload.
+    #[arg(long)]
+    payload: Option<String>,
+    #[arg(long)]
+    priority: Option<i64>,
+    #[arg(long)]
+    max_attempts: Option<i64>,
+    #[arg(long)]
+    timeout_ms: Option<i64>,
+    #[arg(long)]
+    ttl_ms: Option<i64>,
+    #[arg(long)]
+    deadline: Option<i64>,
+    #[arg(long)]
+    delay_ms: Option<i64>,
+    #[arg(long)]
+    at: Option<i64>,
+    #[arg(long)]
+    wait_for_idle: bool,
+    #[arg(long)]
+    require_charging: bool,
+    #[arg(long)]
+    wait_for_event: Option<String>,
+    #[arg(long)]
+    parent: Option<String>,
+    #[arg(long)]
+    tag: Option<String>,
+    #[arg(long)]
+    group: Option<String>,
+    #[arg(long)]
+    trace_id: Option<String>,
+    /// Environment for a subprocess job, KEY=VALUE (repeatable).
+    #[arg(long = "env")]
+    env: Vec<String>,
+    #[arg(long)]
+    cwd: Option<String>,
+    /// Block until the job ends and print its outcome.
+    #[arg(long)]
+    wait: bool,
+    /// The subprocess: program and arguments.
+    #[arg(last = true)]
+    command: Vec<String>,
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("--version") | Some("-V") => {
-            println!("semantica {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match cli.command {
+        Command::Serve => runtime.block_on(serve()),
+        command => match runtime.block_on(client_command(command, cli.json)) {
+            Ok(code) => code,
+            Err(error) => {
+                eprintln!("semantica: {error}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+async fn serve() -> ExitCode {
+    let config = match DaemonConfig::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("semantica: {error}");
+            return ExitCode::from(2);
         }
-        Some("--help") | Some("-h") => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        _ => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
+    };
+    init_logging(config.log_json);
+    match semantica_daemon::serve::serve(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("semantica: {}", error.message);
+            ExitCode::from(error.exit_code)
         }
     }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn object(pairs: Vec<(&str, Option<Value>)>) -> Map<String, Value> {
+    pairs.into_iter().filter_map(|(key, value)| value.map(|v| (key.to_owned(), v))).collect()
+}
+
+fn enqueue_params(args: &EnqueueArgs) -> Result<Map<String, Value>, ClientError> {
+    let payload = match &args.payload {
+        Some(text) => Some(
+            serde_json::from_str::<Value>(text)
+                .map_err(|e| ClientError::Other(format!("--payload is not JSON: {e}")))?,
+        ),
+        None => None,
+    };
+    let exec = match args.command.split_first() {
+        Some((program, rest)) => {
+            let mut env = BTreeMap::new();
+            for pair in &args.env {
+                let (key, value) = pair
+                    .split_once('=')
+                    .ok_or_else(|| ClientError::Other(format!("--env {pair:?}: want KEY=VALUE")))?;
+                env.insert(key.to_owned(), value.to_owned());
+            }
+            Some(json!({"command": program, "args": rest, "env": env, "cwd": args.cwd}))
+        }
+        None => None,
+    };
+    let schedule = match (args.at, args.delay_ms) {
+        (None, None) => None,
+        (at, delay_ms) => Some(json!({"at": at, "delay_ms": delay_ms})),
+    };
+    let conditions = (args.wait_for_idle || args.require_charging || args.wait_for_event.is_some()).then(|| {
+        json!({"wait_for_idle": args.wait_for_idle, "require_charging": args.require_charging, "wait_for_event": args.wait_for_event})
+    });
+    Ok(object(vec![
+        ("job_type", Some(json!(args.job_type))),
+        ("queue", Some(json!(args.queue))),
+        ("subject_key", Some(json!(args.subject))),
+        ("generation", args.generation.map(Value::from)),
+        ("payload", payload),
+        ("priority", args.priority.map(Value::from)),
+        ("exec", exec),
+        ("max_attempts", args.max_attempts.map(Value::from)),
+        ("timeout_ms", args.timeout_ms.map(Value::from)),
+        ("ttl_ms", args.ttl_ms.map(Value::from)),
+        ("deadline", args.deadline.map(Value::from)),
+        ("schedule", schedule),
+        ("conditions", conditions),
+        ("parent_job_id", args.parent.clone().map(Value::from)),
+        ("tag", args.tag.clone().map(Value::from)),
+        ("chain_group_id", args.group.clone().map(Value::from)),
+        ("trace_id", args.trace_id.clone().map(Value::from)),
+    ]))
+}
+
+fn print(value: &Value, json_output: bool, human: impl FnOnce(&Value) -> String) {
+    if json_output {
+        println!("{}", serde_json::to_string_pretty(value).expect("JSON prints"));
+    } else {
+        println!("{}", human(value));
+    }
+}
+
+fn job_line(job: &Value) -> String {
+    let s = |key: &str| job[key].as_str().unwrap_or("-").to_owned();
+    format!(
+        "{}  {:<16} {:<10} {:<12} gen {:<4} attempts {}/{}  {}",
+        s("id"),
+        s("state"),
+        s("queue"),
+        s("job_type"),
+        job["generation"],
+        job["attempts"],
+        job["max_attempts"],
+        s("subject_key")
+    )
+}
+
+fn job_details(job: &Value) -> String {
+    let mut lines = vec![job_line(job)];
+    if let Some(error) = job["error"].as_object() {
+        lines.push(format!(
+            "error: {} ({})",
+            error["kind"].as_str().unwrap_or("?"),
+            error["message"].as_str().unwrap_or("")
+        ));
+    }
+    if !job["exit_code"].is_null() {
+        lines.push(format!("exit code: {}", job["exit_code"]));
+    }
+    if !job["result_summary"].is_null() {
+        lines.push(format!("result: {}", job["result_summary"]));
+    }
+    lines.join("\n")
+}
+
+async fn client_command(command: Command, json_output: bool) -> Result<ExitCode, ClientError> {
+    let home: PathBuf = home_from_env().map_err(ClientError::Other)?;
+    let client = Client::connect(&home, Duration::from_secs(310))?;
+    match command {
+        Command::Serve => unreachable!("handled by main"),
+        Command::Enqueue(args) => {
+            let result = client.call("dev.enqueue.v1", enqueue_params(&args)?).await?;
+            if !args.wait {
+                print(&result, json_output, |r| {
+                    format!("{} {}", r["job_id"].as_str().unwrap_or(""), r["state"].as_str().unwrap_or(""))
+                });
+                return Ok(ExitCode::SUCCESS);
+            }
+            let id = result["job_id"].clone();
+            wait_for(&client, id, 300_000, json_output).await
+        }
+        Command::Get { job_id } => {
+            let job = client.call("dev.get.v1", object(vec![("job_id", Some(json!(job_id)))])).await?;
+            print(&job, json_output, job_details);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Wait { job_id, timeout_ms } => wait_for(&client, json!(job_id), timeout_ms, json_output).await,
+        Command::Cancel { job_id, tag, group } => {
+            let params = object(vec![
+                ("job_id", job_id.map(Value::from)),
+                ("tag", tag.map(Value::from)),
+                ("chain_group_id", group.map(Value::from)),
+            ]);
+            let result = client.call("dev.cancel.v1", params).await?;
+            print(&result, json_output, |r| format!("cancelled {}", r["cancelled_count"]));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Jobs { state, queue, tag, limit, cursor, desc } => {
+            let filter = object(vec![
+                ("state", (!state.is_empty()).then(|| json!(state))),
+                ("queue", (!queue.is_empty()).then(|| json!(queue))),
+                ("tag", tag.map(Value::from)),
+            ]);
+            let params = object(vec![
+                ("filter", Some(Value::Object(filter))),
+                ("limit", Some(json!(limit))),
+                ("cursor", cursor.map(Value::from)),
+                ("sort", Some(json!(if desc { "DESC" } else { "ASC" }))),
+            ]);
+            let page = client.call("dev.query_jobs.v1", params).await?;
+            print(&page, json_output, |page| {
+                let mut lines: Vec<String> = page["items"].as_array().into_iter().flatten().map(job_line).collect();
+                if let Some(next) = page["next_cursor"].as_str() {
+                    lines.push(format!("more: --cursor {next}"));
+                }
+                lines.join("\n")
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Logs { job_id, follow } => {
+            let mut offset = 0u64;
+            loop {
+                let params = object(vec![("job_id", Some(json!(job_id))), ("offset", Some(json!(offset)))]);
+                let chunk = client.call("logs.tail.v1", params).await?;
+                let text = chunk["chunk"].as_str().unwrap_or("");
+                print!("{text}");
+                offset = chunk["next_offset"].as_u64().unwrap_or(offset);
+                let eof = chunk["eof"].as_bool().unwrap_or(true);
+                if !follow || eof {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                if text.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        Command::Event { name } => {
+            let result = client.call("dev.event.v1", object(vec![("name", Some(json!(name)))])).await?;
+            print(&result, json_output, |r| format!("released {}", r["released_count"]));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status => {
+            let stats = client.call("admin.stats.v1", Map::new()).await?;
+            print(&stats, json_output, |stats| {
+                let mut lines = vec![format!(
+                    "{:<16} {:>8} {:>9} {:>8} {:>8} {:>8} {:>9} {:>10} {:>8} {:>12}",
+                    "queue",
+                    "queued",
+                    "scheduled",
+                    "running",
+                    "done",
+                    "failed",
+                    "cancelled",
+                    "superseded",
+                    "skipped",
+                    "avg wait ms"
+                )];
+                for q in stats["queues"].as_array().into_iter().flatten() {
+                    // Value's Display ignores widths: format each number as text first.
+                    let n = |key: &str| q[key].to_string();
+                    lines.push(format!(
+                        "{:<16} {:>8} {:>9} {:>8} {:>8} {:>8} {:>9} {:>10} {:>8} {:>12}",
+                        q["name"].as_str().unwrap_or(""),
+                        n("queued"),
+                        n("scheduled"),
+                        n("running"),
+                        n("done"),
+                        n("failed"),
+                        n("cancelled"),
+                        n("superseded"),
+                        n("skipped"),
+                        n("avg_wait_ms")
+                    ));
+                }
+                let system = &stats["system"];
+                lines.push(format!(
+                    "cpu {}%  memory {}%  idle {}  on battery {}  db {} bytes (+{} wal)  up {} ms  version {}",
+                    system["cpu_usage"],
+                    system["memory_usage"],
+                    system["is_idle"],
+                    system["on_battery"],
+                    system["db_size"],
+                    system["db_wal_size"],
+                    system["uptime_ms"],
+                    system["version"].as_str().unwrap_or("")
+                ));
+                lines.join("\n")
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Maintenance { vacuum } => {
+            let result =
+                client.call("admin.maintenance.v1", object(vec![("force_vacuum", Some(json!(vacuum)))])).await?;
+            print(&result, json_output, |r| {
+                format!("deleted {} jobs, {} logs; vacuumed {}", r["deleted_jobs"], r["deleted_logs"], r["vacuumed"])
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Waits for a job and prints its outcome; the exit code says whether it ended `DONE`.
+async fn wait_for(client: &Client, id: Value, timeout_ms: u64, json_output: bool) -> Result<ExitCode, ClientError> {
+    let params = object(vec![("job_id", Some(id)), ("timeout_ms", Some(json!(timeout_ms.min(300_000))))]);
+    let result = client.call("dev.wait.v1", params).await?;
+    if result["timed_out"].as_bool() == Some(true) {
+        print(&result, json_output, |r| format!("timed out; the job is {}", r["job"]["state"].as_str().unwrap_or("?")));
+        return Ok(ExitCode::from(3));
+    }
+    print(&result, json_output, job_details);
+    Ok(if result["state"] == "DONE" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

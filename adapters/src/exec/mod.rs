@@ -86,6 +86,14 @@ impl TokioExecutor {
     pub fn running_count(&self) -> usize {
         self.running.lock().expect("executor lock").len()
     }
+
+    /// Asks every running attempt to stop (shutdown): subprocess groups get SIGTERM, then
+    /// SIGKILL after the grace period; handlers are told they are cancelled.
+    pub fn stop_all(&self) {
+        for stop in self.running.lock().expect("executor lock").values() {
+            stop.send_replace(true);
+        }
+    }
 }
 
 impl Executor for TokioExecutor {

@@ -1,0 +1,183 @@
+//! Where the daemon keeps its files and how it is tuned: environment variables of API.md
+//! and `$SEMANTICA_HOME/config.toml`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use semantica_core::Throttle;
+use serde::Deserialize;
+
+/// Everything `semantica serve` needs to know before it starts.
+#[derive(Clone, Debug)]
+pub struct DaemonConfig {
+    pub home: PathBuf,
+    pub db_path: PathBuf,
+    pub socket_path: PathBuf,
+    pub rpc_addr: SocketAddr,
+    /// `SEMANTICA_TOKEN`, when set; otherwise the token file is read or created.
+    pub token_override: Option<String>,
+    pub workers: usize,
+    pub log_json: bool,
+    pub file: FileConfig,
+}
+
+/// `config.toml`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub queues: BTreeMap<String, QueueConfig>,
+    /// Finished jobs older than this are removed by `admin.maintenance.v1` (default 7).
+    pub retention_days: Option<u64>,
+    /// Variables of the daemon's environment a subprocess may see (default: PATH, HOME,
+    /// LANG, TZ, TMPDIR).
+    pub env_allowlist: Option<Vec<String>>,
+    pub throttle: Option<ThrottleConfig>,
+    /// Seconds between SIGTERM and SIGKILL when a job is stopped (default 5).
+    pub kill_grace_seconds: Option<u64>,
+    /// Seconds running jobs get to finish on shutdown (default 10).
+    pub shutdown_grace_seconds: Option<u64>,
+    /// `synchronous=FULL`: every commit on the disk before it is acknowledged.
+    #[serde(default)]
+    pub durable_commits: bool,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    pub concurrency: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleConfig {
+    pub cpu_limit_percent: u32,
+    pub priority_floor: i32,
+}
+
+impl FileConfig {
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(self.retention_days.unwrap_or(7) * 24 * 3600)
+    }
+
+    pub fn throttle(&self) -> Option<Throttle> {
+        self.throttle.map(|t| Throttle { cpu_limit_percent: t.cpu_limit_percent, priority_floor: t.priority_floor })
+    }
+
+    pub fn kill_grace(&self) -> Duration {
+        Duration::from_secs(self.kill_grace_seconds.unwrap_or(5))
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_seconds.unwrap_or(10))
+    }
+}
+
+pub const DEFAULT_RPC_ADDR: &str = "127.0.0.1:9527";
+
+/// The data directory: `SEMANTICA_HOME`, else `~/.semantica`.
+pub fn home_from_env() -> Result<PathBuf, String> {
+    if let Some(home) = std::env::var_os("SEMANTICA_HOME") {
+        return Ok(PathBuf::from(home));
+    }
+    let user_home = std::env::var_os("HOME").ok_or("neither SEMANTICA_HOME nor HOME is set")?;
+    Ok(Path::new(&user_home).join(".semantica"))
+}
+
+impl DaemonConfig {
+    /// Reads the environment and `config.toml` (which may be absent).
+    pub fn from_env() -> Result<DaemonConfig, String> {
+        let home = home_from_env()?;
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let db_path = var("SEMANTICA_DB_PATH").map(PathBuf::from).unwrap_or_else(|| home.join("jobs.db"));
+        let socket_path = var("SEMANTICA_SOCKET").map(PathBuf::from).unwrap_or_else(|| home.join("semantica.sock"));
+        let rpc_addr_text = var("SEMANTICA_RPC_ADDR").unwrap_or_else(|| DEFAULT_RPC_ADDR.to_owned());
+        let rpc_addr: SocketAddr = rpc_addr_text
+            .parse()
+            .map_err(|error| format!("SEMANTICA_RPC_ADDR={rpc_addr_text:?}: {error} (want host:port)"))?;
+        let workers = match var("SEMANTICA_WORKERS") {
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if (1..=1024).contains(&n) => n,
+                _ => return Err(format!("SEMANTICA_WORKERS={text:?}: want a number from 1 to 1024")),
+            },
+            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        };
+        let log_json = var("SEMANTICA_LOG_FORMAT").is_some_and(|format| format.eq_ignore_ascii_case("json"));
+        let file = read_file_config(&home.join("config.toml"))?;
+        Ok(DaemonConfig {
+            home,
+            db_path,
+            socket_path,
+            rpc_addr,
+            token_override: var("SEMANTICA_TOKEN"),
+            workers,
+            log_json,
+            file,
+        })
+    }
+
+    pub fn logs_dir(&self) -> PathBuf {
+        self.home.join("logs")
+    }
+
+    pub fn runs_dir(&self) -> PathBuf {
+        self.home.join("runs")
+    }
+
+    pub fn token_path(&self) -> PathBuf {
+        self.home.join("token")
+    }
+
+    pub fn daemon_json_path(&self) -> PathBuf {
+        self.home.join("daemon.json")
+    }
+
+    pub fn lock_path(&self) -> PathBuf {
+        self.home.join("daemon.lock")
+    }
+}
+
+pub fn read_file_config(path: &Path) -> Result<FileConfig, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).map_err(|error| format!("{}: {error}", path.display())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(FileConfig::default()),
+        Err(error) => Err(format!("{}: {error}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_toml_sets_queues_retention_and_throttle() {
+        let text = r#"
+            retention_days = 3
+            env_allowlist = ["PATH", "CARGO_HOME"]
+            [queues.build]
+            concurrency = 1
+            [throttle]
+            cpu_limit_percent = 80
+            priority_floor = 5
+        "#;
+        let config: FileConfig = toml::from_str(text).unwrap();
+        assert_eq!(config.queues["build"].concurrency, Some(1));
+        assert_eq!(config.retention(), Duration::from_secs(3 * 24 * 3600));
+        assert_eq!(config.throttle(), Some(Throttle { cpu_limit_percent: 80, priority_floor: 5 }));
+        assert_eq!(config.env_allowlist.as_deref(), Some(&["PATH".to_owned(), "CARGO_HOME".to_owned()][..]));
+    }
+
+    #[test]
+    fn a_typo_in_config_toml_is_an_error_not_a_silent_default() {
+        let error = toml::from_str::<FileConfig>("[queues.build]\nconcurency = 1\n").unwrap_err();
+        assert!(error.to_string().contains("concurency"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_config_file_means_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_file_config(&dir.path().join("config.toml")).unwrap(), FileConfig::default());
+    }
+}

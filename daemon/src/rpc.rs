@@ -1,0 +1,683 @@
+//! The JSON-RPC methods of API.md and the listeners that serve them: HTTP and WebSocket
+//! on TCP (bearer token) and on the Unix socket (file mode), plus `GET /health`.
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonrpsee::server::{
+    serve_with_graceful_shutdown, stop_channel, HttpBody, HttpRequest, HttpResponse, Methods, RpcModule, Server,
+    ServerConfig, ServerHandle, StopHandle,
+};
+use jsonrpsee::types::{ErrorObjectOwned, Params};
+use semantica_adapters::logs::{read_chunk, CHUNK_BYTES_DEFAULT, CHUNK_BYTES_MAX};
+use semantica_core::{
+    limits, CancelRequest, Enqueued, Input, JobId, JobQuery, JobState, Reply, Store, ValidationError, ValidationKind,
+};
+use serde_json::{json, Map, Value};
+use tokio::net::{TcpListener, UnixListener};
+use tracing::{info, warn};
+
+use crate::service::{Service, ServiceError};
+use crate::wire::{self, WireError};
+
+/// A request body larger than this is refused (413).
+pub const REQUEST_BYTES_MAX: u32 = 2 * 1024 * 1024;
+/// `dev.wait.v1`'s longest wait.
+const WAIT_MS_MAX: u64 = 300_000;
+
+type RpcResult = Result<Value, ErrorObjectOwned>;
+
+fn to_rpc(error: WireError) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(error.code, error.message, Some(error.data))
+}
+
+fn invalid(error: ValidationError) -> ErrorObjectOwned {
+    to_rpc(WireError::validation(&error))
+}
+
+fn service_error(error: ServiceError) -> ErrorObjectOwned {
+    match error {
+        ServiceError::Store(error) => to_rpc(WireError::new(wire::DB_ERROR, "db_error", error.to_string())),
+        ServiceError::EngineGone => to_rpc(WireError::new(wire::INTERNAL_ERROR, "internal", error.to_string())),
+    }
+}
+
+/// The params as an object (absent params read as `{}`).
+fn params_object(params: &Params) -> Result<Map<String, Value>, ErrorObjectOwned> {
+    if params.as_str().is_none() {
+        return Ok(Map::new());
+    }
+    match params.parse::<Value>() {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(invalid(ValidationError::new("params", ValidationKind::InvalidFormat, "must be an object"))),
+    }
+}
+
+fn only_fields(map: &Map<String, Value>, known: &[&str]) -> Result<(), ErrorObjectOwned> {
+    match map.keys().find(|key| !known.contains(&key.as_str())) {
+        Some(unknown) => {
+            Err(invalid(ValidationError::new(unknown.clone(), ValidationKind::InvalidFormat, "is not a known field")))
+        }
+        None => Ok(()),
+    }
+}
+
+fn required_job_id(map: &Map<String, Value>) -> Result<JobId, ErrorObjectOwned> {
+    wire::job_id(map, "job_id")
+        .map_err(invalid)?
+        .ok_or_else(|| invalid(ValidationError::new("job_id", ValidationKind::Missing, "is required")))
+}
+
+fn uint(map: &Map<String, Value>, key: &str) -> Result<Option<u64>, ErrorObjectOwned> {
+    match map.get(key).filter(|v| !v.is_null()) {
+        None => Ok(None),
+        Some(value) => value.as_u64().map(Some).ok_or_else(|| {
+            invalid(ValidationError::new(key, ValidationKind::InvalidFormat, "must be a non-negative integer"))
+        }),
+    }
+}
+
+fn text(map: &Map<String, Value>, key: &str) -> Result<Option<String>, ErrorObjectOwned> {
+    match map.get(key).filter(|v| !v.is_null()) {
+        None => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(_) => Err(invalid(ValidationError::new(key, ValidationKind::InvalidFormat, "must be a string"))),
+    }
+}
+
+fn enqueued(result: &Enqueued) -> Value {
+    json!({
+        "job_id": result.job_id.to_string(),
+        "queue": result.queue,
+        "state": result.state.as_str(),
+        "generation": result.generation,
+        "deduplicated": result.deduplicated,
+    })
+}
+
+fn unexpected(reply: Reply) -> ErrorObjectOwned {
+    to_rpc(WireError::new(wire::INTERNAL_ERROR, "internal", format!("unexpected engine reply {reply:?}")))
+}
+
+async fn enqueue(service: Arc<Service>, params: Params<'static>) -> RpcResult {
+    let request = params
+        .parse::<Value>()
+        .map_err(|_| invalid(ValidationError::new("params", ValidationKind::InvalidFormat, "must be an object")))?;
+    let request = wire::enqueue_request(&request).map_err(invalid)?;
+    match service.run(Input::Enqueue(Box::new(request))).await.map_err(service_error)?.reply {
+        Reply::Enqueued(result) => Ok(enqueued(&result)),
+        Reply::Rejected(rejection) => Err(to_rpc(WireError::rejection(&rejection))),
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn enqueue_batch(service: Arc<Service>, params: Params<'static>) -> RpcResult {
+    let map = params_object(&params)?;
+    only_fields(&map, &["jobs"])?;
+    let jobs = match map.get("jobs") {
+        Some(Value::Array(jobs)) => jobs,
+        Some(_) => {
+            return Err(invalid(ValidationError::new("jobs", ValidationKind::InvalidFormat, "must be an array")))
+        }
+        None => return Err(invalid(ValidationError::new("jobs", ValidationKind::Missing, "is required"))),
+    };
+    if jobs.is_empty() || jobs.len() > limits::BATCH_JOBS_MAX {
+        let message = format!("a batch holds 1 to {} jobs", limits::BATCH_JOBS_MAX);
+        return Err(invalid(ValidationError::new("jobs", ValidationKind::OutOfRange, message)));
+    }
+    let requests = jobs
+        .iter()
+        .enumerate()
+        .map(|(index, job)| wire::enqueue_request(job).map_err(|error| invalid(error.at_index(index))))
+        .collect::<Result<Vec<_>, _>>()?;
+    match service.run(Input::EnqueueBatch(requests)).await.map_err(service_error)?.reply {
+        Reply::EnqueuedBatch(results) => Ok(json!({ "results": results.iter().map(enqueued).collect::<Vec<_>>() })),
+        Reply::Rejected(rejection) => Err(to_rpc(WireError::rejection(&rejection))),
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn cancel(service: Arc<Service>, params: Params<'static>) -> RpcResult {
+    let map = params_object(&params)?;
+    only_fields(&map, &["job_id", "tag", "chain_group_id"])?;
+    let request = CancelRequest {
+        job_id: wire::job_id(&map, "job_id").map_err(invalid)?,
+        tag: text(&map, "tag")?,
+        chain_group_id: text(&map, "chain_group_id")?,
+    };
+    match service.run(Input::Cancel(request)).await.map_err(service_error)?.reply {
+        Reply::Cancelled { count } => Ok(json!({ "cancelled_count": count })),
+        Reply::Rejected(rejection) => Err(to_rpc(WireError::rejection(&rejection))),
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn get(service: Arc<Service>, params: Params<'static>) -> RpcResult {
+    let map = params_object(&params)?;
+    only_fields(&map, &["job_id"])?;
+    let id = required_job_id(&map)?;
+    match service.get(id).await.map_err(service_error)? {
+        Some(job) => Ok(wire::job_view(&job)),
+        None => Err(to_rpc(WireError::rejection(&semantica_core::Rejection::NotFound(id)))),
+    }
+}
+
+async fn wait(service: Arc<Service>, params: Params<'static>) -> RpcResult {
+    let map = params_object(&params)?;
+    only_fields(&map, &["job_id", "timeout_ms"])?;
+    let id = required_job_id(&map)?;
+    let timeout_ms = uint(&map, "timeout_ms")?
+        .ok_or_else(|| invalid(ValidationError::new("timeout_ms", ValidationKind::Missing, "is required")))?;
+    if timeout_ms > WAIT_MS_MAX {
+        return Err(invalid(ValidationError::new(
+            "timeout_ms",
+            ValidationKind::OutOfRange,
+            format!("at most {WAIT_MS_MAX}"),
+        )));
+    }
+    // Listen before reading, so that an end between the read and the wait is not missed.
+    let mut finished = service.subscribe_finished();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
+    loop {
+        let job = service.get(id).await.map_err(service_error)?;
+        let Some(job) = job else { return Err(to_rpc(WireError::rejection(&semantica_core::Rejection::NotFound(id)))) };
+        if job.state.is_terminal() {
+            return Ok(wire::job_view(&job));
+        }
+        loop {
+            match tokio::time::timeout_at(deadline, finished.recv()).await {
+                Err(_) => {
+                    let job = service.get(id).await.map_err(service_error)?.expect("jobs are not purged while live");
+                    if job.state.is_terminal() {
+                        return Ok(wire::job_view(&job));
+                    }
+                    return Ok(json!({ "timed_out": true, "job": wire::job_view(&job) }));
+                }
+                Ok(Ok(ended)) if ended != id => continue,
+                // Ours, or notices were dropped (lagged): read again.
+                Ok(_) => break,
+            }
+        }
+    }
+}
+
+const QUERY_FILTER_FIELDS: [&str; 7] =
+    ["state", "queue", "job_type", "tag", "chain_group_id", "subject_key_prefix", "created_after"];
+
+fn string_list(map: &Map<String, Value>, key: &str) -> Result<Vec<String>, ErrorObjectOwned> {
+    let field = format!("filter.{key}");
+    match map.get(key).filter(|v| !v.is_null()) {
+        None => Ok(Vec::new()),
+        Some(Value::String(one)) => Ok(vec![one.clone()]),
+        Some(Value::Array(items)) => {
+            items.iter().map(|item| item.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>().ok_or_else(|| {
+                invalid(ValidationError::new(field, ValidationKind::InvalidFormat, "must be an array of strings"))
+            })
+        }
+        Some(_) => {
+            Err(invalid(ValidationError::new(field, ValidationKind::InvalidFormat, "must be an array of strings")))
+        }
+    }
+}
+
+/// The cursor is opaque to clients: `c` and the last seq in hex.
+fn encode_cursor(seq: u64) -> String {
+    format!("c{seq:x}")
+}
+
+fn decode_cursor(cursor: &str) -> Option<u64> {
+    u64::from_str_radix(cursor.strip_prefix('c')?, 16).ok()
+}
+
+async fn query_jobs(service: Arc<Service>, params: Params<'static>) -> RpcResult {
+    let map = params_object(&params)?;
+    only_fields(&map, &["filter", "sort", "limit", "cursor"])?;
+    let filter = match map.get("filter").filter(|v| !v.is_null()) {
+        None => Map::new(),
+        Some(Value::Object(filter)) => filter.clone(),
+        Some(_) => {
+            return Err(invalid(ValidationError::new("filter", ValidationKind::InvalidFormat, "must be an object")))
+        }
+    };
+    if let Some(unknown) = filter.keys().find(|key| !QUERY_FILTER_FIELDS.contains(&key.as_str())) {
+        return Err(invalid(ValidationError::new(
+            format!("filter.{unknown}"),
+            ValidationKind::InvalidFormat,
+            "is not a known field",
+        )));
+    }
+    let states = string_list(&filter, "state")?
+        .iter()
+        .map(|state| {
+            state.parse::<JobState>().map_err(|_| {
+                invalid(ValidationError::new(
+                    "filter.state",
+                    ValidationKind::InvalidFormat,
+                    format!("unknown state {state:?}"),
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let descending = match text(&map, "sort")?.as_deref() {
+        None | Some("ASC") => false,
+        Some("DESC") => true,
+        Some(other) => {
+            return Err(invalid(ValidationError::new(
+                "sort",
+                ValidationKind::InvalidFormat,
+                format!("{other:?}: use ASC or DESC"),
+            )))
+        }
+    };
+    let limit = uint(&map, "limit")?.unwrap_or(50);
+    if !(1..=JobQuery::LIMIT_MAX as u64).contains(&limit) {
+        return Err(invalid(ValidationError::new(
+            "limit",
+            ValidationKind::OutOfRange,
+            format!("must be 1 to {}", JobQuery::LIMIT_MAX),
+        )));
+    }
+    let after_seq = match text(&map, "cursor")? {
+        None => None,
+        Some(cursor) => Some(decode_cursor(&cursor).ok_or_else(|| {
+            invalid(ValidationError::new("cursor", ValidationKind::InvalidFormat, "not a cursor this daemon gave"))
+        })?),
+    };
+    let query = JobQuery {
+        states,
+        queues: string_list(&filter, "queue")?,
+        job_type: text(&filter, "job_type")?,
+        tag: text(&filter, "tag")?,
+        chain_group_id: text(&filter, "chain_group_id")?,
+        subject_key_prefix: text(&filter, "subject_key_prefix")?,
+        created_after_ms: uint(&filter, "created_after")?,
+        descending,
+        limit: limit as usize,
+        after_seq,
+    };
+    let page = service.read(move |store| store.query(&query)).await.map_err(service_error)?;
+    Ok(json!({
+        "items": page.items.iter().map(wire::job_view).collect::<Vec<_>>(),
+        "next_cursor": page.next_after_seq.map(encode_cursor),
+    }))
+}
+
+async fn event(service: Arc<Service>, params: Params<'static>) -> RpcResult {
+    let map = params_object(&params)?;
+    only_fields(&map, &["name"])?;
+    let name = text(&map, "name")?
+        .ok_or_else(|| invalid(ValidationError::new("name", ValidationKind::Missing, "is required")))?;
+    if name.is_empty() || name.chars().count() > limits::EVENT_NAME_CHARS_MAX {
+        return Err(invalid(ValidationError::new(
+            "name",
+            ValidationKind::OutOfRange,
+            format!("1 to {} characters", limits::EVENT_NAME_CHARS_MAX),
+        )));
+    }
+    match service.run(Input::Event { name }).await.map_err(service_error)?.reply {
+        Reply::Released { count } => Ok(json!({ "released_count": count })),
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn logs_tail(service: Arc<Service>, params: Params<'static>) -> RpcResult {
+    let map = params_object(&params)?;
+    only_fields(&map, &["job_id", "offset", "limit"])?;
+    let id = required_job_id(&map)?;
+    let offset = uint(&map, "offset")?.unwrap_or(0);
+    let limit = uint(&map, "limit")?.unwrap_or(CHUNK_BYTES_DEFAULT);
+    if limit == 0 || limit > CHUNK_BYTES_MAX {
+        return Err(invalid(ValidationError::new(
+            "limit",
+            ValidationKind::OutOfRange,
+            format!("1 to {CHUNK_BYTES_MAX} bytes"),
+        )));
+    }
+    let Some(job) = service.get(id).await.map_err(service_error)? else {
+        return Err(to_rpc(WireError::rejection(&semantica_core::Rejection::NotFound(id))));
+    };
+    let path = service.log_path(id);
+    let chunk = tokio::task::spawn_blocking(move || read_chunk(&path, offset, limit))
+        .await
+        .map_err(|_| service_error(ServiceError::EngineGone))?
+        .map_err(|error| to_rpc(WireError::new(wire::SYSTEM_ERROR, "log_unreadable", error.to_string())))?;
+    Ok(json!({ "chunk": chunk.text, "next_offset": chunk.next_offset, "eof": chunk.at_end && job.state.is_terminal() }))
+}
+
+async fn stats(service: Arc<Service>, _params: Params<'static>) -> RpcResult {
+    let queues = service.read(|store| store.queue_stats()).await.map_err(service_error)?;
+    let (system, memory_percent) = service.system();
+    let file_size = |path: &Path| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let db = service.config.db_path.clone();
+    let wal = db.with_extension(format!("{}-wal", db.extension().and_then(|e| e.to_str()).unwrap_or("")));
+    Ok(json!({
+        "queues": queues.iter().map(|q| json!({
+            "name": q.queue,
+            "queued": q.count(JobState::Queued),
+            "scheduled": q.count(JobState::Scheduled),
+            "running": q.count(JobState::Running),
+            "done": q.count(JobState::Done),
+            "failed": q.count(JobState::Failed),
+            "cancelled": q.count(JobState::Cancelled),
+            "superseded": q.count(JobState::Superseded),
+            "skipped": q.count(JobState::SkippedTtl) + q.count(JobState::SkippedDeadline),
+            "avg_wait_ms": q.avg_wait_ms,
+        })).collect::<Vec<_>>(),
+        "system": {
+            "cpu_usage": system.cpu_load_percent,
+            "memory_usage": memory_percent,
+            "is_idle": system.is_idle,
+            "on_battery": !system.is_charging,
+            "db_size": file_size(&db),
+            "db_wal_size": file_size(&wal),
+            "uptime_ms": service.uptime().as_millis() as u64,
+            "version": env!("CARGO_PKG_VERSION"),
+        }
+    }))
+}
+
+/// Purges in rounds of this many jobs.
+const PURGE_ROUND_MAX: usize = 1000;
+/// The database is vacuumed when it grows past this.
+const DB_BYTES_VACUUM: u64 = 1024 * 1024 * 1024;
+
+async fn maintenance(service: Arc<Service>, params: Params<'static>) -> RpcResult {
+    let map = params_object(&params)?;
+    only_fields(&map, &["force_vacuum"])?;
+    let force_vacuum = match map.get("force_vacuum").filter(|v| !v.is_null()) {
+        None => false,
+        Some(Value::Bool(flag)) => *flag,
+        Some(_) => {
+            return Err(invalid(ValidationError::new(
+                "force_vacuum",
+                ValidationKind::InvalidFormat,
+                "must be true or false",
+            )))
+        }
+    };
+    let db = service.config.db_path.clone();
+    let size = |path: &Path| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let db_size_before = size(&db);
+    let cutoff_ms = semantica_core::Clock::now_ms(service.clock.as_ref())
+        .saturating_sub(service.config.file.retention().as_millis() as u64);
+    let (mut deleted_jobs, mut deleted_logs) = (0u64, 0u64);
+    for _ in 0..10_000 {
+        let step = service
+            .run(Input::Purge { finished_before_ms: cutoff_ms, limit: PURGE_ROUND_MAX })
+            .await
+            .map_err(service_error)?;
+        let Reply::Purged { job_ids } = step.reply else { return Err(unexpected(step.reply)) };
+        deleted_jobs += job_ids.len() as u64;
+        for id in &job_ids {
+            if std::fs::remove_file(service.log_path(*id)).is_ok() {
+                deleted_logs += 1;
+            }
+            let _ = std::fs::remove_dir_all(service.config.runs_dir().join(id.to_string()));
+        }
+        if job_ids.len() < PURGE_ROUND_MAX {
+            break;
+        }
+    }
+    let vacuum = force_vacuum || db_size_before > DB_BYTES_VACUUM;
+    if vacuum {
+        let path = db.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let store = semantica_adapters::SqliteStore::open(&path, &Default::default()).map_err(|e| e.to_string())?;
+            store.connection().execute_batch("VACUUM").map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|_| service_error(ServiceError::EngineGone))?
+        .map_err(|error| to_rpc(WireError::new(wire::DB_ERROR, "db_error", error)))?;
+    }
+    Ok(json!({
+        "deleted_jobs": deleted_jobs,
+        "deleted_logs": deleted_logs,
+        "vacuumed": vacuum,
+        "db_size_before": db_size_before,
+        "db_size_after": size(&db),
+    }))
+}
+
+fn register<F, Fut>(module: &mut RpcModule<Service>, name: &'static str, method: F)
+where
+    F: Fn(Arc<Service>, Params<'static>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = RpcResult> + Send + 'static,
+{
+    module
+        .register_async_method(name, move |params, service, _| {
+            let method = method.clone();
+            async move { method(service, params).await }
+        })
+        .expect("method names are unique");
+}
+
+/// Every v1 method.
+pub fn methods(service: Arc<Service>) -> Methods {
+    let mut module = RpcModule::from_arc(service);
+    register(&mut module, "dev.enqueue.v1", enqueue);
+    register(&mut module, "dev.enqueue_batch.v1", enqueue_batch);
+    register(&mut module, "dev.cancel.v1", cancel);
+    register(&mut module, "dev.get.v1", get);
+    register(&mut module, "dev.wait.v1", wait);
+    register(&mut module, "dev.query_jobs.v1", query_jobs);
+    register(&mut module, "dev.event.v1", event);
+    register(&mut module, "logs.tail.v1", logs_tail);
+    register(&mut module, "admin.stats.v1", stats);
+    register(&mut module, "admin.maintenance.v1", maintenance);
+    module
+        .register_subscription(
+            "logs.follow.v1",
+            "logs.chunk",
+            "logs.unfollow.v1",
+            |params, pending, service, _| async move { follow(service, params, pending).await },
+        )
+        .expect("subscription names are unique");
+    module.into()
+}
+
+/// `logs.follow.v1`: chunks as the log grows, ending once the job is terminal and its log
+/// is drained.
+async fn follow(
+    service: Arc<Service>,
+    params: Params<'static>,
+    pending: jsonrpsee::PendingSubscriptionSink,
+) -> Result<(), jsonrpsee::core::SubscriptionError> {
+    let parsed = params_object(&params).and_then(|map| {
+        only_fields(&map, &["job_id", "offset"])?;
+        Ok((required_job_id(&map)?, uint(&map, "offset")?.unwrap_or(0)))
+    });
+    let (id, mut offset) = match parsed {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            pending.reject(error).await;
+            return Ok(());
+        }
+    };
+    if !matches!(service.get(id).await, Ok(Some(_))) {
+        pending.reject(to_rpc(WireError::rejection(&semantica_core::Rejection::NotFound(id)))).await;
+        return Ok(());
+    }
+    let sink = pending.accept().await?;
+    let path = service.log_path(id);
+    loop {
+        let terminal = matches!(service.get(id).await, Ok(Some(job)) if job.state.is_terminal());
+        let read_path = path.clone();
+        let chunk = tokio::task::spawn_blocking(move || read_chunk(&read_path, offset, CHUNK_BYTES_DEFAULT))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        if !chunk.text.is_empty() {
+            let message =
+                serde_json::value::to_raw_value(&json!({ "chunk": chunk.text, "next_offset": chunk.next_offset }))
+                    .map_err(|e| e.to_string())?;
+            sink.send(message).await.map_err(|e| e.to_string())?;
+            offset = chunk.next_offset;
+            continue;
+        }
+        if chunk.at_end && terminal {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = sink.closed() => return Ok(()),
+        }
+    }
+}
+
+/// Compares in time independent of where the first difference is.
+fn same_token(given: &[u8], expected: &[u8]) -> bool {
+    let mut difference = given.len() ^ expected.len();
+    for (index, byte) in expected.iter().enumerate() {
+        difference |= usize::from(byte ^ given.get(index).copied().unwrap_or(0));
+    }
+    difference == 0
+}
+
+fn json_response(status: u16, body: Value) -> HttpResponse {
+    HttpResponse::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(HttpBody::from(body.to_string()))
+        .expect("a valid response")
+}
+
+fn error_body(code: i32, kind: &str, message: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message, "data": {"kind": kind, "details": message}}})
+}
+
+/// What runs before jsonrpsee sees a request: health, size limit, token.
+fn gate(request: &HttpRequest<hyper::body::Incoming>, token: Option<&str>) -> Option<HttpResponse> {
+    if request.method() == http::Method::GET && request.uri().path() == "/health" {
+        return Some(json_response(200, json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")})));
+    }
+    let declared = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|bytes| bytes > u64::from(REQUEST_BYTES_MAX)) {
+        let body = error_body(wire::VALIDATION_ERROR, "request_too_large", "request body over 2 MiB");
+        return Some(json_response(413, body));
+    }
+    if let Some(token) = token {
+        let given = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !same_token(given.as_bytes(), token.as_bytes()) {
+            return Some(json_response(
+                401,
+                error_body(wire::UNAUTHORIZED, "unauthorized", "missing or wrong bearer token"),
+            ));
+        }
+    }
+    None
+}
+
+type BoxedResponse = Pin<Box<dyn Future<Output = Result<HttpResponse, jsonrpsee::core::BoxError>> + Send>>;
+
+/// Serves connections from `accept` until `stop`, each through the gate.
+async fn serve<S, A, Fut>(mut accept: A, methods: Methods, stop: StopHandle, token: Option<Arc<str>>)
+where
+    A: FnMut() -> Fut,
+    Fut: Future<Output = std::io::Result<S>>,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let config = ServerConfig::builder()
+        .max_request_body_size(REQUEST_BYTES_MAX)
+        .max_response_body_size(64 * 1024 * 1024)
+        .max_connections(10_000)
+        .build();
+    let builder = Server::builder().set_config(config).to_service_builder();
+    loop {
+        let socket = tokio::select! {
+            accepted = accept() => match accepted {
+                Ok(socket) => socket,
+                Err(error) => {
+                    warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.clone().shutdown() => return,
+        };
+        let methods = methods.clone();
+        let stop_for_service = stop.clone();
+        let builder = builder.clone();
+        let token = token.clone();
+        let service = tower::service_fn(move |request: HttpRequest<hyper::body::Incoming>| -> BoxedResponse {
+            if let Some(response) = gate(&request, token.as_deref()) {
+                return Box::pin(async move { Ok(response) });
+            }
+            let mut rpc = builder.clone().build(methods.clone(), stop_for_service.clone());
+            Box::pin(async move { tower::Service::call(&mut rpc, request).await })
+        });
+        tokio::spawn(serve_with_graceful_shutdown(socket, service, stop.clone().shutdown()));
+    }
+}
+
+/// The bound listeners, before serving starts.
+pub struct Listeners {
+    pub tcp: TcpListener,
+    pub unix: UnixListener,
+}
+
+/// Starts serving; the handle stops the listeners.
+pub fn start(listeners: Listeners, methods: Methods, token: String) -> ServerHandle {
+    let (stop, handle) = stop_channel();
+    let Listeners { tcp, unix } = listeners;
+    let token: Arc<str> = Arc::from(token);
+    info!(addr = %tcp.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving JSON-RPC on TCP");
+    tokio::spawn(serve(
+        {
+            let tcp = Arc::new(tcp);
+            move || {
+                let tcp = Arc::clone(&tcp);
+                async move { tcp.accept().await.map(|(socket, _)| socket) }
+            }
+        },
+        methods.clone(),
+        stop.clone(),
+        Some(token),
+    ));
+    tokio::spawn(serve(
+        {
+            let unix = Arc::new(unix);
+            move || {
+                let unix = Arc::clone(&unix);
+                async move { unix.accept().await.map(|(socket, _)| socket) }
+            }
+        },
+        methods,
+        stop,
+        None,
+    ));
+    handle
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_equal_only_when_equal() {
+        assert!(same_token(b"abc", b"abc"));
+        assert!(!same_token(b"abd", b"abc"));
+        assert!(!same_token(b"ab", b"abc"));
+        assert!(!same_token(b"abcd", b"abc"));
+        assert!(!same_token(b"", b"abc"));
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_strangers() {
+        assert_eq!(decode_cursor(&encode_cursor(0)), Some(0));
+        assert_eq!(decode_cursor(&encode_cursor(u64::MAX)), Some(u64::MAX));
+        assert_eq!(decode_cursor("12"), None);
+        assert_eq!(decode_cursor("cxyz"), None);
+    }
+}

@@ -1,0 +1,146 @@
+//! `semantica serve`: the data directory, its lock, the token, the listeners,
+//! `daemon.json`, and a graceful stop on SIGTERM or SIGINT.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use nix::fcntl::{Flock, FlockArg};
+use serde_json::json;
+use tokio::net::{TcpListener, UnixListener};
+use tracing::{info, warn};
+
+use crate::config::DaemonConfig;
+use crate::rpc;
+use crate::service::Service;
+
+/// Why `serve` could not start, and the process exit code for it.
+#[derive(Debug)]
+pub struct StartError {
+    pub exit_code: u8,
+    pub message: String,
+}
+
+fn fail(message: impl Into<String>) -> StartError {
+    StartError { exit_code: 1, message: message.into() }
+}
+
+/// Holds `daemon.lock` for the life of the daemon: one daemon per data directory.
+fn lock_home(config: &DaemonConfig) -> Result<Flock<File>, StartError> {
+    let path = config.lock_path();
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| StartError {
+        exit_code: 2,
+        message: format!(
+            "another semantica daemon is already running on {} (it holds {})",
+            config.home.display(),
+            path.display()
+        ),
+    })
+}
+
+/// The token from `SEMANTICA_TOKEN`, or the token file (created with 32 random bytes,
+/// mode 0600, on first start). A token file others can read is refused.
+fn token(config: &DaemonConfig) -> Result<String, StartError> {
+    if let Some(token) = &config.token_override {
+        return Ok(token.clone());
+    }
+    let path = config.token_path();
+    match fs::metadata(&path) {
+        Ok(metadata) => {
+            if metadata.permissions().mode() & 0o077 != 0 {
+                return Err(fail(format!(
+                    "{} is readable by other users; run `chmod 600 {}` and start again",
+                    path.display(),
+                    path.display()
+                )));
+            }
+            let token = fs::read_to_string(&path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+            Ok(token.trim().to_owned())
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let random = [uuid_bytes(), uuid_bytes()].concat();
+            let token: String = random.iter().map(|b| format!("{b:02x}")).collect();
+            let mut file = OpenOptions::new()
+                .create_new(true)
+                .write(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+            file.write_all(token.as_bytes()).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+            Ok(token)
+        }
+        Err(error) => Err(fail(format!("{}: {e}", path.display(), e = error))),
+    }
+}
+
+/// 16 bytes from the operating system's random source (through a v4 UUID's generator).
+fn uuid_bytes() -> Vec<u8> {
+    let mut ids = semantica_adapters::UuidIds;
+    semantica_core::IdGen::next_id(&mut ids).as_u128().to_le_bytes().to_vec()
+}
+
+fn bind_socket(path: &Path) -> Result<UnixListener, StartError> {
+    // We hold the directory's lock: a socket file left here is a dead daemon's.
+    let _ = fs::remove_file(path);
+    let listener = UnixListener::bind(path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+        .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    Ok(listener)
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn serve(config: DaemonConfig) -> Result<(), StartError> {
+    fs::create_dir_all(&config.home).map_err(|e| fail(format!("{}: {e}", config.home.display())))?;
+    let _lock = lock_home(&config)?;
+    let token = token(&config)?;
+    if !config.rpc_addr.ip().is_loopback() {
+        warn!(addr = %config.rpc_addr, "listening beyond loopback as configured: anyone who can reach it needs only the token");
+    }
+    let tcp = TcpListener::bind(config.rpc_addr).await.map_err(|e| fail(format!("{}: {e}", config.rpc_addr)))?;
+    let rpc_addr = tcp.local_addr().map_err(|e| fail(e.to_string()))?;
+    let unix = bind_socket(&config.socket_path)?;
+    let shutdown_grace = config.file.shutdown_grace();
+    let socket_path = config.socket_path.clone();
+    let daemon_json = config.daemon_json_path();
+    let service = Service::start(config).await.map_err(fail)?;
+    let handle = rpc::start(rpc::Listeners { tcp, unix }, rpc::methods(std::sync::Arc::clone(&service)), token);
+    let info = json!({
+        "pid": std::process::id(),
+        "rpc_addr": rpc_addr.to_string(),
+        "socket": socket_path,
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    // Written whole, then renamed: a reader never sees half a file.
+    let partial = daemon_json.with_extension("json.partial");
+    fs::write(&partial, info.to_string())
+        .and_then(|_| fs::rename(&partial, &daemon_json))
+        .map_err(|e| fail(format!("{}: {e}", daemon_json.display())))?;
+    info!(%rpc_addr, socket = %socket_path.display(), "semantica is serving");
+
+    wait_for_stop_signal().await;
+    info!("stopping: no new work; running jobs get {} s", shutdown_grace.as_secs());
+    let _ = handle.stop();
+    service.shutdown(shutdown_grace).await;
+    let _ = fs::remove_file(&daemon_json);
+    let _ = fs::remove_file(&socket_path);
+    info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut interrupt = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+}

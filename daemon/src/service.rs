@@ -1,0 +1,329 @@
+//! The running daemon: one engine thread over the SQLite store, the executor, the
+//! scheduler that turns wake-ups and free workers into `Tick` and `Claim`, and the
+//! operations the RPC methods call. Every decision is the engine's; this file carries
+//! out steps in the order core prescribes: commit, then actions, then the reply.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use semantica_adapters::exec::{ExecConfig, Handlers, TokioExecutor};
+use semantica_adapters::probe::ProcProbe;
+use semantica_adapters::{random_seed, SqliteOptions, SqliteStore, Synchronous, SystemClock, UuidIds};
+use semantica_core::{
+    Action, Clock, Config, Engine, Executor, Input, Job, JobId, Reply, Report, SplitMix64, Step, Store, StoreError,
+    SystemProbe, SystemState,
+};
+use tokio::sync::{broadcast, mpsc, oneshot, Notify};
+use tracing::{info, warn};
+
+use crate::config::DaemonConfig;
+
+/// Requests waiting for the engine thread: the bound is the back-pressure on clients.
+const ENGINE_QUEUE_MAX: usize = 4096;
+/// How often the system is probed for load, idleness and power.
+const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+/// The scheduler looks again at least this often, whatever it was told.
+const SCHEDULER_IDLE_MAX: Duration = Duration::from_secs(1);
+/// Claims in one round before the scheduler lets others in.
+const CLAIMS_PER_ROUND_MAX: usize = 1024;
+
+#[derive(Debug)]
+pub enum ServiceError {
+    /// The store failed (5001).
+    Store(StoreError),
+    /// The engine thread is gone (5000); the daemon is stopping or hit a bug.
+    EngineGone,
+}
+
+impl std::fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServiceError::Store(error) => write!(f, "{error}"),
+            ServiceError::EngineGone => f.write_str("the engine stopped"),
+        }
+    }
+}
+
+type EngineRequest = (Input, oneshot::Sender<Result<Step, StoreError>>);
+
+/// The engine's thread: it owns the write connection and runs one input at a time,
+/// committing each step before answering.
+fn spawn_engine(mut store: SqliteStore, mut engine: Engine, clock: Arc<SystemClock>) -> mpsc::Sender<EngineRequest> {
+    let (sender, mut requests) = mpsc::channel::<EngineRequest>(ENGINE_QUEUE_MAX);
+    std::thread::Builder::new()
+        .name("semantica-engine".into())
+        .spawn(move || {
+            while let Some((input, reply)) = requests.blocking_recv() {
+                let result = engine.run(clock.now_ms(), input, &mut store);
+                let _ = reply.send(result);
+            }
+        })
+        .expect("spawn the engine thread");
+    sender
+}
+
+pub struct Service {
+    pub config: DaemonConfig,
+    engine: mpsc::Sender<EngineRequest>,
+    reader: Mutex<SqliteStore>,
+    executor: Mutex<TokioExecutor>,
+    pub clock: Arc<SystemClock>,
+    /// Earliest time the engine asked to be ticked (`u64::MAX`: none).
+    next_wake_ms: AtomicU64,
+    poke: Notify,
+    finished: broadcast::Sender<JobId>,
+    started: Instant,
+    system: Mutex<(SystemState, u32)>,
+    /// No more claims (shutdown began).
+    stopping: AtomicBool,
+    /// Reports are no longer recorded (the shutdown grace ran out).
+    abandoning: AtomicBool,
+}
+
+impl Service {
+    /// Opens the store, recovers, and starts the engine thread, scheduler, report pump and
+    /// probe. Must run inside a tokio runtime.
+    pub async fn start(config: DaemonConfig) -> Result<Arc<Service>, String> {
+        let options = SqliteOptions {
+            synchronous: if config.file.durable_commits { Synchronous::Full } else { Synchronous::Normal },
+            ..SqliteOptions::default()
+        };
+        let store =
+            SqliteStore::open(&config.db_path, &options).map_err(|e| format!("{}: {e}", config.db_path.display()))?;
+        let reader =
+            SqliteStore::open(&config.db_path, &options).map_err(|e| format!("{}: {e}", config.db_path.display()))?;
+        let handlers = Handlers::builtin();
+        let mut engine_config = Config::new(config.workers, handlers.job_types());
+        engine_config.throttle = config.file.throttle();
+        for (queue, queue_config) in &config.file.queues {
+            if let Some(limit) = queue_config.concurrency {
+                engine_config.queue_concurrency.insert(queue.clone(), limit);
+            }
+        }
+        let seed = random_seed();
+        info!(seed, workers = config.workers, "engine starting");
+        let engine = Engine::new(engine_config, Box::new(UuidIds), Box::new(SplitMix64::new(seed)));
+        let clock = Arc::new(SystemClock::new());
+        let engine = spawn_engine(store, engine, Arc::clone(&clock));
+        let mut exec_config = ExecConfig::new(config.logs_dir(), config.runs_dir());
+        exec_config.kill_grace = config.file.kill_grace();
+        if let Some(allowlist) = &config.file.env_allowlist {
+            exec_config.env_allowlist = allowlist.clone();
+        }
+        let (report_sender, reports) = mpsc::unbounded_channel();
+        let executor = TokioExecutor::new(tokio::runtime::Handle::current(), exec_config, handlers, report_sender);
+        let (finished, _) = broadcast::channel(1024);
+        let service = Arc::new(Service {
+            config,
+            engine,
+            reader: Mutex::new(reader),
+            executor: Mutex::new(executor),
+            clock,
+            next_wake_ms: AtomicU64::new(u64::MAX),
+            poke: Notify::new(),
+            finished,
+            started: Instant::now(),
+            system: Mutex::new((SystemState::UNKNOWN, 0)),
+            stopping: AtomicBool::new(false),
+            abandoning: AtomicBool::new(false),
+        });
+        let recovered = service.submit(Input::Recover).await.map_err(|e| format!("restart recovery failed: {e}"))?;
+        info!(reply = ?recovered.reply, "recovered");
+        service.apply(&recovered);
+        service.probe_once(&mut ProcProbe::default()).await;
+        tokio::spawn(Arc::clone(&service).schedule());
+        tokio::spawn(Arc::clone(&service).pump_reports(reports));
+        tokio::spawn(Arc::clone(&service).probe());
+        Ok(service)
+    }
+
+    /// Runs one input through the engine thread.
+    pub async fn submit(&self, input: Input) -> Result<Step, ServiceError> {
+        let (reply, answer) = oneshot::channel();
+        self.engine.send((input, reply)).await.map_err(|_| ServiceError::EngineGone)?;
+        match answer.await {
+            Ok(Ok(step)) => Ok(step),
+            Ok(Err(error)) => Err(ServiceError::Store(error)),
+            Err(_) => Err(ServiceError::EngineGone),
+        }
+    }
+
+    /// `submit`, then carry out the step's actions. The reply is the caller's to give.
+    pub async fn run(&self, input: Input) -> Result<Step, ServiceError> {
+        let step = self.submit(input).await?;
+        self.apply(&step);
+        Ok(step)
+    }
+
+    /// Carries out a committed step: actions in order, then wake-ups and notices.
+    fn apply(&self, step: &Step) {
+        for action in &step.actions {
+            match action {
+                Action::Spawn(job) => {
+                    info!(job_id = %job.id, trace_id = %job.trace_id, attempt = job.attempts, job_type = %job.job_type, "job started");
+                    self.executor.lock().expect("executor lock").spawn(job);
+                }
+                Action::Kill(order) => {
+                    info!(job_id = %order.job_id, attempt = order.attempt, "stopping job");
+                    self.executor.lock().expect("executor lock").kill(order);
+                }
+            }
+        }
+        for job in step.written.iter().filter(|job| job.state.is_terminal()) {
+            info!(job_id = %job.id, trace_id = %job.trace_id, state = %job.state, "job ended");
+            let _ = self.finished.send(job.id);
+        }
+        if let Some(wake_ms) = step.wake_at_ms {
+            if self.next_wake_ms.fetch_min(wake_ms, Ordering::AcqRel) > wake_ms {
+                self.poke.notify_one();
+            }
+        }
+        if step.may_claim {
+            self.poke.notify_one();
+        }
+    }
+
+    /// Turns due wake-ups into `Tick` and free workers into `Claim`, until shutdown.
+    async fn schedule(self: Arc<Service>) {
+        while !self.stopping.load(Ordering::Acquire) {
+            self.claim_all().await;
+            let now_ms = self.clock.now_ms();
+            let wake_ms = self.next_wake_ms.load(Ordering::Acquire);
+            if wake_ms <= now_ms {
+                self.next_wake_ms.store(u64::MAX, Ordering::Release);
+                match self.run(Input::Tick).await {
+                    Ok(_) => continue,
+                    Err(error) => warn!(%error, "tick failed; trying again shortly"),
+                }
+                self.next_wake_ms.fetch_min(now_ms + 100, Ordering::AcqRel);
+            }
+            let until_wake = Duration::from_millis(wake_ms.saturating_sub(now_ms));
+            tokio::select! {
+                _ = tokio::time::sleep(until_wake.min(SCHEDULER_IDLE_MAX)) => {}
+                _ = self.poke.notified() => {}
+            }
+        }
+    }
+
+    async fn claim_all(&self) {
+        for _ in 0..CLAIMS_PER_ROUND_MAX {
+            if self.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            match self.run(Input::Claim { queue: None }).await {
+                Ok(step) => {
+                    if matches!(step.reply, Reply::Claimed(None)) && step.persist.is_empty() {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    warn!(%error, "claim failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Feeds executor reports to the engine. A report must not be lost to a passing
+    /// store error: it is retried.
+    async fn pump_reports(self: Arc<Service>, mut reports: mpsc::UnboundedReceiver<Report>) {
+        while let Some(report) = reports.recv().await {
+            if self.abandoning.load(Ordering::Acquire) {
+                // Shutting down: runs stopped now stay RUNNING in the store, and restart
+                // recovery treats them as the contract says.
+                continue;
+            }
+            for attempt in 0..20u32 {
+                match self.run(Input::Report(report.clone())).await {
+                    Ok(_) => break,
+                    Err(ServiceError::EngineGone) => return,
+                    Err(error) => {
+                        warn!(%error, attempt, "report not recorded yet");
+                        tokio::time::sleep(Duration::from_millis(50) * (attempt + 1)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn probe(self: Arc<Service>) {
+        let mut probe = ProcProbe::default();
+        while !self.stopping.load(Ordering::Acquire) {
+            tokio::time::sleep(PROBE_INTERVAL).await;
+            self.probe_once(&mut probe).await;
+        }
+    }
+
+    async fn probe_once(&self, probe: &mut ProcProbe) {
+        let sample = probe.sample();
+        let changed = {
+            let mut system = self.system.lock().expect("system lock");
+            let changed = system.0 != sample;
+            *system = (sample, probe.memory_used_percent);
+            changed
+        };
+        if changed {
+            if let Err(error) = self.run(Input::SystemChanged(sample)).await {
+                warn!(%error, "system change not recorded");
+                // Forget it, so that the next sample is sent again.
+                self.system.lock().expect("system lock").0 = SystemState::UNKNOWN;
+            }
+        }
+    }
+
+    /// A read on the reader connection, off the async threads.
+    pub async fn read<T: Send + 'static>(
+        self: &Arc<Service>,
+        read: impl FnOnce(&SqliteStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        let service = Arc::clone(self);
+        tokio::task::spawn_blocking(move || read(&service.reader.lock().expect("reader lock")))
+            .await
+            .map_err(|_| ServiceError::EngineGone)?
+            .map_err(ServiceError::Store)
+    }
+
+    pub async fn get(self: &Arc<Service>, id: JobId) -> Result<Option<Job>, ServiceError> {
+        self.read(move |store| store.get(id)).await
+    }
+
+    /// Resolves when `id` may have ended (or after `timeout`); the caller reads it again.
+    pub fn subscribe_finished(&self) -> broadcast::Receiver<JobId> {
+        self.finished.subscribe()
+    }
+
+    pub fn log_path(&self, id: JobId) -> PathBuf {
+        self.config.logs_dir().join(format!("{id}.log"))
+    }
+
+    pub fn system(&self) -> (SystemState, u32) {
+        *self.system.lock().expect("system lock")
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Stops claiming, gives running jobs `grace` to finish, then stops the rest. Their
+    /// ends are not recorded: they stay RUNNING and restart recovery decides.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.stopping.store(true, Ordering::Release);
+        self.poke.notify_one();
+        let deadline = Instant::now() + grace;
+        while self.executor.lock().expect("executor lock").running_count() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let left = self.executor.lock().expect("executor lock").running_count();
+        if left > 0 {
+            warn!(left, "stopping jobs still running at shutdown");
+            self.abandoning.store(true, Ordering::Release);
+            self.executor.lock().expect("executor lock").stop_all();
+            let deadline = Instant::now() + self.config.file.kill_grace() + Duration::from_secs(1);
+            while self.executor.lock().expect("executor lock").running_count() > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

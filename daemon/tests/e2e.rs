@@ -1,0 +1,357 @@
+//! End to end: the real `semantica` binary on a temp `SEMANTICA_HOME` and port 0, found
+//! through `daemon.json`, spoken to over the wire like any client.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use semantica_daemon::client::{Client, ClientError};
+use serde_json::{json, Map, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_semantica");
+
+struct Daemon {
+    child: Option<Child>,
+    rpc_addr: String,
+    token: String,
+}
+
+fn spawn(home: &Path) -> Child {
+    Command::new(BIN)
+        .arg("serve")
+        .env("SEMANTICA_HOME", home)
+        .env("SEMANTICA_RPC_ADDR", "127.0.0.1:0")
+        .env("SEMANTICA_WORKERS", "2")
+        .env_remove("SEMANTICA_TOKEN")
+        .env_remove("SEMANTICA_DB_PATH")
+        .env_remove("SEMANTICA_SOCKET")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start semantica serve")
+}
+
+impl Daemon {
+    fn start(home: &Path) -> Daemon {
+        let _ = std::fs::remove_file(home.join("daemon.json"));
+        let mut child = spawn(home);
+        let started = Instant::now();
+        loop {
+            if let Ok(text) = std::fs::read_to_string(home.join("daemon.json")) {
+                let info: Value = serde_json::from_str(&text).expect("daemon.json is JSON");
+                assert_eq!(info["pid"].as_u64(), Some(u64::from(child.id())));
+                let token = std::fs::read_to_string(home.join("token")).unwrap().trim().to_owned();
+                let rpc_addr = info["rpc_addr"].as_str().unwrap().to_owned();
+                return Daemon { child: Some(child), rpc_addr, token };
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the daemon exited early: {status}");
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "no daemon.json after 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn client(&self) -> Client {
+        Client::with_token(&self.rpc_addr, &self.token, Duration::from_secs(60)).unwrap()
+    }
+
+    /// SIGKILL: nothing gets to clean up.
+    fn crash(&mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+            .unwrap();
+        child.wait().unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn params(value: Value) -> Map<String, Value> {
+    value.as_object().expect("params are an object").clone()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+}
+
+/// Raw HTTP/1.1 over any stream: the status code and the body.
+fn raw_http(mut stream: impl Read + Write, request: &str) -> (u16, String) {
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+fn post(body: &str, token: Option<&str>) -> String {
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    format!(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn rpc_code(error: ClientError) -> (i32, Value) {
+    match error {
+        ClientError::Rpc { code, data, .. } => (code, data.unwrap_or(Value::Null)),
+        other => panic!("expected a JSON-RPC error, got {other}"),
+    }
+}
+
+#[test]
+fn serve_answers_health_and_runs_jobs_to_done() {
+    let home = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(home.path());
+    let (status, body) = raw_http(
+        TcpStream::connect(&daemon.rpc_addr).unwrap(),
+        "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["status"], "ok");
+    let client = daemon.client();
+    runtime().block_on(async {
+        let enqueued = client
+            .call(
+                "dev.enqueue.v1",
+                params(json!({"job_type": "echo", "queue": "default", "subject_key": "a", "payload": {"n": 1}})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(enqueued["generation"], 1);
+        assert_eq!(enqueued["deduplicated"], false);
+        let id = enqueued["job_id"].clone();
+        let job = client.call("dev.wait.v1", params(json!({"job_id": id, "timeout_ms": 20_000}))).await.unwrap();
+        assert_eq!(job["state"], "DONE", "{job}");
+        assert_eq!(job["result_summary"], json!({"n": 1}));
+        assert_eq!(job["execution_mode"], "IN_PROCESS");
+        let log = client.call("logs.tail.v1", params(json!({"job_id": id, "offset": 0}))).await.unwrap();
+        assert_eq!(log["chunk"], "{\"n\":1}\n");
+        assert_eq!(log["eof"], true);
+        let stats = client.call("admin.stats.v1", Map::new()).await.unwrap();
+        assert_eq!(stats["queues"][0]["done"], 1);
+    });
+}
+
+#[test]
+fn tcp_needs_the_token_and_the_socket_does_not() {
+    let home = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(home.path());
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"admin.stats.v1","params":{}}"#;
+    let (status, answer) = raw_http(TcpStream::connect(&daemon.rpc_addr).unwrap(), &post(body, None));
+    assert_eq!(status, 401);
+    assert_eq!(serde_json::from_str::<Value>(&answer).unwrap()["error"]["code"], 4010);
+    let (status, _) = raw_http(TcpStream::connect(&daemon.rpc_addr).unwrap(), &post(body, Some("wrong")));
+    assert_eq!(status, 401);
+    let (status, answer) = raw_http(TcpStream::connect(&daemon.rpc_addr).unwrap(), &post(body, Some(&daemon.token)));
+    assert_eq!(status, 200, "{answer}");
+    let socket = home.path().join("semantica.sock");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(home.path().join("token")).unwrap().permissions().mode() & 0o777, 0o600);
+    let (status, answer) = raw_http(UnixStream::connect(&socket).unwrap(), &post(body, None));
+    assert_eq!(status, 200, "{answer}");
+    assert!(serde_json::from_str::<Value>(&answer).unwrap()["result"]["queues"].is_array());
+    // Over 2 MiB: 413 with the contract's error, and nothing else happens.
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"admin.stats.v1","params":{{"x":"{}"}}}}"#,
+        "x".repeat(2 * 1024 * 1024)
+    );
+    let (status, answer) = raw_http(TcpStream::connect(&daemon.rpc_addr).unwrap(), &post(&big, Some(&daemon.token)));
+    assert_eq!(status, 413);
+    let error = serde_json::from_str::<Value>(&answer).unwrap()["error"].clone();
+    assert_eq!((error["code"].as_i64(), error["data"]["kind"].as_str()), (Some(4000), Some("request_too_large")));
+}
+
+#[test]
+fn errors_carry_the_contract_codes() {
+    let home = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(home.path());
+    let client = daemon.client();
+    runtime().block_on(async {
+        let bad = client.call("dev.enqueue.v1", params(json!({"job_type": "noop", "queue": "Bad Queue", "subject_key": "s"}))).await.unwrap_err();
+        let (code, data) = rpc_code(bad);
+        assert_eq!((code, data["field"].as_str(), data["kind"].as_str()), (4000, Some("queue"), Some("invalid_characters")));
+        let typed = client.call("dev.enqueue.v1", params(json!({"job_type": "noop", "queue": "q", "subject_key": "s", "priority": "high"}))).await.unwrap_err();
+        assert_eq!(rpc_code(typed).1["field"], "priority");
+        let batch = client
+            .call("dev.enqueue_batch.v1", params(json!({"jobs": [{"job_type": "noop", "queue": "q", "subject_key": "a"}, {"job_type": "nope", "queue": "q", "subject_key": "b"}]})))
+            .await
+            .unwrap_err();
+        let (code, data) = rpc_code(batch);
+        assert_eq!((code, data["index"].as_u64(), data["kind"].as_str()), (4000, Some(1), Some("unknown_job_type")));
+        let missing = client.call("dev.get.v1", params(json!({"job_id": "67e55044-10b1-426f-9247-bb680e5fe0c8"}))).await.unwrap_err();
+        assert_eq!(rpc_code(missing).0, 4001);
+        let done = client.call("dev.enqueue.v1", params(json!({"job_type": "noop", "queue": "q", "subject_key": "n"}))).await.unwrap();
+        client.call("dev.wait.v1", params(json!({"job_id": done["job_id"], "timeout_ms": 20_000}))).await.unwrap();
+        let conflict = client.call("dev.cancel.v1", params(json!({"job_id": done["job_id"]}))).await.unwrap_err();
+        let (code, data) = rpc_code(conflict);
+        assert_eq!((code, data["state"].as_str()), (4002, Some("DONE")));
+        let unknown = client.call("dev.nothing.v1", Map::new()).await.unwrap_err();
+        assert_eq!(rpc_code(unknown).0, -32601);
+        let page = client.call("dev.query_jobs.v1", params(json!({"filter": {"state": ["DONE"]}, "limit": 1}))).await.unwrap();
+        assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    });
+}
+
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat[stat.rfind(')').unwrap() + 1..].trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+async fn wait_until(client: &Client, id: &Value, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let job = client.call("dev.get.v1", params(json!({"job_id": id}))).await.unwrap();
+        if check(&job) {
+            return job;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "waited 30 s for {what}: {job}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[test]
+fn subprocess_jobs_report_results_and_cancel_kills_them() {
+    let home = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(home.path());
+    let client = daemon.client();
+    runtime().block_on(async {
+        let script = r#"echo to-log; printf '{"answer":42}' > "$SEMANTICA_RESULT_PATH"; printf abc > "$SEMANTICA_ARTIFACT_DIR/out.txt"; exit 0"#;
+        let job = client.call("dev.enqueue.v1", params(json!({"job_type": "sh", "queue": "default", "subject_key": "p", "exec": {"command": "sh", "args": ["-c", script]}}))).await.unwrap();
+        let done = client.call("dev.wait.v1", params(json!({"job_id": job["job_id"], "timeout_ms": 20_000}))).await.unwrap();
+        assert_eq!(done["state"], "DONE", "{done}");
+        assert_eq!(done["exit_code"], 0);
+        assert_eq!(done["result_summary"], json!({"answer": 42}));
+        assert_eq!(done["artifacts"], json!([{"name": "out.txt", "bytes": 3}]));
+        assert_eq!(done["execution_mode"], "SUBPROCESS");
+        let log = client.call("logs.tail.v1", params(json!({"job_id": job["job_id"], "offset": 0}))).await.unwrap();
+        assert!(log["chunk"].as_str().unwrap().contains("to-log"));
+
+        let failing = client.call("dev.enqueue.v1", params(json!({"job_type": "sh", "queue": "default", "subject_key": "f", "exec": {"command": "sh", "args": ["-c", "exit 7"]}}))).await.unwrap();
+        let failed = client.call("dev.wait.v1", params(json!({"job_id": failing["job_id"], "timeout_ms": 20_000}))).await.unwrap();
+        assert_eq!((failed["state"].as_str(), failed["exit_code"].as_i64(), failed["error"]["kind"].as_str()), (Some("FAILED"), Some(7), Some("exit_code")));
+
+        let long = client.call("dev.enqueue.v1", params(json!({"job_type": "sh", "queue": "default", "subject_key": "l", "exec": {"command": "sleep", "args": ["30"]}}))).await.unwrap();
+        let running = wait_until(&client, &long["job_id"], "a pid", |job| job["state"] == "RUNNING" && job["pid"].is_u64()).await;
+        let pid = running["pid"].as_u64().unwrap() as i32;
+        assert!(alive(pid));
+        let cancelled = client.call("dev.cancel.v1", params(json!({"job_id": long["job_id"]}))).await.unwrap();
+        assert_eq!(cancelled["cancelled_count"], 1);
+        let job = client.call("dev.get.v1", params(json!({"job_id": long["job_id"]}))).await.unwrap();
+        assert_eq!(job["state"], "CANCELLED", "cancel lands at once");
+        let started = Instant::now();
+        while alive(pid) {
+            assert!(started.elapsed() < Duration::from_secs(10), "process {pid} survived its cancel");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+}
+
+#[test]
+fn a_second_daemon_on_the_same_home_exits_with_code_2() {
+    let home = tempfile::tempdir().unwrap();
+    let _daemon = Daemon::start(home.path());
+    let output = Command::new(BIN)
+        .arg("serve")
+        .env("SEMANTICA_HOME", home.path())
+        .env("SEMANTICA_RPC_ADDR", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("already running"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn after_kill_9_a_running_job_is_a_failed_attempt_and_its_process_is_killed() {
+    let home = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(home.path());
+    let client = daemon.client();
+    let rt = runtime();
+    let (id, pid, queued) = rt.block_on(async {
+        let long = client
+            .call("dev.enqueue.v1", params(json!({"job_type": "sh", "queue": "default", "subject_key": "r", "max_attempts": 2, "backoff": {"base_ms": 60_000, "jitter": 0.0}, "exec": {"command": "sleep", "args": ["60"]}})))
+            .await
+            .unwrap();
+        let waiting = client.call("dev.enqueue.v1", params(json!({"job_type": "noop", "queue": "default", "subject_key": "w", "schedule": {"delay_ms": 3_600_000}}))).await.unwrap();
+        let running = wait_until(&client, &long["job_id"], "a pid", |job| job["state"] == "RUNNING" && job["pid"].is_u64()).await;
+        (long["job_id"].clone(), running["pid"].as_u64().unwrap() as i32, waiting["job_id"].clone())
+    });
+    assert!(alive(pid));
+    daemon.crash();
+    // The job's process outlives the daemon (own process group) until the new daemon.
+    let daemon = Daemon::start(home.path());
+    let client = daemon.client();
+    rt.block_on(async {
+        let job = client.call("dev.get.v1", params(json!({"job_id": id}))).await.unwrap();
+        assert_eq!(job["state"], "SCHEDULED", "{job}");
+        assert_eq!(job["error"]["kind"], "daemon_restart");
+        assert_eq!(job["attempts"], 1);
+        let kept = client.call("dev.get.v1", params(json!({"job_id": queued}))).await.unwrap();
+        assert_eq!(kept["state"], "SCHEDULED");
+    });
+    let started = Instant::now();
+    while alive(pid) {
+        assert!(started.elapsed() < Duration::from_secs(10), "the leftover process {pid} was not killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_removes_daemon_json() {
+    let home = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(home.path());
+    let status = daemon.stop();
+    assert!(status.success(), "{status}");
+    assert!(!home.path().join("daemon.json").exists());
+    assert!(!home.path().join("semantica.sock").exists());
+}
+
+#[test]
+fn the_cli_enqueues_waits_and_says_when_no_daemon_runs() {
+    let home = tempfile::tempdir().unwrap();
+    let cli = |args: &[&str]| {
+        Command::new(BIN).args(args).env("SEMANTICA_HOME", home.path()).env_remove("SEMANTICA_TOKEN").output().unwrap()
+    };
+    let none = cli(&["status"]);
+    assert!(!none.status.success());
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no semantica daemon is running"));
+    let daemon = Daemon::start(home.path());
+    let ran = cli(&["enqueue", "--subject", "c", "--wait", "--", "sh", "-c", "echo hi"]);
+    assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
+    assert!(String::from_utf8_lossy(&ran.stdout).contains("DONE"));
+    let failed = cli(&["enqueue", "--subject", "d", "--wait", "--", "sh", "-c", "exit 1"]);
+    assert_eq!(failed.status.code(), Some(1));
+    let listed = cli(&["jobs", "--json"]);
+    let page: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    let bad = cli(&["get", "not-an-id"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("4000"));
+    drop(daemon);
+}
