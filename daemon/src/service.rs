@@ -1,4 +1,4 @@
-//! The running daemon: one engine thread over the SQLite store, the executor, the
+//! The running daemon: the engine behind the SQLite store's group-commit writer, the executor, the
 //! scheduler that turns wake-ups and free workers into `Tick` and `Claim`, and the
 //! operations the RPC methods call. Every decision is the engine's; this file carries
 //! out steps in the order core prescribes: commit, then actions, then the reply.
@@ -10,18 +10,17 @@ use std::time::{Duration, Instant};
 
 use semantica_adapters::exec::{ExecConfig, Handlers, TokioExecutor};
 use semantica_adapters::probe::ProcProbe;
+use semantica_adapters::sqlite::{Reader, WriteError, Writer, WriterHandle, WriterOptions};
 use semantica_adapters::{random_seed, SqliteOptions, SqliteStore, Synchronous, SystemClock, UuidIds};
 use semantica_core::{
     Action, Clock, Config, Engine, Executor, Input, Job, JobId, Reply, Report, SplitMix64, Step, Store, StoreError,
     SystemProbe, SystemState,
 };
-use tokio::sync::{broadcast, mpsc, oneshot, Notify};
+use tokio::sync::{broadcast, mpsc, Notify};
 use tracing::{info, warn};
 
 use crate::config::DaemonConfig;
 
-/// Requests waiting for the engine thread: the bound is the back-pressure on clients.
-const ENGINE_QUEUE_MAX: usize = 4096;
 /// How often the system is probed for load, idleness and power.
 const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 /// The scheduler looks again at least this often, whatever it was told.
@@ -33,7 +32,7 @@ const CLAIMS_PER_ROUND_MAX: usize = 1024;
 pub enum ServiceError {
     /// The store failed (5001).
     Store(StoreError),
-    /// The engine thread is gone (5000); the daemon is stopping or hit a bug.
+    /// The writer is gone (5000); the daemon is stopping or hit a bug.
     EngineGone,
 }
 
@@ -46,28 +45,10 @@ impl std::fmt::Display for ServiceError {
     }
 }
 
-type EngineRequest = (Input, oneshot::Sender<Result<Step, StoreError>>);
-
-/// The engine's thread: it owns the write connection and runs one input at a time,
-/// committing each step before answering.
-fn spawn_engine(mut store: SqliteStore, mut engine: Engine, clock: Arc<SystemClock>) -> mpsc::Sender<EngineRequest> {
-    let (sender, mut requests) = mpsc::channel::<EngineRequest>(ENGINE_QUEUE_MAX);
-    std::thread::Builder::new()
-        .name("semantica-engine".into())
-        .spawn(move || {
-            while let Some((input, reply)) = requests.blocking_recv() {
-                let result = engine.run(clock.now_ms(), input, &mut store);
-                let _ = reply.send(result);
-            }
-        })
-        .expect("spawn the engine thread");
-    sender
-}
-
 pub struct Service {
     pub config: DaemonConfig,
-    engine: mpsc::Sender<EngineRequest>,
-    reader: Mutex<SqliteStore>,
+    writer: WriterHandle,
+    reader: Mutex<Reader>,
     executor: Mutex<TokioExecutor>,
     pub clock: Arc<SystemClock>,
     /// Earliest time the engine asked to be ticked (`u64::MAX`: none).
@@ -92,8 +73,6 @@ impl Service {
         };
         let store =
             SqliteStore::open(&config.db_path, &options).map_err(|e| format!("{}: {e}", config.db_path.display()))?;
-        let reader =
-            SqliteStore::open(&config.db_path, &options).map_err(|e| format!("{}: {e}", config.db_path.display()))?;
         let handlers = Handlers::builtin();
         let mut engine_config = Config::new(config.workers, handlers.job_types());
         engine_config.throttle = config.file.throttle();
@@ -106,7 +85,10 @@ impl Service {
         info!(seed, workers = config.workers, "engine starting");
         let engine = Engine::new(engine_config, Box::new(UuidIds), Box::new(SplitMix64::new(seed)));
         let clock = Arc::new(SystemClock::new());
-        let engine = spawn_engine(store, engine, Arc::clone(&clock));
+        let writer =
+            Writer::spawn(store, engine, Arc::clone(&clock) as Arc<dyn Clock + Send + Sync>, WriterOptions::default())
+                .map_err(|e| format!("cannot start the writer: {e}"))?;
+        let reader = writer.open_reader(&options).map_err(|e| format!("{}: {e}", config.db_path.display()))?;
         let mut exec_config = ExecConfig::new(config.logs_dir(), config.runs_dir());
         exec_config.kill_grace = config.file.kill_grace();
         if let Some(allowlist) = &config.file.env_allowlist {
@@ -117,7 +99,7 @@ impl Service {
         let (finished, _) = broadcast::channel(1024);
         let service = Arc::new(Service {
             config,
-            engine,
+            writer,
             reader: Mutex::new(reader),
             executor: Mutex::new(executor),
             clock,
@@ -139,22 +121,25 @@ impl Service {
         Ok(service)
     }
 
-    /// Runs one input through the engine thread.
+    /// Runs one input through the writer: decided and committed, with its group.
     pub async fn submit(&self, input: Input) -> Result<Step, ServiceError> {
-        let (reply, answer) = oneshot::channel();
-        self.engine.send((input, reply)).await.map_err(|_| ServiceError::EngineGone)?;
-        match answer.await {
-            Ok(Ok(step)) => Ok(step),
-            Ok(Err(error)) => Err(ServiceError::Store(error)),
-            Err(_) => Err(ServiceError::EngineGone),
-        }
+        self.writer.submit_async(input).await.map_err(|error| match error {
+            WriteError::Store(error) => ServiceError::Store(error),
+            _ => ServiceError::EngineGone,
+        })
     }
 
-    /// `submit`, then carry out the step's actions. The reply is the caller's to give.
-    pub async fn run(&self, input: Input) -> Result<Step, ServiceError> {
-        let step = self.submit(input).await?;
-        self.apply(&step);
-        Ok(step)
+    /// `submit`, then carry out the step's actions. Runs as its own task: a caller that
+    /// goes away (a client hanging up) must not drop a committed step's spawns and kills.
+    pub async fn run(self: &Arc<Service>, input: Input) -> Result<Step, ServiceError> {
+        let service = Arc::clone(self);
+        tokio::spawn(async move {
+            let step = service.submit(input).await?;
+            service.apply(&step);
+            Ok(step)
+        })
+        .await
+        .map_err(|_| ServiceError::EngineGone)?
     }
 
     /// Carries out a committed step: actions in order, then wake-ups and notices.
@@ -207,7 +192,7 @@ impl Service {
         }
     }
 
-    async fn claim_all(&self) {
+    async fn claim_all(self: &Arc<Service>) {
         for _ in 0..CLAIMS_PER_ROUND_MAX {
             if self.stopping.load(Ordering::Acquire) {
                 return;
@@ -256,7 +241,7 @@ impl Service {
         }
     }
 
-    async fn probe_once(&self, probe: &mut ProcProbe) {
+    async fn probe_once(self: &Arc<Service>, probe: &mut ProcProbe) {
         let sample = probe.sample();
         let changed = {
             let mut system = self.system.lock().expect("system lock");

@@ -13,6 +13,7 @@
 
 mod codec;
 pub mod schema;
+pub mod writer;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,6 +25,7 @@ use semantica_core::{
 };
 
 pub use schema::{Migration, MigrationError, MIGRATIONS};
+pub use writer::{Pending, Reader, WriteError, Writer, WriterHandle, WriterOptions, WriterStats};
 
 /// How hard a commit waits for the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

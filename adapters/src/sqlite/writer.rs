@@ -1,0 +1,528 @@
+//! The writer: one thread that owns the write connection and the engine, and commits many
+//! engine steps per SQLite transaction (group commit).
+//!
+//! **Promises.** A caller's [`Step`] comes back only after the transaction holding its
+//! writes has committed; a caller that gets an error had nothing written. Steps are
+//! decided one after another, in the order the writer took them from its queue, each
+//! reading what the steps before it wrote (also within a batch), so a claim is atomic,
+//! follows the engine's pop order and never hands one job to two callers. One step that
+//! fails (a read error, a write refused) fails alone: it is undone under its own
+//! savepoint and the rest of the batch commits. A batch whose transaction is lost (the
+//! `COMMIT` fails, or SQLite rolls the whole transaction back) fails for every caller in
+//! it, and the engine's memory goes back to what it was before the batch.
+//!
+//! **Limits.** At most `batch_max` steps per transaction, at most `wait_max` spent waiting
+//! for more after the first, and at most `queue_max` inputs waiting: a full queue makes
+//! [`WriterHandle::submit`] wait and [`WriterHandle::try_submit`] refuse.
+//!
+//! **Never.** No rule of the engine lives here, and nothing else writes through this
+//! store while the writer runs; readers use connections of their own ([`Reader`]).
+
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use semantica_core::{Clock, Engine, Input, Memory, Reply, Step, Store, StoreError, SystemState, WriteSet};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{store_error, OpenError, SqliteOptions, SqliteStore};
+
+/// The writer's limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriterOptions {
+    /// Steps committed in one transaction at most.
+    pub batch_max: usize,
+    /// How long to wait for more inputs once the first of a batch is in. Zero takes only
+    /// what is already queued: batches then grow only while a commit is under way.
+    pub wait_max: Duration,
+    /// Inputs waiting for the writer at most (back-pressure).
+    pub queue_max: usize,
+}
+
+impl WriterOptions {
+    pub const BATCH_MAX_LIMIT: usize = 10_000;
+    pub const QUEUE_MAX_LIMIT: usize = 1_000_000;
+    pub const WAIT_MAX_LIMIT: Duration = Duration::from_secs(10);
+}
+
+impl Default for WriterOptions {
+    fn default() -> WriterOptions {
+        WriterOptions { batch_max: 256, wait_max: Duration::ZERO, queue_max: 4_096 }
+    }
+}
+
+/// Why an input got no step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteError {
+    /// The store failed; nothing of this input was written. Wire code 5001.
+    Store(StoreError),
+    /// The writer has stopped (shut down, or it panicked); the input may not have been
+    /// taken. Wire code 5000.
+    Closed,
+    /// [`WriterHandle::try_submit`] found the queue full; nothing was taken. Wire code
+    /// 4003 (back-pressure).
+    QueueFull,
+    /// Restart recovery has not committed yet: `Input::Recover` must come first (again,
+    /// if the batch that held it failed). Nothing was taken. Wire code 5000.
+    NotRecovered,
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteError::Store(error) => write!(f, "{error}"),
+            WriteError::Closed => write!(f, "the writer has stopped"),
+            WriteError::QueueFull => write!(f, "the writer's queue is full"),
+            WriteError::NotRecovered => write!(f, "restart recovery has not been committed yet"),
+        }
+    }
+}
+
+impl std::error::Error for WriteError {}
+
+/// Counters of what the writer committed, for tests and stats.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Transactions committed.
+    pub batches: u64,
+    /// Steps answered with `Ok` (committed).
+    pub steps: u64,
+    /// Transactions lost as a whole (their `COMMIT` failed or SQLite rolled them back).
+    pub batches_failed: u64,
+}
+
+/// Starts the writer thread.
+pub struct Writer;
+
+impl Writer {
+    /// Starts one thread that owns `store` (the write connection) and `engine`, which must
+    /// be new (it has handled no input): the first input submitted must be
+    /// `Input::Recover`. The thread ends once every handle is dropped and the queue is
+    /// drained, or at [`WriterHandle::shutdown`].
+    pub fn spawn(
+        store: SqliteStore,
+        engine: Engine,
+        clock: Arc<dyn Clock + Send + Sync>,
+        options: WriterOptions,
+    ) -> std::io::Result<WriterHandle> {
+        assert!((1..=WriterOptions::BATCH_MAX_LIMIT).contains(&options.batch_max), "batch_max {}", options.batch_max);
+        assert!((1..=WriterOptions::QUEUE_MAX_LIMIT).contains(&options.queue_max), "queue_max {}", options.queue_max);
+        assert!(options.wait_max <= WriterOptions::WAIT_MAX_LIMIT, "wait_max {:?}", options.wait_max);
+        assert!(store.connection().is_autocommit(), "the writer's store is inside a transaction");
+        // What can be checked of "new": a used engine has usually seen the system.
+        assert_eq!(engine.system(), SystemState::UNKNOWN, "the writer needs an engine that has handled no input");
+        // Only for the timed wait of `collect`: tokio's channel serves both blocking and
+        // async callers, and its receiver needs a timer to wait with a deadline.
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
+        let (sender, receiver) = mpsc::channel(options.queue_max);
+        let stats = Arc::new(Counters::default());
+        let path = store.path().to_path_buf();
+        let thread = WriterThread {
+            store,
+            engine,
+            clock,
+            options,
+            receiver,
+            runtime,
+            memory: Memory::default(),
+            last_now_ms: 0,
+            stats: Arc::clone(&stats),
+        };
+        let join = std::thread::Builder::new().name("semantica-writer".into()).spawn(move || thread.run())?;
+        Ok(WriterHandle { sender, join: Arc::new(Mutex::new(Some(join))), stats, path })
+    }
+}
+
+/// A way to hand inputs to the writer. Cheap to clone; the writer stops once every clone
+/// is dropped (after finishing what was queued).
+#[derive(Clone)]
+pub struct WriterHandle {
+    sender: mpsc::Sender<Message>,
+    join: Arc<Mutex<Option<JoinHandle<()>>>>,
+    stats: Arc<Counters>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for WriterHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterHandle").field("path", &self.path).field("stats", &self.stats()).finish()
+    }
+}
+
+impl WriterHandle {
+    /// Hands `input` to the writer and blocks until its transaction has committed (or
+    /// failed). Waits for room while the queue is full. Must not be called from inside
+    /// an async runtime (it panics there): use [`WriterHandle::submit_async`].
+    pub fn submit(&self, input: Input) -> Result<Step, WriteError> {
+        let (op, reply) = Op::new(input);
+        self.sender.blocking_send(Message::Op(op)).map_err(|_| WriteError::Closed)?;
+        Pending { reply }.wait()
+    }
+
+    /// [`WriterHandle::submit`] for async callers. Dropping the future before the writer
+    /// takes the input withdraws it; dropping it later loses only the answer, not the step
+    /// (a claim then started a job nobody was told about), so do not cancel a claim.
+    pub async fn submit_async(&self, input: Input) -> Result<Step, WriteError> {
+        let (op, reply) = Op::new(input);
+        self.sender.send(Message::Op(op)).await.map_err(|_| WriteError::Closed)?;
+        Pending { reply }.wait_async().await
+    }
+
+    /// Queues `input` if there is room, else refuses it with [`WriteError::QueueFull`].
+    pub fn try_submit(&self, input: Input) -> Result<Pending, WriteError> {
+        let (op, reply) = Op::new(input);
+        self.sender.try_send(Message::Op(op)).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => WriteError::QueueFull,
+            mpsc::error::TrySendError::Closed(_) => WriteError::Closed,
+        })?;
+        Ok(Pending { reply })
+    }
+
+    /// Opens a read-only connection to the writer's database. It sees every committed
+    /// step and never blocks the writer (WAL).
+    pub fn open_reader(&self, options: &SqliteOptions) -> Result<Reader, OpenError> {
+        Reader::open(&self.path, options)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn stats(&self) -> WriterStats {
+        self.stats.get()
+    }
+
+    /// Lets the writer finish what was queued before this call, stops it and waits for
+    /// its thread; inputs queued after it get [`WriteError::Closed`]. Re-raises a panic of
+    /// the writer thread. Blocking: from async code call it through `spawn_blocking`.
+    pub fn shutdown(&self) {
+        // A closed channel means the thread is ending anyway.
+        let _ = self.sender.blocking_send(Message::Shutdown);
+        let join = self.join.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        if let Some(join) = join {
+            if let Err(panic) = join.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
+}
+
+/// An input the writer has taken into its queue; its answer comes once its batch has
+/// committed.
+#[derive(Debug)]
+pub struct Pending {
+    reply: oneshot::Receiver<Result<Step, WriteError>>,
+}
+
+impl Pending {
+    /// Blocks for the answer. Must not be called from inside an async runtime.
+    pub fn wait(self) -> Result<Step, WriteError> {
+        self.reply.blocking_recv().unwrap_or(Err(WriteError::Closed))
+    }
+
+    pub async fn wait_async(self) -> Result<Step, WriteError> {
+        self.reply.await.unwrap_or(Err(WriteError::Closed))
+    }
+}
+
+/// A read-only connection to the database: core's [`semantica_core::Store`] queries
+/// through `Deref`, never a commit (it is not mutable, and SQLite refuses writes on it).
+pub struct Reader {
+    store: SqliteStore,
+}
+
+impl Reader {
+    pub fn open(path: impl AsRef<Path>, options: &SqliteOptions) -> Result<Reader, OpenError> {
+        let store = SqliteStore::open(path, options)?;
+        store
+            .connection()
+            .execute_batch("PRAGMA query_only = ON")
+            .map_err(|error| OpenError::Unavailable(format!("{}: {error}", store.path().display())))?;
+        Ok(Reader { store })
+    }
+}
+
+impl Deref for Reader {
+    type Target = SqliteStore;
+
+    fn deref(&self) -> &SqliteStore {
+        &self.store
+    }
+}
+
+// ---- the thread ------------------------------------------------------------------------
+
+enum Message {
+    Op(Op),
+    /// Finish what came before, then stop.
+    Shutdown,
+}
+
+struct Op {
+    input: Input,
+    reply: oneshot::Sender<Result<Step, WriteError>>,
+}
+
+impl Op {
+    fn new(input: Input) -> (Op, oneshot::Receiver<Result<Step, WriteError>>) {
+        let (reply, receiver) = oneshot::channel();
+        (Op { input, reply }, receiver)
+    }
+
+    fn answer(self, answer: Result<Step, WriteError>) {
+        // The caller may have gone; the step (if any) happened all the same.
+        let _ = self.reply.send(answer);
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    batches: AtomicU64,
+    steps: AtomicU64,
+    batches_failed: AtomicU64,
+}
+
+impl Counters {
+    fn get(&self) -> WriterStats {
+        WriterStats {
+            batches: self.batches.load(Ordering::Relaxed),
+            steps: self.steps.load(Ordering::Relaxed),
+            batches_failed: self.batches_failed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// How one step failed.
+enum StepError {
+    /// This step alone: it was undone, the transaction goes on.
+    Alone(WriteError),
+    /// The transaction is gone (SQLite rolled it back, or it could not be undone to the
+    /// step's savepoint): every step of the batch fails.
+    Batch(StoreError),
+}
+
+struct WriterThread {
+    store: SqliteStore,
+    engine: Engine,
+    clock: Arc<dyn Clock + Send + Sync>,
+    options: WriterOptions,
+    receiver: mpsc::Receiver<Message>,
+    runtime: tokio::runtime::Runtime,
+    /// The engine's memory: as of the last committed step between batches, as of the last
+    /// step taken within one (the engine holds the same; `Engine` has no getter).
+    memory: Memory,
+    last_now_ms: u64,
+    stats: Arc<Counters>,
+}
+
+impl WriterThread {
+    fn run(mut self) {
+        loop {
+            let (batch, stop) = self.collect();
+            if !batch.is_empty() {
+                self.write_batch(batch);
+            }
+            if stop {
+                return;
+            }
+        }
+    }
+
+    /// The next batch: waits for a first input, then takes more until `batch_max` or
+    /// `wait_max`. `true` when the writer must stop after this batch.
+    fn collect(&mut self) -> (Vec<Op>, bool) {
+        let WriterOptions { batch_max, wait_max, .. } = self.options;
+        let receiver = &mut self.receiver;
+        self.runtime.block_on(async move {
+            let mut batch = Vec::new();
+            let Some(mut message) = receiver.recv().await else { return (batch, true) };
+            let deadline = tokio::time::Instant::now() + wait_max;
+            loop {
+                match message {
+                    Message::Shutdown => return (batch, true),
+                    Message::Op(op) => batch.push(op),
+                }
+                if batch.len() == batch_max {
+                    return (batch, false);
+                }
+                message = match receiver.try_recv() {
+                    Ok(message) => message,
+                    Err(mpsc::error::TryRecvError::Disconnected) => return (batch, true),
+                    Err(mpsc::error::TryRecvError::Empty) if wait_max.is_zero() => return (batch, false),
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                            Ok(Some(message)) => message,
+                            Ok(None) => return (batch, true),
+                            Err(_elapsed) => return (batch, false),
+                        }
+                    }
+                };
+            }
+        })
+    }
+
+    /// One transaction: every step in order, each under its own savepoint; answers only
+    /// after `COMMIT`.
+    fn write_batch(&mut self, batch: Vec<Op>) {
+        assert!(!batch.is_empty() && batch.len() <= self.options.batch_max);
+        // A caller that has gone before its input was taken withdrew it.
+        let batch: Vec<Op> = batch.into_iter().filter(|op| !op.reply.is_closed()).collect();
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(error) = self.begin() {
+            for op in batch {
+                op.answer(Err(WriteError::Store(error.clone())));
+            }
+            return;
+        }
+        let memory_before = self.memory.clone();
+        let mut done: Vec<(Op, Step)> = Vec::with_capacity(batch.len());
+        let mut lost: Option<StoreError> = None;
+        for mut op in batch {
+            if let Some(error) = &lost {
+                op.answer(Err(WriteError::Store(error.clone())));
+                continue;
+            }
+            let input = std::mem::replace(&mut op.input, Input::Tick);
+            match self.write_step(input) {
+                Ok(step) => {
+                    // The next step of this batch must see this one's memory (the first
+                    // Recover lets everything else in); undone below if the batch fails.
+                    self.engine.committed(&step);
+                    self.memory = step.memory.clone();
+                    done.push((op, step));
+                }
+                Err(StepError::Alone(error)) => op.answer(Err(error)),
+                Err(StepError::Batch(error)) => {
+                    op.answer(Err(WriteError::Store(error.clone())));
+                    lost = Some(error);
+                }
+            }
+        }
+        let committed = match lost {
+            Some(error) => Err(error),
+            None => self.commit(),
+        };
+        match committed {
+            Ok(()) => {
+                self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                self.stats.steps.fetch_add(done.len() as u64, Ordering::Relaxed);
+                for (op, step) in done {
+                    op.answer(Ok(step));
+                }
+            }
+            Err(error) => {
+                self.rollback();
+                self.restore_memory(memory_before);
+                self.stats.batches_failed.fetch_add(1, Ordering::Relaxed);
+                for (op, _) in done {
+                    op.answer(Err(WriteError::Store(error.clone())));
+                }
+            }
+        }
+    }
+
+    /// Decides one input and writes its step inside the open transaction.
+    fn write_step(&mut self, input: Input) -> Result<Step, StepError> {
+        assert!(!self.store.connection().is_autocommit(), "a step outside the batch's transaction");
+        // The engine asserts this; one caller's mistake must not stop the writer for all.
+        if !self.recovered() && input != Input::Recover {
+            return Err(StepError::Alone(WriteError::NotRecovered));
+        }
+        let now_ms = self.now_ms();
+        let step = self.engine.handle(now_ms, input, &self.store).map_err(|error| self.step_failed(error))?;
+        if step.persist.is_empty() {
+            return Ok(step);
+        }
+        self.execute("SAVEPOINT step").map_err(|error| self.step_failed(error))?;
+        match self.store.commit(&step.persist) {
+            Ok(()) => {
+                self.execute("RELEASE step").map_err(StepError::Batch)?;
+                Ok(step)
+            }
+            Err(error) => {
+                // The store undoes its own savepoint on a failed set, best effort; this
+                // one makes sure nothing of the step stays in the batch.
+                if self.store.connection().is_autocommit() {
+                    return Err(StepError::Batch(error));
+                }
+                self.execute("ROLLBACK TO step").map_err(StepError::Batch)?;
+                self.execute("RELEASE step").map_err(StepError::Batch)?;
+                Err(StepError::Alone(WriteError::Store(error)))
+            }
+        }
+    }
+
+    /// A failed read or write fails the step alone, unless SQLite took the whole
+    /// transaction with it (it may, on a full disk, an I/O error or out of memory).
+    fn step_failed(&self, error: StoreError) -> StepError {
+        if self.store.connection().is_autocommit() {
+            StepError::Batch(error)
+        } else {
+            StepError::Alone(WriteError::Store(error))
+        }
+    }
+
+    /// A new engine's memory is the default one until Recover commits; Recover changes it
+    /// for good (and nothing may come before Recover), so "not default" means recovered.
+    fn recovered(&self) -> bool {
+        self.memory != Memory::default()
+    }
+
+    fn now_ms(&mut self) -> u64 {
+        // The engine asserts monotonic time; a clock that stepped back must not trip it.
+        self.last_now_ms = self.last_now_ms.max(self.clock.now_ms());
+        self.last_now_ms
+    }
+
+    /// Puts the engine's memory back to what it was before a batch that failed.
+    fn restore_memory(&mut self, memory: Memory) {
+        let restore = Step {
+            persist: WriteSet::default(),
+            reply: Reply::Accepted,
+            actions: Vec::new(),
+            wake_at_ms: None,
+            may_claim: false,
+            written: Vec::new(),
+            memory: memory.clone(),
+        };
+        self.engine.committed(&restore);
+        self.memory = memory;
+    }
+
+    fn begin(&mut self) -> Result<(), StoreError> {
+        if !self.store.connection().is_autocommit() {
+            // Left open by a rollback that failed: try once more before giving up.
+            self.rollback();
+        }
+        self.execute("BEGIN IMMEDIATE")
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        self.execute("COMMIT")?;
+        assert!(self.store.connection().is_autocommit(), "COMMIT succeeded but the transaction is open");
+        Ok(())
+    }
+
+    fn rollback(&mut self) {
+        if !self.store.connection().is_autocommit() {
+            // Best effort: a failed ROLLBACK leaves the transaction open and the next
+            // batch's `begin` tries again; nothing of it was acknowledged.
+            let _ = self.execute("ROLLBACK");
+        }
+    }
+
+    fn execute(&self, sql: &str) -> Result<(), StoreError> {
+        self.store
+            .connection()
+            .prepare_cached(sql)
+            .and_then(|mut statement| statement.execute([]))
+            .map_err(store_error)?;
+        Ok(())
+    }
+}
