@@ -1,122 +1,15 @@
 //! End to end: the real `semantica` binary on a temp `SEMANTICA_HOME` and port 0, found
 //! through `daemon.json`, spoken to over the wire like any client.
 
-use std::io::{Read, Write};
+mod common;
+
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use semantica_daemon::client::{Client, ClientError};
+use common::*;
 use serde_json::{json, Map, Value};
-
-const BIN: &str = env!("CARGO_BIN_EXE_semantica");
-
-struct Daemon {
-    child: Option<Child>,
-    rpc_addr: String,
-    token: String,
-}
-
-fn spawn(home: &Path) -> Child {
-    Command::new(BIN)
-        .arg("serve")
-        .env("SEMANTICA_HOME", home)
-        .env("SEMANTICA_RPC_ADDR", "127.0.0.1:0")
-        .env("SEMANTICA_WORKERS", "2")
-        .env_remove("SEMANTICA_TOKEN")
-        .env_remove("SEMANTICA_DB_PATH")
-        .env_remove("SEMANTICA_SOCKET")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start semantica serve")
-}
-
-impl Daemon {
-    fn start(home: &Path) -> Daemon {
-        let _ = std::fs::remove_file(home.join("daemon.json"));
-        let mut child = spawn(home);
-        let started = Instant::now();
-        loop {
-            if let Ok(text) = std::fs::read_to_string(home.join("daemon.json")) {
-                let info: Value = serde_json::from_str(&text).expect("daemon.json is JSON");
-                assert_eq!(info["pid"].as_u64(), Some(u64::from(child.id())));
-                let token = std::fs::read_to_string(home.join("token")).unwrap().trim().to_owned();
-                let rpc_addr = info["rpc_addr"].as_str().unwrap().to_owned();
-                return Daemon { child: Some(child), rpc_addr, token };
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("the daemon exited early: {status}");
-            }
-            assert!(started.elapsed() < Duration::from_secs(30), "no daemon.json after 30 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn client(&self) -> Client {
-        Client::with_token(&self.rpc_addr, &self.token, Duration::from_secs(60)).unwrap()
-    }
-
-    /// SIGKILL: nothing gets to clean up.
-    fn crash(&mut self) {
-        let mut child = self.child.take().unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    /// SIGTERM and wait for a clean exit.
-    fn stop(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().unwrap();
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
-            .unwrap();
-        child.wait().unwrap()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn params(value: Value) -> Map<String, Value> {
-    value.as_object().expect("params are an object").clone()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
-}
-
-/// Raw HTTP/1.1 over any stream: the status code and the body.
-fn raw_http(mut stream: impl Read + Write, request: &str) -> (u16, String) {
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response);
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
-}
-
-fn post(body: &str, token: Option<&str>) -> String {
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    format!(
-        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-}
-
-fn rpc_code(error: ClientError) -> (i32, Value) {
-    match error {
-        ClientError::Rpc { code, data, .. } => (code, data.unwrap_or(Value::Null)),
-        other => panic!("expected a JSON-RPC error, got {other}"),
-    }
-}
 
 #[test]
 fn serve_answers_health_and_runs_jobs_to_done() {
@@ -211,25 +104,6 @@ fn errors_carry_the_contract_codes() {
         let page = client.call("dev.query_jobs.v1", params(json!({"filter": {"state": ["DONE"]}, "limit": 1}))).await.unwrap();
         assert_eq!(page["items"].as_array().unwrap().len(), 1);
     });
-}
-
-fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat[stat.rfind(')').unwrap() + 1..].trim_start().starts_with('Z'),
-        Err(_) => false,
-    }
-}
-
-async fn wait_until(client: &Client, id: &Value, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let started = Instant::now();
-    loop {
-        let job = client.call("dev.get.v1", params(json!({"job_id": id}))).await.unwrap();
-        if check(&job) {
-            return job;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "waited 30 s for {what}: {job}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 #[test]

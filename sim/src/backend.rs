@@ -2,9 +2,9 @@
 //! injection around it.
 //!
 //! A backend survives a simulated crash: only what it committed is there after
-//! [`Backend::reopen`]. [`MemStore`] is the reference backend; a SQLite store plugs in by
-//! implementing [`Backend`] (reopen = close the connection and open the file again), and
-//! differential mode runs two backends side by side on the same inputs.
+//! [`Backend::reopen`]. [`MemStore`] is the reference backend; the real SQLite store is
+//! the other ([`crate::sqlite`]: reopen = the files a killed process leaves, opened
+//! again), and differential mode runs the two side by side on the same inputs.
 
 use std::cell::Cell;
 
@@ -34,6 +34,49 @@ pub type BackendFactory = fn() -> Box<dyn Backend>;
 
 pub fn memstore() -> Box<dyn Backend> {
     Box::new(MemStore::new())
+}
+
+/// The stores the command line chooses from (`--backend memory|sqlite`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum BackendKind {
+    /// [`MemStore`], the reference.
+    Memory,
+    /// The real [`semantica_adapters::SqliteStore`] on a temporary file.
+    Sqlite,
+}
+
+impl BackendKind {
+    pub fn parse(name: &str) -> Option<BackendKind> {
+        match name {
+            "memory" => Some(BackendKind::Memory),
+            "sqlite" => Some(BackendKind::Sqlite),
+            _ => None,
+        }
+    }
+
+    /// The name `--backend` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Memory => "memory",
+            BackendKind::Sqlite => "sqlite",
+        }
+    }
+
+    pub fn factory(self) -> BackendFactory {
+        match self {
+            BackendKind::Memory => memstore,
+            BackendKind::Sqlite => crate::sqlite::sqlite,
+        }
+    }
+
+    /// The store differential mode compares this one with: the reference against the real
+    /// store, whichever of the two is primary.
+    pub fn counterpart(self) -> BackendKind {
+        match self {
+            BackendKind::Memory => BackendKind::Sqlite,
+            BackendKind::Sqlite => BackendKind::Memory,
+        }
+    }
 }
 
 /// Every job in `store`, in `seq` order, read through the public query port.

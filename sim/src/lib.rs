@@ -1,7 +1,8 @@
 //! # semantica-sim
 //!
 //! A deterministic simulator for Semantica's engine: one thread, simulated time, the
-//! real [`semantica_core::Engine`] over a real store, a simulated executor, system probe
+//! real [`semantica_core::Engine`] over a real store (the reference `MemStore`, or the
+//! daemon's SQLite store on a temporary file), a simulated executor, system probe
 //! and clients, and injected faults (crashes at any step, failing store reads and commits,
 //! late and duplicated executor reports). An invariant checker that shares no code with
 //! the engine runs after every step; after the faults stop, a liveness phase must bring
@@ -12,7 +13,8 @@
 //! hash is FNV-1a over a textual trace.
 //!
 //! **Never.** No clock, no threads, no global randomness, no hash-map iteration: only
-//! `main.rs` may read the system time, to pick a seed when none is given.
+//! `main.rs` may read the system time, to pick a seed when none is given. The one random
+//! name, the SQLite backend's temporary directory, never enters the trace.
 
 pub mod backend;
 pub mod checker;
@@ -21,9 +23,11 @@ pub mod executor;
 pub mod mutant;
 pub mod probe;
 pub mod sim;
+pub mod sqlite;
 pub mod trace;
 pub mod workload;
 
-pub use backend::{Backend, FaultyStore};
+pub use backend::{Backend, BackendKind, FaultyStore};
 pub use checker::{Checker, Observation, Violation};
 pub use sim::{run, FaultRates, RunReport, SimOptions};
+pub use sqlite::SqliteBackend;

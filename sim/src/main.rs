@@ -1,9 +1,13 @@
 //! `semantica-sim`: runs seeds of the deterministic simulator.
 //!
 //! ```text
-//! semantica-sim [--seed N] [--seeds K] [--steps S] [--differential] [--check-determinism]
-//!               [--verbose] [--trace]
+//! semantica-sim [--seed N] [--seeds K] [--steps S] [--backend memory|sqlite] [--differential]
+//!               [--check-determinism] [--verbose] [--trace]
 //! ```
+//!
+//! `--backend` chooses the store the engine runs on (`memory` by default); with
+//! `--differential` the other one runs beside it on the same inputs (memory against
+//! SQLite), and every answer and the whole stores are compared.
 //!
 //! Every seed prints `SEED=<n>` with what it drew, and ends with exactly one line
 //! `SEED=<n> steps=<n> trace_hash=<hex> result=ok|fail`. A failing seed prints the
@@ -14,15 +18,17 @@
 use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use semantica_sim::{run, SimOptions};
+use semantica_sim::{run, BackendKind, SimOptions};
 
 const USAGE: &str =
-    "usage: semantica-sim [--seed N] [--seeds K] [--steps S] [--differential] [--check-determinism] [--verbose] [--trace]";
+    "usage: semantica-sim [--seed N] [--seeds K] [--steps S] [--backend memory|sqlite] [--differential] \
+                     [--check-determinism] [--verbose] [--trace]";
 
 struct Args {
     seed: Option<u64>,
     seeds: u64,
     steps: u64,
+    backend: BackendKind,
     differential: bool,
     check_determinism: bool,
     verbose: bool,
@@ -34,6 +40,7 @@ fn parse_args() -> Result<Args, String> {
         seed: None,
         seeds: 1,
         steps: 2_000,
+        backend: BackendKind::Memory,
         differential: false,
         check_determinism: false,
         verbose: false,
@@ -49,6 +56,11 @@ fn parse_args() -> Result<Args, String> {
             "--seed" => args.seed = Some(number("--seed")?),
             "--seeds" => args.seeds = number("--seeds")?,
             "--steps" => args.steps = number("--steps")?,
+            "--backend" => {
+                let name = iter.next().ok_or("--backend needs a value")?;
+                args.backend =
+                    BackendKind::parse(&name).ok_or_else(|| format!("--backend: {name:?} is not memory or sqlite"))?;
+            }
             "--differential" => args.differential = true,
             "--check-determinism" => args.check_determinism = true,
             "--verbose" => args.verbose = true,
@@ -77,7 +89,7 @@ fn main() -> ExitCode {
     let mut failed = Vec::new();
     for index in 0..args.seeds.max(1) {
         let seed = first_seed.wrapping_add(index);
-        let mut options = SimOptions::new(seed, args.steps);
+        let mut options = SimOptions::on(args.backend, seed, args.steps);
         options.differential = args.differential;
         options.keep_trace = args.trace;
         let report = run(&options);
@@ -111,8 +123,13 @@ fn main() -> ExitCode {
         }
     }
     let elapsed = started.elapsed();
+    let stores = if args.differential {
+        format!("{} and {}", args.backend.as_str(), args.backend.counterpart().as_str())
+    } else {
+        args.backend.as_str().to_owned()
+    };
     eprintln!(
-        "{} seeds x {} steps in {:.1}s; {} failed{}",
+        "{} seeds x {} steps on {stores} in {:.1}s; {} failed{}",
         args.seeds.max(1),
         args.steps,
         elapsed.as_secs_f64(),

@@ -14,7 +14,7 @@ use semantica_core::{
     SplitMix64, Step, Store, SystemState, Throttle, ValidationKind,
 };
 
-use crate::backend::{memstore, BackendFactory, FaultyStore};
+use crate::backend::{all_jobs, BackendFactory, BackendKind, FaultyStore};
 use crate::checker::{Checker, LiveProcess, Observation, Violation};
 use crate::describe;
 use crate::executor::{ExecutorFaults, SimExecutor};
@@ -33,7 +33,9 @@ const IDLE_TICKS_MAX: u32 = 3;
 const LIVENESS_STEPS_MAX: u64 = 100_000;
 /// ...and this much simulated time.
 const LIVENESS_TIME_MS_MAX: u64 = 48 * 3_600_000;
-/// The checker compares its mirror with the whole store every this many steps.
+/// The checker compares its mirror with every whole store, and differential mode the
+/// stores with each other, every this many steps (and after every restart, and at the
+/// end): a whole-store read of SQLite costs far more than a step.
 const FULL_CHECK_EVERY_STEPS: u64 = 64;
 /// Longest pause of the clients.
 const THINK_MS_MAX: u64 = 2_000;
@@ -43,18 +45,33 @@ const THINK_MS_MAX: u64 = 2_000;
 pub struct SimOptions {
     pub seed: u64,
     pub steps: u64,
-    /// Run a second store side by side on the same inputs and compare every step.
+    /// Run a second store side by side on the same inputs and compare every step's
+    /// answers, every client read, and (every [`FULL_CHECK_EVERY_STEPS`] steps and after
+    /// every restart) the whole stores.
     pub differential: bool,
     pub backend: BackendFactory,
-    /// The second store of differential mode.
+    /// The second store of differential mode (SQLite when `backend` is memory).
     pub secondary: BackendFactory,
     /// Keep every operation for the report (`--trace`), not only the last ones.
     pub keep_trace: bool,
 }
 
 impl SimOptions {
+    /// On `MemStore`; the second store of differential mode is SQLite.
     pub fn new(seed: u64, steps: u64) -> SimOptions {
-        SimOptions { seed, steps, differential: false, backend: memstore, secondary: memstore, keep_trace: false }
+        SimOptions::on(BackendKind::Memory, seed, steps)
+    }
+
+    /// On `kind`; the second store of differential mode is the other kind.
+    pub fn on(kind: BackendKind, seed: u64, steps: u64) -> SimOptions {
+        SimOptions {
+            seed,
+            steps,
+            differential: false,
+            backend: kind.factory(),
+            secondary: kind.counterpart().factory(),
+            keep_trace: false,
+        }
     }
 }
 
@@ -138,6 +155,10 @@ pub struct RunReport {
     pub steps: u64,
     pub steps_requested: u64,
     pub differential: bool,
+    /// [`crate::Backend::name`] of the primary store, and of the second one in
+    /// differential mode.
+    pub backend: &'static str,
+    pub secondary: Option<&'static str>,
     pub trace_hash: u64,
     pub faults: FaultRates,
     pub config: Config,
@@ -177,9 +198,11 @@ impl RunReport {
     }
 
     pub fn replay_command(&self) -> String {
+        // The trace does not name the store, so the replay command must.
+        let backend = if self.backend == "memstore" { String::new() } else { format!(" --backend {}", self.backend) };
         let differential = if self.differential { " --differential" } else { "" };
         format!(
-            "cargo run --release -p semantica-sim -- --seed {} --steps {}{differential}",
+            "cargo run --release -p semantica-sim -- --seed {} --steps {}{backend}{differential}",
             self.seed, self.steps_requested
         )
     }
@@ -219,6 +242,8 @@ pub fn run(options: &SimOptions) -> RunReport {
         steps: sim.steps,
         steps_requested: options.steps,
         differential: options.differential,
+        backend: sim.nodes[0].store.inner().name(),
+        secondary: sim.nodes.get(1).map(|node| node.store.inner().name()),
         trace_hash: sim.trace.hash(),
         faults: sim.rates,
         config: sim.config.clone(),
@@ -331,11 +356,60 @@ impl Sim {
             self.steps += 1;
             self.main_step()?;
             if self.steps % FULL_CHECK_EVERY_STEPS == 0 {
-                self.checker.check_store(self.nodes[0].store.inner())?;
+                self.check_whole_stores()?;
             }
         }
         self.liveness()?;
-        self.checker.check_store(self.nodes[0].store.inner())
+        self.check_whole_stores()
+    }
+
+    /// Every store against the checker's mirror of the committed writes, then (in
+    /// differential mode) every store against the first, read for read.
+    fn check_whole_stores(&self) -> Result<(), Violation> {
+        for node in &self.nodes {
+            let store = node.store.inner();
+            self.checker.check_store(store).map_err(|violation| {
+                Violation::new(violation.invariant, format!("{}: {}", store.name(), violation.detail))
+            })?;
+        }
+        self.compare_stores()
+    }
+
+    /// Differential mode: the stores hold the same jobs and answer the reads no step
+    /// makes (statistics, sequence and generation high-water marks) alike.
+    fn compare_stores(&self) -> Result<(), Violation> {
+        if self.nodes.len() < 2 {
+            return Ok(());
+        }
+        let first = self.nodes[0].store.inner();
+        let read = |store: &dyn crate::Backend| -> Result<StoreImage, Violation> {
+            let unreadable = |error| Violation::new("store_diverged", format!("{}: unreadable: {error}", store.name()));
+            let jobs = all_jobs(store).map_err(unreadable)?;
+            let max_seq = store.max_seq().map_err(unreadable)?;
+            let queue_stats = store.queue_stats().map_err(unreadable)?;
+            Ok(StoreImage { jobs, max_seq, queue_stats })
+        };
+        let mut subjects: BTreeSet<String> = BTreeSet::new();
+        let expected = read(first)?;
+        subjects.extend(expected.jobs.iter().map(|job| job.subject_key.clone()));
+        subjects.extend(self.workload.subjects().cloned());
+        for node in &self.nodes[1..] {
+            let other = node.store.inner();
+            let mismatch = |what: String| {
+                Violation::new("differential_mismatch", format!("{} and {} differ: {what}", first.name(), other.name()))
+            };
+            let actual = read(other)?;
+            if let Some(detail) = expected.difference(&actual) {
+                return Err(mismatch(detail));
+            }
+            for subject in &subjects {
+                let (a, b) = (first.max_generation(subject), other.max_generation(subject));
+                if a != b {
+                    return Err(mismatch(format!("max_generation({subject:?}) is {a:?}, then {b:?}")));
+                }
+            }
+        }
+        Ok(())
     }
 
     // ---- the main phase --------------------------------------------------------------
@@ -510,6 +584,7 @@ impl Sim {
 
     fn client_query(&mut self, query: &JobQuery) -> Result<(), Violation> {
         let page = self.nodes[0].store.inner().query(query);
+        self.same_on_every_store(&page, |store| store.query(query), || format!("query {query:?}"))?;
         let page = page.map_err(|error| Violation::new("store_diverged", format!("query failed: {error}")))?;
         self.trace.record(&format!(
             "t={} query {query:?} => {} items, next {:?}",
@@ -545,6 +620,7 @@ impl Sim {
 
     fn client_get(&mut self, id: JobId) -> Result<(), Violation> {
         let job = self.nodes[0].store.inner().get(id);
+        self.same_on_every_store(&job, |store| store.get(id), || format!("get {id}"))?;
         let job = job.map_err(|error| Violation::new("store_diverged", format!("get failed: {error}")))?;
         self.trace.record(&format!("t={} get {id} => {:?}", self.now_ms, job.as_ref().map(|job| job.state)));
         if job.as_ref() != self.checker.job(id) {
@@ -552,6 +628,28 @@ impl Sim {
         }
         if job.is_none() && !self.checker.was_purged(id) {
             return Err(Violation::new("acked_job_lost", format!("get {id}: an acknowledged job is gone")));
+        }
+        Ok(())
+    }
+
+    /// Differential mode: a client read answers alike on every store.
+    fn same_on_every_store<T: PartialEq + std::fmt::Debug>(
+        &self,
+        first: &T,
+        read: impl Fn(&dyn crate::Backend) -> T,
+        what: impl Fn() -> String,
+    ) -> Result<(), Violation> {
+        for node in &self.nodes[1..] {
+            let other = read(node.store.inner());
+            if other != *first {
+                let detail = format!(
+                    "{}: {} answered {other:?}\n{} answered {first:?}",
+                    what(),
+                    node.store.inner().name(),
+                    self.nodes[0].store.inner().name()
+                );
+                return Err(Violation::new("differential_mismatch", detail));
+            }
         }
         Ok(())
     }
@@ -677,10 +775,10 @@ impl Sim {
         let ids_seed = derive(self.seed, STREAM_ENGINE + 2 * self.incarnation);
         let rng_seed = derive(self.seed, STREAM_ENGINE + 2 * self.incarnation + 1);
         for node in &mut self.nodes {
-            node.store
-                .inner_mut()
-                .reopen()
-                .map_err(|error| Violation::new("reopen_failed", format!("the store did not reopen: {error}")))?;
+            let store = node.store.inner_mut();
+            store.reopen().map_err(|error| {
+                Violation::new("reopen_failed", format!("{} did not reopen: {error}", store.name()))
+            })?;
             let engine = Engine::new(
                 self.config.clone(),
                 Box::new(SeededIds::new(ids_seed)),
@@ -688,12 +786,14 @@ impl Sim {
             );
             node.engine = Some(engine);
         }
+        // Before the engine touches it: what reopened is exactly what was committed.
+        self.check_whole_stores()?;
         for _ in 0..RECOVER_TRIES_MAX {
             match self.execute(Input::Recover)? {
                 Exec::Done(_) => {
                     self.system_dirty = true;
                     self.claim_wanted = true;
-                    return self.checker.check_store(self.nodes[0].store.inner());
+                    return self.check_whole_stores();
                 }
                 Exec::StoreFailed => continue,
                 // It crashed again after committing; the nested restart has recovered.
@@ -759,5 +859,39 @@ impl Sim {
         let stuck: BTreeSet<String> =
             self.checker.active_jobs().take(5).map(|job| format!("{} {} {job:?}", job.id, job.state)).collect();
         Violation::new("liveness", format!("{why}; jobs not done (first 5): {stuck:#?}"))
+    }
+}
+
+/// A whole store, as [`Sim::compare_stores`] reads it.
+struct StoreImage {
+    jobs: Vec<semantica_core::Job>,
+    max_seq: u64,
+    queue_stats: Vec<semantica_core::QueueStats>,
+}
+
+impl StoreImage {
+    /// The first difference, told briefly: the full jobs only for the first one that differs.
+    fn difference(&self, other: &StoreImage) -> Option<String> {
+        if self.jobs.len() != other.jobs.len() {
+            let ids = |image: &StoreImage| image.jobs.iter().map(|job| job.id).collect::<BTreeSet<JobId>>();
+            let (a, b) = (ids(self), ids(other));
+            let only_first: Vec<&JobId> = a.difference(&b).take(5).collect();
+            let only_second: Vec<&JobId> = b.difference(&a).take(5).collect();
+            return Some(format!(
+                "{} jobs, then {} (only in the first: {only_first:?}; only in the second: {only_second:?})",
+                self.jobs.len(),
+                other.jobs.len()
+            ));
+        }
+        if let Some((a, b)) = self.jobs.iter().zip(&other.jobs).find(|(a, b)| a != b) {
+            return Some(format!("job {}:\n  {a:?}\n  {b:?}", a.id));
+        }
+        if self.max_seq != other.max_seq {
+            return Some(format!("max_seq {} then {}", self.max_seq, other.max_seq));
+        }
+        if self.queue_stats != other.queue_stats {
+            return Some(format!("queue_stats {:?}\n  then {:?}", self.queue_stats, other.queue_stats));
+        }
+        None
     }
 }

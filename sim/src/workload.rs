@@ -117,6 +117,11 @@ impl Workload {
         *entry = (*entry).max(generation);
     }
 
+    /// Every subject a client has enqueued for so far.
+    pub fn subjects(&self) -> impl Iterator<Item = &String> {
+        self.generations.keys()
+    }
+
     /// Every event name a job may wait for so far.
     pub fn events_used(&self) -> impl Iterator<Item = &String> {
         self.events_used.iter()

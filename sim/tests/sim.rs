@@ -1,8 +1,11 @@
-//! The simulator as a whole: it replays, a short swarm passes, and it catches broken
-//! stores end to end.
+//! The simulator as a whole: it replays, a short swarm passes on both stores and in
+//! differential mode (memory against SQLite), and it catches broken stores end to end.
 
+use semantica_core::{Config, EnqueueRequest, Input, Reply, SeededIds, SplitMix64, Store};
+use semantica_sim::backend::{all_jobs, Backend};
 use semantica_sim::mutant;
-use semantica_sim::{run, SimOptions};
+use semantica_sim::sim::START_MS;
+use semantica_sim::{run, BackendKind, SimOptions, SqliteBackend};
 
 /// Runs `seeds` seeds from `first` and returns the reports that failed.
 fn swarm(first: u64, seeds: u64, steps: u64, configure: impl Fn(&mut SimOptions)) -> Vec<semantica_sim::RunReport> {
@@ -44,9 +47,85 @@ fn short_swarm_passes() {
 }
 
 #[test]
-fn short_swarm_passes_in_differential_mode() {
+fn short_differential_swarm_of_memory_against_sqlite_passes() {
     let failed = swarm(10_000, 10, 500, |options| options.differential = true);
     assert!(failed.is_empty(), "{}", failures_text(&failed));
+    let report = run(&SimOptions { differential: true, ..SimOptions::new(10_000, 50) });
+    assert_eq!((report.backend, report.secondary), ("memstore", Some("sqlite")));
+}
+
+#[test]
+fn short_swarm_passes_on_sqlite() {
+    let failed = swarm(20_000, 6, 500, |options| *options = SimOptions::on(BackendKind::Sqlite, options.seed, 500));
+    assert!(failed.is_empty(), "{}", failures_text(&failed));
+}
+
+/// The store only stores: ids, sequence numbers and times come from the engine, so the
+/// same seed gives the same trace on SQLite, twice, and the same as on `MemStore`.
+#[test]
+fn sqlite_backend_gives_the_same_trace_hash_as_memory() {
+    for seed in [0, 42, 30_001] {
+        let memory = run(&SimOptions::new(seed, 600));
+        let sqlite = run(&SimOptions::on(BackendKind::Sqlite, seed, 600));
+        let again = run(&SimOptions::on(BackendKind::Sqlite, seed, 600));
+        assert!(sqlite.passed(), "{}", sqlite.failure_text().unwrap_or_default());
+        assert_eq!(sqlite.trace_hash, again.trace_hash, "seed {seed} is not deterministic on SQLite");
+        assert_eq!(sqlite.trace_hash, memory.trace_hash, "seed {seed}: SQLite changed the run");
+        assert_eq!(sqlite.backend, "sqlite");
+    }
+}
+
+/// Crash-heavy seeds on SQLite: every restart reopens the files a killed process leaves,
+/// and the checker compares what reopened with the committed writes before recovery.
+#[test]
+fn sqlite_survives_the_simulated_crashes_of_a_swarm() {
+    let mut crashes = 0;
+    for seed in 40_000..40_012 {
+        let report = run(&SimOptions { differential: true, ..SimOptions::on(BackendKind::Sqlite, seed, 800) });
+        assert!(report.passed(), "{}", report.failure_text().unwrap_or_default());
+        // The first restart is the start itself.
+        crashes += report.stats.crashes - 1;
+    }
+    assert!(crashes >= 5, "only {crashes} crashes: the swarm no longer tests reopening");
+}
+
+fn enqueue(subject: &str) -> Input {
+    Input::Enqueue(Box::new(EnqueueRequest {
+        job_type: Some("work".into()),
+        queue: Some("default".into()),
+        subject_key: Some(subject.into()),
+        ..EnqueueRequest::default()
+    }))
+}
+
+#[test]
+fn sqlite_reopen_shows_exactly_the_committed_jobs_and_the_directory_goes_on_drop() {
+    let mut backend = SqliteBackend::create().expect("a temporary SQLite store");
+    let mut engine = semantica_core::Engine::new(
+        Config::new(1, ["work"]),
+        Box::new(SeededIds::new(1)),
+        Box::new(SplitMix64::new(1)),
+    );
+    let _recovered = engine.run(START_MS, Input::Recover, &mut backend).expect("recover");
+    for (n, subject) in ["a", "b", "c"].into_iter().enumerate() {
+        let step = engine.run(START_MS + n as u64, enqueue(subject), &mut backend).expect("enqueue commits");
+        assert!(matches!(step.reply, Reply::Enqueued(_)), "{:?}", step.reply);
+    }
+    let committed = all_jobs(&backend).expect("readable");
+    assert_eq!(committed.len(), 3);
+    // The writes sit in the WAL, not yet in the database file: the crash image must carry it.
+    let wal = backend.path().with_extension("db-wal");
+    assert!(wal.exists(), "no WAL at {}", wal.display());
+    for _ in 0..3 {
+        backend.reopen().expect("reopens");
+        assert_eq!(all_jobs(&backend).expect("readable"), committed);
+        assert_eq!(backend.max_seq().expect("readable"), committed.last().unwrap().seq);
+    }
+    assert_eq!(backend.reopens(), 3);
+    let directory = backend.path().parent().unwrap().to_path_buf();
+    assert!(directory.exists());
+    drop(backend);
+    assert!(!directory.exists(), "{} is left behind", directory.display());
 }
 
 #[test]
@@ -79,6 +158,23 @@ fn simulator_catches_a_store_that_ignores_priority() {
 #[test]
 fn simulator_catches_a_store_that_forgets_cancels() {
     assert_caught(mutant::forgetting_cancels, &["store_diverged"]);
+}
+
+/// SQLite on one side, a store that ignores priority on the other: every step's answers
+/// are compared, and the claim order gives the mutant away.
+#[test]
+fn differential_mode_catches_a_store_that_disagrees_with_sqlite() {
+    let failed = swarm(0, 10, 1_000, |options| {
+        *options = SimOptions::on(BackendKind::Sqlite, options.seed, options.steps);
+        options.differential = true;
+        options.secondary = mutant::ignoring_priority;
+    });
+    assert!(!failed.is_empty(), "SQLite and a disagreeing store went unnoticed");
+    for report in &failed {
+        let violation = report.violation.as_ref().unwrap();
+        assert_eq!(violation.invariant, "differential_mismatch", "{violation}");
+        assert!(report.replay_command().contains("--backend sqlite --differential"), "{}", report.replay_command());
+    }
 }
 
 #[test]

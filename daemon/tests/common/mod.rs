@@ -1,0 +1,144 @@
+//! The harness of the end-to-end tests: the real `semantica` binary on a temp
+//! `SEMANTICA_HOME` and port 0, found through `daemon.json`.
+
+#![allow(dead_code)] // each test file uses its own part
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use semantica_daemon::client::{Client, ClientError};
+use serde_json::{json, Map, Value};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_semantica");
+
+pub struct Daemon {
+    child: Option<Child>,
+    pub rpc_addr: String,
+    pub token: String,
+}
+
+pub fn spawn(home: &Path, env: &[(&str, &str)]) -> Child {
+    Command::new(BIN)
+        .arg("serve")
+        .env("SEMANTICA_HOME", home)
+        .env("SEMANTICA_RPC_ADDR", "127.0.0.1:0")
+        .env("SEMANTICA_WORKERS", "2")
+        .env_remove("SEMANTICA_TOKEN")
+        .env_remove("SEMANTICA_DB_PATH")
+        .env_remove("SEMANTICA_SOCKET")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start semantica serve")
+}
+
+impl Daemon {
+    pub fn start(home: &Path) -> Daemon {
+        Daemon::start_with(home, &[])
+    }
+
+    /// Starts with extra environment variables (e.g. `SEMANTICA_WORKERS`).
+    pub fn start_with(home: &Path, env: &[(&str, &str)]) -> Daemon {
+        let _ = std::fs::remove_file(home.join("daemon.json"));
+        let mut child = spawn(home, env);
+        let started = Instant::now();
+        loop {
+            if let Ok(text) = std::fs::read_to_string(home.join("daemon.json")) {
+                let info: Value = serde_json::from_str(&text).expect("daemon.json is JSON");
+                assert_eq!(info["pid"].as_u64(), Some(u64::from(child.id())));
+                let token = std::fs::read_to_string(home.join("token")).unwrap().trim().to_owned();
+                let rpc_addr = info["rpc_addr"].as_str().unwrap().to_owned();
+                return Daemon { child: Some(child), rpc_addr, token };
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the daemon exited early: {status}");
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "no daemon.json after 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::with_token(&self.rpc_addr, &self.token, Duration::from_secs(60)).unwrap()
+    }
+
+    /// SIGKILL: nothing gets to clean up.
+    pub fn crash(&mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+            .unwrap();
+        child.wait().unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn params(value: Value) -> Map<String, Value> {
+    value.as_object().expect("params are an object").clone()
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+}
+
+/// Raw HTTP/1.1 over any stream: the status code and the body.
+pub fn raw_http(mut stream: impl Read + Write, request: &str) -> (u16, String) {
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+pub fn post(body: &str, token: Option<&str>) -> String {
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    format!(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+pub fn rpc_code(error: ClientError) -> (i32, Value) {
+    match error {
+        ClientError::Rpc { code, data, .. } => (code, data.unwrap_or(Value::Null)),
+        other => panic!("expected a JSON-RPC error, got {other}"),
+    }
+}
+
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat[stat.rfind(')').unwrap() + 1..].trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+pub async fn wait_until(client: &Client, id: &Value, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let job = client.call("dev.get.v1", params(json!({"job_id": id}))).await.unwrap();
+        if check(&job) {
+            return job;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "waited 30 s for {what}: {job}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
