@@ -479,7 +479,7 @@ pub fn methods(service: Arc<Service>) -> Methods {
 }
 
 /// `logs.follow.v1`: chunks as the log grows, ending once the job is terminal and its log
-/// is drained.
+/// is drained, with a last notification `{"chunk": "", "next_offset", "eof": true}`.
 async fn follow(
     service: Arc<Service>,
     params: Params<'static>,
@@ -518,6 +518,10 @@ async fn follow(
             continue;
         }
         if chunk.at_end && terminal {
+            // JSON-RPC has no "end of subscription": a last notification with `eof` says so.
+            let last = json!({ "chunk": "", "next_offset": offset, "eof": true });
+            let message = serde_json::value::to_raw_value(&last).map_err(|e| e.to_string())?;
+            sink.send(message).await.map_err(|e| e.to_string())?;
             return Ok(());
         }
         tokio::select! {
