@@ -559,7 +559,31 @@ impl Engine {
             }
             _ => None,
         };
-        for candidate in tx.claim_candidates(queue, min_priority, limits::CLAIM_SCAN_MAX)? {
+        // Nearly always the first candidate starts: read a few, and a full page only when
+        // the few were all held back.
+        for limit in [limits::CLAIM_SCAN_FIRST, limits::CLAIM_SCAN_MAX] {
+            let candidates = tx.claim_candidates(queue, min_priority, limit)?;
+            let exhausted = candidates.len() < limit;
+            if let Some(job) = self.claim_first(tx, queue, min_priority, candidates)? {
+                return Ok(Some(job));
+            }
+            if exhausted {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Starts the first of `candidates` that may start now; moves on the ones whose time
+    /// or generation has passed.
+    fn claim_first(
+        &mut self,
+        tx: &mut Tx,
+        queue: &str,
+        min_priority: Option<i32>,
+        candidates: Vec<Job>,
+    ) -> StoreResult<Option<Job>> {
+        for candidate in candidates {
             assert_eq!(candidate.state, JobState::Queued, "claim candidate {} is not QUEUED", candidate.id);
             // Read again: settling an earlier candidate may have moved this one (a child).
             let job = tx.get(candidate.id)?.expect("listed in this step");

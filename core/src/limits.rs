@@ -33,6 +33,8 @@ pub const EXEC_ARGS_MAX: usize = 1024;
 pub const EXEC_ENV_MAX: usize = 256;
 /// `result_summary` a process may leave behind: bytes.
 pub const RESULT_SUMMARY_BYTES_MAX: usize = 64 * 1024;
+/// Candidates a claim reads first; almost always the first of them starts.
+pub const CLAIM_SCAN_FIRST: usize = 4;
 /// Candidates one claim looks at before it gives up for this call.
 pub const CLAIM_SCAN_MAX: usize = 64;
 /// Jobs one `Tick` moves on; more due jobs make the engine ask to be woken again at once.

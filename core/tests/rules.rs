@@ -414,3 +414,23 @@ fn a_process_being_stopped_keeps_its_worker_slot() {
     world.finish(first, Outcome::Failed { kind: ErrorKind::Signal, exit_code: None, message: "SIGTERM".into() });
     assert_eq!(world.claim().map(|j| j.id), Some(second));
 }
+
+#[test]
+fn a_claim_reads_past_a_first_page_of_candidates_that_cannot_start() {
+    let mut world = World::new(config(), 1);
+    let page = semantica_core::limits::CLAIM_SCAN_FIRST;
+    let mut stale = Vec::new();
+    for n in 0..page + 2 {
+        let mut r = request(&format!("short-{n}"));
+        r.priority = Some(10);
+        r.ttl_ms = Some(50);
+        stale.push(world.enqueue_ok(r).job_id);
+    }
+    let good = world.enqueue_ok(request("good")).job_id;
+    // Time passes with no tick: the first candidates are past their TTL when claimed.
+    world.now_ms += 100;
+    assert_eq!(world.claim().map(|j| j.id), Some(good));
+    for id in stale {
+        assert_eq!(world.job(id).state, JobState::SkippedTtl);
+    }
+}
