@@ -194,6 +194,11 @@ fn cancel_by_tag_query_paging_and_maintenance() {
         unique.sort();
         unique.dedup();
         assert_eq!((seen.len(), unique.len()), (8, 8), "{seen:?}");
+        let first = results["results"][0]["job_id"].clone();
+        let waited = client.call("dev.wait.v1", params(json!({"job_id": first, "timeout_ms": 100}))).await.unwrap();
+        assert_eq!((waited["timed_out"].as_bool(), waited["job"]["state"].as_str()), (Some(true), Some("SCHEDULED")));
+        let too_long = client.call("dev.wait.v1", params(json!({"job_id": first, "timeout_ms": 300_001}))).await.unwrap_err();
+        assert_eq!(rpc_code(too_long).0, 4000);
         let cancelled = client.call("dev.cancel.v1", params(json!({"tag": "batch-1"}))).await.unwrap();
         assert_eq!(cancelled["cancelled_count"], 8);
         let page = client.call("dev.query_jobs.v1", params(json!({"filter": {"state": ["CANCELLED"]}, "sort": "DESC", "limit": 200}))).await.unwrap();
