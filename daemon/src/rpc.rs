@@ -25,6 +25,8 @@ use crate::wire::{self, WireError};
 
 /// A request body larger than this is refused (413).
 pub const REQUEST_BYTES_MAX: u32 = 2 * 1024 * 1024;
+/// What a throttled client is told to wait before trying again.
+const RETRY_AFTER_MS: u64 = 100;
 /// `dev.wait.v1`'s longest wait.
 const WAIT_MS_MAX: u64 = 300_000;
 
@@ -42,6 +44,9 @@ fn service_error(error: ServiceError) -> ErrorObjectOwned {
     match error {
         ServiceError::Store(error) => to_rpc(WireError::new(wire::DB_ERROR, "db_error", error.to_string())),
         ServiceError::EngineGone => to_rpc(WireError::new(wire::INTERNAL_ERROR, "internal", error.to_string())),
+        ServiceError::Busy => to_rpc(
+            WireError::new(wire::THROTTLED, "throttled", error.to_string()).with("retry_after_ms", RETRY_AFTER_MS),
+        ),
     }
 }
 
@@ -107,7 +112,7 @@ async fn enqueue(service: Arc<Service>, params: Params<'static>) -> RpcResult {
         .parse::<Value>()
         .map_err(|_| invalid(ValidationError::new("params", ValidationKind::InvalidFormat, "must be an object")))?;
     let request = wire::enqueue_request(&request).map_err(invalid)?;
-    match service.run(Input::Enqueue(Box::new(request))).await.map_err(service_error)?.reply {
+    match service.run_request(Input::Enqueue(Box::new(request))).await.map_err(service_error)?.reply {
         Reply::Enqueued(result) => Ok(enqueued(&result)),
         Reply::Rejected(rejection) => Err(to_rpc(WireError::rejection(&rejection))),
         other => Err(unexpected(other)),
@@ -133,7 +138,7 @@ async fn enqueue_batch(service: Arc<Service>, params: Params<'static>) -> RpcRes
         .enumerate()
         .map(|(index, job)| wire::enqueue_request(job).map_err(|error| invalid(error.at_index(index))))
         .collect::<Result<Vec<_>, _>>()?;
-    match service.run(Input::EnqueueBatch(requests)).await.map_err(service_error)?.reply {
+    match service.run_request(Input::EnqueueBatch(requests)).await.map_err(service_error)?.reply {
         Reply::EnqueuedBatch(results) => Ok(json!({ "results": results.iter().map(enqueued).collect::<Vec<_>>() })),
         Reply::Rejected(rejection) => Err(to_rpc(WireError::rejection(&rejection))),
         other => Err(unexpected(other)),
@@ -148,7 +153,7 @@ async fn cancel(service: Arc<Service>, params: Params<'static>) -> RpcResult {
         tag: text(&map, "tag")?,
         chain_group_id: text(&map, "chain_group_id")?,
     };
-    match service.run(Input::Cancel(request)).await.map_err(service_error)?.reply {
+    match service.run_request(Input::Cancel(request)).await.map_err(service_error)?.reply {
         Reply::Cancelled { count } => Ok(json!({ "cancelled_count": count })),
         Reply::Rejected(rejection) => Err(to_rpc(WireError::rejection(&rejection))),
         other => Err(unexpected(other)),
@@ -317,7 +322,7 @@ async fn event(service: Arc<Service>, params: Params<'static>) -> RpcResult {
             format!("1 to {} characters", limits::EVENT_NAME_CHARS_MAX),
         )));
     }
-    match service.run(Input::Event { name }).await.map_err(service_error)?.reply {
+    match service.run_request(Input::Event { name }).await.map_err(service_error)?.reply {
         Reply::Released { count } => Ok(json!({ "released_count": count })),
         other => Err(unexpected(other)),
     }
@@ -667,6 +672,16 @@ pub fn start(listeners: Listeners, methods: Methods, token: String) -> ServerHan
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_writer_queue_answers_throttled_with_a_retry_time() {
+        let error = service_error(ServiceError::Busy);
+        assert_eq!(error.code(), wire::THROTTLED);
+        let data: Value = serde_json::from_str(error.data().unwrap().get()).unwrap();
+        assert_eq!((data["kind"].as_str(), data["retry_after_ms"].as_u64()), (Some("throttled"), Some(RETRY_AFTER_MS)));
+        let store = service_error(ServiceError::Store(semantica_core::StoreError::Unavailable("disk full".into())));
+        assert_eq!(store.code(), wire::DB_ERROR);
+    }
 
     #[test]
     fn tokens_compare_equal_only_when_equal() {

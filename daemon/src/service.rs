@@ -34,6 +34,8 @@ pub enum ServiceError {
     Store(StoreError),
     /// The writer is gone (5000); the daemon is stopping or hit a bug.
     EngineGone,
+    /// The writer's queue is full (4003): the client should try again shortly.
+    Busy,
 }
 
 impl std::fmt::Display for ServiceError {
@@ -41,6 +43,7 @@ impl std::fmt::Display for ServiceError {
         match self {
             ServiceError::Store(error) => write!(f, "{error}"),
             ServiceError::EngineGone => f.write_str("the engine stopped"),
+            ServiceError::Busy => f.write_str("the daemon is busy; try again shortly"),
         }
     }
 }
@@ -135,6 +138,27 @@ impl Service {
         let service = Arc::clone(self);
         tokio::spawn(async move {
             let step = service.submit(input).await?;
+            service.apply(&step);
+            Ok(step)
+        })
+        .await
+        .map_err(|_| ServiceError::EngineGone)?
+    }
+
+    /// `run` for a client's request: refused with [`ServiceError::Busy`] instead of
+    /// waiting when the writer's queue is full, so that back-pressure reaches the client.
+    pub async fn run_request(self: &Arc<Service>, input: Input) -> Result<Step, ServiceError> {
+        let pending = self.writer.try_submit(input).map_err(|error| match error {
+            WriteError::QueueFull => ServiceError::Busy,
+            WriteError::Store(error) => ServiceError::Store(error),
+            _ => ServiceError::EngineGone,
+        })?;
+        let service = Arc::clone(self);
+        tokio::spawn(async move {
+            let step = pending.wait_async().await.map_err(|error| match error {
+                WriteError::Store(error) => ServiceError::Store(error),
+                _ => ServiceError::EngineGone,
+            })?;
             service.apply(&step);
             Ok(step)
         })
