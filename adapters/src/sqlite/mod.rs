@@ -27,6 +27,9 @@ use semantica_core::{
 pub use schema::{Migration, MigrationError, MIGRATIONS};
 pub use writer::{Pending, Reader, WriteError, Writer, WriterHandle, WriterOptions, WriterStats};
 
+/// Prepared statements kept per connection; above the number of distinct statements.
+const STATEMENT_CACHE_CAPACITY: usize = 64;
+
 /// How hard a commit waits for the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Synchronous {
@@ -137,6 +140,9 @@ impl SqliteStore {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(&path, flags).map_err(unavailable)?;
         conn.busy_timeout(Duration::from_millis(options.busy_timeout_ms)).map_err(unavailable)?;
+        // Every statement the store runs stays prepared: rusqlite's default cache holds 16,
+        // fewer than the store has, and re-preparing cost a fifth of its time.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
         // Before anything writes (switching to WAL rewrites the header): a database from a
         // newer binary is left exactly as it was.
         schema::check_not_newer(&conn, MIGRATIONS)?;
