@@ -276,6 +276,15 @@ impl Checker {
                     ),
                 );
             }
+            if !self.passes_throttle(obs.system, job) {
+                return fail(
+                    "started_below_throttle_floor",
+                    format!(
+                        "job {} (priority {}) started while the cpu was at {}%",
+                        job.id, job.priority, obs.system.cpu_load_percent
+                    ),
+                );
+            }
             if job.attempts > job.max_attempts {
                 return fail(
                     "attempts_exceeded",

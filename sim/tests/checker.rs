@@ -280,6 +280,19 @@ fn checker_allows_passing_a_job_held_back_by_the_throttle() {
 }
 
 #[test]
+fn checker_catches_a_start_below_the_throttle_floor() {
+    let mut config = config();
+    config.throttle = Some(Throttle { cpu_limit_percent: 50, priority_floor: 3 });
+    let mut checker = Checker::new(&config);
+    let mut low = job(1, "s1", 1, JobState::Queued);
+    low.priority = 1;
+    seed(&mut checker, &[low.clone()]);
+    let busy = SystemState { cpu_load_percent: 90, is_idle: false, is_charging: true };
+    let (input, claimed) = claim(&low);
+    assert_eq!(check_with(&mut checker, input, claimed, busy), Some("started_below_throttle_floor"));
+}
+
+#[test]
 fn checker_catches_a_queue_over_its_concurrency() {
     let mut checker = Checker::new(&config());
     let mut a = job(1, "s1", 1, JobState::Running);
