@@ -55,9 +55,11 @@ fn params_object(params: &Params) -> Result<Map<String, Value>, ErrorObjectOwned
     if params.as_str().is_none() {
         return Ok(Map::new());
     }
-    match params.parse::<Value>() {
+    match serde_json::from_str::<Value>(params.as_str().unwrap_or("{}")) {
         Ok(Value::Object(map)) => Ok(map),
-        _ => Err(invalid(ValidationError::new("params", ValidationKind::InvalidFormat, "must be an object"))),
+        Ok(_) => Err(invalid(ValidationError::new("params", ValidationKind::InvalidFormat, "must be an object"))),
+        // Valid JSON to the envelope's reader, not to ours (a number beyond f64).
+        Err(error) => Err(ErrorObjectOwned::owned(-32700, format!("params: {error}"), None::<()>)),
     }
 }
 
@@ -108,9 +110,7 @@ fn unexpected(reply: Reply) -> ErrorObjectOwned {
 }
 
 async fn enqueue(service: Arc<Service>, params: Params<'static>) -> RpcResult {
-    let request = params
-        .parse::<Value>()
-        .map_err(|_| invalid(ValidationError::new("params", ValidationKind::InvalidFormat, "must be an object")))?;
+    let request = Value::Object(params_object(&params)?);
     let request = wire::enqueue_request(&request).map_err(invalid)?;
     match service.run_request(Input::Enqueue(Box::new(request))).await.map_err(service_error)?.reply {
         Reply::Enqueued(result) => Ok(enqueued(&result)),
@@ -298,7 +298,13 @@ async fn query_jobs(service: Arc<Service>, params: Params<'static>) -> RpcResult
         tag: text(&filter, "tag")?,
         chain_group_id: text(&filter, "chain_group_id")?,
         subject_key_prefix: text(&filter, "subject_key_prefix")?,
-        created_after_ms: uint(&filter, "created_after")?,
+        created_after_ms: uint(&filter, "created_after").map_err(|_| {
+            invalid(ValidationError::new(
+                "filter.created_after",
+                ValidationKind::InvalidFormat,
+                "must be a non-negative integer",
+            ))
+        })?,
         descending,
         limit: limit as usize,
         after_seq,
@@ -557,19 +563,11 @@ fn error_body(code: i32, kind: &str, message: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message, "data": {"kind": kind, "details": message}}})
 }
 
-/// What runs before jsonrpsee sees a request: health, size limit, token.
+/// What runs before the body is read: health and the token. A refused request's body is
+/// drained (up to [`DRAIN_BYTES_MAX`]) so that the keep-alive connection stays usable.
 fn gate(request: &HttpRequest<hyper::body::Incoming>, token: Option<&str>) -> Option<HttpResponse> {
     if request.method() == http::Method::GET && request.uri().path() == "/health" {
         return Some(json_response(200, json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")})));
-    }
-    let declared = request
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|bytes| bytes > u64::from(REQUEST_BYTES_MAX)) {
-        let body = error_body(wire::VALIDATION_ERROR, "request_too_large", "request body over 2 MiB");
-        return Some(json_response(413, body));
     }
     if let Some(token) = token {
         let given = request
@@ -586,6 +584,133 @@ fn gate(request: &HttpRequest<hyper::body::Incoming>, token: Option<&str>) -> Op
         }
     }
     None
+}
+
+/// A body over the limit is read and thrown away up to this much, so that the client
+/// gets its 413 on a connection it can go on using; beyond it the connection is closed.
+const DRAIN_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+/// Why a body was not handed to jsonrpsee.
+enum BodyRefusal {
+    TooLarge { drained: bool },
+    Broken,
+}
+
+/// Reads the whole body, up to [`REQUEST_BYTES_MAX`].
+async fn read_body(body: hyper::body::Incoming) -> Result<bytes::Bytes, BodyRefusal> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut kept = Vec::new();
+    let mut seen: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| BodyRefusal::Broken)?;
+        let Ok(data) = frame.into_data() else { continue };
+        seen += data.len() as u64;
+        if seen > DRAIN_BYTES_MAX {
+            return Err(BodyRefusal::TooLarge { drained: false });
+        }
+        if seen <= u64::from(REQUEST_BYTES_MAX) {
+            kept.extend_from_slice(&data);
+        }
+    }
+    if seen > u64::from(REQUEST_BYTES_MAX) {
+        return Err(BodyRefusal::TooLarge { drained: true });
+    }
+    Ok(bytes::Bytes::from(kept))
+}
+
+/// The envelope of a single call, as far as it must be judged before jsonrpsee: its id.
+#[derive(serde::Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a serde_json::value::RawValue>,
+}
+
+/// What JSON-RPC 2.0 says of a body that is not a request jsonrpsee should see: not
+/// UTF-8 or not JSON (-32700), JSON that is no call (-32600), an id that is neither a
+/// number, a string nor null (-32600).
+fn judge_body(body: &[u8]) -> Option<Value> {
+    let parse_error = || Some(error_body(-32700, "parse_error", "the body is not valid JSON"));
+    let invalid = || Some(error_body(-32600, "invalid_request", "not a JSON-RPC request"));
+    let Ok(text) = std::str::from_utf8(body) else { return parse_error() };
+    match text.trim_start().as_bytes().first() {
+        Some(b'{') => match serde_json::from_str::<Envelope>(text) {
+            Ok(envelope) => match envelope.id.map(|id| id.get().as_bytes()[0]) {
+                None | Some(b'"' | b'-' | b'0'..=b'9' | b'n') => None,
+                Some(_) => invalid(),
+            },
+            Err(error) if error.is_data() => invalid(),
+            Err(_) => parse_error(),
+        },
+        Some(b'[') => match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Ok(_) => None,
+            Err(_) => parse_error(),
+        },
+        _ => match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Ok(_) => invalid(),
+            Err(_) => parse_error(),
+        },
+    }
+}
+
+/// Health, token, body size and envelope, then jsonrpsee.
+async fn handle<S>(
+    request: HttpRequest<hyper::body::Incoming>,
+    token: Option<Arc<str>>,
+    rpc: S,
+) -> Result<HttpResponse, jsonrpsee::core::BoxError>
+where
+    S: tower::Service<HttpRequest<hyper::body::Incoming>, Response = HttpResponse, Error = jsonrpsee::core::BoxError>
+        + tower::Service<
+            HttpRequest<http_body_util::Full<bytes::Bytes>>,
+            Response = HttpResponse,
+            Error = jsonrpsee::core::BoxError,
+        >,
+{
+    let mut rpc = rpc;
+    if let Some(response) = gate(&request, token.as_deref()) {
+        // Drain what the client sent so that its connection stays usable.
+        let _ = read_body(request.into_body()).await;
+        return Ok(response);
+    }
+    if request.method() != http::Method::POST {
+        // WebSocket upgrades and other methods: jsonrpsee answers them.
+        return tower::Service::<HttpRequest<hyper::body::Incoming>>::call(&mut rpc, request).await;
+    }
+    let declared = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|bytes| bytes > DRAIN_BYTES_MAX) {
+        // Not worth reading to keep the connection: answer now and close it.
+        let mut response =
+            json_response(413, error_body(wire::VALIDATION_ERROR, "request_too_large", "request body over 2 MiB"));
+        response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        return Ok(response);
+    }
+    let (parts, body) = request.into_parts();
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(BodyRefusal::TooLarge { drained }) => {
+            let mut response =
+                json_response(413, error_body(wire::VALIDATION_ERROR, "request_too_large", "request body over 2 MiB"));
+            if !drained {
+                response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            }
+            return Ok(response);
+        }
+        Err(BodyRefusal::Broken) => {
+            let mut response = json_response(400, error_body(-32700, "parse_error", "the request body ended early"));
+            response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            return Ok(response);
+        }
+    };
+    if let Some(error) = judge_body(&body) {
+        return Ok(json_response(400, error));
+    }
+    let request = HttpRequest::from_parts(parts, http_body_util::Full::new(body));
+    tower::Service::<HttpRequest<http_body_util::Full<bytes::Bytes>>>::call(&mut rpc, request).await
 }
 
 type BoxedResponse = Pin<Box<dyn Future<Output = Result<HttpResponse, jsonrpsee::core::BoxError>> + Send>>;
@@ -620,11 +745,8 @@ where
         let builder = builder.clone();
         let token = token.clone();
         let service = tower::service_fn(move |request: HttpRequest<hyper::body::Incoming>| -> BoxedResponse {
-            if let Some(response) = gate(&request, token.as_deref()) {
-                return Box::pin(async move { Ok(response) });
-            }
-            let mut rpc = builder.clone().build(methods.clone(), stop_for_service.clone());
-            Box::pin(async move { tower::Service::call(&mut rpc, request).await })
+            let rpc = builder.clone().build(methods.clone(), stop_for_service.clone());
+            Box::pin(handle(request, token.clone(), rpc))
         });
         tokio::spawn(serve_with_graceful_shutdown(socket, service, stop.clone().shutdown()));
     }

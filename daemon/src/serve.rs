@@ -3,7 +3,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use nix::fcntl::{Flock, FlockArg};
@@ -98,7 +98,15 @@ fn bind_socket(path: &Path) -> Result<UnixListener, StartError> {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn serve(config: DaemonConfig) -> Result<(), StartError> {
-    fs::create_dir_all(&config.home).map_err(|e| fail(format!("{}: {e}", config.home.display())))?;
+    // Payloads, environments and job output live here: directories the daemon creates
+    // are the user's alone, and so is the database.
+    for dir in [&config.home, &config.logs_dir(), &config.runs_dir()] {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+    }
     let _lock = lock_home(&config)?;
     let token = token(&config)?;
     if !config.rpc_addr.ip().is_loopback() {
@@ -110,7 +118,15 @@ pub async fn serve(config: DaemonConfig) -> Result<(), StartError> {
     let shutdown_grace = config.file.shutdown_grace();
     let socket_path = config.socket_path.clone();
     let daemon_json = config.daemon_json_path();
+    let db_path = config.db_path.clone();
     let service = Service::start(config).await.map_err(fail)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let path = std::path::PathBuf::from(format!("{}{suffix}", db_path.display()));
+        if path.exists() {
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+                .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        }
+    }
     let handle = rpc::start(rpc::Listeners { tcp, unix }, rpc::methods(std::sync::Arc::clone(&service)), token);
     let info = json!({
         "pid": std::process::id(),
