@@ -5,6 +5,7 @@
 //! CLI). It decides nothing about jobs: every rule is core's, and every byte of the wire
 //! format is converted here and nowhere deeper.
 
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod rpc;

@@ -72,6 +72,9 @@ enum Command {
         #[arg(long)]
         vacuum: bool,
     },
+    /// Measure a fresh daemon (or --addr/--home of a running one): throughput, latency,
+    /// memory. `semantica bench --scale 0.1 --json results.json`.
+    Bench(semantica_daemon::bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -135,6 +138,7 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match cli.command {
         Command::Serve => runtime.block_on(serve()),
+        Command::Bench(args) => runtime.block_on(semantica_daemon::bench::main(args, cli.json)),
         command => match runtime.block_on(client_command(command, cli.json)) {
             Ok(code) => code,
             Err(error) => {
@@ -271,7 +275,7 @@ async fn client_command(command: Command, json_output: bool) -> Result<ExitCode,
     let home: PathBuf = home_from_env().map_err(ClientError::Other)?;
     let client = Client::connect(&home, Duration::from_secs(310))?;
     match command {
-        Command::Serve => unreachable!("handled by main"),
+        Command::Serve | Command::Bench(_) => unreachable!("handled by main"),
         Command::Enqueue(args) => {
             let result = client.call("dev.enqueue.v1", enqueue_params(&args)?).await?;
             if !args.wait {

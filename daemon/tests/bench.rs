@@ -1,0 +1,70 @@
+//! `semantica bench` end to end at a tiny scale: every scenario runs against the real
+//! daemon it starts and reports positive figures. No figure is compared with a target:
+//! the machine is shared and a timed assertion would only measure the neighbours.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_semantica");
+
+/// The figure each scenario must report, besides the daemon's peak RSS.
+const MAIN_FIGURE: [(&str, &str); 7] = [
+    ("enqueue", "jobs_per_s"),
+    ("enqueue_batch", "jobs_per_s"),
+    ("drain", "jobs_per_s"),
+    ("e2e", "jobs_per_s"),
+    ("subprocess", "jobs_per_s"),
+    ("supersede_storm", "ran"),
+    ("restart", "serve_ms"),
+];
+
+#[test]
+fn bench_runs_every_scenario_and_writes_positive_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("bench.json");
+    let output = Command::new(BIN)
+        .args(["bench", "--scale", "0.001", "--dir"])
+        .arg(dir.path())
+        .arg("--json")
+        .arg(&json_path)
+        .env_remove("SEMANTICA_HOME")
+        .env_remove("SEMANTICA_TOKEN")
+        .output()
+        .expect("run semantica bench");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "semantica bench failed: {}\n{stderr}", output.status);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("jobs/s") && stdout.contains("supersede_storm"), "no table on stdout: {stdout}");
+
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_eq!(report["failed"], serde_json::json!([]), "{report:#}");
+    let rows = report["scenarios"].as_array().expect("a list of scenarios");
+    for (scenario, figure) in MAIN_FIGURE {
+        let mine: Vec<&Value> = rows.iter().filter(|row| row["scenario"] == scenario).collect();
+        assert!(!mine.is_empty(), "{scenario} is missing from {report:#}");
+        for row in mine {
+            assert!(row["parameters"].is_object(), "{row}");
+            let positive = |key: &str| row["figures"][key].as_f64().is_some_and(|x| x > 0.0);
+            assert!(positive(figure), "{scenario}: {figure} is not positive: {row}");
+            assert!(positive("peak_rss_mib"), "{scenario}: no peak RSS: {row}");
+        }
+    }
+    let enqueue_connections: Vec<u64> = rows
+        .iter()
+        .filter(|row| row["scenario"] == "enqueue")
+        .filter_map(|row| row["parameters"]["connections"].as_u64())
+        .collect();
+    assert_eq!(enqueue_connections, [1, 16], "enqueue runs with 1 and with 16 connections");
+    // Every temp home was removed; only the JSON is left.
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, [std::ffi::OsString::from("bench.json")], "leftovers: {left:?}");
+}
+
+#[test]
+fn an_unknown_scenario_is_refused_before_anything_starts() {
+    let output = Command::new(BIN).args(["bench", "--scenario", "warp_speed"]).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unknown scenario \"warp_speed\""), "{stderr}");
+}
