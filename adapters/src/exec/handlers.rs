@@ -2,9 +2,10 @@
 //! isolation and cooperative cancellation.
 
 use std::collections::BTreeMap;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Write as _};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use semantica_core::{ErrorKind, Job, JobId, Outcome};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use super::subprocess::{open_log, stopped};
+use super::subprocess::stopped;
 use super::ExecConfig;
 
 /// What a handler sees of its job.
@@ -21,14 +22,25 @@ pub struct HandlerContext {
     pub job_id: JobId,
     pub attempt: u32,
     pub payload: serde_json::Value,
-    log: File,
+    /// Opened on the first write: most handlers write nothing, and a file per job would
+    /// cost a create (and later a delete) for every no-op.
+    log: Option<File>,
+    log_path: PathBuf,
     cancelled: Arc<AtomicBool>,
 }
 
 impl HandlerContext {
     /// Appends to the job's log.
     pub fn log(&mut self, text: &str) {
-        let _ = self.log.write_all(text.as_bytes());
+        if self.log.is_none() {
+            if let Some(dir) = self.log_path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            self.log = OpenOptions::new().create(true).append(true).open(&self.log_path).ok();
+        }
+        if let Some(log) = &mut self.log {
+            let _ = log.write_all(text.as_bytes());
+        }
     }
 
     /// The job was cancelled (or timed out): return soon; the outcome no longer counts.
@@ -159,14 +171,16 @@ pub async fn run(
             message: format!("no handler for job type {:?}", job.job_type),
         };
     };
-    let log = match open_log(config, job) {
-        Ok(log) => log,
-        Err(error) => return failed(format!("cannot open the job's log: {error}")),
-    };
     let payload = serde_json::from_str(&job.payload_json).unwrap_or(serde_json::Value::Null);
     let cancelled = Arc::new(AtomicBool::new(false));
-    let mut context =
-        HandlerContext { job_id: job.id, attempt: job.attempts, payload, log, cancelled: Arc::clone(&cancelled) };
+    let mut context = HandlerContext {
+        job_id: job.id,
+        attempt: job.attempts,
+        payload,
+        log: None,
+        log_path: config.log_path(job.id),
+        cancelled: Arc::clone(&cancelled),
+    };
     on_started(None, None);
     let task = tokio::task::spawn_blocking(move || {
         let result = catch_unwind(AssertUnwindSafe(|| handler.run(&mut context)));
