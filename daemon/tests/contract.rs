@@ -237,7 +237,7 @@ fn acknowledged_jobs_survive_kill_9() {
 #[test]
 fn logs_follow_streams_until_the_job_ends() {
     use jsonrpsee::core::client::SubscriptionClientT;
-    use jsonrpsee::ws_client::{HeaderMap, HeaderValue, WsClientBuilder};
+    use jsonrpsee_ws_client::{HeaderMap, HeaderValue, WsClientBuilder};
     let home = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(home.path());
     let client = daemon.client();
