@@ -96,6 +96,9 @@ struct EnqueueArgs {
     priority: Option<i64>,
     #[arg(long)]
     max_attempts: Option<i64>,
+    /// Retry back-off as JSON, e.g. '{"base_ms": 500, "factor": 2, "max_ms": 60000, "jitter": 0.1}'.
+    #[arg(long)]
+    backoff: Option<String>,
     #[arg(long)]
     timeout_ms: Option<i64>,
     #[arg(long)]
@@ -189,6 +192,13 @@ fn enqueue_params(args: &EnqueueArgs) -> Result<Map<String, Value>, ClientError>
         ),
         None => None,
     };
+    let backoff = match &args.backoff {
+        Some(text) => Some(
+            serde_json::from_str::<Value>(text)
+                .map_err(|e| ClientError::Other(format!("--backoff is not JSON: {e}")))?,
+        ),
+        None => None,
+    };
     let exec = match args.command.split_first() {
         Some((program, rest)) => {
             let mut env = BTreeMap::new();
@@ -218,6 +228,7 @@ fn enqueue_params(args: &EnqueueArgs) -> Result<Map<String, Value>, ClientError>
         ("priority", args.priority.map(Value::from)),
         ("exec", exec),
         ("max_attempts", args.max_attempts.map(Value::from)),
+        ("backoff", backoff),
         ("timeout_ms", args.timeout_ms.map(Value::from)),
         ("ttl_ms", args.ttl_ms.map(Value::from)),
         ("deadline", args.deadline.map(Value::from)),

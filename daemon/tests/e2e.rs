@@ -219,8 +219,26 @@ fn the_cli_enqueues_waits_and_says_when_no_daemon_runs() {
     let ran = cli(&["enqueue", "--subject", "c", "--wait", "--", "sh", "-c", "echo hi"]);
     assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
     assert!(String::from_utf8_lossy(&ran.stdout).contains("DONE"));
-    let failed = cli(&["enqueue", "--subject", "d", "--wait", "--", "sh", "-c", "exit 1"]);
+    let failed = cli(&[
+        "enqueue",
+        "--subject",
+        "d",
+        "--max-attempts",
+        "2",
+        "--backoff",
+        r#"{"base_ms": 10}"#,
+        "--wait",
+        "--",
+        "sh",
+        "-c",
+        "exit 1",
+    ]);
     assert_eq!(failed.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&failed.stdout).contains("attempts 2/2"),
+        "{}",
+        String::from_utf8_lossy(&failed.stdout)
+    );
     let listed = cli(&["jobs", "--json"]);
     let page: Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(page["items"].as_array().unwrap().len(), 2);
