@@ -1000,7 +1000,9 @@ fn slow_loris_clients_do_not_block_others() {
     let dribbled: usize = lorises.into_iter().map(|loris| loris.join().unwrap()).sum();
     assert!(dribbled >= 24 * 3, "the slow clients were cut off early ({dribbled} bytes): the test proves nothing");
     assert!(calls >= 10, "only {calls} calls in {dribble_for:?} beside the slow clients");
-    assert!(slowest < Duration::from_secs(2), "a call took {slowest:?} beside the slow clients");
+    // Under the 5 s the slow clients dribble for: a call stuck behind them would take that
+    // long; a loaded CI machine may still take a few seconds for an honest one.
+    assert!(slowest < Duration::from_secs(4), "a call took {slowest:?} beside the slow clients");
     target.healthy().unwrap();
 }
 
@@ -1023,7 +1025,7 @@ fn a_thousand_idle_connections_do_not_stop_the_daemon() {
     for _ in 0..10 {
         timed_call(&target, &mut slowest);
     }
-    assert!(slowest < Duration::from_secs(2), "a call took {slowest:?} beside 1,000 idle connections");
+    assert!(slowest < Duration::from_secs(4), "a call took {slowest:?} beside 1,000 idle connections");
     let fds_held = target.open_fds();
     drop(idle);
     // Once the clients hang up, the daemon lets go of their sockets.
