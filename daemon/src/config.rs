@@ -39,6 +39,9 @@ pub struct FileConfig {
     pub kill_grace_seconds: Option<u64>,
     /// Seconds running jobs get to finish on shutdown (default 10).
     pub shutdown_grace_seconds: Option<u64>,
+    /// Requests one connection may make per second (bursts of twice that); more are
+    /// answered 4003 with `retry_after_ms`. Default 20,000.
+    pub rate_limit_per_second: Option<u32>,
     /// `synchronous=FULL`: every commit on the disk before it is acknowledged.
     #[serde(default)]
     pub durable_commits: bool,
@@ -64,6 +67,10 @@ impl FileConfig {
 
     pub fn throttle(&self) -> Option<Throttle> {
         self.throttle.map(|t| Throttle { cpu_limit_percent: t.cpu_limit_percent, priority_floor: t.priority_floor })
+    }
+
+    pub fn rate_limit_per_second(&self) -> u32 {
+        self.rate_limit_per_second.unwrap_or(20_000).max(1)
     }
 
     pub fn kill_grace(&self) -> Duration {

@@ -716,8 +716,48 @@ where
 type BoxedResponse = Pin<Box<dyn Future<Output = Result<HttpResponse, jsonrpsee::core::BoxError>> + Send>>;
 
 /// Serves connections from `accept` until `stop`, each through the gate.
-async fn serve<S, A, Fut>(mut accept: A, methods: Methods, stop: StopHandle, token: Option<Arc<str>>)
-where
+/// A token bucket per connection: `per_second` requests a second, bursts of twice that.
+struct Bucket {
+    tokens: f64,
+    refilled: std::time::Instant,
+    per_second: f64,
+}
+
+impl Bucket {
+    fn new(per_second: u32) -> Bucket {
+        let per_second = f64::from(per_second.max(1));
+        Bucket { tokens: per_second * 2.0, refilled: std::time::Instant::now(), per_second }
+    }
+
+    /// Takes a token, or says how long until one is there.
+    fn take(&mut self) -> Result<(), u64> {
+        let now = std::time::Instant::now();
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.per_second * 2.0);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Ok(());
+        }
+        Err(((1.0 - self.tokens) / self.per_second * 1000.0).ceil().max(1.0) as u64)
+    }
+}
+
+fn throttled(retry_after_ms: u64) -> HttpResponse {
+    let mut body = error_body(wire::THROTTLED, "throttled", "too many requests on this connection");
+    body["error"]["data"]["retry_after_ms"] = json!(retry_after_ms);
+    let mut response = json_response(429, body);
+    response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(retry_after_ms.div_ceil(1000)));
+    response
+}
+
+async fn serve<S, A, Fut>(
+    mut accept: A,
+    methods: Methods,
+    stop: StopHandle,
+    token: Option<Arc<str>>,
+    rate_per_second: u32,
+) where
     A: FnMut() -> Fut,
     Fut: Future<Output = std::io::Result<S>>,
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
@@ -744,7 +784,14 @@ where
         let stop_for_service = stop.clone();
         let builder = builder.clone();
         let token = token.clone();
+        let bucket = Arc::new(std::sync::Mutex::new(Bucket::new(rate_per_second)));
         let service = tower::service_fn(move |request: HttpRequest<hyper::body::Incoming>| -> BoxedResponse {
+            if let Err(retry_after_ms) = bucket.lock().expect("bucket lock").take() {
+                return Box::pin(async move {
+                    let _ = read_body(request.into_body()).await;
+                    Ok(throttled(retry_after_ms))
+                });
+            }
             let rpc = builder.clone().build(methods.clone(), stop_for_service.clone());
             Box::pin(handle(request, token.clone(), rpc))
         });
@@ -759,7 +806,7 @@ pub struct Listeners {
 }
 
 /// Starts serving; the handle stops the listeners.
-pub fn start(listeners: Listeners, methods: Methods, token: String) -> ServerHandle {
+pub fn start(listeners: Listeners, methods: Methods, token: String, rate_per_second: u32) -> ServerHandle {
     let (stop, handle) = stop_channel();
     let Listeners { tcp, unix } = listeners;
     let token: Arc<str> = Arc::from(token);
@@ -775,6 +822,7 @@ pub fn start(listeners: Listeners, methods: Methods, token: String) -> ServerHan
         methods.clone(),
         stop.clone(),
         Some(token),
+        rate_per_second,
     ));
     tokio::spawn(serve(
         {
@@ -787,6 +835,7 @@ pub fn start(listeners: Listeners, methods: Methods, token: String) -> ServerHan
         methods,
         stop,
         None,
+        rate_per_second,
     ));
     handle
 }
@@ -803,6 +852,18 @@ mod tests {
         assert_eq!((data["kind"].as_str(), data["retry_after_ms"].as_u64()), (Some("throttled"), Some(RETRY_AFTER_MS)));
         let store = service_error(ServiceError::Store(semantica_core::StoreError::Unavailable("disk full".into())));
         assert_eq!(store.code(), wire::DB_ERROR);
+    }
+
+    #[test]
+    fn a_bucket_allows_a_burst_then_says_when_to_come_back() {
+        let mut bucket = Bucket::new(10);
+        for _ in 0..20 {
+            assert!(bucket.take().is_ok());
+        }
+        let retry_after_ms = bucket.take().unwrap_err();
+        assert!((1..=100).contains(&retry_after_ms), "{retry_after_ms}");
+        std::thread::sleep(Duration::from_millis(retry_after_ms + 5));
+        assert!(bucket.take().is_ok());
     }
 
     #[test]

@@ -116,6 +116,7 @@ pub async fn serve(config: DaemonConfig) -> Result<(), StartError> {
     let rpc_addr = tcp.local_addr().map_err(|e| fail(e.to_string()))?;
     let unix = bind_socket(&config.socket_path)?;
     let shutdown_grace = config.file.shutdown_grace();
+    let rate_per_second = config.file.rate_limit_per_second();
     let socket_path = config.socket_path.clone();
     let daemon_json = config.daemon_json_path();
     let db_path = config.db_path.clone();
@@ -127,7 +128,8 @@ pub async fn serve(config: DaemonConfig) -> Result<(), StartError> {
                 .map_err(|e| fail(format!("{}: {e}", path.display())))?;
         }
     }
-    let handle = rpc::start(rpc::Listeners { tcp, unix }, rpc::methods(std::sync::Arc::clone(&service)), token);
+    let listeners = rpc::Listeners { tcp, unix };
+    let handle = rpc::start(listeners, rpc::methods(std::sync::Arc::clone(&service)), token, rate_per_second);
     let info = json!({
         "pid": std::process::id(),
         "rpc_addr": rpc_addr.to_string(),

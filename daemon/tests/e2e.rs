@@ -247,3 +247,52 @@ fn the_cli_enqueues_waits_and_says_when_no_daemon_runs() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("4000"));
     drop(daemon);
 }
+
+#[test]
+fn a_connection_over_its_rate_limit_gets_4003_with_retry_after_ms() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join("config.toml"), "rate_limit_per_second = 5\n").unwrap();
+    let daemon = Daemon::start(home.path());
+    let stream = TcpStream::connect(&daemon.rpc_addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"admin.stats.v1","params":{}}"#;
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        daemon.token,
+        body.len()
+    );
+    // One keep-alive connection: read each response (status line, headers, body) in turn.
+    let mut call = || -> (u16, Value) {
+        writer.write_all(request.as_bytes()).unwrap();
+        let mut status = String::new();
+        reader.read_line(&mut status).unwrap();
+        let mut length = 0usize;
+        loop {
+            let mut header = String::new();
+            reader.read_line(&mut header).unwrap();
+            if header == "\r\n" {
+                break;
+            }
+            if let Some(value) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        (status.split_whitespace().nth(1).unwrap().parse().unwrap(), serde_json::from_slice(&body).unwrap())
+    };
+    let answers: Vec<(u16, Value)> = (0..30).map(|_| call()).collect();
+    let refused: Vec<&(u16, Value)> = answers.iter().filter(|(status, _)| *status == 429).collect();
+    assert!(answers.iter().filter(|(status, _)| *status == 200).count() >= 10, "the burst (2 × 5) is allowed");
+    assert!(!refused.is_empty(), "30 calls at once exceed 5 a second");
+    let error = &refused[0].1["error"];
+    assert_eq!((error["code"].as_i64(), error["data"]["kind"].as_str()), (Some(4003), Some("throttled")));
+    let retry_after_ms = error["data"]["retry_after_ms"].as_u64().unwrap();
+    assert!((1..=1000).contains(&retry_after_ms), "{retry_after_ms}");
+    // The same connection, after waiting as told, is served again.
+    std::thread::sleep(Duration::from_millis(retry_after_ms + 50));
+    assert_eq!(call().0, 200);
+}
