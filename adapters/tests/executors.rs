@@ -4,49 +4,18 @@ use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 use semantica_adapters::exec::{subprocess, ExecConfig, Handlers, TokioExecutor};
-use semantica_core::{
-    Artifact, Backoff, Conditions, ErrorKind, ExecSpec, Executor, Job, JobId, JobState, KillOrder, Outcome, Report,
-};
+use semantica_core::{Artifact, ErrorKind, ExecSpec, Executor, Job, JobId, JobState, KillOrder, Outcome, Report};
 use tokio::sync::mpsc;
 
 fn job(id: u128, job_type: &str, payload: serde_json::Value, exec: Option<ExecSpec>) -> Job {
     Job {
-        id: JobId::from_u128(id),
-        seq: 1,
-        version: 1,
-        queue: "default".into(),
         job_type: job_type.into(),
-        subject_key: "s".into(),
-        generation: 1,
         state: JobState::Running,
-        priority: 0,
         payload_json: payload.to_string(),
         exec,
         attempts: 1,
-        max_attempts: 1,
-        backoff: Backoff::DEFAULT,
-        timeout_ms: None,
-        ttl_ms: None,
-        deadline_ms: None,
-        conditions: Conditions::default(),
-        event_released: false,
-        parent_job_id: None,
-        parent_pending: false,
-        tag: None,
-        chain_group_id: None,
-        trace_id: "t".into(),
-        created_at_ms: 0,
-        due_at_ms: 0,
         started_at_ms: Some(0),
-        finished_at_ms: None,
-        wake_at_ms: None,
-        pid: None,
-        pid_started_at: None,
-        reap_pending: false,
-        exit_code: None,
-        error: None,
-        result_summary_json: None,
-        artifacts: vec![],
+        ..Job::blank(JobId::from_u128(id))
     }
 }
 

@@ -251,6 +251,50 @@ pub struct Job {
 }
 
 impl Job {
+    /// A job with every option off and nothing decided yet: a value for stores, tools and
+    /// tests to start from (`Job { subject_key, ..Job::blank(id) }`). The engine builds
+    /// its jobs field by field from a validated request.
+    pub fn blank(id: JobId) -> Job {
+        Job {
+            id,
+            seq: 1,
+            version: 1,
+            queue: "default".to_owned(),
+            job_type: "noop".to_owned(),
+            subject_key: "subject".to_owned(),
+            generation: 1,
+            state: JobState::Queued,
+            priority: 0,
+            payload_json: "null".to_owned(),
+            exec: None,
+            attempts: 0,
+            max_attempts: 1,
+            backoff: Backoff::DEFAULT,
+            timeout_ms: None,
+            ttl_ms: None,
+            deadline_ms: None,
+            conditions: Conditions::default(),
+            event_released: false,
+            parent_job_id: None,
+            parent_pending: false,
+            tag: None,
+            chain_group_id: None,
+            trace_id: String::new(),
+            created_at_ms: 0,
+            due_at_ms: 0,
+            started_at_ms: None,
+            finished_at_ms: None,
+            wake_at_ms: None,
+            pid: None,
+            pid_started_at: None,
+            reap_pending: false,
+            exit_code: None,
+            error: None,
+            result_summary_json: None,
+            artifacts: Vec::new(),
+        }
+    }
+
     /// A process of this job may be alive: its subject must not start another.
     pub fn occupies_subject(&self) -> bool {
         self.state == JobState::Running || self.reap_pending

@@ -233,46 +233,17 @@ fn succeeded() -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use semantica_core::{Conditions, JobState};
+    use semantica_core::JobState;
 
     fn job_with_timeout() -> Job {
         Job {
-            id: JobId::from_u128(7),
-            seq: 1,
-            version: 1,
-            queue: "default".to_owned(),
-            job_type: "noop".to_owned(),
             subject_key: "s".to_owned(),
-            generation: 1,
             state: JobState::Running,
-            priority: 0,
-            payload_json: "null".to_owned(),
-            exec: None,
             attempts: 1,
-            max_attempts: 1,
-            backoff: semantica_core::Backoff::DEFAULT,
             timeout_ms: Some(10_000),
-            ttl_ms: None,
-            deadline_ms: None,
-            conditions: Conditions::default(),
-            event_released: false,
-            parent_job_id: None,
-            parent_pending: false,
-            tag: None,
-            chain_group_id: None,
             trace_id: "t".to_owned(),
-            created_at_ms: 0,
-            due_at_ms: 0,
             started_at_ms: Some(0),
-            finished_at_ms: None,
-            wake_at_ms: None,
-            pid: None,
-            pid_started_at: None,
-            reap_pending: false,
-            exit_code: None,
-            error: None,
-            result_summary_json: None,
-            artifacts: Vec::new(),
+            ..Job::blank(JobId::from_u128(7))
         }
     }
 

@@ -3,8 +3,8 @@
 //! them; none of them goes through the engine.
 
 use semantica_core::{
-    Action, Backoff, CancelRequest, Conditions, Config, Enqueued, Input, Job, JobId, JobState, KillOrder, MemStore,
-    Reply, Step, Store, SystemState, Throttle, Write, WriteSet,
+    Action, CancelRequest, Config, Enqueued, Input, Job, JobId, JobState, KillOrder, MemStore, Reply, Step, Store,
+    SystemState, Throttle, Write, WriteSet,
 };
 use semantica_sim::checker::{Checker, LiveProcess, Observation};
 
@@ -12,42 +12,18 @@ const NOW_MS: u64 = 1_700_000_000_000;
 
 fn job(n: u128, subject_key: &str, generation: u64, state: JobState) -> Job {
     Job {
-        id: JobId::from_u128(n),
         seq: n as u64,
-        version: 1,
-        queue: "default".to_owned(),
-        job_type: "noop".to_owned(),
         subject_key: subject_key.to_owned(),
         generation,
         state,
-        priority: 0,
-        payload_json: "null".to_owned(),
-        exec: None,
         attempts: u32::from(state == JobState::Running),
         max_attempts: 3,
-        backoff: Backoff::DEFAULT,
-        timeout_ms: None,
-        ttl_ms: None,
-        deadline_ms: None,
-        conditions: Conditions::default(),
-        event_released: false,
-        parent_job_id: None,
-        parent_pending: false,
-        tag: None,
-        chain_group_id: None,
         trace_id: format!("trace-{n}"),
         created_at_ms: NOW_MS,
         due_at_ms: NOW_MS,
         started_at_ms: (state == JobState::Running).then_some(NOW_MS),
         finished_at_ms: state.is_terminal().then_some(NOW_MS),
-        wake_at_ms: None,
-        pid: None,
-        pid_started_at: None,
-        reap_pending: false,
-        exit_code: None,
-        error: None,
-        result_summary_json: None,
-        artifacts: Vec::new(),
+        ..Job::blank(JobId::from_u128(n))
     }
 }
 
