@@ -45,6 +45,12 @@ pub struct FileConfig {
     /// `synchronous=FULL`: every commit on the disk before it is acknowledged.
     #[serde(default)]
     pub durable_commits: bool,
+    /// The database stops growing at about this size; writes that need more are answered
+    /// 5001 (as on a full disk) until space is freed. Default: no limit but the disk's.
+    pub db_max_bytes: Option<u64>,
+    /// Most bytes one job's log file grows to; output past it is dropped and noted in the
+    /// log (the job goes on). Default 64 MiB.
+    pub log_max_bytes: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]

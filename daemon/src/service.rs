@@ -27,6 +27,8 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 const SCHEDULER_IDLE_MAX: Duration = Duration::from_secs(1);
 /// Claims in one round before the scheduler lets others in.
 const CLAIMS_PER_ROUND_MAX: usize = 1024;
+/// Longest pause between two tries of recording an executor's report.
+const REPORT_RETRY_MAX: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 pub enum ServiceError {
@@ -72,6 +74,7 @@ impl Service {
     pub async fn start(config: DaemonConfig) -> Result<Arc<Service>, String> {
         let options = SqliteOptions {
             synchronous: if config.file.durable_commits { Synchronous::Full } else { Synchronous::Normal },
+            max_bytes: config.file.db_max_bytes,
             ..SqliteOptions::default()
         };
         let store =
@@ -94,6 +97,9 @@ impl Service {
         let reader = writer.open_reader(&options).map_err(|e| format!("{}: {e}", config.db_path.display()))?;
         let mut exec_config = ExecConfig::new(config.logs_dir(), config.runs_dir());
         exec_config.kill_grace = config.file.kill_grace();
+        if let Some(log_max_bytes) = config.file.log_max_bytes {
+            exec_config.log_max_bytes = log_max_bytes;
+        }
         if let Some(allowlist) = &config.file.env_allowlist {
             exec_config.env_allowlist = allowlist.clone();
         }
@@ -235,22 +241,25 @@ impl Service {
         }
     }
 
-    /// Feeds executor reports to the engine. A report must not be lost to a passing
-    /// store error: it is retried.
+    /// Feeds executor reports to the engine. A report must not be lost to a store error
+    /// (a full disk may last): it is retried, at most a second apart, until it is
+    /// recorded or the daemon stops. Dropping it would leave its job RUNNING and its
+    /// worker slot taken until the next restart.
     async fn pump_reports(self: Arc<Service>, mut reports: mpsc::UnboundedReceiver<Report>) {
         while let Some(report) = reports.recv().await {
-            if self.abandoning.load(Ordering::Acquire) {
-                // Shutting down: runs stopped now stay RUNNING in the store, and restart
-                // recovery treats them as the contract says.
-                continue;
-            }
-            for attempt in 0..20u32 {
+            let mut attempt = 0u32;
+            // Shutting down: runs stopped now stay RUNNING in the store, and restart
+            // recovery treats them as the contract says.
+            while !self.abandoning.load(Ordering::Acquire) {
                 match self.run(Input::Report(report.clone())).await {
                     Ok(_) => break,
                     Err(ServiceError::EngineGone) => return,
                     Err(error) => {
-                        warn!(%error, attempt, "report not recorded yet");
-                        tokio::time::sleep(Duration::from_millis(50) * (attempt + 1)).await;
+                        if attempt % 20 == 0 {
+                            warn!(%error, attempt, "report not recorded yet; retrying");
+                        }
+                        attempt += 1;
+                        tokio::time::sleep(REPORT_RETRY_MAX.min(Duration::from_millis(50) * attempt)).await;
                     }
                 }
             }

@@ -26,6 +26,9 @@ pub struct HandlerContext {
     /// cost a create (and later a delete) for every no-op.
     log: Option<File>,
     log_path: PathBuf,
+    /// Bytes the log may still grow by (`ExecConfig::log_max_bytes`), known once opened.
+    log_room: u64,
+    log_max_bytes: u64,
     cancelled: Arc<AtomicBool>,
 }
 
@@ -37,9 +40,22 @@ impl HandlerContext {
                 let _ = std::fs::create_dir_all(dir);
             }
             self.log = OpenOptions::new().create(true).append(true).open(&self.log_path).ok();
+            let len = self.log.as_ref().and_then(|log| log.metadata().ok()).map_or(0, |metadata| metadata.len());
+            self.log_room = self.log_max_bytes.saturating_sub(len);
         }
-        if let Some(log) = &mut self.log {
+        let Some(log) = &mut self.log else { return };
+        if self.log_room == 0 {
+            return;
+        }
+        if text.len() as u64 <= self.log_room {
             let _ = log.write_all(text.as_bytes());
+            self.log_room -= text.len() as u64;
+        } else {
+            let room = self.log_room as usize;
+            let _ = log.write_all(&text.as_bytes()[..room]);
+            let max = self.log_max_bytes;
+            let _ = writeln!(log, "\n[semantica] log reached {max} bytes (log_max_bytes): further output dropped");
+            self.log_room = 0;
         }
     }
 
@@ -179,6 +195,8 @@ pub async fn run(
         payload,
         log: None,
         log_path: config.log_path(job.id),
+        log_room: 0,
+        log_max_bytes: config.log_max_bytes,
         cancelled: Arc::clone(&cancelled),
     };
     on_started(None, None);

@@ -30,10 +30,14 @@ pub struct ExecConfig {
     pub env_allowlist: Vec<String>,
     /// Between SIGTERM and SIGKILL when a run is stopped.
     pub kill_grace: Duration,
+    /// Most bytes a job's log file grows to; output past it is read and dropped (the
+    /// process is not stopped), and one note in the log says so.
+    pub log_max_bytes: u64,
 }
 
 impl ExecConfig {
     pub const DEFAULT_ENV_ALLOWLIST: [&'static str; 5] = ["PATH", "HOME", "LANG", "TZ", "TMPDIR"];
+    pub const DEFAULT_LOG_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
     pub fn new(logs_dir: impl Into<PathBuf>, runs_dir: impl Into<PathBuf>) -> ExecConfig {
         ExecConfig {
@@ -41,6 +45,7 @@ impl ExecConfig {
             runs_dir: runs_dir.into(),
             env_allowlist: ExecConfig::DEFAULT_ENV_ALLOWLIST.iter().map(|s| s.to_string()).collect(),
             kill_grace: Duration::from_secs(5),
+            log_max_bytes: ExecConfig::DEFAULT_LOG_MAX_BYTES,
         }
     }
 

@@ -6,10 +6,13 @@ use std::io::Write as _;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Stdio;
+use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use semantica_core::{limits, Artifact, ErrorKind, Job, Outcome};
+use tokio::io::AsyncReadExt as _;
+use tokio::net::unix::pipe;
 use tokio::sync::watch;
 
 use super::ExecConfig;
@@ -17,6 +20,10 @@ use super::ExecConfig;
 /// Most artifacts listed for one attempt, and deepest directory walked.
 const ARTIFACTS_MAX: usize = 10_000;
 const ARTIFACT_DEPTH_MAX: usize = 32;
+/// How long the end of an attempt waits for the rest of its output.
+const OUTPUT_DRAIN_MAX: Duration = Duration::from_secs(2);
+/// Read size of the output copier; its only buffer.
+const OUTPUT_CHUNK_BYTES: usize = 64 * 1024;
 
 fn failed(kind: ErrorKind, message: impl Into<String>) -> Outcome {
     Outcome::Failed { kind, exit_code: None, message: message.into() }
@@ -48,11 +55,15 @@ pub async fn run(
     if let Err(error) = fs::create_dir_all(&artifact_dir) {
         return failed(ErrorKind::SpawnFailed, format!("cannot create {}: {error}", artifact_dir.display()));
     }
-    let (stdout, stderr) = match (log.try_clone(), log.try_clone()) {
-        (Ok(out), Ok(err)) => (out, err),
-        (Err(error), _) | (_, Err(error)) => {
-            return failed(ErrorKind::SpawnFailed, format!("cannot share the log: {error}"))
-        }
+    // Output goes through a pipe the daemon reads, not straight into the file, so that a
+    // job printing without end cannot fill the disk: see `copy_capped`.
+    let (output, stdout, stderr) = match output_pipe() {
+        Ok(pipe) => pipe,
+        Err(error) => return failed(ErrorKind::SpawnFailed, format!("cannot create the output pipe: {error}")),
+    };
+    let mut copier = match log.try_clone() {
+        Ok(copy_log) => tokio::spawn(copy_capped(output, copy_log, config.log_max_bytes)),
+        Err(error) => return failed(ErrorKind::SpawnFailed, format!("cannot share the log: {error}")),
     };
     let mut command = tokio::process::Command::new(&exec.command);
     command.args(&exec.args).env_clear();
@@ -67,15 +78,19 @@ pub async fn run(
         .env("SEMANTICA_RESULT_PATH", &result_path)
         .env("SEMANTICA_ARTIFACT_DIR", &artifact_dir)
         .stdin(Stdio::null())
-        .stdout(Stdio::from(stdout))
-        .stderr(Stdio::from(stderr))
+        .stdout(stdout)
+        .stderr(stderr)
         .process_group(0);
     if let Some(cwd) = &exec.cwd {
         command.current_dir(cwd);
     }
-    let mut child = match command.spawn() {
+    let spawned = command.spawn();
+    // The command holds the pipe's write ends: drop them, or the copier never sees the end.
+    drop(command);
+    let mut child = match spawned {
         Ok(child) => child,
         Err(error) => {
+            copier.abort();
             let _ = writeln!(log, "[semantica] cannot start {:?}: {error}", exec.command);
             return failed(ErrorKind::SpawnFailed, format!("cannot start {:?}: {error}", exec.command));
         }
@@ -100,6 +115,12 @@ pub async fn run(
     // Whatever the leader left running in its group goes with it: a finished job leaves
     // no processes behind.
     signal_group(pid, Signal::SIGKILL);
+    // The output left in the pipe lands in the log before the attempt's end is reported.
+    // A process that left the group (setsid) may hold the pipe open: wait a little only.
+    if tokio::time::timeout(OUTPUT_DRAIN_MAX, &mut copier).await.is_err() {
+        copier.abort();
+        let _ = writeln!(log, "[semantica] output still open after the process ended: no longer read");
+    }
     let status = match status {
         Ok(status) => status,
         Err(error) => return failed(ErrorKind::SpawnFailed, format!("lost the child: {error}")),
@@ -123,6 +144,52 @@ pub async fn run(
     let result_summary_json = read_result(&result_path, &mut log);
     let artifacts = list_artifacts(&artifact_dir);
     Outcome::Succeeded { exit_code: Some(0), result_summary_json, artifacts }
+}
+
+/// One pipe for stdout and stderr (so that their lines interleave as written): the read
+/// end for the daemon, two write ends for the child. Both ends are close-on-exec, so no
+/// other child inherits them.
+fn output_pipe() -> std::io::Result<(pipe::Receiver, Stdio, Stdio)> {
+    let (sender, receiver) = pipe::pipe()?;
+    // The child gets an ordinary blocking pipe; only the daemon's end is non-blocking.
+    let stdout = sender.into_blocking_fd()?;
+    let stderr = stdout.try_clone()?;
+    Ok((receiver, Stdio::from(stdout), Stdio::from(stderr)))
+}
+
+/// Copies a child's output into its log until the pipe closes. The log grows to at most
+/// `max_bytes` (counting what earlier attempts wrote); past that, output is read and
+/// dropped, so the child never blocks on a full pipe, and one note says so. Memory: one
+/// chunk, whatever the child prints.
+async fn copy_capped(mut output: pipe::Receiver, mut log: File, max_bytes: u64) {
+    let mut written = log.metadata().map(|metadata| metadata.len()).unwrap_or(0);
+    let mut dropped = 0u64;
+    let mut chunk = vec![0u8; OUTPUT_CHUNK_BYTES];
+    loop {
+        let read = match output.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        let room = max_bytes.saturating_sub(written).min(read as u64) as usize;
+        if room > 0 {
+            if log.write_all(&chunk[..room]).is_err() {
+                break;
+            }
+            written += room as u64;
+        }
+        if room < read {
+            if dropped == 0 {
+                let _ = writeln!(
+                    log,
+                    "\n[semantica] log reached {max_bytes} bytes (log_max_bytes): further output dropped"
+                );
+            }
+            dropped += (read - room) as u64;
+        }
+    }
+    if dropped > 0 {
+        let _ = writeln!(log, "[semantica] {dropped} bytes of output dropped");
+    }
 }
 
 /// Resolves once a stop is asked for; never, if the asker is gone.

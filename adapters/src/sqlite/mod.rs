@@ -47,11 +47,15 @@ pub struct SqliteOptions {
     /// How long a statement waits for another connection's lock before it fails with
     /// [`StoreError::Unavailable`].
     pub busy_timeout_ms: u64,
+    /// The database file stops growing at about this size (`PRAGMA max_page_count`): a
+    /// commit that needs more fails with [`StoreError::Unavailable`], as on a full disk,
+    /// and writes go on once space is freed (purge) or the limit raised. `None`: no limit.
+    pub max_bytes: Option<u64>,
 }
 
 impl Default for SqliteOptions {
     fn default() -> SqliteOptions {
-        SqliteOptions { synchronous: Synchronous::Normal, busy_timeout_ms: 5_000 }
+        SqliteOptions { synchronous: Synchronous::Normal, busy_timeout_ms: 5_000, max_bytes: None }
     }
 }
 
@@ -157,6 +161,15 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", synchronous).map_err(unavailable)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(unavailable)?;
         schema::migrate(&mut conn, MIGRATIONS)?;
+        if let Some(max_bytes) = options.max_bytes {
+            let page_size: i64 = conn.query_row("PRAGMA page_size", [], |row| row.get(0)).map_err(unavailable)?;
+            let pages = (max_bytes / page_size.max(1) as u64).clamp(1, i64::MAX as u64);
+            // SQLite never lowers the limit below the pages in use: an over-full file opens
+            // and can still be read, purged and vacuumed.
+            let _: i64 = conn
+                .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |row| row.get(0))
+                .map_err(unavailable)?;
+        }
         Ok(SqliteStore { conn, path })
     }
 
