@@ -17,4 +17,7 @@ pub mod core_targets;
 
 pub mod edge_targets;
 
+pub mod store_targets;
+
 pub use edge_targets::{log_chunk, wire_enqueue};
+pub use store_targets::hostile_database;
