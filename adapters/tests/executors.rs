@@ -40,14 +40,20 @@ fn rig(grace: Duration) -> Rig {
 }
 
 impl Rig {
-    /// The attempt's reports: `Started`, then `Finished`'s outcome.
-    async fn outcome(&mut self) -> (Report, Outcome) {
-        let started = tokio::time::timeout(Duration::from_secs(20), self.reports.recv()).await.unwrap().unwrap();
-        assert!(matches!(started, Report::Started { .. }), "{started:?}");
-        let finished = tokio::time::timeout(Duration::from_secs(20), self.reports.recv()).await.unwrap().unwrap();
-        match finished {
-            Report::Finished { outcome, .. } => (started, outcome),
-            other => panic!("expected Finished, got {other:?}"),
+    /// The attempt's reports: `Started` (subprocesses only: it carries the pid), then
+    /// `Finished`'s outcome.
+    async fn outcome(&mut self) -> (Option<Report>, Outcome) {
+        let mut started = None;
+        loop {
+            let report = tokio::time::timeout(Duration::from_secs(20), self.reports.recv()).await.unwrap().unwrap();
+            match report {
+                Report::Started { pid, .. } => {
+                    assert!(started.is_none(), "two Started reports");
+                    assert!(pid.is_some(), "a Started report without a pid: {report:?}");
+                    started = Some(report);
+                }
+                Report::Finished { outcome, .. } => return (started, outcome),
+            }
         }
     }
 
@@ -68,6 +74,7 @@ async fn a_subprocess_leaves_its_result_artifacts_and_output() {
     let job = job(1, "x", serde_json::Value::Null, Some(exec));
     rig.executor.spawn(&job);
     let (started, outcome) = rig.outcome().await;
+    let started = started.expect("a subprocess reports its pid");
     let Report::Started { pid, pid_started_at, .. } = started else { unreachable!() };
     assert!(pid.is_some() && pid_started_at.is_some());
     assert_eq!(
@@ -169,10 +176,9 @@ async fn a_leftover_is_killed_only_if_its_start_time_matches() {
 async fn builtin_handlers_do_what_the_contract_says() {
     let mut rig = rig(Duration::from_secs(5));
     rig.executor.spawn(&job(10, "noop", serde_json::Value::Null, None));
-    assert_eq!(
-        rig.outcome().await.1,
-        Outcome::Succeeded { exit_code: None, result_summary_json: None, artifacts: vec![] }
-    );
+    let (started, outcome) = rig.outcome().await;
+    assert!(started.is_none(), "an in-process job has no pid to report: {started:?}");
+    assert_eq!(outcome, Outcome::Succeeded { exit_code: None, result_summary_json: None, artifacts: vec![] });
 
     let payload = serde_json::json!({"hello": ["world", 1]});
     rig.executor.spawn(&job(11, "echo", payload.clone(), None));
@@ -203,7 +209,6 @@ async fn a_cancelled_sleep_ends_early_and_a_panic_fails_only_its_job() {
     let mut rig = rig(Duration::from_secs(5));
     let sleeper = job(20, "sleep", serde_json::json!({"ms": 60_000}), None);
     rig.executor.spawn(&sleeper);
-    let _started = rig.reports.recv().await.unwrap();
     rig.executor.kill(&KillOrder { job_id: sleeper.id, attempt: 1, pid: None, pid_started_at: None });
     let finished =
         tokio::time::timeout(Duration::from_secs(5), rig.reports.recv()).await.expect("cancel is prompt").unwrap();
@@ -228,7 +233,6 @@ async fn a_cancelled_sleep_ends_early_and_a_panic_fails_only_its_job() {
         sender,
     );
     executor.spawn(&job(21, "boom", serde_json::Value::Null, None));
-    let _started = reports.recv().await.unwrap();
     match reports.recv().await.unwrap() {
         Report::Finished { outcome: Outcome::Failed { kind: ErrorKind::HandlerError, message, .. }, .. } => {
             assert!(message.contains("panicked: boom"), "{message}")
@@ -236,6 +240,5 @@ async fn a_cancelled_sleep_ends_early_and_a_panic_fails_only_its_job() {
         other => panic!("{other:?}"),
     }
     executor.spawn(&job(22, "noop", serde_json::Value::Null, None));
-    let _started = reports.recv().await.unwrap();
     assert!(matches!(reports.recv().await.unwrap(), Report::Finished { outcome: Outcome::Succeeded { .. }, .. }));
 }

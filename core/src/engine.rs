@@ -40,6 +40,8 @@ pub enum Input {
     Report(Report),
     /// Time has passed: schedules, back-offs, TTLs, deadlines and timeouts that are due.
     Tick,
+    /// Releases up to `limits::EVENT_ROUND_JOBS_MAX` jobs waiting for the event `name`;
+    /// a reply of exactly that many means more may wait: send it again.
     Event {
         name: String,
     },
@@ -717,7 +719,7 @@ impl Engine {
     // ---- events and the system -----------------------------------------------------
 
     fn event(&mut self, tx: &mut Tx, name: &str) -> StoreResult<usize> {
-        let waiters = tx.event_waiters(name, limits::FAN_OUT_JOBS_MAX)?;
+        let waiters = tx.event_waiters(name, limits::EVENT_ROUND_JOBS_MAX)?;
         let count = waiters.len();
         for job in waiters {
             let mut job = tx.get(job.id)?.expect("listed in this step");
@@ -762,7 +764,14 @@ impl Engine {
                 failed_attempts += 1;
             } else {
                 job.reap_pending = false;
-                tx.update(job)?;
+                if job.state.is_waiting() {
+                    // Its state was decided under the last daemon's view of the system;
+                    // this engine may see another (found by the fuzz harness, regression
+                    // in core/tests/fuzz_harness.proptest-regressions).
+                    self.settle(tx, job)?;
+                } else {
+                    tx.update(job)?;
+                }
             }
         }
         Ok(Reply::Recovered { failed_attempts, processes_killed })

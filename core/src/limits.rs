@@ -39,5 +39,9 @@ pub const CLAIM_SCAN_FIRST: usize = 4;
 pub const CLAIM_SCAN_MAX: usize = 64;
 /// Jobs one `Tick` moves on; more due jobs make the engine ask to be woken again at once.
 pub const TICK_JOBS_MAX: usize = 1000;
-/// Jobs one cancel by tag or group, one event, or one parent's end may touch.
+/// Jobs one cancel by tag or group, system change, or one parent's end may touch.
 pub const FAN_OUT_JOBS_MAX: usize = 100_000;
+/// Jobs one `Event` step releases. A step holds every job it writes in memory until it
+/// commits, so an event with more waiters is released over several steps: a reply of
+/// exactly this many means "call again" (the daemon does, within one `dev.event.v1`).
+pub const EVENT_ROUND_JOBS_MAX: usize = 2_000;

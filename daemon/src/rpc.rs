@@ -328,9 +328,21 @@ async fn event(service: Arc<Service>, params: Params<'static>) -> RpcResult {
             format!("1 to {} characters", limits::EVENT_NAME_CHARS_MAX),
         )));
     }
-    match service.run_request(Input::Event { name }).await.map_err(service_error)?.reply {
-        Reply::Released { count } => Ok(json!({ "released_count": count })),
-        other => Err(unexpected(other)),
+    // Released in rounds of at most `EVENT_ROUND_JOBS_MAX` jobs, each its own step, so
+    // that a million waiters do not make one step (and its memory) a million jobs big.
+    // Should the daemon stop between rounds, the call was not answered and the jobs
+    // released so far stay released; the rest still wait for the event.
+    let mut released = 0;
+    loop {
+        match service.run_request(Input::Event { name: name.clone() }).await.map_err(service_error)?.reply {
+            Reply::Released { count } => {
+                released += count;
+                if count < limits::EVENT_ROUND_JOBS_MAX {
+                    return Ok(json!({ "released_count": released }));
+                }
+            }
+            other => return Err(unexpected(other)),
+        }
     }
 }
 

@@ -27,8 +27,12 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 const SCHEDULER_IDLE_MAX: Duration = Duration::from_secs(1);
 /// Claims in one round before the scheduler lets others in.
 const CLAIMS_PER_ROUND_MAX: usize = 1024;
+/// Most claims queued to the writer together (one transaction).
+const CLAIM_GROUP_MAX: usize = 64;
 /// Longest pause between two tries of recording an executor's report.
 const REPORT_RETRY_MAX: Duration = Duration::from_secs(1);
+/// Executor reports queued to the writer together (one transaction).
+const REPORT_BATCH_MAX: usize = 256;
 
 #[derive(Debug)]
 pub enum ServiceError {
@@ -222,45 +226,93 @@ impl Service {
         }
     }
 
+    /// Claims until nothing more can start. Claims go to the writer in groups of up to
+    /// one per worker, queued back to back, so that a group shares one transaction.
     async fn claim_all(self: &Arc<Service>) {
-        for _ in 0..CLAIMS_PER_ROUND_MAX {
+        let group = self.config.workers.clamp(1, CLAIM_GROUP_MAX);
+        let mut claims = 0;
+        while claims < CLAIMS_PER_ROUND_MAX {
             if self.stopping.load(Ordering::Acquire) {
                 return;
             }
-            match self.run(Input::Claim { queue: None }).await {
-                Ok(step) => {
-                    if matches!(step.reply, Reply::Claimed(None)) && step.persist.is_empty() {
-                        return;
+            let mut queued = Vec::with_capacity(group);
+            for _ in 0..group {
+                match self.writer.queue_async(Input::Claim { queue: None }).await {
+                    Ok(pending) => queued.push(pending),
+                    Err(error) => {
+                        warn!(%error, "claim failed");
+                        break;
                     }
                 }
-                Err(error) => {
-                    warn!(%error, "claim failed");
-                    return;
+            }
+            claims += queued.len();
+            let mut exhausted = queued.len() < group;
+            for pending in queued {
+                match pending.wait_async().await {
+                    Ok(step) => {
+                        self.apply(&step);
+                        if matches!(step.reply, Reply::Claimed(None)) && step.persist.is_empty() {
+                            exhausted = true;
+                        }
+                    }
+                    Err(error) => {
+                        warn!(%error, "claim failed");
+                        exhausted = true;
+                    }
+                }
+            }
+            if exhausted {
+                return;
+            }
+        }
+    }
+
+    /// Feeds executor reports to the engine, as many as are waiting queued back to back
+    /// so that they share one transaction. A report must not be lost to a store error (a
+    /// full disk may last): a failed one is retried, at most a second apart, until it is
+    /// recorded or the daemon stops. Dropping it would leave its job RUNNING and its
+    /// worker slot taken until the next restart.
+    async fn pump_reports(self: Arc<Service>, mut reports: mpsc::UnboundedReceiver<Report>) {
+        let mut batch = Vec::with_capacity(REPORT_BATCH_MAX);
+        while reports.recv_many(&mut batch, REPORT_BATCH_MAX).await > 0 {
+            if self.abandoning.load(Ordering::Acquire) {
+                // Shutting down: runs stopped now stay RUNNING in the store, and restart
+                // recovery treats them as the contract says.
+                batch.clear();
+                continue;
+            }
+            let mut queued = Vec::with_capacity(batch.len());
+            for report in batch.drain(..) {
+                let pending = self.writer.queue_async(Input::Report(report.clone())).await;
+                queued.push((report, pending));
+            }
+            for (report, pending) in queued {
+                let result = match pending {
+                    Ok(pending) => pending.wait_async().await,
+                    Err(error) => Err(error),
+                };
+                match result {
+                    Ok(step) => self.apply(&step),
+                    Err(WriteError::Store(_)) => self.record_report(report).await,
+                    Err(_) => return,
                 }
             }
         }
     }
 
-    /// Feeds executor reports to the engine. A report must not be lost to a store error
-    /// (a full disk may last): it is retried, at most a second apart, until it is
-    /// recorded or the daemon stops. Dropping it would leave its job RUNNING and its
-    /// worker slot taken until the next restart.
-    async fn pump_reports(self: Arc<Service>, mut reports: mpsc::UnboundedReceiver<Report>) {
-        while let Some(report) = reports.recv().await {
-            let mut attempt = 0u32;
-            // Shutting down: runs stopped now stay RUNNING in the store, and restart
-            // recovery treats them as the contract says.
-            while !self.abandoning.load(Ordering::Acquire) {
-                match self.run(Input::Report(report.clone())).await {
-                    Ok(_) => break,
-                    Err(ServiceError::EngineGone) => return,
-                    Err(error) => {
-                        if attempt % 20 == 0 {
-                            warn!(%error, attempt, "report not recorded yet; retrying");
-                        }
-                        attempt += 1;
-                        tokio::time::sleep(REPORT_RETRY_MAX.min(Duration::from_millis(50) * attempt)).await;
+    /// One report, retried until it is recorded (see `pump_reports`).
+    async fn record_report(self: &Arc<Service>, report: Report) {
+        let mut attempt = 0u32;
+        while !self.abandoning.load(Ordering::Acquire) {
+            match self.run(Input::Report(report.clone())).await {
+                Ok(_) => return,
+                Err(ServiceError::EngineGone) => return,
+                Err(error) => {
+                    if attempt % 20 == 0 {
+                        warn!(%error, attempt, "report not recorded yet; retrying");
                     }
+                    attempt += 1;
+                    tokio::time::sleep(REPORT_RETRY_MAX.min(Duration::from_millis(50) * attempt)).await;
                 }
             }
         }

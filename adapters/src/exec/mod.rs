@@ -4,7 +4,8 @@
 //! `exec` runs as a subprocess ([`subprocess`]); any other job runs the in-process
 //! [`Handler`] registered for its type ([`handlers`]). Either way exactly one
 //! `Report::Finished` follows every spawn, also after a kill, and is sent on the channel
-//! the executor was built with; the daemon feeds it back to the engine.
+//! the executor was built with; the daemon feeds it back to the engine. A subprocess's
+//! `Report::Started` (its pid) comes before; in-process handlers send none.
 
 pub mod handlers;
 pub mod subprocess;
@@ -114,7 +115,12 @@ impl Executor for TokioExecutor {
         self.runtime.spawn(async move {
             let started = reports.clone();
             let on_started = move |pid: Option<u32>, pid_started_at: Option<u64>| {
-                let _ = started.send(Report::Started { job_id: job.id, attempt: job.attempts, pid, pid_started_at });
+                // Without a pid (an in-process handler) there is nothing to record: the job
+                // is RUNNING since its claim, and the report would cost a write per job.
+                if pid.is_some() {
+                    let _ =
+                        started.send(Report::Started { job_id: job.id, attempt: job.attempts, pid, pid_started_at });
+                }
             };
             let outcome = match &job.exec {
                 Some(_) => subprocess::run(&job, &config, stop, on_started).await,

@@ -65,6 +65,10 @@ pub(crate) fn select_list() -> String {
     COLUMNS.join(", ")
 }
 
+/// Highest seq or version a store holds: counted up by one per job or write, they never
+/// get near it; a file that says otherwise is damaged, and one more would not fit.
+pub(crate) const COUNTER_MAX: u64 = 1 << 62;
+
 /// An ordered integer (seq, generation, a time): core keeps these below 2^63 so that SQL
 /// compares them as it compares u64.
 pub(crate) fn ordered(value: u64, column: &str) -> i64 {
@@ -248,8 +252,15 @@ where
 pub(crate) fn decode(row: &Row<'_>) -> StoreResult<Job> {
     let mut c = Cells { row, index: 0 };
     let seq = c.u64()?;
+    if seq > COUNTER_MAX {
+        return Err(corrupt("seq", format!("{seq} is past any sequence a store reaches")));
+    }
     let id = c.id_opt()?.ok_or_else(|| corrupt("id", "unexpected NULL"))?;
     let version = c.u64()?;
+    if version == 0 || version > COUNTER_MAX {
+        // Versions count writes from 1; the next one must still fit its column.
+        return Err(corrupt("version", format!("{version} is no version a store writes")));
+    }
     let queue = c.text()?;
     let job_type = c.text()?;
     let subject_key = c.text()?;

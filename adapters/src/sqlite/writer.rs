@@ -171,6 +171,14 @@ impl WriterHandle {
         Pending { reply }.wait_async().await
     }
 
+    /// Queues `input`, waiting for room, and returns without waiting for its commit:
+    /// inputs queued back to back this way share a transaction (group commit).
+    pub async fn queue_async(&self, input: Input) -> Result<Pending, WriteError> {
+        let (op, reply) = Op::new(input);
+        self.sender.send(Message::Op(op)).await.map_err(|_| WriteError::Closed)?;
+        Ok(Pending { reply })
+    }
+
     /// Queues `input` if there is room, else refuses it with [`WriteError::QueueFull`].
     pub fn try_submit(&self, input: Input) -> Result<Pending, WriteError> {
         let (op, reply) = Op::new(input);
