@@ -8,7 +8,10 @@
 //!
 //! It promises figures, never verdicts: the machine is shared, so nothing here asserts a
 //! time. It must never reach into the daemon's internals; a figure that needs the daemon's
-//! own clock comes from the job view (`created_at`, `started_at`, `finished_at`).
+//! own clock comes from the job view (`created_at`, `started_at`, `finished_at`). The one
+//! exception is `history`'s prefill, which writes finished jobs through the store port
+//! into a home no daemon has opened yet: a million jobs over the wire would take longer
+//! than the figures measured on top of them.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -18,13 +21,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use semantica_adapters::{SqliteOptions, SqliteStore};
+use semantica_core::{IdGen, Job, JobState, SeededIds, Store, Write, WriteSet};
 use serde_json::{json, Map, Value};
 
 use crate::client::{read_daemon_info, Client, ClientError};
 
 /// Every scenario, in the order they run.
-pub const SCENARIOS: [&str; 7] =
-    ["enqueue", "enqueue_batch", "drain", "e2e", "subprocess", "supersede_storm", "restart"];
+pub const SCENARIOS: [&str; 8] =
+    ["enqueue", "enqueue_batch", "drain", "e2e", "subprocess", "supersede_storm", "restart", "history"];
 
 /// Sizes at `--scale 1`.
 const ENQUEUE_JOBS: f64 = 100_000.0;
@@ -45,6 +50,16 @@ const STORM_SUBJECTS: f64 = 1000.0;
 const STORM_CONNECTIONS: usize = 4;
 const STORM_SLEEP_MS: u64 = 10;
 const RESTART_JOBS: f64 = 1_000_000.0;
+const HISTORY_JOBS: f64 = 1_000_000.0;
+/// Finished jobs per write set of the history prefill: one SQLite transaction each.
+const PREFILL_CHUNK_JOBS: u64 = 10_000;
+/// The prefilled jobs finished over the day that ended an hour ago: well inside the
+/// default retention (7 days), and nothing of them is due or running any more.
+const HISTORY_SPAN_MS: u64 = 24 * 3_600_000;
+const HISTORY_END_AGO_MS: u64 = 3_600_000;
+/// The target: a figure on a database with history is at least this share of the
+/// same figure on a fresh one. `meets_0_8` in the table says whether it held.
+const HISTORY_RATIO_MIN: f64 = 0.8;
 
 /// A call that hangs longer than this is a failure, not a slow figure.
 const CALL_TIMEOUT: Duration = Duration::from_secs(120);
@@ -64,7 +79,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1.0)]
     pub scale: f64,
     /// Run only this scenario (repeatable): enqueue, enqueue_batch, drain, e2e,
-    /// subprocess, supersede_storm, restart. Default: all.
+    /// subprocess, supersede_storm, restart, history (enqueue and drain again on a
+    /// database with 1,000,000 finished jobs × --scale). Default: all.
     #[arg(long = "scenario", value_name = "NAME")]
     pub scenarios: Vec<String>,
     /// Run every scenario this many times and report the medians.
@@ -159,7 +175,8 @@ async fn run(args: BenchArgs, json_output: bool) -> BenchResult<bool> {
         }
         runs.push(rows);
     }
-    let rows = medians(&runs);
+    let mut rows = medians(&runs);
+    compare_history(&mut rows);
     println!("{}", table(&rows, args.runs));
     let report = json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -693,12 +710,17 @@ impl Bench {
         Labels { queue: name.clone(), tag: name.clone(), subject_prefix: name }
     }
 
+    /// The data directory of a fresh daemon, emptied.
+    fn home(&self, base_dir: &Path, scenario: &str, run: usize, variant: &str) -> PathBuf {
+        let home = base_dir.join(format!("semantica-bench-{}-{run}-{scenario}{variant}", self.run_id));
+        let _ = std::fs::remove_dir_all(&home);
+        home
+    }
+
     fn daemon(&self, scenario: &str, run: usize, variant: &str) -> BenchResult<Daemon> {
         match &self.target {
             Target::Fresh { exe, base_dir, workers } => {
-                let home = base_dir.join(format!("semantica-bench-{}-{run}-{scenario}{variant}", self.run_id));
-                let _ = std::fs::remove_dir_all(&home);
-                start_daemon(exe, &home, *workers)
+                start_daemon(exe, &self.home(base_dir, scenario, run, variant), *workers)
             }
             Target::Running { addr, token, pid } => {
                 Ok(Daemon { addr: addr.clone(), token: token.clone(), pid: *pid, child: None, home: None })
@@ -727,6 +749,13 @@ impl Bench {
                     Ok(Vec::new())
                 }
             },
+            "history" => match self.target {
+                Target::Fresh { .. } => self.history(run).await,
+                Target::Running { .. } => {
+                    eprintln!("  history: skipped (it prefills a database before its daemon starts)");
+                    Ok(Vec::new())
+                }
+            },
             other => Err(format!("unknown scenario {other}")),
         }
     }
@@ -738,13 +767,7 @@ impl Bench {
             figures.insert("peak_rss_mib".into(), json!(round3(mib)));
         }
         if daemon.child.is_none() {
-            let client = daemon.client()?;
-            for _ in 0..EVENT_CALLS_MAX {
-                let cancelled = call(&client, "dev.cancel.v1", &json!({"tag": labels.tag}), &AtomicU64::new(0)).await?;
-                if cancelled["cancelled_count"].as_u64().unwrap_or(0) == 0 {
-                    break;
-                }
-            }
+            cancel_tag(&daemon.client()?, &labels.tag).await?;
         }
         Ok(())
     }
@@ -755,6 +778,18 @@ impl Bench {
         let daemon = self.daemon("enqueue", run, &variant)?;
         let labels = self.labels("enqueue", run, &variant);
         let jobs = self.size(ENQUEUE_JOBS);
+        let figures = self.measure_enqueue(&daemon, &labels, jobs, connections).await?;
+        Ok(Row { scenario: "enqueue", parameters: enqueue_parameters(jobs, connections), figures })
+    }
+
+    /// The figures of `enqueue` on a daemon that is already up.
+    async fn measure_enqueue(
+        &self,
+        daemon: &Daemon,
+        labels: &Labels,
+        jobs: u64,
+        connections: usize,
+    ) -> BenchResult<Map<String, Value>> {
         let at_ms = now_ms() + FAR_FUTURE_MS;
         let template = move |labels: &Labels, index: u64| {
             let mut job = noop_job(labels, index);
@@ -762,22 +797,14 @@ impl Bench {
             job
         };
         let cpu = CpuMeter::start(daemon.pid);
-        let outcome = enqueue_singly(&daemon, &labels, jobs, connections, template, "enqueue").await?;
+        let outcome = enqueue_singly(daemon, labels, jobs, connections, template, "enqueue").await?;
         let mut figures = Map::new();
         cpu.figures(&mut figures);
         figures.insert("jobs_per_s".into(), json!(rate(jobs, outcome.elapsed)));
         latency_figures(&mut figures, outcome.latencies_us, "");
         figures.insert("throttled".into(), json!(outcome.throttled));
-        self.finish(&daemon, &labels, &mut figures).await?;
-        Ok(Row {
-            scenario: "enqueue",
-            parameters: params(&[
-                ("jobs", json!(jobs)),
-                ("connections", json!(connections)),
-                ("jobs_due", json!("in 24 h")),
-            ]),
-            figures,
-        })
+        self.finish(daemon, labels, &mut figures).await?;
+        Ok(figures)
     }
 
     /// `enqueue_batch`: `dev.enqueue_batch.v1` of 1,000 jobs due tomorrow.
@@ -823,6 +850,25 @@ impl Bench {
         let daemon = self.daemon(scenario, run, "")?;
         let labels = self.labels(scenario, run, "");
         let jobs = self.size(base);
+        let figures = self.measure_drain(&daemon, &labels, scenario, jobs, job).await?;
+        Ok(Row { scenario, parameters: self.drain_parameters(scenario, jobs), figures })
+    }
+
+    fn drain_parameters(&self, scenario: &str, jobs: u64) -> Map<String, Value> {
+        let kind = if scenario == "subprocess" { "exec true" } else { "noop" };
+        params(&[("jobs", json!(jobs)), ("job", json!(kind)), ("workers", self.target.workers())])
+    }
+
+    /// The figures of `drain` (or `subprocess`) on a daemon that is already up; `label`
+    /// names the phases in the progress lines.
+    async fn measure_drain(
+        &self,
+        daemon: &Daemon,
+        labels: &Labels,
+        label: &str,
+        jobs: u64,
+        job: fn(&Labels, u64) -> Value,
+    ) -> BenchResult<Map<String, Value>> {
         let event = format!("{}-go", labels.queue);
         let held = {
             let event = event.clone();
@@ -832,7 +878,7 @@ impl Bench {
                 value
             }
         };
-        let loaded = enqueue_batches(&daemon, &labels, jobs, BATCH_CONNECTIONS, held, scenario).await?;
+        let loaded = enqueue_batches(daemon, labels, jobs, BATCH_CONNECTIONS, held, label).await?;
         let client = daemon.client()?;
         let cpu = CpuMeter::start(daemon.pid);
         let released_at = Instant::now();
@@ -850,7 +896,7 @@ impl Bench {
             return Err(format!("the event released {released} jobs, not {jobs}"));
         }
         let timeout = Duration::from_secs(120 + jobs / 100);
-        let end = wait_counts(&client, &labels.queue, timeout, scenario, |c| c.open() == 0).await?;
+        let end = wait_counts(&client, &labels.queue, timeout, label, |c| c.open() == 0).await?;
         let wall = released_at.elapsed();
         let mut figures = Map::new();
         cpu.figures(&mut figures);
@@ -863,13 +909,8 @@ impl Bench {
         figures.insert("release_ms".into(), json!(round3(release_elapsed.as_secs_f64() * 1000.0)));
         figures.insert("release_to_all_ended_s".into(), json!(round3(wall.as_secs_f64())));
         figures.insert("load_jobs_per_s".into(), json!(rate(jobs, loaded.elapsed)));
-        self.finish(&daemon, &labels, &mut figures).await?;
-        let kind = if scenario == "subprocess" { "exec true" } else { "noop" };
-        Ok(Row {
-            scenario,
-            parameters: params(&[("jobs", json!(jobs)), ("job", json!(kind)), ("workers", self.target.workers())]),
-            figures,
-        })
+        self.finish(daemon, labels, &mut figures).await?;
+        Ok(figures)
     }
 
     /// `e2e`: 16 connections enqueue `noop` jobs while the workers drain them; a few
@@ -1057,6 +1098,192 @@ impl Bench {
         self.finish(&second, &labels, &mut figures).await?;
         Ok(Row { scenario: "restart", parameters: params(&[("jobs_waiting", json!(jobs))]), figures })
     }
+
+    /// `history`: the `enqueue` (1 and 16 connections) and `drain` figures again, one after
+    /// another on one daemon whose database held N finished `noop` jobs before it started.
+    /// Each `enqueue` phase's jobs are cancelled before the next phase, so what piles up
+    /// stays finished.
+    async fn history(&self, run: usize) -> BenchResult<Vec<Row>> {
+        let Target::Fresh { exe, base_dir, workers } = &self.target else {
+            unreachable!("history needs a fresh daemon")
+        };
+        let home = self.home(base_dir, "history", run, "");
+        let done_labels = self.labels("history", run, "-done");
+        let history_jobs = self.size(HISTORY_JOBS);
+        let seed = now_ms() ^ (u64::from(std::process::id()) << 40) ^ run as u64;
+        let prefilled = prefill(&home, &done_labels, history_jobs, seed).await;
+        let prefill_elapsed = match prefilled {
+            Ok(elapsed) => elapsed,
+            Err(error) => {
+                let _ = std::fs::remove_dir_all(&home);
+                return Err(error);
+            }
+        };
+        let daemon = start_daemon(exe, &home, *workers)?;
+        let client = daemon.client()?;
+        let stats_started = Instant::now();
+        let stored = counts(&client, &done_labels.queue).await?;
+        let stats_elapsed = stats_started.elapsed();
+        if stored.done != history_jobs || stored.total() != history_jobs {
+            return Err(format!("the daemon sees {stored:?} in the history queue, not {history_jobs} DONE jobs"));
+        }
+        let mut shared = Map::new();
+        shared.insert("history_rows".into(), json!(stored.done));
+        shared.insert("prefill_s".into(), json!(round3(prefill_elapsed.as_secs_f64())));
+        shared.insert("prefill_rows_per_s".into(), json!(rate(history_jobs, prefill_elapsed)));
+        // admin.stats.v1 counts every row; the bench polls it while it waits for a drain.
+        shared.insert("stats_ms".into(), json!(round3(stats_elapsed.as_secs_f64() * 1000.0)));
+        let with_history = |measures: &str, parameters: Map<String, Value>| {
+            let mut all = params(&[("measures", json!(measures)), ("history_jobs", json!(history_jobs))]);
+            all.extend(parameters);
+            all
+        };
+        let mut rows = Vec::new();
+        for connections in ENQUEUE_CONNECTIONS {
+            let labels = self.labels("history", run, &format!("-enqueue-c{connections}"));
+            let jobs = self.size(ENQUEUE_JOBS);
+            let mut figures = self.measure_enqueue(&daemon, &labels, jobs, connections).await?;
+            cancel_tag(&client, &labels.tag).await?;
+            figures.extend(shared.clone());
+            rows.push(Row {
+                scenario: "history",
+                parameters: with_history("enqueue", enqueue_parameters(jobs, connections)),
+                figures,
+            });
+        }
+        let labels = self.labels("history", run, "-drain");
+        let jobs = self.size(DRAIN_JOBS);
+        let mut figures = self.measure_drain(&daemon, &labels, "history drain", jobs, noop_job).await?;
+        figures.extend(shared);
+        rows.push(Row {
+            scenario: "history",
+            parameters: with_history("drain", self.drain_parameters("drain", jobs)),
+            figures,
+        });
+        Ok(rows)
+    }
+}
+
+fn enqueue_parameters(jobs: u64, connections: usize) -> Map<String, Value> {
+    params(&[("jobs", json!(jobs)), ("connections", json!(connections)), ("jobs_due", json!("in 24 h"))])
+}
+
+/// Cancels every live job of `tag`, in as many calls as the daemon's fan-out limit needs.
+async fn cancel_tag(client: &Client, tag: &str) -> BenchResult<()> {
+    for _ in 0..EVENT_CALLS_MAX {
+        let cancelled = call(client, "dev.cancel.v1", &json!({"tag": tag}), &AtomicU64::new(0)).await?;
+        if cancelled["cancelled_count"].as_u64().unwrap_or(0) == 0 {
+            return Ok(());
+        }
+    }
+    Err(format!("jobs of tag {tag} were still live after {EVENT_CALLS_MAX} cancels"))
+}
+
+/// Writes `jobs` finished jobs into the database of `home` (which no daemon has open) off
+/// the async threads, with progress lines; returns how long it took, closing included.
+async fn prefill(home: &Path, labels: &Labels, jobs: u64, seed: u64) -> BenchResult<Duration> {
+    std::fs::create_dir_all(home).map_err(|e| format!("{}: {e}", home.display()))?;
+    // The daemon's own name for its database (config.rs) when SEMANTICA_DB_PATH is unset,
+    // which start_daemon makes sure of.
+    let db_path = home.join("jobs.db");
+    let progress = Progress::start("history prefill".into(), jobs);
+    let (labels, done) = (labels.clone(), Arc::clone(&progress.done));
+    tokio::task::spawn_blocking(move || prefill_store(&db_path, &labels, jobs, seed, &done))
+        .await
+        .map_err(|e| e.to_string())?
+}
+
+fn prefill_store(db_path: &Path, labels: &Labels, jobs: u64, seed: u64, done: &AtomicU64) -> BenchResult<Duration> {
+    let started = Instant::now();
+    let store_error = |e: semantica_core::StoreError| format!("history prefill: {e}");
+    let mut store = SqliteStore::open(db_path, &SqliteOptions::default())
+        .map_err(|e| format!("history prefill: {}: {e}", db_path.display()))?;
+    if store.max_seq().map_err(store_error)? != 0 {
+        return Err(format!("history prefill: {} is not empty", db_path.display()));
+    }
+    let mut ids = SeededIds::new(seed);
+    let end_ms = now_ms().saturating_sub(HISTORY_END_AGO_MS);
+    let mut first = 0;
+    while first < jobs {
+        let last = (first + PREFILL_CHUNK_JOBS).min(jobs);
+        let writes = (first..last).map(|index| Write::Insert(finished_job(labels, index, jobs, end_ms, &mut ids)));
+        store.commit(&WriteSet { writes: writes.collect() }).map_err(store_error)?;
+        done.store(last, Ordering::Relaxed);
+        first = last;
+    }
+    let max_seq = store.max_seq().map_err(store_error)?;
+    assert_eq!(max_seq, jobs, "the prefill wrote sequences 1..={jobs}");
+    drop(store);
+    Ok(started.elapsed())
+}
+
+/// Job `index` of `jobs`, as the engine leaves a `noop` job of the bench that ran once and
+/// succeeded: enqueued, due and started at once, finished a millisecond later. The jobs
+/// finish evenly over `HISTORY_SPAN_MS` up to `end_ms`, in `seq` order.
+fn finished_job(labels: &Labels, index: u64, jobs: u64, end_ms: u64, ids: &mut SeededIds) -> Job {
+    assert!(index < jobs);
+    let id = ids.next_id();
+    // As the engine draws a trace id when the request has none.
+    let trace_id = format!("{:032x}", ids.next_id().as_u128());
+    let created_at_ms = end_ms.saturating_sub(HISTORY_SPAN_MS) + index * HISTORY_SPAN_MS / jobs;
+    let job = Job {
+        seq: index + 1,
+        queue: labels.queue.clone(),
+        job_type: "noop".to_owned(),
+        subject_key: format!("{}-{index}", labels.subject_prefix),
+        generation: 1,
+        state: JobState::Done,
+        attempts: 1,
+        tag: Some(labels.tag.clone()),
+        trace_id,
+        created_at_ms,
+        due_at_ms: created_at_ms,
+        started_at_ms: Some(created_at_ms + 1),
+        finished_at_ms: Some(created_at_ms + 2),
+        // Inserts carry version 1 (the store asserts it); the engine's own DONE row would
+        // have been updated to a higher one, which no query reads.
+        ..Job::blank(id)
+    };
+    assert!(job.state.is_terminal() && job.wake_at_ms.is_none() && !job.reap_pending);
+    assert!(job.attempts <= job.max_attempts);
+    job
+}
+
+/// Adds to each `history` row `ratio_to_fresh`, its `jobs_per_s` over the same figure of
+/// the fresh scenario it repeats, and `meets_0_8`, whether that ratio reaches
+/// [`HISTORY_RATIO_MIN`]; when this invocation measured no such fresh figure, neither.
+fn compare_history(rows: &mut [Row]) {
+    let without = |parameters: &Map<String, Value>, skip: &[&str]| -> Map<String, Value> {
+        parameters
+            .iter()
+            .filter(|(key, _)| !skip.contains(&key.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    let fresh: Vec<(String, Map<String, Value>, f64)> = rows
+        .iter()
+        .filter(|row| row.scenario != "history")
+        .filter_map(|row| {
+            let jobs_per_s = row.figures.get("jobs_per_s")?.as_f64()?;
+            Some((row.scenario.to_owned(), without(&row.parameters, &["runs"]), jobs_per_s))
+        })
+        .collect();
+    for row in rows.iter_mut().filter(|row| row.scenario == "history") {
+        let Some(measures) = row.parameters.get("measures").and_then(Value::as_str) else { continue };
+        let parameters = without(&row.parameters, &["runs", "measures", "history_jobs"]);
+        let Some(fresh_per_s) = fresh
+            .iter()
+            .find(|(scenario, fresh_parameters, _)| scenario == measures && *fresh_parameters == parameters)
+            .map(|(_, _, jobs_per_s)| *jobs_per_s)
+            .filter(|jobs_per_s| *jobs_per_s > 0.0)
+        else {
+            continue;
+        };
+        let Some(history_per_s) = row.figures.get("jobs_per_s").and_then(Value::as_f64) else { continue };
+        let ratio = history_per_s / fresh_per_s;
+        row.figures.insert("ratio_to_fresh".into(), json!(round3(ratio)));
+        row.figures.insert("meets_0_8".into(), json!(ratio >= HISTORY_RATIO_MIN));
+    }
 }
 
 fn noop_job(labels: &Labels, index: u64) -> Value {
@@ -1211,6 +1438,68 @@ mod tests {
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].figures["jobs_per_s"], json!(2.0));
         assert_eq!(rows[0].parameters["runs"], json!(3));
+    }
+
+    fn history_row(measures: &str, connections: u64, figure: f64) -> Row {
+        Row {
+            scenario: "history",
+            parameters: params(&[
+                ("measures", json!(measures)),
+                ("history_jobs", json!(1000)),
+                ("connections", json!(connections)),
+                ("runs", json!(1)),
+            ]),
+            figures: params(&[("jobs_per_s", json!(figure))]),
+        }
+    }
+
+    fn enqueue_row(connections: u64, figure: f64) -> Row {
+        Row {
+            scenario: "enqueue",
+            parameters: params(&[("connections", json!(connections)), ("runs", json!(3))]),
+            figures: params(&[("jobs_per_s", json!(figure))]),
+        }
+    }
+
+    #[test]
+    fn history_rows_compare_with_the_fresh_figure_of_the_same_parameters() {
+        let mut rows = vec![
+            enqueue_row(1, 1000.0),
+            enqueue_row(16, 4000.0),
+            history_row("enqueue", 1, 900.0),
+            history_row("enqueue", 16, 2000.0),
+        ];
+        compare_history(&mut rows);
+        assert_eq!(rows[2].figures["ratio_to_fresh"], json!(0.9));
+        assert_eq!(rows[2].figures["meets_0_8"], json!(true));
+        assert_eq!(rows[3].figures["ratio_to_fresh"], json!(0.5));
+        assert_eq!(rows[3].figures["meets_0_8"], json!(false));
+        assert!(!rows[0].figures.contains_key("ratio_to_fresh"), "fresh rows stay as they were");
+    }
+
+    #[test]
+    fn history_rows_without_a_fresh_figure_carry_no_ratio() {
+        let mut rows = vec![enqueue_row(1, 1000.0), history_row("enqueue", 16, 900.0), history_row("drain", 0, 5.0)];
+        compare_history(&mut rows);
+        assert!(!rows[1].figures.contains_key("ratio_to_fresh"));
+        assert!(!rows[1].figures.contains_key("meets_0_8"));
+        assert!(!rows[2].figures.contains_key("ratio_to_fresh"));
+    }
+
+    #[test]
+    fn prefilled_jobs_are_finished_in_sequence_and_in_the_past() {
+        let labels = Labels { queue: "q".into(), tag: "t".into(), subject_prefix: "s".into() };
+        let mut ids = SeededIds::new(7);
+        let end_ms = 10 * HISTORY_SPAN_MS;
+        let jobs: Vec<Job> = (0..4).map(|index| finished_job(&labels, index, 4, end_ms, &mut ids)).collect();
+        for (index, job) in jobs.iter().enumerate() {
+            assert_eq!(job.seq, index as u64 + 1);
+            assert_eq!(job.state, JobState::Done);
+            assert_eq!(job.subject_key, format!("s-{index}"));
+            assert!(job.finished_at_ms.is_some_and(|t| t < end_ms));
+            assert_eq!(job.trace_id.len(), 32);
+        }
+        assert!(jobs.windows(2).all(|pair| pair[0].id != pair[1].id && pair[0].created_at_ms < pair[1].created_at_ms));
     }
 
     #[test]

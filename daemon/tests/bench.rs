@@ -9,7 +9,7 @@ use serde_json::Value;
 const BIN: &str = env!("CARGO_BIN_EXE_semantica");
 
 /// The figure each scenario must report, besides the daemon's peak RSS.
-const MAIN_FIGURE: [(&str, &str); 7] = [
+const MAIN_FIGURE: [(&str, &str); 8] = [
     ("enqueue", "jobs_per_s"),
     ("enqueue_batch", "jobs_per_s"),
     ("drain", "jobs_per_s"),
@@ -17,6 +17,7 @@ const MAIN_FIGURE: [(&str, &str); 7] = [
     ("subprocess", "jobs_per_s"),
     ("supersede_storm", "ran"),
     ("restart", "serve_ms"),
+    ("history", "jobs_per_s"),
 ];
 
 #[test]
@@ -56,9 +57,28 @@ fn bench_runs_every_scenario_and_writes_positive_figures() {
         .filter_map(|row| row["parameters"]["connections"].as_u64())
         .collect();
     assert_eq!(enqueue_connections, [1, 16], "enqueue runs with 1 and with 16 connections");
+    check_history(rows);
     // Every temp home was removed; only the JSON is left.
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left, [std::ffi::OsString::from("bench.json")], "leftovers: {left:?}");
+}
+
+/// `history` repeats enqueue (1 and 16 connections) and drain over 1,000 × 1 prefilled
+/// DONE jobs, reads them back, and compares with the fresh figures of the same run.
+fn check_history(rows: &[Value]) {
+    let history: Vec<&Value> = rows.iter().filter(|row| row["scenario"] == "history").collect();
+    let measures: Vec<(&str, Option<u64>)> = history
+        .iter()
+        .map(|row| (row["parameters"]["measures"].as_str().unwrap(), row["parameters"]["connections"].as_u64()))
+        .collect();
+    assert_eq!(measures, [("enqueue", Some(1)), ("enqueue", Some(16)), ("drain", None)], "{history:#?}");
+    for row in history {
+        assert_eq!(row["parameters"]["history_jobs"], 1000, "--scale 0.001 of 1,000,000: {row}");
+        assert!(row["figures"]["history_rows"].as_u64().is_some_and(|n| n >= 1000), "history not read back: {row}");
+        assert!(row["figures"]["prefill_s"].as_f64().is_some_and(|s| s > 0.0), "{row}");
+        assert!(row["figures"]["ratio_to_fresh"].as_f64().is_some_and(|r| r > 0.0), "no ratio: {row}");
+        assert!(row["figures"]["meets_0_8"].is_boolean(), "{row}");
+    }
 }
 
 #[test]
