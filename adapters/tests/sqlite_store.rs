@@ -287,6 +287,34 @@ fn a_database_from_a_newer_binary_is_refused_and_left_untouched() {
     assert_eq!(std::fs::read(&path).unwrap(), before, "the file was not changed");
 }
 
+/// The store trusts its schema, so it accepts only its own: a view, trigger, extra table
+/// or a column redefined (here a collation that makes `queue` match case-blind) is refused
+/// at open, naming what differs, and the file is left as it was.
+#[test]
+fn a_schema_that_is_not_the_stores_own_is_refused_at_open() {
+    for (change, names) in [
+        ("CREATE VIEW jobs_view AS SELECT * FROM jobs", "view jobs_view"),
+        ("CREATE TRIGGER jobs_trigger AFTER INSERT ON jobs BEGIN DELETE FROM jobs; END", "trigger jobs_trigger"),
+        ("CREATE TABLE extra (x INTEGER)", "table extra"),
+        ("DROP INDEX jobs_queued", "index jobs_queued"),
+        (
+            "PRAGMA writable_schema = ON;
+             UPDATE sqlite_schema SET sql = replace(sql, 'TEXT    NOT NULL,', 'TEXT COLLATE NOCASE NOT NULL,') WHERE name = 'jobs';",
+            "table jobs",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs.db");
+        drop(open(&dir));
+        rusqlite::Connection::open(&path).unwrap().execute_batch(change).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let error = SqliteStore::open(&path, &SqliteOptions::default()).err().expect("refused");
+        assert!(matches!(&error, OpenError::Schema(MigrationError::Foreign { .. })), "{change}: {error:?}");
+        assert!(error.to_string().contains(names), "{change}: {error}");
+        assert_eq!(std::fs::read(&path).unwrap(), before, "{change}: the file was changed");
+    }
+}
+
 #[test]
 fn a_failed_migration_rolls_back_whole() {
     let dir = tempfile::tempdir().unwrap();

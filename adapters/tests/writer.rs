@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use semantica_adapters::sqlite::{Pending, WriteError, Writer, WriterHandle, WriterOptions, WriterStats};
+use semantica_adapters::sqlite::{Pending, Reader, WriteError, Writer, WriterHandle, WriterOptions, WriterStats};
 use semantica_adapters::{SqliteOptions, SqliteStore};
 use semantica_core::{
     CancelRequest, Clock, Config, Engine, EnqueueRequest, Input, Job, JobId, JobQuery, JobState, Rejection, Reply,
@@ -39,6 +39,12 @@ fn engine(workers: usize) -> Engine {
 
 fn open(dir: &tempfile::TempDir) -> SqliteStore {
     SqliteStore::open(dir.path().join("jobs.db"), &SqliteOptions::default()).unwrap()
+}
+
+/// A reader of the test's database. Tests that plant tables or triggers of their own
+/// (faults) open it first: a store refuses a schema that is not its own.
+fn reader(dir: &tempfile::TempDir) -> Reader {
+    Reader::open(dir.path().join("jobs.db"), &SqliteOptions::default()).unwrap()
 }
 
 fn spawn_on(store: SqliteStore, workers: usize, options: WriterOptions) -> WriterHandle {
@@ -254,6 +260,8 @@ fn a_failed_read_and_a_rejection_leave_the_rest_of_their_batch() {
 fn a_full_disk_fails_the_whole_batch_and_the_writer_goes_on_once_space_returns() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
+    // Opened before the test adds tables of its own, which a store refuses at open.
+    let reader = reader(&dir);
     // Room for small steps on the free list, none for a big one; `filler` holds what
     // another connection will give back.
     store
@@ -285,14 +293,13 @@ fn a_full_disk_fails_the_whole_batch_and_the_writer_goes_on_once_space_returns()
         );
     }
     assert_eq!(writer.stats().batches_failed, 1);
-    let reader = writer.open_reader(&SqliteOptions::default()).unwrap();
     assert!(all_jobs(&reader).is_empty(), "nothing of the batch");
     // The recovery is lost too: the engine refuses everything else until it commits.
     let answers = submit_together(&writer, vec![enqueue("small"), enqueue("small"), enqueue("small")]);
     assert!(answers.iter().all(|answer| *answer == Err(WriteError::NotRecovered)), "{answers:?}");
 
     // Space comes back through another connection (the writer's own limit stays).
-    open(&dir).connection().execute_batch("DELETE FROM filler").unwrap();
+    rusqlite::Connection::open(dir.path().join("jobs.db")).unwrap().execute_batch("DELETE FROM filler").unwrap();
     let answers = submit_together(&writer, vec![Input::Recover, enqueue("small"), big("big")]);
     assert!(matches!(&answers[0], Ok(Step { reply: Reply::Recovered { .. }, .. })), "{:?}", answers[0]);
     for answer in &answers[1..] {
@@ -321,11 +328,11 @@ fn poison_commits(store: &SqliteStore) {
 fn a_failed_commit_fails_every_step_of_its_batch_and_shows_nothing_of_it() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
+    let reader = reader(&dir);
     poison_commits(&store);
     let writer = spawn_on(store, 1, batch_options(4));
     let answers = submit_together(&writer, vec![Input::Recover, enqueue("a"), enqueue("b"), enqueue("c")]);
     answers.iter().skip(1).for_each(assert_enqueued);
-    let reader = writer.open_reader(&SqliteOptions::default()).unwrap();
     let seq_before = reader.max_seq().unwrap();
     let before = writer.stats();
 

@@ -166,6 +166,7 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON").map_err(unavailable)?;
         conn.pragma_update(None, "cache_size", -32_768).map_err(unavailable)?;
         schema::migrate(&mut conn, MIGRATIONS)?;
+        schema::check_schema(&conn, MIGRATIONS)?;
         if let Some(max_bytes) = options.max_bytes {
             let page_size: i64 = conn.query_row("PRAGMA page_size", [], |row| row.get(0)).map_err(unavailable)?;
             let pages = (max_bytes / page_size.max(1) as u64).clamp(1, i64::MAX as u64);
@@ -535,8 +536,9 @@ impl Store for SqliteStore {
         let limit = limit_clause(query.limit + 1);
         let sql = Self::select(&format!("{filter} ORDER BY seq {direction} {limit}"));
         let mut items = self.jobs(&sql, params_from_iter(params))?;
-        for job in &items {
-            assert!(query.matches(job), "query returned job {} that does not match", job.id);
+        if let Some(job) = items.iter().find(|job| !query.matches(job)) {
+            // The schema check at open makes this a damaged file, not a bug to crash on.
+            return Err(StoreError::Corrupt(format!("the query returned job {} that does not match it", job.id)));
         }
         let more = items.len() > query.limit;
         items.truncate(query.limit);
@@ -572,9 +574,10 @@ impl Store for SqliteStore {
                 stats.push((QueueStats { queue, ..QueueStats::default() }, 0, 0));
             }
             let entry = stats.last_mut().expect("pushed");
-            entry.0.counts[state as usize] += count;
-            entry.1 += wait_sum;
-            entry.2 += started;
+            // Saturating: sums of a damaged file's times must not overflow the daemon.
+            entry.0.counts[state as usize] = entry.0.counts[state as usize].saturating_add(count);
+            entry.1 = entry.1.saturating_add(wait_sum);
+            entry.2 = entry.2.saturating_add(started);
         }
         Ok(stats
             .into_iter()

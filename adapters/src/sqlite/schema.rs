@@ -26,6 +26,9 @@ pub enum MigrationError {
     TooNew { found: u32, known: u32 },
     /// A migration failed and was rolled back; the database stays at `at_version`.
     Failed { migration: &'static str, at_version: u32, detail: String },
+    /// The file's tables, indexes, views or triggers are not the ones the migrations
+    /// make: another program's database, or one edited by hand. Refused as it is.
+    Foreign { detail: String },
     /// SQLite could not read or write the database.
     Sqlite(String),
 }
@@ -42,6 +45,11 @@ impl std::fmt::Display for MigrationError {
                 f,
                 "migration {migration} failed and was rolled back; the database stays at schema version \
                  {at_version}: {detail}"
+            ),
+            MigrationError::Foreign { detail } => write!(
+                f,
+                "the database's schema is not the one Semantica's migrations make ({detail}); \
+                 the file was not used"
             ),
             MigrationError::Sqlite(detail) => write!(f, "could not read or write the schema: {detail}"),
         }
@@ -109,4 +117,42 @@ pub fn migrate(conn: &mut Connection, migrations: &[Migration]) -> Result<u32, M
     // Dropping `tx` on an error above rolls every migration of this call back.
     tx.commit().map_err(sqlite)?;
     Ok(reached)
+}
+
+/// `(type, name, table, sql)` of one table, index, view or trigger.
+type SchemaObject = (String, String, String, Option<String>);
+
+/// Every table, index, view and trigger, SQLite's own left out, in a fixed order.
+fn schema_objects(conn: &Connection) -> Result<Vec<SchemaObject>, MigrationError> {
+    let mut statement = conn
+        .prepare(
+            "SELECT type, name, tbl_name, sql FROM sqlite_schema
+             WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY type, name",
+        )
+        .map_err(sqlite)?;
+    let rows =
+        statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))).map_err(sqlite)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sqlite)
+}
+
+/// Refuses a database whose schema is not exactly what `migrations` make (checked after
+/// migrating, so at the last version). The store trusts its schema: a view, trigger or
+/// collation of someone else's could change what a query returns, make a write change
+/// other rows, or never end.
+pub fn check_schema(conn: &Connection, migrations: &[Migration]) -> Result<(), MigrationError> {
+    let mut reference = Connection::open_in_memory().map_err(sqlite)?;
+    migrate(&mut reference, migrations)?;
+    let expected = schema_objects(&reference)?;
+    let found = schema_objects(conn)?;
+    if found == expected {
+        return Ok(());
+    }
+    let describe = |(kind, name, _, _): &SchemaObject| format!("{kind} {name}");
+    let detail = match found.iter().zip(&expected).find(|(f, e)| f != e) {
+        Some((f, e)) if f.0 == e.0 && f.1 == e.1 => format!("{} is defined differently", describe(f)),
+        Some((f, e)) => format!("found {} where {} belongs", describe(f), describe(e)),
+        None if found.len() > expected.len() => format!("unexpected {}", describe(&found[expected.len()])),
+        None => format!("{} is missing", describe(&expected[found.len()])),
+    };
+    Err(MigrationError::Foreign { detail })
 }
