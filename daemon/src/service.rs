@@ -281,10 +281,22 @@ impl Service {
                 batch.clear();
                 continue;
             }
+            let ended = batch.iter().filter(|report| matches!(report, Report::Finished { .. })).count();
             let mut queued = Vec::with_capacity(batch.len());
             for report in batch.drain(..) {
                 let pending = self.writer.queue_async(Input::Report(report.clone())).await;
                 queued.push((report, pending));
+            }
+            // A claim for each slot the reports free, in the same transaction: the next
+            // job starts without waiting for the scheduler's round (and its own commit).
+            let mut claims = Vec::new();
+            if !self.stopping.load(Ordering::Acquire) {
+                for _ in 0..ended.min(CLAIM_GROUP_MAX) {
+                    match self.writer.queue_async(Input::Claim { queue: None }).await {
+                        Ok(pending) => claims.push(pending),
+                        Err(_) => break,
+                    }
+                }
             }
             for (report, pending) in queued {
                 let result = match pending {
@@ -295,6 +307,12 @@ impl Service {
                     Ok(step) => self.apply(&step),
                     Err(WriteError::Store(_)) => self.record_report(report).await,
                     Err(_) => return,
+                }
+            }
+            for pending in claims {
+                // A failed claim is no loss: the scheduler claims again when poked.
+                if let Ok(step) = pending.wait_async().await {
+                    self.apply(&step);
                 }
             }
         }
