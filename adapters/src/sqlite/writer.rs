@@ -246,9 +246,12 @@ pub struct Reader {
 impl Reader {
     pub fn open(path: impl AsRef<Path>, options: &SqliteOptions) -> Result<Reader, OpenError> {
         let store = SqliteStore::open(path, options)?;
+        // SQLite's default page cache (2 MiB) for readers: the writer's larger one is for
+        // the claim and commit path, and a reader's scans (stats, queries) would only fill
+        // a large one with pages read once.
         store
             .connection()
-            .execute_batch("PRAGMA query_only = ON")
+            .execute_batch("PRAGMA query_only = ON; PRAGMA cache_size = -2000")
             .map_err(|error| OpenError::Unavailable(format!("{}: {error}", store.path().display())))?;
         Ok(Reader { store })
     }
