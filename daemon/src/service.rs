@@ -298,6 +298,7 @@ impl Service {
                     }
                 }
             }
+            let mut writer_gone = false;
             for (report, pending) in queued {
                 let result = match pending {
                     Ok(pending) => pending.wait_async().await,
@@ -306,14 +307,19 @@ impl Service {
                 match result {
                     Ok(step) => self.apply(&step),
                     Err(WriteError::Store(_)) => self.record_report(report).await,
-                    Err(_) => return,
+                    Err(_) => writer_gone = true,
                 }
             }
+            // Every queued claim is waited for, whatever happened above: one that committed
+            // started a job, and its spawn must be carried out.
             for pending in claims {
                 // A failed claim is no loss: the scheduler claims again when poked.
                 if let Ok(step) = pending.wait_async().await {
                     self.apply(&step);
                 }
+            }
+            if writer_gone {
+                return;
             }
         }
     }

@@ -173,9 +173,12 @@ async fn copy_capped(mut output: pipe::Receiver, mut log: File, max_bytes: u64) 
         let room = max_bytes.saturating_sub(written).min(read as u64) as usize;
         if room > 0 {
             if log.write_all(&chunk[..room]).is_err() {
-                break;
+                // The log cannot take more (a full disk): keep reading, so that the child
+                // neither blocks on a full pipe nor dies of SIGPIPE, and drop the rest.
+                written = max_bytes;
+            } else {
+                written += room as u64;
             }
-            written += room as u64;
         }
         if room < read {
             if dropped == 0 {
