@@ -434,3 +434,32 @@ fn a_claim_reads_past_a_first_page_of_candidates_that_cannot_start() {
         assert_eq!(world.job(id).state, JobState::SkippedTtl);
     }
 }
+
+/// An event with more waiters than one step may release frees them over several steps:
+/// at most `EVENT_ROUND_JOBS_MAX` each, every waiter once, and a short round at the end.
+#[test]
+fn an_event_with_many_waiters_is_released_in_rounds() {
+    let round = semantica_core::limits::EVENT_ROUND_JOBS_MAX;
+    let mut world = World::new(config(), 1);
+    let waiting = |n: usize| {
+        let mut r = request(&format!("s{n}"));
+        r.conditions = Some(Conditions { wait_for_event: Some("go".into()), ..Conditions::default() });
+        r
+    };
+    let total = round + 1;
+    for start in (0..total).step_by(1000) {
+        let batch = (start..total.min(start + 1000)).map(waiting).collect();
+        assert!(matches!(world.step(Input::EnqueueBatch(batch)).reply, Reply::EnqueuedBatch(_)));
+    }
+    let mut counts = Vec::new();
+    loop {
+        let Reply::Released { count } = world.step(Input::Event { name: "go".into() }).reply else { panic!() };
+        counts.push(count);
+        if count < round {
+            break;
+        }
+    }
+    assert_eq!(counts, [round, 1], "a full round, then the rest");
+    let released = world.jobs().iter().filter(|job| job.event_released).count();
+    assert_eq!(released, total, "every waiter released once");
+}
