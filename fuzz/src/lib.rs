@@ -19,5 +19,8 @@ pub mod edge_targets;
 
 pub mod store_targets;
 
+pub mod rpc_targets;
+
 pub use edge_targets::{log_chunk, wire_enqueue};
+pub use rpc_targets::rpc_call;
 pub use store_targets::hostile_database;
