@@ -4,24 +4,19 @@
 //! by `#[path]`, exactly as into the fuzz crate. More cases:
 //! `PROPTEST_CASES=5000 cargo test --release -p semantica-adapters --test fuzz_harness`.
 
+#[path = "../../fuzz/src/bytes.rs"]
+mod bytes;
+
+#[path = "../../fuzz/src/seed_corpus.rs"]
+mod seed_corpus;
+
 #[path = "../../fuzz/src/store_targets.rs"]
 mod store_targets;
 
 use std::path::PathBuf;
 
 use proptest::prelude::*;
-
-fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
-    let mut files: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|error| panic!("{}: {error}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .map(|path| (path.clone(), std::fs::read(&path).unwrap()))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no seed corpus in {}", dir.display());
-    files
-}
+use seed_corpus::corpus;
 
 /// Every seed runs, also after one has panicked, so that one failure names them all.
 #[test]

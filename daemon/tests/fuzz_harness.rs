@@ -8,6 +8,12 @@
 #[path = "../../core/tests/harness/mod.rs"]
 mod harness;
 
+#[path = "../../fuzz/src/bytes.rs"]
+mod bytes;
+
+#[path = "../../fuzz/src/seed_corpus.rs"]
+mod seed_corpus;
+
 #[path = "../../fuzz/src/core_targets.rs"]
 #[allow(dead_code)]
 mod core_targets;
@@ -18,21 +24,8 @@ mod edge_targets;
 #[path = "../../fuzz/src/rpc_targets.rs"]
 mod rpc_targets;
 
-use std::path::PathBuf;
-
 use proptest::prelude::*;
-
-fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
-    let mut files: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|error| panic!("{}: {error}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .map(|path| (path.clone(), std::fs::read(&path).unwrap()))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no seed corpus in {}", dir.display());
-    files
-}
+use seed_corpus::corpus;
 
 #[test]
 fn the_seed_corpora_pass() {

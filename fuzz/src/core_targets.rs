@@ -4,6 +4,7 @@
 //! in CI). Both crates declare the checker as `crate::harness`. Keep it to
 //! `semantica-core` and `std`.
 
+use crate::bytes::Bytes;
 use crate::harness::{self, World};
 use semantica_core::{
     BackoffRequest, CancelRequest, Conditions, Config, Engine, EnqueueRequest, ErrorKind, Input, JobId, MemStore,
@@ -13,39 +14,6 @@ use semantica_core::{
 /// Most operations one input drives; longer inputs are cut.
 const OPS_MAX: usize = 256;
 const START_MS: u64 = 1_700_000_000_000;
-
-/// Reads numbers off the input; past its end every read is zero.
-struct Bytes<'a> {
-    data: &'a [u8],
-}
-
-impl Bytes<'_> {
-    fn is_empty(&self) -> bool {
-        self.data.is_empty()
-    }
-
-    fn u8(&mut self) -> u8 {
-        match self.data.split_first() {
-            Some((first, rest)) => {
-                self.data = rest;
-                *first
-            }
-            None => 0,
-        }
-    }
-
-    fn u16(&mut self) -> u16 {
-        u16::from_le_bytes([self.u8(), self.u8()])
-    }
-
-    fn i64(&mut self) -> i64 {
-        let mut raw = [0u8; 8];
-        for byte in &mut raw {
-            *byte = self.u8();
-        }
-        i64::from_le_bytes(raw)
-    }
-}
 
 /// Validation, then the engine on a fresh store; returns the store and the reply.
 pub fn enqueue_into_engine(request: EnqueueRequest, job_types: &[&str]) -> (MemStore, Reply) {
@@ -176,7 +144,7 @@ fn pick<T: Clone>(items: &[T], index: u8) -> Option<T> {
 /// time, events, system changes, restarts, purges); the harness's checker judges every
 /// step against the rules of API.md, and the engine must never panic.
 pub fn engine_ops(data: &[u8]) {
-    let mut bytes = Bytes { data };
+    let mut bytes = Bytes::new(data);
     let seed = u64::from(bytes.u16());
     let mut world = World::new(harness::config(), seed);
     let mut known: Vec<JobId> = Vec::new();

@@ -13,6 +13,8 @@
 #[path = "../../core/tests/harness/mod.rs"]
 pub mod harness;
 
+pub mod bytes;
+
 pub mod core_targets;
 
 pub mod edge_targets;

@@ -29,6 +29,8 @@ use std::sync::OnceLock;
 use rusqlite::types::Value;
 use rusqlite::Connection;
 use semantica_adapters::{SqliteOptions, SqliteStore};
+
+use crate::bytes::Bytes;
 use semantica_core::{
     Artifact, Conditions, ErrorKind, ExecSpec, Job, JobError, JobId, JobQuery, JobState, Store, StoreError,
     StoreResult, Write, WriteSet,
@@ -58,12 +60,12 @@ const SUBJECTS: [&str; 4] = ["subject-a", "subject-b", "subject-c", ""];
 /// Arbitrary bytes as a damaged database: opened, read through every `Store` method and
 /// written to. Any answer is fine as long as it is an answer.
 pub fn hostile_database(data: &[u8]) {
-    let mut input = Input { data };
+    let mut input = Bytes::new(data);
     let mode = input.u8() % MODES;
     let scratch = Scratch::new("input");
     let path = scratch.0.as_path();
     match mode {
-        0 => std::fs::write(path, input.data).expect("write the scratch database"),
+        0 => std::fs::write(path, input.rest()).expect("write the scratch database"),
         1 => std::fs::write(path, patched(template(false), &mut input)).expect("write the scratch database"),
         _ => {
             std::fs::write(path, template(mode == 3)).expect("write the scratch database");
@@ -71,46 +73,6 @@ pub fn hostile_database(data: &[u8]) {
         }
     }
     open_read_and_write(path);
-}
-
-/// Reads numbers off the input; past its end every read is zero.
-struct Input<'a> {
-    data: &'a [u8],
-}
-
-impl Input<'_> {
-    fn is_empty(&self) -> bool {
-        self.data.is_empty()
-    }
-
-    fn u8(&mut self) -> u8 {
-        match self.data.split_first() {
-            Some((first, rest)) => {
-                self.data = rest;
-                *first
-            }
-            None => 0,
-        }
-    }
-
-    fn u16(&mut self) -> u16 {
-        u16::from_le_bytes([self.u8(), self.u8()])
-    }
-
-    fn u64(&mut self) -> u64 {
-        let mut raw = [0u8; 8];
-        for byte in &mut raw {
-            *byte = self.u8();
-        }
-        u64::from_le_bytes(raw)
-    }
-
-    /// Up to `len` bytes, fewer at the end of the input.
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        let (taken, rest) = self.data.split_at(len.min(self.data.len()));
-        self.data = rest;
-        taken.to_vec()
-    }
 }
 
 /// A file of the thread's own (libFuzzer runs one input at a time per process; a test
@@ -279,7 +241,7 @@ fn build_template(loose: bool) -> Vec<u8> {
 
 /// The template with byte patches and maybe a truncation: op byte (low 3 bits 0 =
 /// truncate, else patch; the high bits choose the patch's length), a u16 offset, bytes.
-fn patched(template: &[u8], input: &mut Input) -> Vec<u8> {
+fn patched(template: &[u8], input: &mut Bytes) -> Vec<u8> {
     let mut file = template.to_vec();
     for _ in 0..EDITS_MAX {
         if input.is_empty() {
@@ -436,7 +398,7 @@ const HOSTILE_SQL: [&str; 27] = [
 
 /// A value for parameter `?{n}`, as the SQL expression that binds it: any storage class,
 /// numbers at the edges, texts that almost decode, and bytes as TEXT (also not UTF-8).
-fn cell(input: &mut Input, n: usize) -> (String, Value) {
+fn cell(input: &mut Bytes, n: usize) -> (String, Value) {
     let parameter = format!("?{n}");
     let as_text = format!("CAST(?{n} AS TEXT)");
     let len = usize::from(input.u8()) % (VALUE_BYTES_MAX + 1);
@@ -462,7 +424,7 @@ const NTH_ROW: &str = "(SELECT rowid FROM jobs ORDER BY rowid LIMIT 1 OFFSET ?2)
 /// Applies the input's edits to the file through SQL, with CHECK constraints off. An edit
 /// SQLite refuses (a type a STRICT column rejects, a statement after a dropped table) is
 /// skipped: the file keeps whatever the edits before it left.
-fn edit(path: &Path, input: &mut Input) {
+fn edit(path: &Path, input: &mut Bytes) {
     let conn = Connection::open(path).expect("open the scratch database");
     // No fsync per edit: it would cost more than the rest of the run.
     conn.execute_batch("PRAGMA ignore_check_constraints = ON; PRAGMA synchronous = OFF").expect("checks off");
