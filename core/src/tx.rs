@@ -3,6 +3,7 @@
 //! of the same step sees the earlier ones' writes; nothing reaches the store until the
 //! driver commits the step's [`WriteSet`].
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::engine::Action;
@@ -19,7 +20,18 @@ pub(crate) struct Tx<'s> {
     /// The store's version of each changed job; `None` when the step inserted it.
     originals: BTreeMap<JobId, Option<Job>>,
     deleted: BTreeSet<JobId>,
+    /// The changed jobs of each subject: an enqueue asks about its subject, and a batch of
+    /// a thousand must not look through every job the batch wrote each time.
+    by_subject: BTreeMap<String, Vec<JobId>>,
+    /// The store's highest `seq`, read once per step (the store does not change under it).
+    stored_max_seq: Option<u64>,
+    /// The highest `seq` among the changed jobs.
+    changed_max_seq: u64,
     touch_order: Vec<JobId>,
+    /// Jobs read from the store in this step, as the store holds them: the store does not
+    /// change under a step, so a job listed by one question and then read or updated is
+    /// not fetched again.
+    read: RefCell<BTreeMap<JobId, Job>>,
     pub actions: Vec<Action>,
     /// Something happened that may let a claim succeed now.
     pub may_claim: bool,
@@ -33,7 +45,11 @@ impl<'s> Tx<'s> {
             changed: BTreeMap::new(),
             originals: BTreeMap::new(),
             deleted: BTreeSet::new(),
+            by_subject: BTreeMap::new(),
+            stored_max_seq: None,
+            changed_max_seq: 0,
             touch_order: Vec::new(),
+            read: RefCell::new(BTreeMap::new()),
             actions: Vec::new(),
             may_claim: false,
         }
@@ -46,10 +62,33 @@ impl<'s> Tx<'s> {
     /// Store results not shadowed by this step, plus this step's jobs that satisfy
     /// `keep`, sorted by `order`.
     fn merge<K: Ord>(&self, from_store: Vec<Job>, keep: impl Fn(&Job) -> bool, order: impl Fn(&Job) -> K) -> Vec<Job> {
-        let mut jobs: Vec<Job> = from_store.into_iter().filter(|job| !self.shadowed(job.id)).collect();
+        let mut jobs = self.unshadowed(from_store);
         jobs.extend(self.changed.values().filter(|job| keep(job)).cloned());
         jobs.sort_by_key(|job| order(job));
         jobs
+    }
+
+    /// The store's jobs that this step has not changed, remembered as read.
+    fn unshadowed(&self, from_store: Vec<Job>) -> Vec<Job> {
+        let jobs: Vec<Job> = from_store.into_iter().filter(|job| !self.shadowed(job.id)).collect();
+        let mut read = self.read.borrow_mut();
+        for job in &jobs {
+            read.entry(job.id).or_insert_with(|| job.clone());
+        }
+        jobs
+    }
+
+    /// The store's version of a job, read at most once per step.
+    fn stored(&self, id: JobId) -> StoreResult<Option<Job>> {
+        if let Some(job) = self.read.borrow().get(&id) {
+            return Ok(Some(job.clone()));
+        }
+        let job = self.store.get(id)?;
+        if let Some(job) = &job {
+            assert_eq!(job.id, id, "the store answered job {} for {id}", job.id);
+            self.read.borrow_mut().insert(id, job.clone());
+        }
+        Ok(job)
     }
 
     pub fn get(&self, id: JobId) -> StoreResult<Option<Job>> {
@@ -58,24 +97,36 @@ impl<'s> Tx<'s> {
         }
         match self.changed.get(&id) {
             Some(job) => Ok(Some(job.clone())),
-            None => self.store.get(id),
+            None => self.stored(id),
         }
+    }
+
+    /// This step's jobs of a subject.
+    fn changed_of_subject<'a>(&'a self, subject_key: &str) -> impl Iterator<Item = &'a Job> + 'a {
+        let ids = self.by_subject.get(subject_key).map_or(&[][..], Vec::as_slice);
+        ids.iter().map(|id| &self.changed[id])
     }
 
     pub fn max_generation(&self, subject_key: &str) -> StoreResult<Option<u64>> {
         let stored = self.store.max_generation(subject_key)?;
-        let ours = self.changed.values().filter(|job| job.subject_key == subject_key).map(|job| job.generation).max();
+        let ours = self.changed_of_subject(subject_key).map(|job| job.generation).max();
         Ok(stored.max(ours))
     }
 
-    pub fn max_seq(&self) -> StoreResult<u64> {
-        let ours = self.changed.values().map(|job| job.seq).max().unwrap_or(0);
-        Ok(self.store.max_seq()?.max(ours))
+    pub fn max_seq(&mut self) -> StoreResult<u64> {
+        let stored = match self.stored_max_seq {
+            Some(stored) => stored,
+            None => *self.stored_max_seq.insert(self.store.max_seq()?),
+        };
+        Ok(stored.max(self.changed_max_seq))
     }
 
     pub fn active_jobs_of_subject(&self, subject_key: &str) -> StoreResult<Vec<Job>> {
         let stored = self.store.active_jobs_of_subject(subject_key)?;
-        Ok(self.merge(stored, |job| job.subject_key == subject_key && is_active(job), |job| job.seq))
+        let mut jobs = self.unshadowed(stored);
+        jobs.extend(self.changed_of_subject(subject_key).filter(|job| is_active(job)).cloned());
+        jobs.sort_by_key(|job| job.seq);
+        Ok(jobs)
     }
 
     pub fn subject_occupied(&self, subject_key: &str) -> StoreResult<bool> {
@@ -87,7 +138,7 @@ impl<'s> Tx<'s> {
     /// nothing is lost.
     pub fn claim_candidates(&self, queue: &str, min_priority: Option<i32>, limit: usize) -> StoreResult<Vec<Job>> {
         let stored = self.store.claim_candidates(queue, min_priority, limit)?;
-        Ok(stored.into_iter().filter(|job| !self.shadowed(job.id)).collect())
+        Ok(self.unshadowed(stored))
     }
 
     pub fn ready_queues(&self) -> StoreResult<Vec<String>> {
@@ -201,7 +252,16 @@ impl<'s> Tx<'s> {
         let mut job = job;
         job.version = 1;
         self.touch(job.id, None);
+        self.remember(&job);
         self.changed.insert(job.id, job);
+    }
+
+    /// Indexes a job the step changes for the first time (subject and seq never change).
+    fn remember(&mut self, job: &Job) {
+        if !self.changed.contains_key(&job.id) {
+            self.by_subject.entry(job.subject_key.clone()).or_default().push(job.id);
+            self.changed_max_seq = self.changed_max_seq.max(job.seq);
+        }
     }
 
     /// Records the new value of a job read earlier in this step. Asserts the rule that a
@@ -211,11 +271,13 @@ impl<'s> Tx<'s> {
     pub fn update(&mut self, job: Job) -> StoreResult<()> {
         let current = match self.changed.get(&job.id) {
             Some(current) => current.clone(),
-            None => self.store.get(job.id)?.unwrap_or_else(|| panic!("update of unknown job {}", job.id)),
+            None => self.stored(job.id)?.unwrap_or_else(|| panic!("update of unknown job {}", job.id)),
         };
         assert_eq!(current.version, job.version, "job {} updated from a stale read", job.id);
         assert!(!self.deleted.contains(&job.id), "job {} updated after its purge", job.id);
         assert_terminal_kept(&current, &job);
+        assert_eq!(current.subject_key, job.subject_key, "job {} changed its subject", job.id);
+        assert_eq!(current.seq, job.seq, "job {} changed its seq", job.id);
         let started_or_freed =
             current.state != job.state && (job.state == JobState::Queued || current.state == JobState::Running);
         if started_or_freed || (current.reap_pending && !job.reap_pending) {
@@ -226,6 +288,7 @@ impl<'s> Tx<'s> {
         // another rule moved the job trips the assertion above instead of undoing it.
         let mut job = job;
         job.version += 1;
+        self.remember(&job);
         self.changed.insert(job.id, job);
         Ok(())
     }
@@ -255,6 +318,8 @@ impl<'s> Tx<'s> {
         self.changed.clear();
         self.originals.clear();
         self.deleted.clear();
+        self.by_subject.clear();
+        self.changed_max_seq = 0;
         self.touch_order.clear();
         self.actions.clear();
         self.may_claim = false;

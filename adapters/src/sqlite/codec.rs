@@ -60,9 +60,11 @@ pub(crate) const COLUMNS: [&str; 45] = [
     "artifacts_json",
 ];
 
-/// `seq, id, …` for a SELECT.
-pub(crate) fn select_list() -> String {
-    COLUMNS.join(", ")
+/// `seq, id, …` for a SELECT. Built once: the store's hot statements are looked up in
+/// the statement cache by their text, and formatting it anew per call showed in profiles.
+pub(crate) fn select_list() -> &'static str {
+    static LIST: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| COLUMNS.join(", "));
+    &LIST
 }
 
 /// Highest seq or version a store holds: counted up by one per job or write, they never

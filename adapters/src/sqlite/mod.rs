@@ -16,6 +16,7 @@ pub mod schema;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use rusqlite::types::Value;
@@ -165,6 +166,9 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", synchronous).map_err(unavailable)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(unavailable)?;
         conn.pragma_update(None, "cache_size", -32_768).map_err(unavailable)?;
+        // Savepoints (one per engine step in the writer's group commit) journal the pages
+        // they change; in a temp file that was a file opened, written and closed per step.
+        conn.pragma_update(None, "temp_store", "MEMORY").map_err(unavailable)?;
         schema::migrate(&mut conn, MIGRATIONS)?;
         schema::check_schema(&conn, MIGRATIONS)?;
         if let Some(max_bytes) = options.max_bytes {
@@ -227,45 +231,61 @@ impl SqliteStore {
     }
 
     fn insert(&self, job: &Job, max_seq_before: u64) -> StoreResult<()> {
-        let exists: Option<i64> = self
-            .conn
-            .prepare_cached("SELECT 1 FROM jobs WHERE id = ?1")
-            .and_then(|mut s| s.query_row([job.id.to_string()], |row| row.get(0)).optional())
-            .map_err(store_error)?;
-        if exists.is_some() {
-            return Err(conflict(job.id, "id exists"));
-        }
-        if job.seq <= max_seq_before {
-            return Err(conflict(job.id, "sequence not above the highest"));
-        }
-        let sql = format!(
-            "INSERT INTO jobs ({}) VALUES ({})",
-            codec::select_list(),
-            (1..=codec::COLUMNS.len()).map(|n| format!("?{n}")).collect::<Vec<_>>().join(", ")
-        );
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "INSERT INTO jobs ({}) VALUES ({})",
+                codec::select_list(),
+                (1..=codec::COLUMNS.len()).map(|n| format!("?{n}")).collect::<Vec<_>>().join(", ")
+            )
+        });
         let inserted = self
             .conn
-            .prepare_cached(&sql)
+            .prepare_cached(&SQL)
             .and_then(|mut s| s.execute(params_from_iter(codec::encode(job))))
-            .map_err(|e| write_error(job.id, e))?;
+            .map_err(|e| write_error(job.id, e))
+            .map_err(|error| self.insert_conflict(job.id, error))?;
         if inserted != 1 {
             // Only a schema that is not ours (a trigger, a damaged file) does this.
             return Err(StoreError::Corrupt(format!("inserting job {} changed {inserted} rows", job.id)));
         }
+        // Judged after the INSERT, whose UNIQUE constraint catches a taken id without a read
+        // first (`write_error`); a refused set is undone whole by the caller.
+        if job.seq <= max_seq_before {
+            return Err(conflict(job.id, "sequence not above the highest"));
+        }
         self.raise_generation(job)
+    }
+
+    /// A refused insert, named as `MemStore` names it: a taken id before a taken seq. Read
+    /// only on this error path, so the insert itself needs no read first.
+    fn insert_conflict(&self, id: JobId, error: StoreError) -> StoreError {
+        if !matches!(error, StoreError::Conflict { .. }) {
+            return error;
+        }
+        let exists = self
+            .conn
+            .prepare_cached("SELECT 1 FROM jobs WHERE id = ?1")
+            .and_then(|mut s| s.query_row([id.to_string()], |row| row.get::<_, i64>(0)).optional());
+        match exists {
+            Ok(Some(_)) => conflict(id, "id exists"),
+            Ok(None) => error,
+            Err(read_error) => store_error(read_error),
+        }
     }
 
     fn update(&self, job: &Job) -> StoreResult<()> {
         assert!(job.version >= 2, "an update of job {} carries version {}", job.id, job.version);
-        let columns = &codec::COLUMNS;
         // ?1 = seq … ?45 = artifacts_json (the row), ?46 = the version read.
-        let set = (2..=columns.len()).map(|n| format!("{} = ?{n}", columns[n - 1])).collect::<Vec<_>>().join(", ");
-        let sql = format!("UPDATE jobs SET {set} WHERE seq = ?1 AND id = ?2 AND version = ?{}", columns.len() + 1);
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            let columns = &codec::COLUMNS;
+            let set = (2..=columns.len()).map(|n| format!("{} = ?{n}", columns[n - 1])).collect::<Vec<_>>().join(", ");
+            format!("UPDATE jobs SET {set} WHERE seq = ?1 AND id = ?2 AND version = ?{}", columns.len() + 1)
+        });
         let mut values = codec::encode(job);
         values.push(Value::Integer(codec::ordered(job.version - 1, "version")));
         let updated = self
             .conn
-            .prepare_cached(&sql)
+            .prepare_cached(&SQL)
             .and_then(|mut s| s.execute(params_from_iter(values)))
             .map_err(|e| write_error(job.id, e))?;
         if updated == 0 {
@@ -319,6 +339,19 @@ impl SqliteStore {
         Ok(())
     }
 
+    fn execute_cached(&self, sql: &str) -> StoreResult<()> {
+        self.conn.prepare_cached(sql).and_then(|mut statement| statement.execute([])).map_err(store_error)?;
+        Ok(())
+    }
+
+    /// The writes of one set, inside a transaction and savepoint the caller holds (the
+    /// writer's per-step savepoint): no savepoint of its own, and on an error the caller
+    /// undoes what was written.
+    pub(crate) fn apply_within(&self, writes: &WriteSet) -> StoreResult<()> {
+        assert!(!self.conn.is_autocommit(), "apply_within outside a transaction");
+        self.apply(writes)
+    }
+
     fn apply(&self, writes: &WriteSet) -> StoreResult<()> {
         // Inserts are judged against the store as it was before the set, as MemStore does.
         let max_seq_before = self.stored_max_seq()?;
@@ -365,7 +398,8 @@ fn write_error(job_id: JobId, error: rusqlite::Error) -> StoreError {
 
 impl Store for SqliteStore {
     fn get(&self, id: JobId) -> StoreResult<Option<Job>> {
-        let mut jobs = self.jobs(&Self::select("id = ?1"), [id.to_string()])?;
+        static SQL: LazyLock<String> = LazyLock::new(|| SqliteStore::select("id = ?1"));
+        let mut jobs = self.jobs(&SQL, [id.to_string()])?;
         if jobs.len() > 1 {
             // The primary key says this cannot happen; a damaged file can still say it.
             return Err(StoreError::Corrupt(format!("jobs.id {id} is on {} rows", jobs.len())));
@@ -388,8 +422,9 @@ impl Store for SqliteStore {
     }
 
     fn active_jobs_of_subject(&self, subject_key: &str) -> StoreResult<Vec<Job>> {
-        let sql = Self::select(&format!("subject_key = ?1 AND {ACTIVE} ORDER BY seq"));
-        self.jobs(&sql, [subject_key])
+        static SQL: LazyLock<String> =
+            LazyLock::new(|| SqliteStore::select(&format!("subject_key = ?1 AND {ACTIVE} ORDER BY seq")));
+        self.jobs(&SQL, [subject_key])
     }
 
     fn claim_candidates(&self, queue: &str, min_priority: Option<i32>, limit: usize) -> StoreResult<Vec<Job>> {
@@ -609,8 +644,8 @@ impl Store for SqliteStore {
         } else {
             ("SAVEPOINT write_set", "RELEASE write_set", "ROLLBACK TO write_set; RELEASE write_set")
         };
-        self.conn.execute_batch(begin).map_err(store_error)?;
-        let result = self.apply(writes).and_then(|()| self.conn.execute_batch(end).map_err(store_error));
+        self.execute_cached(begin)?;
+        let result = self.apply(writes).and_then(|()| self.execute_cached(end));
         if result.is_err() && !self.conn.is_autocommit() {
             // Best effort: SQLite may have rolled back already (full disk, I/O error).
             let _ = self.conn.execute_batch(undo);
