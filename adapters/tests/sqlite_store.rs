@@ -267,6 +267,49 @@ fn query_pages_through_every_match_once() {
     }
 }
 
+/// A database of schema 1 with jobs in every state is brought to 0002 in place: the
+/// per-queue counts start from the jobs already there, and the store keeps them as the
+/// reference store counts from then on.
+#[test]
+fn a_version_1_database_gets_its_queue_counts_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut mem = MemStore::new();
+    let jobs: Vec<Job> = (1..=30)
+        .map(|n| Job {
+            queue: ["default", "build", "io"][n as usize % 3].into(),
+            state: JobState::ALL[n as usize % JobState::ALL.len()],
+            started_at_ms: (n % 2 == 0).then_some(2001 + n * 7),
+            finished_at_ms: JobState::ALL[n as usize % JobState::ALL.len()].is_terminal().then_some(9000),
+            wake_at_ms: None,
+            ..bare_job(n)
+        })
+        .collect();
+    {
+        let mut sql = open(&dir);
+        check(&mut mem, &mut sql, jobs.iter().cloned().map(Write::Insert).collect()).unwrap();
+        // Back to what a binary of schema 1 left behind.
+        sql.connection()
+            .execute_batch("DROP TABLE queue_counts; DELETE FROM schema_version WHERE version >= 2;")
+            .unwrap();
+        assert_eq!(sql.schema_version().unwrap(), 1);
+    }
+    let mut sql = open(&dir);
+    assert_eq!(sql.schema_version().unwrap(), 2);
+    assert_eq!(sql.queue_stats().unwrap(), mem.queue_stats().unwrap());
+    assert!(sql.queue_stats().unwrap().len() == 3, "three queues counted");
+    // Kept from then on: a state change, a start and a purge.
+    let moved = Job {
+        version: 2,
+        state: JobState::Running,
+        started_at_ms: Some(2500),
+        ..sql.get(jobs[0].id).unwrap().unwrap()
+    };
+    check(&mut mem, &mut sql, vec![Write::Update(moved)]).unwrap();
+    let finished = jobs.iter().find(|job| job.state == JobState::Done).unwrap();
+    check(&mut mem, &mut sql, vec![Write::Delete { id: finished.id, version: 1 }]).unwrap();
+    assert_eq!(sql.queue_stats().unwrap(), mem.queue_stats().unwrap());
+}
+
 #[test]
 fn a_database_from_a_newer_binary_is_refused_and_left_untouched() {
     let dir = tempfile::tempdir().unwrap();
@@ -282,7 +325,8 @@ fn a_database_from_a_newer_binary_is_refused_and_left_untouched() {
     }
     let before = std::fs::read(&path).unwrap();
     let error = SqliteStore::open(&path, &SqliteOptions::default()).err().expect("refused");
-    assert_eq!(error, OpenError::Schema(MigrationError::TooNew { found: 999, known: 1 }));
+    let known = MIGRATIONS.last().unwrap().version;
+    assert_eq!(error, OpenError::Schema(MigrationError::TooNew { found: 999, known }));
     assert!(error.to_string().contains("newer"), "{error}");
     assert_eq!(std::fs::read(&path).unwrap(), before, "the file was not changed");
 }

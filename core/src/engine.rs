@@ -37,6 +37,13 @@ pub enum Input {
     Claim {
         queue: Option<String>,
     },
+    /// Up to `max` claims in one step (1..=`limits::CLAIM_BATCH_MAX`): starts exactly the
+    /// jobs that `max` `Claim`s one after another would, in the same order, and stops at
+    /// the first that would start nothing.
+    ClaimBatch {
+        queue: Option<String>,
+        max: usize,
+    },
     Report(Report),
     /// Time has passed: schedules, back-offs, TTLs, deadlines and timeouts that are due.
     Tick,
@@ -122,6 +129,8 @@ pub enum Reply {
         count: usize,
     },
     Claimed(Option<Box<Job>>),
+    /// The jobs a `ClaimBatch` started, in the order they were claimed.
+    ClaimedBatch(Vec<Job>),
     Released {
         count: usize,
     },
@@ -275,6 +284,17 @@ impl Engine {
                 Err(rejection) => Reply::Rejected(rejection),
             },
             Input::Claim { queue } => Reply::Claimed(self.claim(&mut tx, queue)?.map(Box::new)),
+            Input::ClaimBatch { queue, max } => {
+                assert!((1..=limits::CLAIM_BATCH_MAX).contains(&max), "a claim batch of {max}");
+                let mut claimed = Vec::new();
+                while claimed.len() < max {
+                    match self.claim(&mut tx, queue.clone())? {
+                        Some(job) => claimed.push(job),
+                        None => break,
+                    }
+                }
+                Reply::ClaimedBatch(claimed)
+            }
             Input::Report(report) => self.report(&mut tx, report)?,
             Input::Tick => {
                 let (reply, more) = self.tick(&mut tx)?;
@@ -564,8 +584,7 @@ impl Engine {
         // Nearly always the first candidate starts: read a few, and a full page only when
         // the few were all held back.
         for limit in [limits::CLAIM_SCAN_FIRST, limits::CLAIM_SCAN_MAX] {
-            let candidates = tx.claim_candidates(queue, min_priority, limit)?;
-            let exhausted = candidates.len() < limit;
+            let (candidates, exhausted) = tx.claim_candidates(queue, min_priority, limit)?;
             if let Some(job) = self.claim_first(tx, queue, min_priority, candidates)? {
                 return Ok(Some(job));
             }

@@ -37,6 +37,8 @@ pub const RESULT_SUMMARY_BYTES_MAX: usize = 64 * 1024;
 pub const CLAIM_SCAN_FIRST: usize = 4;
 /// Candidates one claim looks at before it gives up for this call.
 pub const CLAIM_SCAN_MAX: usize = 64;
+/// Jobs one `ClaimBatch` starts at most (the daemon asks for one per free worker).
+pub const CLAIM_BATCH_MAX: usize = 256;
 /// Jobs one `Tick` moves on; more due jobs make the engine ask to be woken again at once.
 pub const TICK_JOBS_MAX: usize = 1000;
 /// Jobs one cancel by tag or group, system change, or one parent's end may touch.

@@ -133,12 +133,23 @@ impl<'s> Tx<'s> {
         Ok(self.active_jobs_of_subject(subject_key)?.iter().any(Job::occupies_subject))
     }
 
-    /// Candidates as the store sees them, minus those this step touched (their state in
-    /// the store is no longer current). Claims come first in their step, so in practice
-    /// nothing is lost.
-    pub fn claim_candidates(&self, queue: &str, min_priority: Option<i32>, limit: usize) -> StoreResult<Vec<Job>> {
-        let stored = self.store.claim_candidates(queue, min_priority, limit)?;
-        Ok(self.unshadowed(stored))
+    /// Up to `limit` candidates as the store sees them, minus those this step touched
+    /// (their state in the store is no longer current; a job this step made QUEUED is not
+    /// among them, and waits for the next claim step). The store is asked for one more per
+    /// touched job, so that the jobs an earlier claim of the same step started or moved
+    /// on do not hide the next ones. `true` when the store had no more.
+    pub fn claim_candidates(
+        &self,
+        queue: &str,
+        min_priority: Option<i32>,
+        limit: usize,
+    ) -> StoreResult<(Vec<Job>, bool)> {
+        let asked = limit + self.originals.len();
+        let stored = self.store.claim_candidates(queue, min_priority, asked)?;
+        let exhausted = stored.len() < asked;
+        let mut jobs = self.unshadowed(stored);
+        jobs.truncate(limit);
+        Ok((jobs, exhausted))
     }
 
     pub fn ready_queues(&self) -> StoreResult<Vec<String>> {

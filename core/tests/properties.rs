@@ -18,6 +18,8 @@ enum Op {
     Enqueue(Spec),
     Batch(Vec<Spec>, Option<usize>),
     Claim,
+    /// A claim of up to 1 + n jobs in one step.
+    ClaimBatch(u8),
     Started(u8),
     Finish(u8, u8),
     DuplicateReport,
@@ -137,6 +139,7 @@ fn op(mix: Mix) -> impl Strategy<Value = Op> {
                 .boxed(),
         ),
         (8, Just(Op::Claim).boxed()),
+        (3, (0u8..5).prop_map(Op::ClaimBatch).boxed()),
         (3, any::<u8>().prop_map(Op::Started).boxed()),
         (8, (any::<u8>(), 0u8..4).prop_map(|(pick, outcome)| Op::Finish(pick, outcome)).boxed()),
         (1, Just(Op::DuplicateReport).boxed()),
@@ -220,6 +223,13 @@ fn play(world: &mut World, ops: &[Op]) -> Vec<JobId> {
             }
             Op::Claim => {
                 world.claim();
+            }
+            Op::ClaimBatch(extra) => {
+                let max = 1 + usize::from(*extra);
+                match world.step(Input::ClaimBatch { queue: None, max }).reply {
+                    Reply::ClaimedBatch(claimed) => assert!(claimed.len() <= max),
+                    other => panic!("a claim batch answered {other:?}"),
+                }
             }
             Op::Started(index) => {
                 let runs: Vec<_> = world.runs.iter().cloned().collect();
@@ -403,6 +413,44 @@ fn check_recovery(before: &semantica_core::MemStore, world: &World) {
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// One `ClaimBatch { max: n }` starts exactly the jobs that n single claims one after
+    /// another would, in the same order, leaves the same store behind, and stops only where
+    /// the single claims find nothing more. Two worlds from one seed play the same ops.
+    #[test]
+    fn a_batched_claim_starts_what_single_claims_would(
+        seed: u64,
+        ops in ops(ALL),
+        max in 1usize..8,
+        queue in prop::option::of(0u8..3),
+    ) {
+        let queue = queue.map(|q| ["default", "serial", "bulk"][usize::from(q)].to_owned());
+        let (mut batched, mut single) = (World::new(config(), seed), World::new(config(), seed));
+        play(&mut batched, &ops);
+        play(&mut single, &ops);
+        prop_assert_eq!(batched.jobs(), single.jobs(), "the same ops must leave the same store");
+        let Reply::ClaimedBatch(claimed) = batched.step(Input::ClaimBatch { queue: queue.clone(), max }).reply else {
+            panic!("a claim batch answers ClaimedBatch");
+        };
+        let mut singles = Vec::new();
+        let mut found_nothing = false;
+        for _ in 0..max {
+            match single.step(Input::Claim { queue: queue.clone() }).reply {
+                Reply::Claimed(Some(job)) => {
+                    prop_assert!(!found_nothing, "a single claim started {} after one that found nothing", job.id);
+                    singles.push(*job);
+                }
+                Reply::Claimed(None) => found_nothing = true,
+                other => panic!("a claim answered {other:?}"),
+            }
+        }
+        prop_assert_eq!(&claimed, &singles);
+        prop_assert_eq!(batched.jobs(), single.jobs());
+        // The round-robin position moved on alike: the next claims start the same job.
+        let next_batched = batched.step(Input::Claim { queue: None }).reply;
+        let next_single = single.step(Input::Claim { queue: None }).reply;
+        prop_assert_eq!(next_batched, next_single);
+    }
 
     /// Guarantee 1: the checker compares every start with the first eligible job of its
     /// queue; priorities, queues and many subjects, no timing noise.

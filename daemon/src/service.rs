@@ -13,8 +13,8 @@ use semantica_adapters::probe::ProcProbe;
 use semantica_adapters::sqlite::{Reader, WriteError, Writer, WriterHandle, WriterOptions};
 use semantica_adapters::{random_seed, SqliteOptions, SqliteStore, Synchronous, SystemClock, UuidIds};
 use semantica_core::{
-    Action, Clock, Config, Engine, Executor, Input, Job, JobId, Reply, Report, SplitMix64, Step, Store, StoreError,
-    SystemProbe, SystemState,
+    limits, Action, Clock, Config, Engine, Executor, Input, Job, JobId, Reply, Report, SplitMix64, Step, Store,
+    StoreError, SystemProbe, SystemState,
 };
 use tokio::sync::{broadcast, mpsc, Notify};
 use tracing::{info, warn};
@@ -27,8 +27,6 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 const SCHEDULER_IDLE_MAX: Duration = Duration::from_secs(1);
 /// Claims in one round before the scheduler lets others in.
 const CLAIMS_PER_ROUND_MAX: usize = 1024;
-/// Most claims queued to the writer together (one transaction).
-const CLAIM_GROUP_MAX: usize = 64;
 /// Longest pause between two tries of recording an executor's report.
 const REPORT_RETRY_MAX: Duration = Duration::from_secs(1);
 /// Executor reports queued to the writer together (one transaction).
@@ -226,42 +224,30 @@ impl Service {
         }
     }
 
-    /// Claims until nothing more can start. Claims go to the writer in groups of up to
-    /// one per worker, queued back to back, so that a group shares one transaction.
+    /// Claims until nothing more can start: one `ClaimBatch` step per round starts as
+    /// many jobs as there are workers (the engine stops at the free slots), and a round
+    /// that started fewer than it asked for was the last.
     async fn claim_all(self: &Arc<Service>) {
-        let group = self.config.workers.clamp(1, CLAIM_GROUP_MAX);
+        let max = self.config.workers.clamp(1, limits::CLAIM_BATCH_MAX);
         let mut claims = 0;
         while claims < CLAIMS_PER_ROUND_MAX {
             if self.stopping.load(Ordering::Acquire) {
                 return;
             }
-            let mut queued = Vec::with_capacity(group);
-            for _ in 0..group {
-                match self.writer.queue_async(Input::Claim { queue: None }).await {
-                    Ok(pending) => queued.push(pending),
-                    Err(error) => {
-                        warn!(%error, "claim failed");
-                        break;
-                    }
+            let step = match self.writer.submit_async(Input::ClaimBatch { queue: None, max }).await {
+                Ok(step) => step,
+                Err(error) => {
+                    warn!(%error, "claim failed");
+                    return;
                 }
-            }
-            claims += queued.len();
-            let mut exhausted = queued.len() < group;
-            for pending in queued {
-                match pending.wait_async().await {
-                    Ok(step) => {
-                        self.apply(&step);
-                        if matches!(step.reply, Reply::Claimed(None)) && step.persist.is_empty() {
-                            exhausted = true;
-                        }
-                    }
-                    Err(error) => {
-                        warn!(%error, "claim failed");
-                        exhausted = true;
-                    }
-                }
-            }
-            if exhausted {
+            };
+            self.apply(&step);
+            let started = match &step.reply {
+                Reply::ClaimedBatch(claimed) => claimed.len(),
+                _ => 0,
+            };
+            claims += started.max(1);
+            if started < max {
                 return;
             }
         }
@@ -290,12 +276,10 @@ impl Service {
             // A claim for each slot the reports free, in the same transaction: the next
             // job starts without waiting for the scheduler's round (and its own commit).
             let mut claims = Vec::new();
-            if !self.stopping.load(Ordering::Acquire) {
-                for _ in 0..ended.min(CLAIM_GROUP_MAX) {
-                    match self.writer.queue_async(Input::Claim { queue: None }).await {
-                        Ok(pending) => claims.push(pending),
-                        Err(_) => break,
-                    }
+            if ended > 0 && !self.stopping.load(Ordering::Acquire) {
+                let max = ended.min(limits::CLAIM_BATCH_MAX);
+                if let Ok(pending) = self.writer.queue_async(Input::ClaimBatch { queue: None, max }).await {
+                    claims.push(pending);
                 }
             }
             let mut writer_gone = false;

@@ -167,6 +167,16 @@ impl Checker {
         if let (Input::Claim { queue }, Reply::Claimed(None)) = (obs.input, &step.reply) {
             self.check_claim_missed(obs, queue.as_deref())?;
         }
+        // A batch that started fewer than it could have stopped where a single claim would
+        // have found nothing: the same check holds after it.
+        if let (Input::ClaimBatch { queue, max }, Reply::ClaimedBatch(claimed)) = (obs.input, &step.reply) {
+            if claimed.len() > *max {
+                return fail("claim_batch_over_max", format!("{} jobs started for a batch of {max}", claimed.len()));
+            }
+            if claimed.len() < *max {
+                self.check_claim_missed(obs, queue.as_deref())?;
+            }
+        }
         if obs.acknowledged {
             self.record_acks(obs)?;
         }
@@ -302,25 +312,35 @@ impl Checker {
     /// been taken before it (higher priority, or equal priority and enqueued earlier, its
     /// subject free, passing the throttle). The claim step must have moved each of them
     /// out of QUEUED (found it ineligible after all), or it jumped the queue.
-    fn pop_order_obligations(&self, obs: &Observation) -> Vec<JobId> {
-        let Reply::Claimed(Some(claimed)) = &obs.step.reply else { return Vec::new() };
+    ///
+    /// For a batch, each claimed job's obligations leave out the jobs the batch itself
+    /// claimed and the subjects it occupied (a job whose subject an earlier claim of the
+    /// batch took may stay QUEUED).
+    fn pop_order_obligations(&self, obs: &Observation) -> Vec<(JobId, JobId)> {
+        let claimed = claimed_jobs(&obs.step.reply);
         let occupied = self.occupied_subjects();
-        self.active_jobs()
-            .filter(|job| {
-                job.id != claimed.id
+        let claimed_ids: BTreeSet<JobId> = claimed.iter().map(|job| job.id).collect();
+        let claimed_subjects: BTreeSet<&str> = claimed.iter().map(|job| job.subject_key.as_str()).collect();
+        let mut obligations = Vec::new();
+        for claimed in &claimed {
+            let above = self.active_jobs().filter(|job| {
+                !claimed_ids.contains(&job.id)
                     && job.state == JobState::Queued
                     && job.queue == claimed.queue
                     && (job.priority, std::cmp::Reverse(job.seq)) > (claimed.priority, std::cmp::Reverse(claimed.seq))
                     && !occupied.contains(job.subject_key.as_str())
+                    && !claimed_subjects.contains(job.subject_key.as_str())
                     && self.passes_throttle(obs.system, job)
-            })
-            .map(|job| job.id)
-            .collect()
+            });
+            obligations.extend(above.map(|job| (claimed.id, job.id)));
+        }
+        obligations
     }
 
-    fn check_pop_order(&self, obligations: &[JobId], obs: &Observation) -> Check {
-        let Reply::Claimed(Some(claimed)) = &obs.step.reply else { return Ok(()) };
-        for id in obligations {
+    fn check_pop_order(&self, obligations: &[(JobId, JobId)], obs: &Observation) -> Check {
+        let claimed = claimed_jobs(&obs.step.reply);
+        for (claimed_id, id) in obligations {
+            let claimed = claimed.iter().find(|job| job.id == *claimed_id).expect("obligation of a claimed job");
             let job = &self.jobs[id];
             if job.state == JobState::Queued {
                 return fail(
@@ -633,4 +653,13 @@ fn check_job_shape(job: &Job) -> Check {
         return fail("terminal_without_finish", format!("job {} is {} without finished_at", job.id, job.state));
     }
     Ok(())
+}
+
+/// The jobs a claim step started, single or batched.
+fn claimed_jobs(reply: &Reply) -> Vec<&Job> {
+    match reply {
+        Reply::Claimed(Some(job)) => vec![job.as_ref()],
+        Reply::ClaimedBatch(jobs) => jobs.iter().collect(),
+        _ => Vec::new(),
+    }
 }

@@ -102,6 +102,9 @@ pub fn reply(reply: &Reply) -> String {
             format!("Batch[{}]", items.join(", "))
         }
         Reply::Claimed(Some(claimed)) => format!("Claimed[{}]", job(claimed)),
+        Reply::ClaimedBatch(claimed) => {
+            format!("ClaimedBatch[{}]", claimed.iter().map(job).collect::<Vec<_>>().join(", "))
+        }
         Reply::Rejected(Rejection::Validation(error)) => format!("Rejected[{}: {:?}]", error.field, error.kind),
         Reply::Rejected(other) => format!("Rejected[{other:?}]"),
         Reply::Purged { job_ids } => {

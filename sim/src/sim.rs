@@ -477,10 +477,20 @@ impl Sim {
         Ok(())
     }
 
+    /// The daemon's claims: a single `Claim` or a `ClaimBatch` of a drawn size (the
+    /// daemon asks for one per free worker), so that both paths run under faults.
     fn claim(&mut self, queue: Option<String>) -> Result<(), Violation> {
         let wanted_all = queue.is_none();
-        if let Exec::Done(step) = self.execute(Input::Claim { queue })? {
-            if wanted_all && step.reply == Reply::Claimed(None) {
+        let batch = 1 + self.driver_rng.below(self.config.workers as u64 + 1) as usize;
+        let input =
+            if self.driver_rng.chance(1, 2) { Input::Claim { queue } } else { Input::ClaimBatch { queue, max: batch } };
+        if let Exec::Done(step) = self.execute(input)? {
+            let exhausted = match &step.reply {
+                Reply::Claimed(None) => true,
+                Reply::ClaimedBatch(claimed) => claimed.len() < batch,
+                _ => false,
+            };
+            if wanted_all && exhausted {
                 self.claim_wanted = false;
             }
         }

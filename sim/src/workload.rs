@@ -156,7 +156,12 @@ impl Workload {
         }
         if pick(mix.claim) {
             let queue = self.rng.chance(1, 2).then(|| self.queue());
-            return ClientOp::Send { input: Input::Claim { queue }, expect: Expect::Any };
+            let input = if self.rng.chance(1, 2) {
+                Input::Claim { queue }
+            } else {
+                Input::ClaimBatch { queue, max: 1 + self.rng.below(8) as usize }
+            };
+            return ClientOp::Send { input, expect: Expect::Any };
         }
         if pick(mix.purge) {
             let input = Input::Purge {

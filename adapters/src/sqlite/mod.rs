@@ -273,8 +273,23 @@ impl SqliteStore {
         }
     }
 
-    fn update(&self, job: &Job) -> StoreResult<()> {
+    fn update(&self, job: &Job, counts: &mut CountDeltas) -> StoreResult<()> {
         assert!(job.version >= 2, "an update of job {} carries version {}", job.id, job.version);
+        // What the row counted for before (a rowid lookup of the page the UPDATE writes).
+        let before: Option<Counted> = self
+            .conn
+            .prepare_cached(
+                "SELECT queue, state, started_at_ms, due_at_ms FROM jobs WHERE seq = ?1 AND id = ?2 AND version = ?3",
+            )
+            .and_then(|mut s| {
+                s.query_row(
+                    (codec::ordered(job.seq, "seq"), job.id.to_string(), codec::ordered(job.version - 1, "version")),
+                    |row| Ok(Counted::read(row)),
+                )
+                .optional()
+            })
+            .map_err(store_error)?
+            .transpose()?;
         // ?1 = seq … ?45 = artifacts_json (the row), ?46 = the version read.
         static SQL: LazyLock<String> = LazyLock::new(|| {
             let columns = &codec::COLUMNS;
@@ -308,18 +323,30 @@ impl SqliteStore {
         if updated != 1 {
             return Err(StoreError::Corrupt(format!("updating job {} changed {updated} rows", job.id)));
         }
+        let before = before
+            .ok_or_else(|| StoreError::Corrupt(format!("job {} was updated but not there to count before", job.id)))?;
+        counts.add(&before, -1);
+        counts.add(&Counted::of(job), 1);
         // No raise of the subject's generation: a job's subject and generation are fixed
         // when it is inserted (the differential test against MemStore compares
         // max_generation after every step, so a core that changed them would show).
         Ok(())
     }
 
-    fn delete(&self, id: JobId, version: u64) -> StoreResult<()> {
-        let deleted = self
+    fn delete(&self, id: JobId, version: u64, counts: &mut CountDeltas) -> StoreResult<()> {
+        let mut statement = self
             .conn
-            .prepare_cached("DELETE FROM jobs WHERE id = ?1 AND version = ?2")
-            .and_then(|mut s| s.execute((id.to_string(), codec::ordered(version, "version"))))
+            .prepare_cached(
+                "DELETE FROM jobs WHERE id = ?1 AND version = ?2 RETURNING queue, state, started_at_ms, due_at_ms",
+            )
             .map_err(store_error)?;
+        let mut rows = statement.query((id.to_string(), codec::ordered(version, "version"))).map_err(store_error)?;
+        let mut deleted = 0;
+        while let Some(row) = rows.next().map_err(store_error)? {
+            deleted += 1;
+            let counted = Counted::read(row)?;
+            counts.add(&counted, -1);
+        }
         match deleted {
             0 => Err(conflict(id, "version changed since it was read")),
             1 => Ok(()),
@@ -336,6 +363,32 @@ impl SqliteStore {
             )
             .and_then(|mut s| s.execute((job.subject_key.as_str(), codec::ordered(job.generation, "generation"))))
             .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// Adds one write set's changes to `queue_counts`: one statement per queue and state
+    /// the set changed, and rows that count nothing any more go.
+    fn write_counts(&self, counts: CountDeltas) -> StoreResult<()> {
+        for ((queue, state), delta) in counts.0 {
+            if delta == (0, 0, 0) {
+                continue;
+            }
+            let (jobs, wait_sum_ms, started) = delta;
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO queue_counts (queue, state, jobs, wait_sum_ms, started) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (queue, state) DO UPDATE SET jobs = jobs + excluded.jobs,
+                         wait_sum_ms = wait_sum_ms + excluded.wait_sum_ms, started = started + excluded.started",
+                )
+                .and_then(|mut s| s.execute((queue.as_str(), state.as_str(), jobs, wait_sum_ms, started)))
+                .map_err(store_error)?;
+            if jobs < 0 {
+                self.conn
+                    .prepare_cached("DELETE FROM queue_counts WHERE queue = ?1 AND state = ?2 AND jobs = 0")
+                    .and_then(|mut s| s.execute((queue.as_str(), state.as_str())))
+                    .map_err(store_error)?;
+            }
+        }
         Ok(())
     }
 
@@ -356,6 +409,7 @@ impl SqliteStore {
         // Inserts are judged against the store as it was before the set, as MemStore does.
         let max_seq_before = self.stored_max_seq()?;
         let mut inserted = std::collections::BTreeSet::new();
+        let mut counts = CountDeltas::default();
         let mut max_seq = max_seq_before;
         for write in &writes.writes {
             match write {
@@ -363,12 +417,14 @@ impl SqliteStore {
                     assert!(inserted.insert(job.id), "job {} inserted twice in one write set", job.id);
                     assert_eq!(job.version, 1, "job {} inserted at version {}", job.id, job.version);
                     self.insert(job, max_seq_before)?;
+                    counts.add(&Counted::of(job), 1);
                     max_seq = max_seq.max(job.seq);
                 }
-                Write::Update(job) => self.update(job)?,
-                Write::Delete { id, version } => self.delete(*id, *version)?,
+                Write::Update(job) => self.update(job, &mut counts)?,
+                Write::Delete { id, version } => self.delete(*id, *version, &mut counts)?,
             }
         }
+        self.write_counts(counts)?;
         // Once per set, not per insert.
         if max_seq > max_seq_before {
             self.conn
@@ -377,6 +433,51 @@ impl SqliteStore {
                 .map_err(store_error)?;
         }
         Ok(())
+    }
+}
+
+/// What a job counts for in `queue_counts`.
+struct Counted {
+    queue: String,
+    state: JobState,
+    /// max(started_at_ms - due_at_ms, 0) once started.
+    wait_ms: Option<u64>,
+}
+
+impl Counted {
+    fn of(job: &Job) -> Counted {
+        Counted {
+            queue: job.queue.clone(),
+            state: job.state,
+            wait_ms: job.started_at_ms.map(|started| started.saturating_sub(job.due_at_ms)),
+        }
+    }
+
+    /// From `queue, state, started_at_ms, due_at_ms`.
+    fn read(row: &rusqlite::Row) -> StoreResult<Counted> {
+        let queue: String = row.get(0).map_err(store_error)?;
+        let state: String = row.get(1).map_err(store_error)?;
+        let state = state
+            .parse::<JobState>()
+            .map_err(|e| StoreError::Corrupt(format!("jobs.state: unknown state {:?}", e.0)))?;
+        let started: Option<i64> = row.get(2).map_err(store_error)?;
+        let due: i64 = row.get(3).map_err(store_error)?;
+        Ok(Counted { queue, state, wait_ms: started.map(|started| started.saturating_sub(due).max(0) as u64) })
+    }
+}
+
+/// Changes to `queue_counts` of one write set: (jobs, wait sum, started) per queue and state.
+#[derive(Default)]
+struct CountDeltas(std::collections::BTreeMap<(String, JobState), (i64, i64, i64)>);
+
+impl CountDeltas {
+    fn add(&mut self, counted: &Counted, sign: i64) {
+        let entry = self.0.entry((counted.queue.clone(), counted.state)).or_default();
+        entry.0 += sign;
+        if let Some(wait_ms) = counted.wait_ms {
+            entry.1 = entry.1.saturating_add(sign.saturating_mul(i64::try_from(wait_ms).unwrap_or(i64::MAX)));
+            entry.2 += sign;
+        }
     }
 }
 
@@ -590,13 +691,11 @@ impl Store for SqliteStore {
     }
 
     fn queue_stats(&self) -> StoreResult<Vec<QueueStats>> {
+        // The counts migration 0002's triggers keep: a few rows per queue, never a scan.
         let mut statement = self
             .conn
             .prepare_cached(
-                "SELECT queue, state, count(*),
-                        sum(CASE WHEN started_at_ms > due_at_ms THEN started_at_ms - due_at_ms ELSE 0 END),
-                        count(started_at_ms)
-                 FROM jobs GROUP BY queue, state ORDER BY queue",
+                "SELECT queue, state, jobs, wait_sum_ms, started FROM queue_counts WHERE jobs <> 0 ORDER BY queue",
             )
             .map_err(store_error)?;
         let mut rows = statement.query([]).map_err(store_error)?;
@@ -607,17 +706,17 @@ impl Store for SqliteStore {
             let state: String = row.get(1).map_err(store_error)?;
             let state = state
                 .parse::<JobState>()
-                .map_err(|e| StoreError::Corrupt(format!("jobs.state: unknown state {:?}", e.0)))?;
+                .map_err(|e| StoreError::Corrupt(format!("queue_counts.state: unknown state {:?}", e.0)))?;
             let nonnegative = |index: usize| -> StoreResult<u64> {
                 let value: i64 = row.get(index).map_err(store_error)?;
-                u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("queue_stats column {index} is {value}")))
+                u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("queue_counts column {index} is {value}")))
             };
             let (count, wait_sum, started) = (nonnegative(2)?, nonnegative(3)?, nonnegative(4)?);
             if stats.last().is_none_or(|(last, _, _)| last.queue != queue) {
                 stats.push((QueueStats { queue, ..QueueStats::default() }, 0, 0));
             }
             let entry = stats.last_mut().expect("pushed");
-            // Saturating: sums of a damaged file's times must not overflow the daemon.
+            // Saturating: sums of a damaged file's counts must not overflow the daemon.
             entry.0.counts[state as usize] = entry.0.counts[state as usize].saturating_add(count);
             entry.1 = entry.1.saturating_add(wait_sum);
             entry.2 = entry.2.saturating_add(started);

@@ -16,8 +16,14 @@ pub struct Migration {
 }
 
 /// Every migration this binary knows, in order. Released entries are never edited.
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "0001_init.sql", sql: include_str!("../../../migrations/0001_init.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "0001_init.sql", sql: include_str!("../../../migrations/0001_init.sql") },
+    Migration {
+        version: 2,
+        name: "0002_queue_counts.sql",
+        sql: include_str!("../../../migrations/0002_queue_counts.sql"),
+    },
+];
 
 /// Why a database could not be brought to this binary's schema.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -367,14 +367,22 @@ fn check_step(world: &mut World, before: &MemStore, system: SystemState, input: 
         }
     }
 
+    // A batched claim starts several: each is judged as the claim after the ones before it.
+    let mut earlier: Vec<Job> = Vec::new();
     for action in &step.actions {
         if let Action::Spawn(job) = action {
-            check_start(world, before, system, now_ms, job, &config, &context());
+            check_start(before, system, now_ms, job, &earlier, &config, &context());
+            earlier.push((**job).clone());
         }
     }
     // A claim that found nothing while something could start is a lost wake-up.
-    if let (Input::Claim { queue: None }, Reply::Claimed(None)) = (input, &step.reply) {
-        if step.persist.is_empty() {
+    let found_nothing = match (input, &step.reply) {
+        (Input::Claim { queue: None }, Reply::Claimed(None)) => true,
+        (Input::ClaimBatch { queue: None, .. }, Reply::ClaimedBatch(claimed)) => claimed.is_empty(),
+        _ => false,
+    };
+    if found_nothing && step.persist.is_empty() {
+        {
             let running = before.jobs().filter(|job| job.occupies_subject()).count();
             if running < config.workers {
                 let occupied = occupied_subjects(before);
@@ -404,15 +412,19 @@ fn throttle_floor(config: &Config, system: SystemState) -> Option<i32> {
 }
 
 fn check_start(
-    world: &World,
     before: &MemStore,
     system: SystemState,
     now_ms: u64,
     job: &Job,
+    earlier: &[Job],
     config: &Config,
     context: &str,
 ) {
     let was = before.get(job.id).unwrap().expect("a started job existed");
+    let started_earlier = |j: &Job| earlier.iter().any(|e| e.id == j.id);
+    let subject_taken_earlier = |subject: &str| earlier.iter().any(|e| e.subject_key == subject);
+    assert!(!started_earlier(&was), "job {} started twice in one step: {context}", job.id);
+    assert!(!subject_taken_earlier(&was.subject_key), "job {} started beside its subject: {context}", job.id);
     assert_eq!(was.state, JobState::Queued, "job {} started from {}: {context}", job.id, was.state);
     // Schedules, conditions, parents.
     assert!(ready(system, now_ms, &was), "job {} started before it was ready: {context}", job.id);
@@ -439,6 +451,8 @@ fn check_start(
         .filter(|j| {
             j.state == JobState::Queued
                 && j.queue == was.queue
+                && !started_earlier(j)
+                && !subject_taken_earlier(&j.subject_key)
                 && !occupied.contains_key(&j.subject_key)
                 && floor.is_none_or(|f| j.priority >= f)
                 && ready(system, now_ms, j)
@@ -451,5 +465,4 @@ fn check_start(
         "pop order: started {} (p{} seq{}) before {} (p{} seq{}): {context}",
         was.id, was.priority, was.seq, best.id, best.priority, best.seq
     );
-    let _ = world;
 }
