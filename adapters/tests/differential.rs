@@ -427,6 +427,8 @@ fn queries(now_ms: u64) -> Vec<JobQuery> {
         JobQuery { subject_key_prefix: Some("s%".into()), ..base.clone() },
         JobQuery { created_after_ms: Some(now_ms.saturating_sub(300)), ..base.clone() },
         JobQuery { after_seq: Some(u64::MAX), descending: true, limit: 4, ..base.clone() },
+        JobQuery { bytes_max: Some(1), ..base.clone() },
+        JobQuery { bytes_max: Some(300), descending: true, ..base.clone() },
         JobQuery { after_seq: Some(u64::MAX), ..base },
     ]
 }

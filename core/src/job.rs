@@ -251,6 +251,28 @@ pub struct Job {
 }
 
 impl Job {
+    /// The bytes of what a client gave or a run left (payload, exec, labels, result,
+    /// error, artifacts): the part of a job that can be large. A page of jobs is bounded
+    /// by this (`JobQuery::bytes_max`).
+    pub fn data_bytes(&self) -> usize {
+        let exec = self.exec.as_ref().map_or(0, |exec| {
+            exec.command.len()
+                + exec.args.iter().map(String::len).sum::<usize>()
+                + exec.env.iter().map(|(key, value)| key.len() + value.len()).sum::<usize>()
+                + exec.cwd.as_ref().map_or(0, String::len)
+        });
+        let labels =
+            [&self.tag, &self.chain_group_id].iter().map(|label| label.as_ref().map_or(0, String::len)).sum::<usize>();
+        self.payload_json.len()
+            + exec
+            + self.subject_key.len()
+            + self.trace_id.len()
+            + labels
+            + self.result_summary_json.as_ref().map_or(0, String::len)
+            + self.error.as_ref().map_or(0, |error| error.message.len())
+            + self.artifacts.iter().map(|artifact| artifact.name.len()).sum::<usize>()
+    }
+
     /// A job with every option off and nothing decided yet: a value for stores, tools and
     /// tests to start from (`Job { subject_key, ..Job::blank(id) }`). The engine builds
     /// its jobs field by field from a validated request.

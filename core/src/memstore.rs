@@ -194,7 +194,13 @@ impl Store for MemStore {
         let ordered: Box<dyn Iterator<Item = &JobId>> =
             if query.descending { Box::new(self.by_seq.values().rev()) } else { Box::new(self.by_seq.values()) };
         let mut matching = ordered.map(|id| &self.jobs[id]).filter(|job| query.matches(job));
-        let items: Vec<Job> = matching.by_ref().take(query.limit).cloned().collect();
+        let mut items: Vec<Job> = Vec::new();
+        let mut bytes = 0;
+        while items.len() < query.limit && !query.full_by_bytes(items.len(), bytes) {
+            let Some(job) = matching.next() else { break };
+            bytes += job.data_bytes();
+            items.push(job.clone());
+        }
         let more = matching.next().is_some();
         let next_after_seq = if more { items.last().map(|job| job.seq) } else { None };
         Ok(JobPage { items, next_after_seq })

@@ -84,10 +84,19 @@ pub struct JobQuery {
     pub limit: usize,
     /// Only jobs after this enqueue sequence (in the direction of the sort).
     pub after_seq: Option<u64>,
+    /// Stop once the items hold at least this many bytes of [`Job::data_bytes`] (always
+    /// with at least one item); `next_after_seq` then continues after the last. Bounds
+    /// what a page of large jobs holds in memory. `None`: only `limit` bounds it.
+    pub bytes_max: Option<usize>,
 }
 
 impl JobQuery {
     pub const LIMIT_MAX: usize = 200;
+
+    /// Whether a page holding `items` jobs of `bytes` data bytes is full by bytes.
+    pub fn full_by_bytes(&self, items: usize, bytes: usize) -> bool {
+        items >= 1 && self.bytes_max.is_some_and(|max| bytes >= max)
+    }
 
     /// The filter part, as every store must apply it.
     pub fn matches(&self, job: &Job) -> bool {

@@ -308,12 +308,34 @@ async fn query_jobs(service: Arc<Service>, params: Params<'static>) -> RpcResult
         descending,
         limit: limit as usize,
         after_seq,
+        // The store stops reading at the bound; the views are then measured exactly.
+        bytes_max: Some(PAGE_BYTES_MAX),
     };
     let page = service.read(move |store| store.query(&query)).await.map_err(service_error)?;
-    Ok(json!({
-        "items": page.items.iter().map(wire::job_view).collect::<Vec<_>>(),
-        "next_cursor": page.next_after_seq.map(encode_cursor),
-    }))
+    Ok(bounded_page(page))
+}
+
+/// A page of `dev.query_jobs.v1` holds at most this much JSON (API.md "Bounded answers").
+const PAGE_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// The page's views, stopping before the one that would take the answer past
+/// `PAGE_BYTES_MAX` (at least one, whatever its size); the cursor then continues after
+/// the last view given.
+fn bounded_page(page: semantica_core::JobPage) -> Value {
+    let mut items = Vec::with_capacity(page.items.len());
+    let mut bytes = 0;
+    let mut next_after_seq = page.next_after_seq;
+    for (index, job) in page.items.iter().enumerate() {
+        let view = wire::job_view(job);
+        let view_bytes = serde_json::to_vec(&view).map_or(0, |json| json.len()) + 1;
+        if !items.is_empty() && bytes + view_bytes > PAGE_BYTES_MAX {
+            next_after_seq = Some(page.items[index - 1].seq);
+            break;
+        }
+        bytes += view_bytes;
+        items.push(view);
+    }
+    json!({ "items": items, "next_cursor": next_after_seq.map(encode_cursor) })
 }
 
 async fn event(service: Arc<Service>, params: Params<'static>) -> RpcResult {

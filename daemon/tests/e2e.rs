@@ -296,3 +296,45 @@ fn a_connection_over_its_rate_limit_gets_4003_with_retry_after_ms() {
     std::thread::sleep(Duration::from_millis(retry_after_ms + 50));
     assert_eq!(call().0, 200);
 }
+
+/// API.md "Bounded answers": a page of large jobs stops at 8 MiB of JSON with at least one
+/// item, and the cursor goes on after the last item given, so paging sees every job once
+/// (no -32008 "Response is too big", whatever the jobs' total size).
+#[test]
+fn a_page_of_large_jobs_stops_at_8_mib_and_the_cursor_goes_on() {
+    const PAGE_BYTES_MAX: usize = 8 * 1024 * 1024;
+    let home = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(home.path());
+    let client = daemon.client();
+    runtime().block_on(async {
+        let big = "x".repeat(1000 * 1024);
+        let mut enqueued = std::collections::BTreeSet::new();
+        for n in 0..20 {
+            let job = json!({"job_type": "echo", "queue": "big", "subject_key": format!("s{n}"),
+                             "payload": {"text": big}, "schedule": {"delay_ms": 86_400_000}});
+            let answer = client.call("dev.enqueue.v1", params(job)).await.unwrap();
+            enqueued.insert(answer["job_id"].as_str().unwrap().to_owned());
+        }
+        let (mut seen, mut pages, mut cursor) = (Vec::new(), 0, Value::Null);
+        loop {
+            let mut query = json!({"filter": {"queue": ["big"]}, "limit": 200});
+            if !cursor.is_null() {
+                query["cursor"] = cursor.clone();
+            }
+            let page = client.call("dev.query_jobs.v1", params(query)).await.unwrap();
+            let items = page["items"].as_array().unwrap();
+            assert!(!items.is_empty(), "a page holds at least one item");
+            let bytes: usize = items.iter().map(|item| serde_json::to_vec(item).unwrap().len()).sum();
+            assert!(bytes <= PAGE_BYTES_MAX, "page {pages} holds {bytes} bytes of items");
+            seen.extend(items.iter().map(|item| item["id"].as_str().unwrap().to_owned()));
+            pages += 1;
+            cursor = page["next_cursor"].clone();
+            if cursor.is_null() {
+                break;
+            }
+        }
+        assert!(pages >= 3, "20 jobs of 1 MiB cannot fit in {pages} pages of 8 MiB");
+        assert_eq!(seen.len(), enqueued.len(), "every job once");
+        assert_eq!(seen.into_iter().collect::<std::collections::BTreeSet<_>>(), enqueued);
+    });
+}

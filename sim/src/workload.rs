@@ -232,6 +232,9 @@ impl Workload {
         if self.rng.chance(1, 4) {
             query.subject_key_prefix = Some("hot-".to_owned());
         }
+        if self.rng.chance(1, 4) {
+            query.bytes_max = Some(self.rng.below(400) as usize);
+        }
         ClientOp::Query(query)
     }
 

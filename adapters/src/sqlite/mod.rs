@@ -679,13 +679,26 @@ impl Store for SqliteStore {
         // One more than asked: whether it exists decides `next_after_seq`.
         let limit = limit_clause(query.limit + 1);
         let sql = Self::select(&format!("{filter} ORDER BY seq {direction} {limit}"));
-        let mut items = self.jobs(&sql, params_from_iter(params))?;
-        if let Some(job) = items.iter().find(|job| !query.matches(job)) {
-            // The schema check at open makes this a damaged file, not a bug to crash on.
-            return Err(StoreError::Corrupt(format!("the query returned job {} that does not match it", job.id)));
+        // Row by row, so that a page of large jobs stops at `bytes_max` without decoding
+        // the rest: memory follows the bound, not the jobs' total size.
+        let mut statement = self.conn.prepare_cached(&sql).map_err(store_error)?;
+        let mut rows = statement.query(params_from_iter(params)).map_err(store_error)?;
+        let mut items: Vec<Job> = Vec::new();
+        let mut bytes = 0;
+        let mut more = false;
+        while let Some(row) = rows.next().map_err(store_error)? {
+            if items.len() == query.limit || query.full_by_bytes(items.len(), bytes) {
+                more = true;
+                break;
+            }
+            let job = codec::decode(row)?;
+            if !query.matches(&job) {
+                // The schema check at open makes this a damaged file, not a bug to crash on.
+                return Err(StoreError::Corrupt(format!("the query returned job {} that does not match it", job.id)));
+            }
+            bytes += job.data_bytes();
+            items.push(job);
         }
-        let more = items.len() > query.limit;
-        items.truncate(query.limit);
         let next_after_seq = if more { items.last().map(|job| job.seq) } else { None };
         Ok(JobPage { items, next_after_seq })
     }
