@@ -1,0 +1,82 @@
+//! `drain` and `subprocess`.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl Bench {
+    /// `drain` and `subprocess`: jobs enqueued in batches, held back by an event, then
+    /// released at once; throughput from the first start to the last end, on the
+    /// daemon's own clock.
+    pub(crate) async fn drain(
+        &self,
+        run: usize,
+        scenario: &'static str,
+        base: f64,
+        job: fn(&Labels, u64) -> Value,
+    ) -> BenchResult<Row> {
+        let daemon = self.daemon(scenario, run, "")?;
+        let labels = self.labels(scenario, run, "");
+        let jobs = self.size(base);
+        let figures = self.measure_drain(&daemon, &labels, scenario, jobs, job).await?;
+        Ok(Row { scenario, parameters: self.drain_parameters(scenario, jobs), figures })
+    }
+
+    pub(crate) fn drain_parameters(&self, scenario: &str, jobs: u64) -> Map<String, Value> {
+        let kind = if scenario == "subprocess" { "exec true" } else { "noop" };
+        params(&[("jobs", json!(jobs)), ("job", json!(kind)), ("workers", self.target.workers())])
+    }
+
+    /// The figures of `drain` (or `subprocess`) on a daemon that is already up; `label`
+    /// names the phases in the progress lines.
+    pub(crate) async fn measure_drain(
+        &self,
+        daemon: &Daemon,
+        labels: &Labels,
+        label: &str,
+        jobs: u64,
+        job: fn(&Labels, u64) -> Value,
+    ) -> BenchResult<Map<String, Value>> {
+        let event = format!("{}-go", labels.queue);
+        let held = {
+            let event = event.clone();
+            move |labels: &Labels, index: u64| {
+                let mut value = job(labels, index);
+                value["conditions"] = json!({"wait_for_event": event});
+                value
+            }
+        };
+        let loaded = enqueue_batches(daemon, labels, jobs, BATCH_CONNECTIONS, held, label).await?;
+        let client = daemon.client()?;
+        let cpu = CpuMeter::start(daemon.pid);
+        let released_at = Instant::now();
+        let mut released = 0u64;
+        for _ in 0..EVENT_CALLS_MAX {
+            let answer = call(&client, "dev.event.v1", &json!({"name": event}), &AtomicU64::new(0)).await?;
+            let count = answer["released_count"].as_u64().unwrap_or(0);
+            if count == 0 {
+                break;
+            }
+            released += count;
+        }
+        let release_elapsed = released_at.elapsed();
+        if released != jobs {
+            return Err(format!("the event released {released} jobs, not {jobs}"));
+        }
+        let timeout = Duration::from_secs(120 + jobs / 100);
+        let end = wait_counts(&client, &labels.queue, timeout, label, |c| c.open() == 0).await?;
+        let wall = released_at.elapsed();
+        let mut figures = Map::new();
+        cpu.figures(&mut figures);
+        let (first_start_ms, last_end_ms) = span_ms(&client, &labels.queue).await?;
+        let span = Duration::from_millis(last_end_ms.saturating_sub(first_start_ms).max(1));
+        figures.insert("jobs_per_s".into(), json!(rate(end.done, span)));
+        figures.insert("done".into(), json!(end.done));
+        figures.insert("not_done".into(), json!(end.total() - end.done));
+        figures.insert("first_start_to_last_end_s".into(), json!(round3(span.as_secs_f64())));
+        figures.insert("release_ms".into(), json!(round3(release_elapsed.as_secs_f64() * 1000.0)));
+        figures.insert("release_to_all_ended_s".into(), json!(round3(wall.as_secs_f64())));
+        figures.insert("load_jobs_per_s".into(), json!(rate(jobs, loaded.elapsed)));
+        self.finish(daemon, labels, &mut figures).await?;
+        Ok(figures)
+    }
+}
