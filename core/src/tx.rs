@@ -32,6 +32,8 @@ pub(crate) struct Tx<'s> {
     /// change under a step, so a job listed by one question and then read or updated is
     /// not fetched again.
     read: RefCell<BTreeMap<JobId, Job>>,
+    /// The store's claim candidates per (queue, priority floor), as listed in this step.
+    candidates: RefCell<BTreeMap<(String, Option<i32>), Listed>>,
     pub actions: Vec<Action>,
     /// Something happened that may let a claim succeed now.
     pub may_claim: bool,
@@ -50,6 +52,7 @@ impl<'s> Tx<'s> {
             changed_max_seq: 0,
             touch_order: Vec::new(),
             read: RefCell::new(BTreeMap::new()),
+            candidates: RefCell::new(BTreeMap::new()),
             actions: Vec::new(),
             may_claim: false,
         }
@@ -71,6 +74,11 @@ impl<'s> Tx<'s> {
     /// The store's jobs that this step has not changed, remembered as read.
     fn unshadowed(&self, from_store: Vec<Job>) -> Vec<Job> {
         let jobs: Vec<Job> = from_store.into_iter().filter(|job| !self.shadowed(job.id)).collect();
+        self.unshadowed_read(jobs)
+    }
+
+    /// Remembers the store's jobs as read (they are as the store holds them).
+    fn unshadowed_read(&self, jobs: Vec<Job>) -> Vec<Job> {
         let mut read = self.read.borrow_mut();
         for job in &jobs {
             read.entry(job.id).or_insert_with(|| job.clone());
@@ -135,21 +143,31 @@ impl<'s> Tx<'s> {
 
     /// Up to `limit` candidates as the store sees them, minus those this step touched
     /// (their state in the store is no longer current; a job this step made QUEUED is not
-    /// among them, and waits for the next claim step). The store is asked for one more per
-    /// touched job, so that the jobs an earlier claim of the same step started or moved
-    /// on do not hide the next ones. `true` when the store had no more.
+    /// among them, and waits for the next claim step). The store's list is kept for the
+    /// step and asked again, for twice as many, only when the jobs that earlier claims of
+    /// the same step started or moved on leave fewer than `limit`: a batch of n claims
+    /// reads the queue once or twice, not n times. `true` when the store had no more.
     pub fn claim_candidates(
         &self,
         queue: &str,
         min_priority: Option<i32>,
         limit: usize,
     ) -> StoreResult<(Vec<Job>, bool)> {
-        let asked = limit + self.originals.len();
-        let stored = self.store.claim_candidates(queue, min_priority, asked)?;
-        let exhausted = stored.len() < asked;
-        let mut jobs = self.unshadowed(stored);
-        jobs.truncate(limit);
-        Ok((jobs, exhausted))
+        let key = (queue.to_owned(), min_priority);
+        let mut candidates = self.candidates.borrow_mut();
+        let listed = candidates.entry(key).or_default();
+        loop {
+            let exhausted = listed.jobs.len() < listed.asked;
+            let fresh: Vec<Job> =
+                listed.jobs.iter().filter(|job| !self.shadowed(job.id)).take(limit).cloned().collect();
+            if fresh.len() == limit || (listed.asked > 0 && exhausted) {
+                return Ok((fresh, exhausted));
+            }
+            let asked = (2 * listed.asked).max(limit + self.originals.len());
+            assert!(asked > listed.asked, "the candidate list must grow");
+            listed.jobs = self.unshadowed_read(self.store.claim_candidates(queue, min_priority, asked)?);
+            listed.asked = asked;
+        }
     }
 
     pub fn ready_queues(&self) -> StoreResult<Vec<String>> {
@@ -287,8 +305,7 @@ impl<'s> Tx<'s> {
         assert_eq!(current.version, job.version, "job {} updated from a stale read", job.id);
         assert!(!self.deleted.contains(&job.id), "job {} updated after its purge", job.id);
         assert_terminal_kept(&current, &job);
-        assert_eq!(current.subject_key, job.subject_key, "job {} changed its subject", job.id);
-        assert_eq!(current.seq, job.seq, "job {} changed its seq", job.id);
+        assert_spec_kept(&current, &job);
         let started_or_freed =
             current.state != job.state && (job.state == JobState::Queued || current.state == JobState::Running);
         if started_or_freed || (current.reap_pending && !job.reap_pending) {
@@ -368,8 +385,29 @@ impl<'s> Tx<'s> {
     }
 }
 
+/// A store list kept for the step: what it answered and how many were asked for.
+#[derive(Default)]
+struct Listed {
+    jobs: Vec<Job>,
+    asked: usize,
+}
+
 fn is_active(job: &Job) -> bool {
     !job.state.is_terminal() || job.reap_pending
+}
+
+/// What a client gave and the engine derived at enqueue never changes afterwards: stores
+/// may keep it apart from what does (the SQLite store updates only the rest).
+fn assert_spec_kept(before: &Job, after: &Job) {
+    fn spec(job: &Job) -> impl PartialEq + '_ {
+        (
+            (job.seq, job.id, &job.queue, &job.job_type, &job.subject_key, job.generation, job.priority),
+            (&job.payload_json, &job.exec, job.max_attempts, job.backoff.base_ms, job.backoff.max_ms),
+            (job.backoff.factor.to_bits(), job.backoff.jitter.to_bits(), job.timeout_ms, job.ttl_ms, job.deadline_ms),
+            (&job.conditions, job.parent_job_id, &job.tag, &job.chain_group_id, &job.trace_id, job.created_at_ms),
+        )
+    }
+    assert!(spec(before) == spec(after), "job {}: what was fixed at enqueue changed", before.id);
 }
 
 fn assert_terminal_kept(before: &Job, after: &Job) {

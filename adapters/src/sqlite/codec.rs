@@ -60,6 +60,29 @@ pub(crate) const COLUMNS: [&str; 45] = [
     "artifacts_json",
 ];
 
+/// The columns an update may change: core fixes everything else of a job when it is
+/// inserted (`Tx::update` asserts it), so an UPDATE leaves those columns, and the indexes
+/// made only of them (`id`'s), alone.
+pub(crate) const MUTABLE_COLUMNS: [&str; 17] = [
+    "version",
+    "state",
+    "attempts",
+    "due_at_ms",
+    "started_at_ms",
+    "finished_at_ms",
+    "wake_at_ms",
+    "pid",
+    "pid_started_at",
+    "reap_pending",
+    "event_released",
+    "parent_pending",
+    "exit_code",
+    "error_kind",
+    "error_message",
+    "result_summary_json",
+    "artifacts_json",
+];
+
 /// `seq, id, …` for a SELECT. Built once: the store's hot statements are looked up in
 /// the statement cache by their text, and formatting it anew per call showed in profiles.
 pub(crate) fn select_list() -> &'static str {

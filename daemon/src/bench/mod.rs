@@ -34,6 +34,7 @@ mod e2e;
 mod enqueue;
 mod history;
 mod restart;
+mod store;
 mod storm;
 mod target;
 
@@ -42,8 +43,18 @@ use history::*;
 use target::*;
 
 /// Every scenario, in the order they run.
-pub const SCENARIOS: [&str; 9] =
-    ["enqueue", "enqueue_batch", "drain", "e2e", "subprocess", "supersede_storm", "restart", "history", "big_payloads"];
+pub const SCENARIOS: [&str; 10] = [
+    "enqueue",
+    "enqueue_batch",
+    "drain",
+    "e2e",
+    "subprocess",
+    "supersede_storm",
+    "restart",
+    "history",
+    "big_payloads",
+    "store",
+];
 
 /// Sizes at `--scale 1`.
 const ENQUEUE_JOBS: f64 = 100_000.0;
@@ -97,7 +108,8 @@ pub struct BenchArgs {
     pub scale: f64,
     /// Run only this scenario (repeatable): enqueue, enqueue_batch, drain, e2e,
     /// subprocess, supersede_storm, restart, history (enqueue and drain again on a
-    /// database with 1,000,000 finished jobs × --scale). Default: all.
+    /// database with 1,000,000 finished jobs × --scale), big_payloads, store (the engine
+    /// and the SQLite store in this process, no daemon). Default: all.
     #[arg(long = "scenario", value_name = "NAME")]
     pub scenarios: Vec<String>,
     /// Run every scenario this many times and report the medians.
@@ -403,6 +415,7 @@ impl Bench {
             "subprocess" => Ok(vec![self.drain(run, "subprocess", SUBPROCESS_JOBS, true_job).await?]),
             "supersede_storm" => Ok(vec![self.supersede_storm(run).await?]),
             "big_payloads" => Ok(vec![self.big_payloads(run).await?]),
+            "store" => self.store(run).await,
             "restart" => match self.target {
                 Target::Fresh { .. } => Ok(vec![self.restart(run).await?]),
                 Target::Running { .. } => {
