@@ -554,6 +554,7 @@ impl Store for SqliteStore {
             "state = 'QUEUED' AND queue = ?1 AND priority >= ?2
              AND NOT EXISTS (SELECT 1 FROM jobs AS other
                              WHERE other.subject_key = jobs.subject_key
+                               AND (other.state IN ('QUEUED', 'SCHEDULED', 'RUNNING') OR other.reap_pending = 1)
                                AND (other.state = 'RUNNING' OR other.reap_pending = 1))
              ORDER BY priority DESC, seq {}",
             limit_clause(limit)
@@ -644,7 +645,13 @@ impl Store for SqliteStore {
     }
 
     fn process_holders(&self, limit: usize) -> StoreResult<Vec<Job>> {
-        let sql = Self::select(&format!("{OCCUPYING} ORDER BY seq {}", limit_clause(limit)));
+        // Named: without statistics the planner would rather scan every job in seq order
+        // than sort the few that hold a process (restart recovery with a million waiting).
+        let sql = format!(
+            "SELECT {} FROM jobs INDEXED BY jobs_processes WHERE {OCCUPYING} ORDER BY seq {}",
+            codec::select_list(),
+            limit_clause(limit)
+        );
         self.jobs(&sql, [])
     }
 

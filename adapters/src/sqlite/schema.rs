@@ -23,6 +23,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_queue_counts.sql",
         sql: include_str!("../../../migrations/0002_queue_counts.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_lean_indexes.sql",
+        sql: include_str!("../../../migrations/0003_lean_indexes.sql"),
+    },
 ];
 
 /// Why a database could not be brought to this binary's schema.
