@@ -45,6 +45,9 @@ pub enum Input {
         max: usize,
     },
     Report(Report),
+    /// Several executor reports in one step (1..=`limits::REPORT_BATCH_MAX`): each is
+    /// decided exactly as a `Report` of its own would be after the ones before it.
+    ReportBatch(Vec<Report>),
     /// Time has passed: schedules, back-offs, TTLs, deadlines and timeouts that are due.
     Tick,
     /// Releases up to `limits::EVENT_ROUND_JOBS_MAX` jobs waiting for the event `name`;
@@ -131,6 +134,8 @@ pub enum Reply {
     Claimed(Option<Box<Job>>),
     /// The jobs a `ClaimBatch` started, in the order they were claimed.
     ClaimedBatch(Vec<Job>),
+    /// One reply per report of a `ReportBatch` (`Accepted` or `Ignored`), in order.
+    ReportedBatch(Vec<Reply>),
     Released {
         count: usize,
     },
@@ -296,6 +301,14 @@ impl Engine {
                 Reply::ClaimedBatch(claimed)
             }
             Input::Report(report) => self.report(&mut tx, report)?,
+            Input::ReportBatch(reports) => {
+                assert!((1..=limits::REPORT_BATCH_MAX).contains(&reports.len()), "{} reports", reports.len());
+                let mut replies = Vec::with_capacity(reports.len());
+                for report in reports {
+                    replies.push(self.report(&mut tx, report)?);
+                }
+                Reply::ReportedBatch(replies)
+            }
             Input::Tick => {
                 let (reply, more) = self.tick(&mut tx)?;
                 wake_override = Some(if more { Some(now_ms) } else { tx.next_wake_at()? });

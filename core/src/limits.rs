@@ -39,6 +39,8 @@ pub const CLAIM_SCAN_FIRST: usize = 4;
 pub const CLAIM_SCAN_MAX: usize = 64;
 /// Jobs one `ClaimBatch` starts at most (the daemon asks for one per free worker).
 pub const CLAIM_BATCH_MAX: usize = 256;
+/// Reports one `ReportBatch` records.
+pub const REPORT_BATCH_MAX: usize = 256;
 /// Jobs one `Tick` moves on; more due jobs make the engine ask to be woken again at once.
 pub const TICK_JOBS_MAX: usize = 1000;
 /// Jobs one cancel by tag or group, system change, or one parent's end may touch.

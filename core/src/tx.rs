@@ -34,6 +34,10 @@ pub(crate) struct Tx<'s> {
     read: RefCell<BTreeMap<JobId, Job>>,
     /// The store's claim candidates per (queue, priority floor), as listed in this step.
     candidates: RefCell<BTreeMap<(String, Option<i32>), Listed>>,
+    /// The store's answers to `ready_queues` and `process_count`, asked once per step
+    /// (a claim batch asks before each of its claims).
+    stored_ready_queues: RefCell<Option<Vec<String>>>,
+    stored_process_counts: RefCell<BTreeMap<Option<String>, usize>>,
     pub actions: Vec<Action>,
     /// Something happened that may let a claim succeed now.
     pub may_claim: bool,
@@ -53,6 +57,8 @@ impl<'s> Tx<'s> {
             touch_order: Vec::new(),
             read: RefCell::new(BTreeMap::new()),
             candidates: RefCell::new(BTreeMap::new()),
+            stored_ready_queues: RefCell::new(None),
+            stored_process_counts: RefCell::new(BTreeMap::new()),
             actions: Vec::new(),
             may_claim: false,
         }
@@ -171,14 +177,28 @@ impl<'s> Tx<'s> {
     }
 
     pub fn ready_queues(&self) -> StoreResult<Vec<String>> {
-        let mut queues: BTreeSet<String> = self.store.ready_queues()?.into_iter().collect();
+        let stored = match &*self.stored_ready_queues.borrow() {
+            Some(stored) => stored.clone(),
+            None => self.store.ready_queues()?,
+        };
+        *self.stored_ready_queues.borrow_mut() = Some(stored.clone());
+        let mut queues: BTreeSet<String> = stored.into_iter().collect();
         queues.extend(self.changed.values().filter(|job| job.state == JobState::Queued).map(|job| job.queue.clone()));
         Ok(queues.into_iter().collect())
     }
 
     pub fn process_count(&self, queue: Option<&str>) -> StoreResult<usize> {
         let in_scope = |job: &Job| job.occupies_subject() && queue.is_none_or(|q| q == job.queue);
-        let mut count = self.store.process_count(queue)?;
+        let key = queue.map(str::to_owned);
+        let stored = self.stored_process_counts.borrow().get(&key).copied();
+        let mut count = match stored {
+            Some(count) => count,
+            None => {
+                let count = self.store.process_count(queue)?;
+                self.stored_process_counts.borrow_mut().insert(key, count);
+                count
+            }
+        };
         for (id, original) in &self.originals {
             if original.as_ref().is_some_and(in_scope) {
                 count -= 1;

@@ -22,6 +22,8 @@ enum Op {
     ClaimBatch(u8),
     Started(u8),
     Finish(u8, u8),
+    /// Several runs' ends in one `ReportBatch` step.
+    FinishBatch(Vec<(u8, u8)>),
     DuplicateReport,
     StaleReport(u8),
     Cancel(u8),
@@ -142,6 +144,7 @@ fn op(mix: Mix) -> impl Strategy<Value = Op> {
         (3, (0u8..5).prop_map(Op::ClaimBatch).boxed()),
         (3, any::<u8>().prop_map(Op::Started).boxed()),
         (8, (any::<u8>(), 0u8..4).prop_map(|(pick, outcome)| Op::Finish(pick, outcome)).boxed()),
+        (3, prop::collection::vec((any::<u8>(), 0u8..4), 1..6).prop_map(Op::FinishBatch).boxed()),
         (1, Just(Op::DuplicateReport).boxed()),
         (1, any::<u8>().prop_map(Op::StaleReport).boxed()),
         (2, any::<u8>().prop_map(Op::Cancel).boxed()),
@@ -247,20 +250,22 @@ fn play(world: &mut World, ops: &[Op]) -> Vec<JobId> {
             Op::Finish(index, outcome) => {
                 let runs: Vec<_> = world.runs.iter().cloned().collect();
                 if let Some(run) = pick(&runs, *index) {
-                    let outcome = match (run.killed, outcome) {
-                        (true, _) => {
-                            Outcome::Failed { kind: ErrorKind::Signal, exit_code: None, message: "killed".into() }
-                        }
-                        (false, 0 | 1) => {
-                            Outcome::Succeeded { exit_code: Some(0), result_summary_json: None, artifacts: vec![] }
-                        }
-                        (false, 2) => {
-                            Outcome::Failed { kind: ErrorKind::ExitCode, exit_code: Some(3), message: "exit 3".into() }
-                        }
-                        (false, _) => Outcome::TimedOut,
-                    };
-                    let reply = world.report(Report::Finished { job_id: run.job_id, attempt: run.attempt, outcome });
+                    let reply = world.report(finished(&run, *outcome));
                     assert!(matches!(reply, Reply::Accepted | Reply::Ignored));
+                }
+            }
+            Op::FinishBatch(ends) => {
+                let runs: Vec<_> = world.runs.iter().cloned().collect();
+                // Duplicates stay: a second report of one attempt is Ignored, as alone.
+                let reports: Vec<Report> = ends
+                    .iter()
+                    .filter_map(|(index, outcome)| pick(&runs, *index).map(|run| finished(&run, *outcome)))
+                    .collect();
+                if !reports.is_empty() {
+                    let count = reports.len();
+                    let replies = world.report_batch(reports);
+                    assert_eq!(replies.len(), count);
+                    assert!(replies.iter().all(|reply| matches!(reply, Reply::Accepted | Reply::Ignored)));
                 }
             }
             Op::DuplicateReport => {
@@ -368,6 +373,18 @@ fn play(world: &mut World, ops: &[Op]) -> Vec<JobId> {
     known
 }
 
+/// The end of a run: a killed run ends by signal; otherwise `outcome` picks success,
+/// failure or timeout.
+fn finished(run: &harness::Run, outcome: u8) -> Report {
+    let outcome = match (run.killed, outcome) {
+        (true, _) => Outcome::Failed { kind: ErrorKind::Signal, exit_code: None, message: "killed".into() },
+        (false, 0 | 1) => Outcome::Succeeded { exit_code: Some(0), result_summary_json: None, artifacts: vec![] },
+        (false, 2) => Outcome::Failed { kind: ErrorKind::ExitCode, exit_code: Some(3), message: "exit 3".into() },
+        (false, _) => Outcome::TimedOut,
+    };
+    Report::Finished { job_id: run.job_id, attempt: run.attempt, outcome }
+}
+
 fn report_job(report: &Report) -> Option<JobId> {
     match report {
         Report::Started { job_id, .. } | Report::Finished { job_id, .. } => Some(*job_id),
@@ -413,6 +430,30 @@ fn check_recovery(before: &semantica_core::MemStore, world: &World) {
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// One `ReportBatch` of n reports decides exactly what n single reports one after
+    /// another would: the same replies in order, the same store, the same claims after.
+    #[test]
+    fn a_batch_of_reports_does_what_single_reports_would(
+        seed: u64,
+        ops in ops(ALL),
+        ends in prop::collection::vec((any::<u8>(), 0u8..4), 1..8),
+    ) {
+        let (mut batched, mut single) = (World::new(config(), seed), World::new(config(), seed));
+        play(&mut batched, &ops);
+        play(&mut single, &ops);
+        let runs: Vec<_> = batched.runs.iter().cloned().collect();
+        let reports: Vec<Report> =
+            ends.iter().filter_map(|(index, outcome)| pick(&runs, *index).map(|run| finished(&run, *outcome))).collect();
+        prop_assume!(!reports.is_empty());
+        let replies = batched.report_batch(reports.clone());
+        let singles: Vec<Reply> = reports.into_iter().map(|report| single.report(report)).collect();
+        prop_assert_eq!(replies, singles);
+        prop_assert_eq!(batched.jobs(), single.jobs());
+        let next_batched = batched.step(Input::ClaimBatch { queue: None, max: 3 }).reply;
+        let next_single = single.step(Input::ClaimBatch { queue: None, max: 3 }).reply;
+        prop_assert_eq!(next_batched, next_single);
+    }
 
     /// One `ClaimBatch { max: n }` starts exactly the jobs that n single claims one after
     /// another would, in the same order, leaves the same store behind, and stops only where

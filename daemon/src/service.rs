@@ -29,8 +29,6 @@ const SCHEDULER_IDLE_MAX: Duration = Duration::from_secs(1);
 const CLAIMS_PER_ROUND_MAX: usize = 1024;
 /// Longest pause between two tries of recording an executor's report.
 const REPORT_RETRY_MAX: Duration = Duration::from_secs(1);
-/// Executor reports queued to the writer together (one transaction).
-const REPORT_BATCH_MAX: usize = 256;
 
 #[derive(Debug)]
 pub enum ServiceError {
@@ -176,6 +174,11 @@ impl Service {
 
     /// Carries out a committed step: actions in order, then wake-ups and notices.
     fn apply(&self, step: &Step) {
+        self.apply_then(step, step.may_claim);
+    }
+
+    /// `apply`, poking the scheduler to claim only when `claim_more` says so.
+    fn apply_then(&self, step: &Step, claim_more: bool) {
         for action in &step.actions {
             match action {
                 Action::Spawn(job) => {
@@ -197,7 +200,7 @@ impl Service {
                 self.poke.notify_one();
             }
         }
-        if step.may_claim {
+        if claim_more {
             self.poke.notify_one();
         }
     }
@@ -259,8 +262,8 @@ impl Service {
     /// recorded or the daemon stops. Dropping it would leave its job RUNNING and its
     /// worker slot taken until the next restart.
     async fn pump_reports(self: Arc<Service>, mut reports: mpsc::UnboundedReceiver<Report>) {
-        let mut batch = Vec::with_capacity(REPORT_BATCH_MAX);
-        while reports.recv_many(&mut batch, REPORT_BATCH_MAX).await > 0 {
+        let mut batch = Vec::with_capacity(limits::REPORT_BATCH_MAX);
+        while reports.recv_many(&mut batch, limits::REPORT_BATCH_MAX).await > 0 {
             if self.abandoning.load(Ordering::Acquire) {
                 // Shutting down: runs stopped now stay RUNNING in the store, and restart
                 // recovery treats them as the contract says.
@@ -268,38 +271,51 @@ impl Service {
                 continue;
             }
             let ended = batch.iter().filter(|report| matches!(report, Report::Finished { .. })).count();
-            let mut queued = Vec::with_capacity(batch.len());
-            for report in batch.drain(..) {
-                let pending = self.writer.queue_async(Input::Report(report.clone())).await;
-                queued.push((report, pending));
-            }
+            // All of them in one engine step (one savepoint, one write set).
+            let reports: Vec<Report> = std::mem::take(&mut batch);
+            let input = if reports.len() == 1 {
+                Input::Report(reports[0].clone())
+            } else {
+                Input::ReportBatch(reports.clone())
+            };
+            let queued = self.writer.queue_async(input).await;
             // A claim for each slot the reports free, in the same transaction: the next
             // job starts without waiting for the scheduler's round (and its own commit).
             let mut claims = Vec::new();
+            let claim_max = ended.min(limits::CLAIM_BATCH_MAX);
             if ended > 0 && !self.stopping.load(Ordering::Acquire) {
-                let max = ended.min(limits::CLAIM_BATCH_MAX);
-                if let Ok(pending) = self.writer.queue_async(Input::ClaimBatch { queue: None, max }).await {
+                let input = Input::ClaimBatch { queue: None, max: claim_max };
+                if let Ok(pending) = self.writer.queue_async(input).await {
                     claims.push(pending);
                 }
             }
             let mut writer_gone = false;
-            for (report, pending) in queued {
-                let result = match pending {
-                    Ok(pending) => pending.wait_async().await,
-                    Err(error) => Err(error),
-                };
-                match result {
-                    Ok(step) => self.apply(&step),
-                    Err(WriteError::Store(_)) => self.record_report(report).await,
-                    Err(_) => writer_gone = true,
+            let result = match queued {
+                Ok(pending) => pending.wait_async().await,
+                Err(error) => Err(error),
+            };
+            match result {
+                // The claim batch queued behind the reports sees what they freed: the
+                // scheduler need not look as well, unless that claim took all it asked for.
+                Ok(step) => self.apply_then(&step, step.may_claim && claims.is_empty()),
+                // Nothing of the batch was written: each is retried on its own.
+                Err(WriteError::Store(_)) => {
+                    for report in reports {
+                        self.record_report(report).await;
+                    }
                 }
+                Err(_) => writer_gone = true,
             }
             // Every queued claim is waited for, whatever happened above: one that committed
             // started a job, and its spawn must be carried out.
             for pending in claims {
                 // A failed claim is no loss: the scheduler claims again when poked.
                 if let Ok(step) = pending.wait_async().await {
-                    self.apply(&step);
+                    let full = match &step.reply {
+                        Reply::ClaimedBatch(claimed) => claimed.len() >= claim_max,
+                        _ => true,
+                    };
+                    self.apply_then(&step, step.may_claim || full);
                 }
             }
             if writer_gone {

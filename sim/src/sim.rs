@@ -497,14 +497,32 @@ impl Sim {
         Ok(())
     }
 
+    /// One report, or (as the daemon's report pump does) every report that is due, up to
+    /// a drawn count, in one `ReportBatch`.
     fn deliver_report(&mut self) -> Result<(), Violation> {
         let Some(report) = self.executor.poll_report(self.now_ms) else { return Ok(()) };
-        match self.execute(Input::Report(report.clone()))? {
-            // The report is the executor's word about a process that is gone: the daemon
+        let mut reports = vec![report];
+        if self.driver_rng.chance(1, 2) {
+            let more = self.driver_rng.below(6) as usize;
+            while reports.len() <= more {
+                match self.executor.poll_report(self.now_ms) {
+                    Some(report) => reports.push(report),
+                    None => break,
+                }
+            }
+        }
+        let input =
+            if reports.len() == 1 { Input::Report(reports[0].clone()) } else { Input::ReportBatch(reports.clone()) };
+        match self.execute(input)? {
+            // A report is the executor's word about a process that is gone: the daemon
             // keeps it until the engine has taken it in.
-            Exec::StoreFailed => self.executor.redeliver(self.now_ms, report),
+            Exec::StoreFailed => {
+                for report in reports {
+                    self.executor.redeliver(self.now_ms, report);
+                }
+            }
             Exec::Done(_) | Exec::Crashed => {
-                if matches!(report, Report::Finished { .. }) {
+                if reports.iter().any(|report| matches!(report, Report::Finished { .. })) {
                     self.claim_wanted = true;
                 }
             }

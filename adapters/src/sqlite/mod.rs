@@ -427,8 +427,10 @@ impl SqliteStore {
     }
 
     fn apply(&self, writes: &WriteSet) -> StoreResult<()> {
-        // Inserts are judged against the store as it was before the set, as MemStore does.
-        let max_seq_before = self.stored_max_seq()?;
+        // Inserts are judged against the store as it was before the set, as MemStore does;
+        // a set without one (a claim, a report) need not read it.
+        let has_insert = writes.writes.iter().any(|write| matches!(write, Write::Insert(_)));
+        let max_seq_before = if has_insert { self.stored_max_seq()? } else { 0 };
         let mut inserted = std::collections::BTreeSet::new();
         let mut counts = CountDeltas::default();
         let mut max_seq = max_seq_before;

@@ -160,6 +160,23 @@ impl World {
         self.step(Input::Report(report)).reply
     }
 
+    /// Several reports in one `ReportBatch` step; the replies in order.
+    pub fn report_batch(&mut self, reports: Vec<Report>) -> Vec<Reply> {
+        for report in &reports {
+            if let Report::Finished { job_id, attempt, .. } = report {
+                let run = self.runs.iter().find(|run| run.job_id == *job_id && run.attempt == *attempt).cloned();
+                if let Some(run) = run {
+                    self.runs.remove(&run);
+                }
+            }
+        }
+        self.last_report = reports.last().cloned();
+        match self.step(Input::ReportBatch(reports)).reply {
+            Reply::ReportedBatch(replies) => replies,
+            other => panic!("a report batch answered {other:?}"),
+        }
+    }
+
     pub fn finish(&mut self, job_id: JobId, outcome: Outcome) -> Reply {
         let attempt = self.job(job_id).attempts;
         self.report(Report::Finished { job_id, attempt, outcome })

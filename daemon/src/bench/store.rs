@@ -1,7 +1,7 @@
 //! `store`: the engine and the SQLite store in this process, with no daemon and no wire:
 //! what one writer thread can do at most. Every transaction is what the daemon's writer
-//! makes of the same work (a batch of enqueues; the reports of the jobs that ran plus one
-//! claim batch), on a temp database under `--dir`. The difference between these figures
+//! makes of the same work (a batch of enqueues; one report batch of the jobs that ran
+//! plus one claim batch), on a temp database under `--dir`. The difference between these figures
 //! and the daemon's is what the wire, the executor and the scheduling cost.
 
 #[allow(unused_imports)]
@@ -92,9 +92,10 @@ fn store_measure(db_path: &Path, jobs: u64, workers: usize) -> BenchResult<(Dura
         now_ms += 1;
         let begin = store.connection().execute_batch("BEGIN IMMEDIATE");
         begin.map_err(|e| format!("store: {e}"))?;
-        for report in running.drain(..) {
-            let _reported = engine.run(now_ms, Input::Report(report), &mut store).map_err(store_error)?;
-            finished += 1;
+        if !running.is_empty() {
+            finished += running.len() as u64;
+            let reports = std::mem::take(&mut running);
+            let _reported = engine.run(now_ms, Input::ReportBatch(reports), &mut store).map_err(store_error)?;
         }
         let step = engine.run(now_ms, Input::ClaimBatch { queue: None, max: workers }, &mut store);
         let semantica_core::Reply::ClaimedBatch(claimed) = step.map_err(store_error)?.reply else {
