@@ -138,6 +138,9 @@ struct EnqueueArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve) {
+        semantica_daemon::serve::tune_allocator();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match cli.command {
         Command::Serve => runtime.block_on(serve()),
