@@ -7,6 +7,11 @@
 use std::collections::BTreeSet;
 
 use proptest::prelude::*;
+
+#[path = "../../core/tests/support/ops.rs"]
+mod ops;
+
+use ops::{pick, queue_name, Op, Spec};
 use proptest::strategy::ValueTree;
 use semantica_adapters::{SqliteOptions, SqliteStore};
 use semantica_core::{
@@ -17,96 +22,26 @@ use semantica_core::{
 
 const START_MS: u64 = 1_700_000_000_000;
 
-#[derive(Clone, Debug)]
-enum Op {
-    Enqueue(Spec),
-    Batch(Vec<Spec>, bool),
-    Claim(Option<u8>),
-    Started(u8),
-    Finish(u8, u8),
-    Cancel(u8),
-    CancelTag(u8),
-    CancelGroup(u8),
-    Advance(u16),
-    Event(u8),
-    System(u8, bool, bool),
-    Purge(u16, u8),
-    Restart,
-}
-
-#[derive(Clone, Debug)]
-struct Spec {
-    subject: u8,
-    generation: Option<u8>,
-    priority: i8,
-    queue: u8,
-    delay_ms: Option<u16>,
-    ttl_ms: Option<u16>,
-    deadline_ms: Option<u16>,
-    timeout_ms: Option<u16>,
-    max_attempts: u8,
-    parent: Option<u8>,
-    tag: u8,
-    event: Option<u8>,
-    idle: bool,
-    charging: bool,
-    exec: bool,
-}
-
-fn spec() -> impl Strategy<Value = Spec> {
-    (
-        (0u8..6, prop::option::weighted(0.5, 0u8..6), -3i8..4, 0u8..3),
-        (
-            prop::option::weighted(0.3, 0u16..400),
-            prop::option::weighted(0.2, 1u16..600),
-            prop::option::weighted(0.2, 0u16..900),
-            prop::option::weighted(0.3, 1u16..300),
-        ),
-        (1u8..4, prop::option::weighted(0.3, any::<u8>()), 0u8..3),
-        (prop::option::weighted(0.2, 0u8..2), prop::bool::weighted(0.15), prop::bool::weighted(0.15), any::<bool>()),
-    )
-        .prop_map(
-            |(
-                (subject, generation, priority, queue),
-                (delay_ms, ttl_ms, deadline_ms, timeout_ms),
-                (max_attempts, parent, tag),
-                (event, idle, charging, exec),
-            )| Spec {
-                subject,
-                generation,
-                priority,
-                queue,
-                delay_ms,
-                ttl_ms,
-                deadline_ms,
-                timeout_ms,
-                max_attempts,
-                parent,
-                tag,
-                event,
-                idle,
-                charging,
-                exec,
-            },
-        )
-}
-
-fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        8 => spec().prop_map(Op::Enqueue),
-        1 => (prop::collection::vec(spec(), 1..5), prop::bool::weighted(0.2)).prop_map(|(s, bad)| Op::Batch(s, bad)),
-        8 => prop::option::weighted(0.2, 0u8..3).prop_map(Op::Claim),
-        3 => any::<u8>().prop_map(Op::Started),
-        7 => (any::<u8>(), 0u8..5).prop_map(|(pick, outcome)| Op::Finish(pick, outcome)),
-        2 => any::<u8>().prop_map(Op::Cancel),
-        1 => (0u8..3).prop_map(Op::CancelTag),
-        1 => (0u8..3).prop_map(Op::CancelGroup),
-        4 => (1u16..400).prop_map(Op::Advance),
-        2 => (0u8..2).prop_map(Op::Event),
-        2 => (0u8..100, any::<bool>(), any::<bool>()).prop_map(|(cpu, idle, charging)| Op::System(cpu, idle, charging)),
-        1 => (0u16..800, 1u8..10).prop_map(|(age, limit)| Op::Purge(age, limit)),
-        1 => Just(Op::Restart),
-    ]
+/// How a picked run ended: a killed run by signal; otherwise `outcome` picks success (with
+/// or without a result and artifacts), failure or timeout.
+fn outcome_for(killed: bool, outcome: u8) -> Outcome {
+    match (killed, outcome) {
+        (true, _) => Outcome::Failed { kind: ErrorKind::Signal, exit_code: None, message: "killed".into() },
+        (false, 0) => Outcome::Succeeded { exit_code: Some(0), result_summary_json: None, artifacts: vec![] },
+        (false, 1) => Outcome::Succeeded {
+            exit_code: Some(0),
+            result_summary_json: Some("{\"rows\":3,\"note\":\"ünï\"}".into()),
+            artifacts: vec![
+                semantica_core::Artifact { name: "out.txt".into(), bytes: 12 },
+                semantica_core::Artifact { name: "b\"in".into(), bytes: u64::MAX },
+            ],
+        },
+        (false, 2) => Outcome::Failed { kind: ErrorKind::ExitCode, exit_code: Some(-3), message: "exit 3".into() },
+        (false, 3) => {
+            Outcome::Failed { kind: ErrorKind::HandlerError, exit_code: None, message: "boom\n\0 with a nul".into() }
+        }
+        (false, _) => Outcome::TimedOut,
+    }
 }
 
 fn config() -> Config {
@@ -138,6 +73,8 @@ struct Pair {
     steps: u64,
     /// Every state some step wrote, to show the sequences reach them all.
     states: BTreeSet<JobState>,
+    /// The last report sent, for `Op::DuplicateReport`.
+    last_report: Option<Report>,
 }
 
 impl Pair {
@@ -161,6 +98,7 @@ impl Pair {
             system: SystemState::UNKNOWN,
             steps: 0,
             states: BTreeSet::new(),
+            last_report: None,
         };
         pair.step(Input::Recover);
         pair
@@ -168,6 +106,11 @@ impl Pair {
 
     /// One input on both sides; the steps must be equal, and so must every read after.
     fn step(&mut self, input: Input) {
+        match &input {
+            Input::Report(report) => self.last_report = Some(report.clone()),
+            Input::ReportBatch(reports) => self.last_report = reports.last().cloned(),
+            _ => {}
+        }
         let mem_step = self.mem_engine.run(self.now_ms, input.clone(), &mut self.mem).expect("MemStore never fails");
         let sql_step = self.sql_engine.run(self.now_ms, input.clone(), &mut self.sql);
         let sql_step = sql_step.unwrap_or_else(|e| panic!("seed {} input {input:?}: SQLite failed: {e}", self.seed));
@@ -216,8 +159,9 @@ impl Pair {
             }
             Op::Batch(specs, bad) => {
                 let mut requests: Vec<EnqueueRequest> = specs.iter().map(|s| self.request(s)).collect();
-                if *bad {
-                    requests[0].queue = Some("Not A Queue".into());
+                if let Some(bad) = bad {
+                    let index = bad % requests.len();
+                    requests[index].queue = Some("Not A Queue".into());
                 }
                 self.step(Input::EnqueueBatch(requests));
             }
@@ -225,47 +169,53 @@ impl Pair {
                 let queue = queue.map(|q| queue_name(q).to_owned());
                 self.step(Input::Claim { queue });
             }
-            Op::Started(pick) => {
-                if let Some(&(job_id, attempt, _)) = pick_from(&self.runs, *pick) {
+            Op::Started(index) => {
+                if let Some((job_id, attempt, _)) = pick(&self.runs, *index) {
                     let pid = 1000 + attempt;
                     let report =
                         Report::Started { job_id, attempt, pid: Some(pid), pid_started_at: Some(u64::MAX - 7) };
                     self.step(Input::Report(report));
                 }
             }
-            Op::Finish(pick, outcome) => {
-                if let Some(&(job_id, attempt, killed)) = pick_from(&self.runs, *pick) {
+            Op::ClaimBatch(queue, extra) => {
+                let queue = queue.map(|q| queue_name(q).to_owned());
+                self.step(Input::ClaimBatch { queue, max: 1 + usize::from(*extra) });
+            }
+            Op::FinishBatch(ends) => {
+                let mut reports = Vec::new();
+                for (index, outcome) in ends {
+                    if let Some((job_id, attempt, killed)) = pick(&self.runs, *index) {
+                        self.runs.retain(|r| !(r.0 == job_id && r.1 == attempt));
+                        reports.push(Report::Finished { job_id, attempt, outcome: outcome_for(killed, *outcome) });
+                    }
+                }
+                if !reports.is_empty() {
+                    self.step(Input::ReportBatch(reports));
+                }
+            }
+            Op::Finish(index, outcome) => {
+                if let Some((job_id, attempt, killed)) = pick(&self.runs, *index) {
                     self.runs.retain(|r| !(r.0 == job_id && r.1 == attempt));
-                    let outcome = match (killed, outcome) {
-                        (true, _) => {
-                            Outcome::Failed { kind: ErrorKind::Signal, exit_code: None, message: "killed".into() }
-                        }
-                        (false, 0) => {
-                            Outcome::Succeeded { exit_code: Some(0), result_summary_json: None, artifacts: vec![] }
-                        }
-                        (false, 1) => Outcome::Succeeded {
-                            exit_code: Some(0),
-                            result_summary_json: Some("{\"rows\":3,\"note\":\"ünï\"}".into()),
-                            artifacts: vec![
-                                semantica_core::Artifact { name: "out.txt".into(), bytes: 12 },
-                                semantica_core::Artifact { name: "b\"in".into(), bytes: u64::MAX },
-                            ],
-                        },
-                        (false, 2) => {
-                            Outcome::Failed { kind: ErrorKind::ExitCode, exit_code: Some(-3), message: "exit 3".into() }
-                        }
-                        (false, 3) => Outcome::Failed {
-                            kind: ErrorKind::HandlerError,
-                            exit_code: None,
-                            message: "boom\n\0 with a nul".into(),
-                        },
-                        (false, _) => Outcome::TimedOut,
-                    };
+                    let outcome = outcome_for(killed, *outcome);
                     self.step(Input::Report(Report::Finished { job_id, attempt, outcome }));
                 }
             }
-            Op::Cancel(pick) => {
-                if let Some(&id) = pick_from(&self.known, *pick) {
+            Op::DuplicateReport => {
+                if let Some(report) = self.last_report.clone() {
+                    self.step(Input::Report(report));
+                }
+            }
+            Op::StaleReport(index) => {
+                if let Some(id) = pick(&self.known, *index) {
+                    let attempts = self.mem.get(id).unwrap().map_or(0, |job| job.attempts);
+                    if attempts > 1 {
+                        let outcome = outcome_for(false, 0);
+                        self.step(Input::Report(Report::Finished { job_id: id, attempt: attempts - 1, outcome }));
+                    }
+                }
+            }
+            Op::Cancel(index) => {
+                if let Some(id) = pick(&self.known, *index) {
                     self.step(Input::Cancel(CancelRequest { job_id: Some(id), ..CancelRequest::default() }));
                 }
             }
@@ -318,7 +268,7 @@ impl Pair {
             max_ms: Some(400),
             jitter: Some(if spec.subject == 0 { -0.0 } else { f64::from(spec.tag) / 3.0 }),
         });
-        request.parent_job_id = spec.parent.and_then(|p| pick_from(&self.known, p)).map(|id| id.to_string());
+        request.parent_job_id = spec.parent.and_then(|p| pick(&self.known, p)).map(|id| id.to_string());
         request.tag = (spec.tag > 0).then(|| format!("tag-{}", spec.tag));
         request.chain_group_id = (spec.subject % 3 > 0).then(|| format!("group-{}", spec.subject % 3));
         request.conditions = Some(Conditions {
@@ -336,14 +286,6 @@ impl Pair {
         }
         request
     }
-}
-
-fn queue_name(index: u8) -> &'static str {
-    ["default", "serial", "bulk"][usize::from(index) % 3]
-}
-
-fn pick_from<T>(items: &[T], index: u8) -> Option<&T> {
-    (!items.is_empty()).then(|| &items[usize::from(index) % items.len()])
 }
 
 /// Every question of the `Store` trait, asked of both stores, with the answers compared.
@@ -455,7 +397,7 @@ proptest! {
     /// The SQLite store answers every question exactly as the reference store does, and
     /// keeps it all across a reopen.
     #[test]
-    fn sqlite_store_matches_the_reference_store(seed: u64, ops in prop::collection::vec(op(), 1..60)) {
+    fn sqlite_store_matches_the_reference_store(seed: u64, ops in ops::ops(ops::STORE)) {
         let mut pair = Pair::new(seed);
         for op in &ops {
             pair.play(op);
@@ -468,7 +410,7 @@ proptest! {
 #[test]
 fn random_sequences_reach_every_state() {
     let mut runner = proptest::test_runner::TestRunner::deterministic();
-    let strategy = prop::collection::vec(op(), 150..200);
+    let strategy = prop::collection::vec(ops::op(ops::STORE), 150..200);
     let mut states = BTreeSet::new();
     for seed in 0..4 {
         let ops = strategy.new_tree(&mut runner).unwrap().current();

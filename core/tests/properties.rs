@@ -4,173 +4,20 @@
 //! rule it is named for in its own terms.
 
 mod harness;
+#[path = "support/ops.rs"]
+mod ops;
 
 use harness::{config, request, World};
+use ops::{ops, pick, queue_name, Mix, Op, Spec, ALL};
 use proptest::prelude::*;
 use semantica_core::{
     backoff, Backoff, BackoffRequest, CancelRequest, Conditions, EnqueueRequest, ErrorKind, Input, JobId, JobState,
     Outcome, Reply, Report, ScheduleRequest, SplitMix64, Store, SystemState, Throttle,
 };
 
-/// One thing that can happen to the engine.
-#[derive(Clone, Debug)]
-enum Op {
-    Enqueue(Spec),
-    Batch(Vec<Spec>, Option<usize>),
-    Claim,
-    /// A claim of up to 1 + n jobs in one step.
-    ClaimBatch(u8),
-    Started(u8),
-    Finish(u8, u8),
-    /// Several runs' ends in one `ReportBatch` step.
-    FinishBatch(Vec<(u8, u8)>),
-    DuplicateReport,
-    StaleReport(u8),
-    Cancel(u8),
-    CancelTag(u8),
-    CancelGroup(u8),
-    Advance(u16),
-    Event(u8),
-    System(u8, bool, bool),
-    Restart,
-}
-
-/// An enqueue, as small numbers that the world turns into a request.
-#[derive(Clone, Debug)]
-struct Spec {
-    subject: u8,
-    generation: Option<u8>,
-    priority: i8,
-    queue: u8,
-    delay_ms: Option<u16>,
-    ttl_ms: Option<u16>,
-    deadline_ms: Option<u16>,
-    timeout_ms: Option<u16>,
-    max_attempts: u8,
-    jitter_percent: u8,
-    parent: Option<u8>,
-    tag: u8,
-    event: Option<u8>,
-    idle: bool,
-    charging: bool,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Mix {
-    subjects: u8,
-    timing: bool,
-    conditions: bool,
-    parents: bool,
-    restarts: bool,
-}
-
-const ALL: Mix = Mix { subjects: 6, timing: true, conditions: true, parents: true, restarts: true };
-
-/// `Some` with probability `p` (never when `p` is 0).
-fn maybe<T: std::fmt::Debug + Clone + 'static>(
-    p: f64,
-    inner: impl Strategy<Value = T> + 'static,
-) -> BoxedStrategy<Option<T>> {
-    if p == 0.0 {
-        Just(None).boxed()
-    } else {
-        prop::option::weighted(p, inner).boxed()
-    }
-}
-
-fn flag(p: f64) -> BoxedStrategy<bool> {
-    if p == 0.0 {
-        Just(false).boxed()
-    } else {
-        prop::bool::weighted(p).boxed()
-    }
-}
-
-fn spec(mix: Mix) -> impl Strategy<Value = Spec> {
-    let timing = mix.timing;
-    let conditions = mix.conditions;
-    let parents = mix.parents;
-    (
-        (0..mix.subjects, prop::option::weighted(0.6, 0u8..6), -3i8..4, 0u8..3),
-        (
-            maybe(if timing { 0.3 } else { 0.0 }, 0u16..400),
-            maybe(if timing { 0.2 } else { 0.0 }, 1u16..600),
-            maybe(if timing { 0.2 } else { 0.0 }, 0u16..900),
-            maybe(if timing { 0.3 } else { 0.0 }, 1u16..300),
-        ),
-        (1u8..4, 0u8..=100, maybe(if parents { 0.3 } else { 0.0 }, any::<u8>()), 0u8..3),
-        (
-            maybe(if conditions { 0.2 } else { 0.0 }, 0u8..2),
-            flag(if conditions { 0.15 } else { 0.0 }),
-            flag(if conditions { 0.15 } else { 0.0 }),
-        ),
-    )
-        .prop_map(
-            |(
-                (subject, generation, priority, queue),
-                (delay_ms, ttl_ms, deadline_ms, timeout_ms),
-                (max_attempts, jitter_percent, parent, tag),
-                (event, idle, charging),
-            )| Spec {
-                subject,
-                generation,
-                priority,
-                queue,
-                delay_ms,
-                ttl_ms,
-                deadline_ms,
-                timeout_ms,
-                max_attempts,
-                jitter_percent,
-                parent,
-                tag,
-                event,
-                idle,
-                charging,
-            },
-        )
-}
-
-fn op(mix: Mix) -> impl Strategy<Value = Op> {
-    let mut choices: Vec<(u32, BoxedStrategy<Op>)> = vec![
-        (8, spec(mix).prop_map(Op::Enqueue).boxed()),
-        (
-            1,
-            (prop::collection::vec(spec(mix), 1..5), prop::option::weighted(0.3, 0usize..5))
-                .prop_map(|(specs, bad)| Op::Batch(specs, bad))
-                .boxed(),
-        ),
-        (8, Just(Op::Claim).boxed()),
-        (3, (0u8..5).prop_map(Op::ClaimBatch).boxed()),
-        (3, any::<u8>().prop_map(Op::Started).boxed()),
-        (8, (any::<u8>(), 0u8..4).prop_map(|(pick, outcome)| Op::Finish(pick, outcome)).boxed()),
-        (3, prop::collection::vec((any::<u8>(), 0u8..4), 1..6).prop_map(Op::FinishBatch).boxed()),
-        (1, Just(Op::DuplicateReport).boxed()),
-        (1, any::<u8>().prop_map(Op::StaleReport).boxed()),
-        (2, any::<u8>().prop_map(Op::Cancel).boxed()),
-        (1, (0u8..3).prop_map(Op::CancelTag).boxed()),
-        (1, (0u8..3).prop_map(Op::CancelGroup).boxed()),
-        (if mix.timing { 4 } else { 1 }, (1u16..400).prop_map(Op::Advance).boxed()),
-    ];
-    if mix.conditions {
-        choices.push((2, (0u8..2).prop_map(Op::Event).boxed()));
-        let system =
-            (0u8..100, any::<bool>(), any::<bool>()).prop_map(|(cpu, idle, charging)| Op::System(cpu, idle, charging));
-        choices.push((2, system.boxed()));
-    }
-    if mix.restarts {
-        choices.push((1, Just(Op::Restart).boxed()));
-    }
-    prop::strategy::Union::new_weighted(choices)
-}
-
-fn ops(mix: Mix) -> impl Strategy<Value = Vec<Op>> {
-    prop::collection::vec(op(mix), 1..80)
-}
-
 fn to_request(world: &World, spec: &Spec, known: &[JobId]) -> EnqueueRequest {
     let mut request = request(&format!("subject-{}", spec.subject));
-    request.queue = Some(["default", "serial", "bulk"][spec.queue as usize % 3].into());
+    request.queue = Some(queue_name(spec.queue).into());
     request.generation = spec.generation.map(i64::from);
     request.priority = Some(spec.priority.into());
     request.schedule = spec.delay_ms.map(|d| ScheduleRequest { at_ms: None, delay_ms: Some(d.into()) });
@@ -194,10 +41,6 @@ fn to_request(world: &World, spec: &Spec, known: &[JobId]) -> EnqueueRequest {
         wait_for_event: spec.event.map(|e| format!("event-{e}")),
     });
     request
-}
-
-fn pick<T: Clone>(items: &[T], index: u8) -> Option<T> {
-    (!items.is_empty()).then(|| items[index as usize % items.len()].clone())
 }
 
 /// Runs a sequence; the checker in the harness judges every step.
@@ -224,12 +67,17 @@ fn play(world: &mut World, ops: &[Op]) -> Vec<JobId> {
                     other => panic!("batch answered {other:?}"),
                 }
             }
-            Op::Claim => {
+            Op::Claim(None) => {
                 world.claim();
             }
-            Op::ClaimBatch(extra) => {
+            Op::Claim(Some(queue)) => {
+                let reply = world.step(Input::Claim { queue: Some(queue_name(*queue).into()) }).reply;
+                assert!(matches!(reply, Reply::Claimed(_)), "a claim answered {reply:?}");
+            }
+            Op::ClaimBatch(queue, extra) => {
                 let max = 1 + usize::from(*extra);
-                match world.step(Input::ClaimBatch { queue: None, max }).reply {
+                let queue = queue.map(|queue| queue_name(queue).to_owned());
+                match world.step(Input::ClaimBatch { queue, max }).reply {
                     Reply::ClaimedBatch(claimed) => assert!(claimed.len() <= max),
                     other => panic!("a claim batch answered {other:?}"),
                 }
@@ -368,6 +216,13 @@ fn play(world: &mut World, ops: &[Op]) -> Vec<JobId> {
                 world.restart();
                 check_recovery(&before, world);
             }
+            Op::Purge(age_ms, limit) => {
+                let finished_before_ms = world.now_ms - u64::from(*age_ms);
+                match world.step(Input::Purge { finished_before_ms, limit: usize::from(*limit) }).reply {
+                    Reply::Purged { job_ids } => assert!(job_ids.len() <= usize::from(*limit)),
+                    other => panic!("a purge answered {other:?}"),
+                }
+            }
         }
     }
     known
@@ -496,7 +351,7 @@ proptest! {
     /// Guarantee 1: the checker compares every start with the first eligible job of its
     /// queue; priorities, queues and many subjects, no timing noise.
     #[test]
-    fn pop_order_is_priority_then_enqueue_order(seed: u64, ops in ops(Mix { subjects: 40, timing: false, conditions: false, parents: false, restarts: false })) {
+    fn pop_order_is_priority_then_enqueue_order(seed: u64, ops in ops(Mix { subjects: 40, timing: false, conditions: false, parents: false, restarts: false, store: false })) {
         let mut world = World::new(config(), seed);
         play(&mut world, &ops);
     }
@@ -504,7 +359,7 @@ proptest! {
     /// Guarantees 2–5 on a few hot subjects: lower, equal, higher, absent, stale and
     /// duplicate generations, with claims and completions in between.
     #[test]
-    fn supersede_keeps_only_the_newest_generation(seed: u64, ops in ops(Mix { subjects: 2, timing: false, conditions: false, parents: false, restarts: false })) {
+    fn supersede_keeps_only_the_newest_generation(seed: u64, ops in ops(Mix { subjects: 2, timing: false, conditions: false, parents: false, restarts: false, store: false })) {
         let mut world = World::new(config(), seed);
         for op in &ops {
             if let Op::Enqueue(spec) = op {
@@ -539,7 +394,7 @@ proptest! {
     /// Guarantee 6 and the cancel/timeout/completion races: the checker asserts one live
     /// process per subject and that the first terminal state sticks.
     #[test]
-    fn races_keep_the_first_terminal_state(seed: u64, ops in ops(Mix { subjects: 3, timing: true, conditions: false, parents: false, restarts: true })) {
+    fn races_keep_the_first_terminal_state(seed: u64, ops in ops(Mix { subjects: 3, timing: true, conditions: false, parents: false, restarts: true, store: false })) {
         let mut world = World::new(config(), seed);
         play(&mut world, &ops);
     }
@@ -554,14 +409,14 @@ proptest! {
     /// Schedules, TTLs and deadlines: the checker asserts that no job starts early or late
     /// and that a tick leaves nothing due behind.
     #[test]
-    fn time_rules_hold(seed: u64, ops in ops(Mix { subjects: 8, timing: true, conditions: false, parents: false, restarts: false })) {
+    fn time_rules_hold(seed: u64, ops in ops(Mix { subjects: 8, timing: true, conditions: false, parents: false, restarts: false, store: false })) {
         let mut world = World::new(config(), seed);
         play(&mut world, &ops);
     }
 
     /// Conditions and parents, with throttling on.
     #[test]
-    fn conditions_parents_and_throttle_hold(seed: u64, ops in ops(Mix { subjects: 8, timing: false, conditions: true, parents: true, restarts: false })) {
+    fn conditions_parents_and_throttle_hold(seed: u64, ops in ops(Mix { subjects: 8, timing: false, conditions: true, parents: true, restarts: false, store: false })) {
         let mut cfg = config();
         cfg.throttle = Some(Throttle { cpu_limit_percent: 50, priority_floor: 1 });
         let mut world = World::new(cfg, seed);
@@ -571,7 +426,7 @@ proptest! {
     /// Guarantee 8 after every kind of history: `check_recovery` runs at every restart, and
     /// one more restart closes every sequence.
     #[test]
-    fn restart_recovery_fails_running_attempts_and_keeps_the_rest(seed: u64, ops in ops(Mix { subjects: 4, timing: true, conditions: true, parents: true, restarts: true })) {
+    fn restart_recovery_fails_running_attempts_and_keeps_the_rest(seed: u64, ops in ops(Mix { subjects: 4, timing: true, conditions: true, parents: true, restarts: true, store: false })) {
         let mut world = World::new(config(), seed);
         play(&mut world, &ops);
         play(&mut world, &[Op::Restart]);

@@ -399,27 +399,25 @@ fn check_step(world: &mut World, before: &MemStore, system: SystemState, input: 
         _ => false,
     };
     if found_nothing && step.persist.is_empty() {
-        {
-            let running = before.jobs().filter(|job| job.occupies_subject()).count();
-            if running < config.workers {
-                let occupied = occupied_subjects(before);
-                let throttled = throttle_floor(&config, system);
-                let startable = before.jobs().find(|job| {
-                    job.state == JobState::Queued
-                        && !occupied.contains_key(&job.subject_key)
-                        && throttled.is_none_or(|floor| job.priority >= floor)
-                        && ready(system, now_ms, job)
-                        && !expired(now_ms, job)
-                        && before.jobs().filter(|r| r.occupies_subject() && r.queue == job.queue).count()
-                            < config.queue_concurrency.get(&job.queue).copied().unwrap_or(config.workers)
-                });
-                assert!(
-                    startable.is_none(),
-                    "claim found nothing but {:?} could start: {}",
-                    startable.map(|j| j.id),
-                    context()
-                );
-            }
+        let running = before.jobs().filter(|job| job.occupies_subject()).count();
+        if running < config.workers {
+            let occupied = occupied_subjects(before);
+            let throttled = throttle_floor(&config, system);
+            let startable = before.jobs().find(|job| {
+                job.state == JobState::Queued
+                    && !occupied.contains_key(&job.subject_key)
+                    && throttled.is_none_or(|floor| job.priority >= floor)
+                    && ready(system, now_ms, job)
+                    && !expired(now_ms, job)
+                    && before.jobs().filter(|r| r.occupies_subject() && r.queue == job.queue).count()
+                        < config.queue_concurrency.get(&job.queue).copied().unwrap_or(config.workers)
+            });
+            assert!(
+                startable.is_none(),
+                "claim found nothing but {:?} could start: {}",
+                startable.map(|j| j.id),
+                context()
+            );
         }
     }
 }
