@@ -128,8 +128,10 @@ pub enum Rejection {
 pub enum Reply {
     Enqueued(Enqueued),
     EnqueuedBatch(Vec<Enqueued>),
+    /// `more`: the step ended `CANCEL_ROUND_JOBS_MAX` matching jobs, and more may match.
     Cancelled {
         count: usize,
+        more: bool,
     },
     Claimed(Option<Box<Job>>),
     /// The jobs a `ClaimBatch` started, in the order they were claimed.
@@ -285,7 +287,7 @@ impl Engine {
                 Err(rejection) => Reply::Rejected(rejection),
             },
             Input::Cancel(request) => match self.cancel(&mut tx, request)? {
-                Ok(count) => Reply::Cancelled { count },
+                Ok((count, more)) => Reply::Cancelled { count, more },
                 Err(rejection) => Reply::Rejected(rejection),
             },
             Input::Claim { queue } => Reply::Claimed(self.claim(&mut tx, queue)?.map(Box::new)),
@@ -519,7 +521,7 @@ impl Engine {
 
     // ---- cancel --------------------------------------------------------------------
 
-    fn cancel(&mut self, tx: &mut Tx, request: CancelRequest) -> Answer<usize> {
+    fn cancel(&mut self, tx: &mut Tx, request: CancelRequest) -> Answer<(usize, bool)> {
         let CancelRequest { job_id, tag, chain_group_id } = request;
         let jobs = match job_id {
             Some(id) => {
@@ -540,8 +542,9 @@ impl Engine {
                     ValidationError::new("job_id", ValidationKind::Missing, "give job_id, tag or chain_group_id");
                 return Ok(Err(Rejection::Validation(error)));
             }
-            None => tx.labelled_jobs(tag.as_deref(), chain_group_id.as_deref(), limits::FAN_OUT_JOBS_MAX)?,
+            None => tx.labelled_jobs(tag.as_deref(), chain_group_id.as_deref(), limits::CANCEL_ROUND_JOBS_MAX)?,
         };
+        let more = job_id.is_none() && jobs.len() == limits::CANCEL_ROUND_JOBS_MAX;
         let mut count = 0;
         for job in jobs {
             // An earlier cancel of this loop may have ended it already (a parent's child).
@@ -553,7 +556,7 @@ impl Engine {
             self.terminate(tx, job, JobState::Cancelled, Some(error))?;
             count += 1;
         }
-        Ok(Ok(count))
+        Ok(Ok((count, more)))
     }
 
     // ---- claim ---------------------------------------------------------------------

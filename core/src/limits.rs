@@ -43,7 +43,13 @@ pub const CLAIM_BATCH_MAX: usize = 256;
 pub const REPORT_BATCH_MAX: usize = 256;
 /// Jobs one `Tick` moves on; more due jobs make the engine ask to be woken again at once.
 pub const TICK_JOBS_MAX: usize = 1000;
-/// Jobs one cancel by tag or group, system change, or one parent's end may touch.
+/// Live jobs one cancel by tag or group ends at most. A step holds every job it writes in
+/// memory until it commits (100,000 cancelled in one step took 600 MiB), so a bigger match
+/// is cancelled over several steps: the reply says `more` when a step was full, and the
+/// daemon calls again within one `dev.cancel.v1`.
+pub const CANCEL_ROUND_JOBS_MAX: usize = 1_000;
+/// Jobs one system change or one parent's end may touch, and the most one
+/// `dev.cancel.v1` cancels over its rounds.
 pub const FAN_OUT_JOBS_MAX: usize = 100_000;
 /// Jobs one `Event` step releases. A step holds every job it writes in memory until it
 /// commits, so an event with more waiters is released over several steps: a reply of

@@ -156,7 +156,7 @@ fn play(world: &mut World, ops: &[Op]) -> Vec<JobId> {
                         );
                     } else {
                         // Cancel lands at once, also on a running job.
-                        assert_eq!(reply, Reply::Cancelled { count: 1 });
+                        assert_eq!(reply, Reply::Cancelled { count: 1, more: false });
                         assert_eq!(after.state, JobState::Cancelled);
                         assert_eq!(after.reap_pending, before.state == JobState::Running || before.reap_pending);
                     }
@@ -169,7 +169,7 @@ fn play(world: &mut World, ops: &[Op]) -> Vec<JobId> {
                 let reply = world
                     .step(Input::Cancel(CancelRequest { tag: Some(tag.clone()), ..CancelRequest::default() }))
                     .reply;
-                let Reply::Cancelled { count } = reply else { panic!("cancel by tag answered {reply:?}") };
+                let Reply::Cancelled { count, .. } = reply else { panic!("cancel by tag answered {reply:?}") };
                 assert!(count <= live);
                 assert!(world.jobs().iter().all(|j| j.state.is_terminal() || j.tag.as_deref() != Some(&tag)));
             }

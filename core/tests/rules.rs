@@ -26,7 +26,7 @@ fn cancel_wins_over_completion() {
     let id = world.enqueue_ok(request("a")).job_id;
     world.claim().unwrap();
     world.started(id);
-    assert_eq!(cancel(&mut world, id), Reply::Cancelled { count: 1 });
+    assert_eq!(cancel(&mut world, id), Reply::Cancelled { count: 1, more: false });
     let job = world.job(id);
     assert_eq!((job.state, job.reap_pending), (JobState::Cancelled, true));
     // The run's own success arrives later: recorded nowhere in the state.
@@ -323,11 +323,11 @@ fn cancel_by_tag_and_group_must_match_both() {
         ids.push(world.enqueue_ok(r).job_id);
     }
     let both = CancelRequest { tag: Some("x".into()), chain_group_id: Some("g1".into()), job_id: None };
-    assert_eq!(world.step(Input::Cancel(both)).reply, Reply::Cancelled { count: 1 });
+    assert_eq!(world.step(Input::Cancel(both)).reply, Reply::Cancelled { count: 1, more: false });
     let states: Vec<JobState> = ids.iter().map(|id| world.job(*id).state).collect();
     assert_eq!(states, [JobState::Cancelled, JobState::Queued, JobState::Queued]);
     let group = CancelRequest { chain_group_id: Some("g1".into()), ..CancelRequest::default() };
-    assert_eq!(world.step(Input::Cancel(group)).reply, Reply::Cancelled { count: 1 });
+    assert_eq!(world.step(Input::Cancel(group)).reply, Reply::Cancelled { count: 1, more: false });
 }
 
 #[test]
@@ -462,4 +462,42 @@ fn an_event_with_many_waiters_is_released_in_rounds() {
     assert_eq!(counts, [round, 1], "a full round, then the rest");
     let released = world.jobs().iter().filter(|job| job.event_released).count();
     assert_eq!(released, total, "every waiter released once");
+}
+
+/// A cancel by tag that matches more live jobs than one step may touch ends them over
+/// several steps: at most `CANCEL_ROUND_JOBS_MAX` each, with `more` set while a step was
+/// full, every match cancelled once, and jobs of other tags left alone.
+#[test]
+fn a_cancel_by_tag_with_many_matches_is_done_in_rounds() {
+    let round = semantica_core::limits::CANCEL_ROUND_JOBS_MAX;
+    let mut world = World::new(config(), 1);
+    let tagged = |n: usize, tag: &str| {
+        let mut r = request(&format!("{tag}{n}"));
+        r.tag = Some(tag.into());
+        r.conditions = Some(Conditions { wait_for_event: Some("never".into()), ..Conditions::default() });
+        r
+    };
+    let total = round + 7;
+    for start in (0..total).step_by(1000) {
+        let batch = (start..total.min(start + 1000)).map(|n| tagged(n, "bulk")).collect();
+        assert!(matches!(world.step(Input::EnqueueBatch(batch)).reply, Reply::EnqueuedBatch(_)));
+    }
+    assert!(matches!(world.step(Input::EnqueueBatch(vec![tagged(0, "other")])).reply, Reply::EnqueuedBatch(_)));
+    let by_tag = || Input::Cancel(CancelRequest { tag: Some("bulk".into()), ..CancelRequest::default() });
+    let mut rounds = Vec::new();
+    loop {
+        let Reply::Cancelled { count, more } = world.step(by_tag()).reply else { panic!() };
+        rounds.push((count, more));
+        if !more {
+            break;
+        }
+    }
+    assert_eq!(rounds, [(round, true), (7, false)], "a full round, then the rest");
+    let states = |tag: &str| {
+        world.jobs().iter().filter(|job| job.tag.as_deref() == Some(tag)).map(|job| job.state).collect::<Vec<_>>()
+    };
+    assert!(states("bulk").iter().all(|state| *state == JobState::Cancelled));
+    assert_eq!(states("bulk").len(), total);
+    assert_eq!(states("other"), [JobState::Scheduled]);
+    assert_eq!(world.step(by_tag()).reply, Reply::Cancelled { count: 0, more: false });
 }

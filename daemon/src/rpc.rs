@@ -153,11 +153,24 @@ async fn cancel(service: Arc<Service>, params: Params<'static>) -> RpcResult {
         tag: text(&map, "tag")?,
         chain_group_id: text(&map, "chain_group_id")?,
     };
-    match service.run_request(Input::Cancel(request)).await.map_err(service_error)?.reply {
-        Reply::Cancelled { count } => Ok(json!({ "cancelled_count": count })),
-        Reply::Rejected(rejection) => Err(to_rpc(WireError::rejection(&rejection))),
-        other => Err(unexpected(other)),
+    // A cancel by tag or group ends its matches in rounds of at most
+    // `CANCEL_ROUND_JOBS_MAX` jobs, each its own step (and commit), up to
+    // `FAN_OUT_JOBS_MAX` jobs in one call. Should the daemon stop between rounds, the call
+    // was not answered and what was cancelled so far stays cancelled.
+    let mut cancelled = 0;
+    for _ in 0..limits::FAN_OUT_JOBS_MAX.div_ceil(limits::CANCEL_ROUND_JOBS_MAX) {
+        match service.run_request(Input::Cancel(request.clone())).await.map_err(service_error)?.reply {
+            Reply::Cancelled { count, more } => {
+                cancelled += count;
+                if !more {
+                    break;
+                }
+            }
+            Reply::Rejected(rejection) => return Err(to_rpc(WireError::rejection(&rejection))),
+            other => return Err(unexpected(other)),
+        }
     }
+    Ok(json!({ "cancelled_count": cancelled }))
 }
 
 async fn get(service: Arc<Service>, params: Params<'static>) -> RpcResult {

@@ -338,3 +338,34 @@ fn a_page_of_large_jobs_stops_at_8_mib_and_the_cursor_goes_on() {
         assert_eq!(seen.into_iter().collect::<std::collections::BTreeSet<_>>(), enqueued);
     });
 }
+
+/// A cancel by tag that matches more jobs than one engine step ends (1,000) is done in
+/// rounds inside one call: the answer counts every match, and every match is CANCELLED.
+#[test]
+fn one_cancel_by_tag_ends_every_match_even_past_one_round() {
+    let home = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(home.path());
+    let client = daemon.client();
+    runtime().block_on(async {
+        let total = 2_500;
+        for start in (0..total).step_by(1000) {
+            let jobs: Vec<Value> = (start..(start + 1000).min(total))
+                .map(|n| {
+                    json!({"job_type": "noop", "queue": "bulk", "subject_key": format!("s{n}"), "tag": "bulk",
+                                "schedule": {"delay_ms": 86_400_000}})
+                })
+                .collect();
+            client.call("dev.enqueue_batch.v1", params(json!({"jobs": jobs}))).await.unwrap();
+        }
+        let kept = json!({"job_type": "noop", "queue": "bulk", "subject_key": "other", "tag": "other",
+                          "schedule": {"delay_ms": 86_400_000}});
+        client.call("dev.enqueue.v1", params(kept)).await.unwrap();
+        let answer = client.call("dev.cancel.v1", params(json!({"tag": "bulk"}))).await.unwrap();
+        assert_eq!(answer["cancelled_count"], total);
+        let stats = client.call("admin.stats.v1", params(json!({}))).await.unwrap();
+        let bulk = stats["queues"].as_array().unwrap().iter().find(|q| q["name"] == "bulk").unwrap().clone();
+        assert_eq!((bulk["cancelled"].as_u64(), bulk["scheduled"].as_u64()), (Some(total), Some(1)), "{bulk}");
+        let again = client.call("dev.cancel.v1", params(json!({"tag": "bulk"}))).await.unwrap();
+        assert_eq!(again["cancelled_count"], 0);
+    });
+}

@@ -451,7 +451,7 @@ impl Checker {
                     }
                 }
             }
-            Reply::Cancelled { count } => {
+            Reply::Cancelled { count, .. } => {
                 if let Input::Cancel(CancelRequest { job_id: Some(id), .. }) = obs.input {
                     let job = &self.jobs[id];
                     if *count == 1 && job.state != JobState::Cancelled {
@@ -563,7 +563,7 @@ impl Checker {
                     self.acked.insert(enqueued.job_id, self.jobs[&enqueued.job_id].state);
                 }
             }
-            Reply::Cancelled { count: 1 } => {
+            Reply::Cancelled { count: 1, .. } => {
                 if let Input::Cancel(CancelRequest { job_id: Some(id), .. }) = obs.input {
                     self.acked.insert(*id, JobState::Cancelled);
                 }

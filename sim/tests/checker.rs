@@ -125,7 +125,11 @@ fn checker_catches_an_acknowledged_terminal_state_regressing_in_the_store() {
     let cancelled = moved(&a, JobState::Cancelled);
     let cancel = Input::Cancel(CancelRequest { job_id: Some(a.id), ..CancelRequest::default() });
     assert_eq!(
-        check(&mut checker, cancel, step(vec![Write::Update(cancelled)], Reply::Cancelled { count: 1 }, Vec::new())),
+        check(
+            &mut checker,
+            cancel,
+            step(vec![Write::Update(cancelled)], Reply::Cancelled { count: 1, more: false }, Vec::new())
+        ),
         None
     );
     // The store never got the cancel: the acknowledged CANCELLED is lost.
@@ -320,7 +324,7 @@ fn checker_catches_a_cancel_that_did_not_take_effect() {
     // Answered "cancelled" but only sent a kill; the job stays RUNNING.
     let kill = Action::Kill(KillOrder { job_id: a.id, attempt: 1, pid: None, pid_started_at: None });
     assert_eq!(
-        check(&mut checker, cancel, step(Vec::new(), Reply::Cancelled { count: 1 }, vec![kill])),
+        check(&mut checker, cancel, step(Vec::new(), Reply::Cancelled { count: 1, more: false }, vec![kill])),
         Some("cancel_not_immediate")
     );
 }
