@@ -56,6 +56,7 @@ fn full_job(n: u64) -> Job {
         error: Some(JobError::new(ErrorKind::DaemonRestart, "line\nbreak")),
         result_summary_json: Some("{}".into()),
         artifacts: vec![Artifact { name: "a".into(), bytes: u64::MAX }, Artifact { name: "b".into(), bytes: 0 }],
+        retry_of: Some(JobId::from_u128(7)),
     }
 }
 
@@ -81,6 +82,7 @@ fn bare_job(n: u64) -> Job {
         result_summary_json: None,
         artifacts: Vec::new(),
         backoff: Backoff::DEFAULT,
+        retry_of: None,
         ..full_job(n)
     }
 }
@@ -298,6 +300,9 @@ fn a_version_1_database_gets_its_queue_counts_in_place() {
                      WHERE state IN ('QUEUED', 'SCHEDULED', 'RUNNING');
                  CREATE INDEX jobs_live_parent ON jobs (parent_job_id, seq)
                      WHERE state IN ('QUEUED', 'SCHEDULED', 'RUNNING');
+                 DROP INDEX jobs_queued_due; DROP INDEX recurring_next;
+                 DROP TABLE paused_queues; DROP TABLE recurring;
+                 ALTER TABLE jobs DROP COLUMN retry_of;
                  DELETE FROM schema_version WHERE version >= 2;",
             )
             .unwrap();
@@ -509,6 +514,8 @@ fn hot_queries_use_their_indexes() {
             "SELECT count(*) FROM jobs WHERE (state = 'RUNNING' OR reap_pending = 1) AND queue = 'q'",
             vec!["jobs_processes"],
         ),
+        // oldest_wait_ms of admin.stats.v1.
+        ("SELECT MIN(due_at_ms) FROM jobs WHERE queue = 'q' AND state = 'QUEUED'", vec!["jobs_queued_due"]),
     ];
     let mut used = std::collections::BTreeSet::new();
     for (sql, indexes) in cases {

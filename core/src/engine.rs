@@ -13,12 +13,15 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::backoff;
+use crate::cron::{Schedule as CronSchedule, ScheduleError};
 use crate::id::JobId;
 use crate::job::{Artifact, ErrorKind, Job, JobError, JobState};
 use crate::limits;
 use crate::ports::{IdGen, KillOrder, Rng, SystemState};
-use crate::request::{EnqueueRequest, Schedule, ValidEnqueue, ValidationError, ValidationKind};
-use crate::store::{Store, StoreResult, WriteSet};
+use crate::request::{
+    valid_queue, valid_recurring_name, EnqueueRequest, Schedule, ValidEnqueue, ValidationError, ValidationKind,
+};
+use crate::store::{JobQuery, Recurring, Store, StoreResult, WriteSet};
 use crate::tx::Tx;
 
 /// What the engine is told. One closed set: everything that can change a job comes in
@@ -61,6 +64,38 @@ pub enum Input {
         finished_before_ms: u64,
         limit: usize,
     },
+    /// Pause (`paused: true`) or resume a queue: a paused queue starts nothing.
+    PauseQueue {
+        queue: String,
+        paused: bool,
+    },
+    /// `dev.retry.v1`: enqueue ended jobs again as the next generation of their subject.
+    Retry(Box<RetryRequest>),
+    /// `dev.recurring.set.v1`: create or replace a recurring job.
+    SetRecurring(Box<RecurringRequest>),
+    DeleteRecurring {
+        name: String,
+    },
+}
+
+/// `dev.retry.v1`: one job by id, or up to `limit` jobs that match `filter` (its
+/// `limit`, `after_seq` and `bytes_max` are ignored; only retryable states count).
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct RetryRequest {
+    pub job_id: Option<JobId>,
+    pub filter: Option<JobQuery>,
+    /// 1..=`limits::RETRY_JOBS_MAX`; `None` = `limits::RETRY_JOBS_DEFAULT`.
+    pub limit: Option<i64>,
+}
+
+/// `dev.recurring.set.v1`.
+#[derive(Clone, PartialEq, Debug, Default)]
+pub struct RecurringRequest {
+    pub name: String,
+    pub cron: String,
+    /// `None` = `UTC`.
+    pub timezone: Option<String>,
+    pub job: EnqueueRequest,
 }
 
 /// `dev.cancel.v1`: every given selector must match.
@@ -148,6 +183,19 @@ pub enum Reply {
     Purged {
         job_ids: Vec<JobId>,
     },
+    QueuePaused {
+        queue: String,
+        paused: bool,
+    },
+    /// One result per retried job, in enqueue order of the old jobs.
+    Retried(Vec<Enqueued>),
+    RecurringSet {
+        name: String,
+        next_at_ms: Option<u64>,
+    },
+    RecurringDeleted {
+        deleted: bool,
+    },
     /// Taken into account (reports, ticks, system changes).
     Accepted,
     /// A report about an attempt that is no longer current, or a second report about one:
@@ -225,12 +273,20 @@ pub struct Memory {
     system: SystemState,
     recovered: bool,
     last_claimed_queue: Option<String>,
+    /// The paused queues, as stored (read at recovery, kept by every pause and resume).
+    paused: BTreeSet<String>,
 }
 
 impl Default for Memory {
     /// A new engine's: not recovered, the system unknown.
     fn default() -> Memory {
-        Memory { system: SystemState::UNKNOWN, recovered: false, last_claimed_queue: None }
+        Memory { system: SystemState::UNKNOWN, recovered: false, last_claimed_queue: None, paused: BTreeSet::new() }
+    }
+}
+
+impl Memory {
+    pub fn paused(&self) -> &BTreeSet<String> {
+        &self.paused
     }
 }
 
@@ -274,6 +330,7 @@ impl Engine {
         let reply = match input {
             Input::Recover => {
                 self.memory.recovered = true;
+                self.memory.paused = tx.stored_paused_queues()?.into_iter().collect();
                 let reply = self.recover(&mut tx)?;
                 wake_override = Some(tx.next_wake_at()?);
                 reply
@@ -327,6 +384,29 @@ impl Engine {
                     tx.delete(job);
                 }
                 Reply::Purged { job_ids: jobs.iter().map(|job| job.id).collect() }
+            }
+            Input::PauseQueue { queue, paused } => match self.pause(&mut tx, &queue, paused) {
+                Ok(()) => Reply::QueuePaused { queue, paused },
+                Err(rejection) => Reply::Rejected(rejection),
+            },
+            Input::Retry(request) => match self.retry(&mut tx, *request)? {
+                Ok(results) => Reply::Retried(results),
+                Err(rejection) => Reply::Rejected(rejection),
+            },
+            Input::SetRecurring(request) => match self.set_recurring(&mut tx, *request)? {
+                Ok((name, next_at_ms)) => {
+                    // As after other inputs: the earliest time this step wrote.
+                    wake_override = Some(next_at_ms);
+                    Reply::RecurringSet { name, next_at_ms }
+                }
+                Err(rejection) => Reply::Rejected(rejection),
+            },
+            Input::DeleteRecurring { name } => {
+                let deleted = tx.recurring(&name)?.is_some();
+                if deleted {
+                    tx.delete_recurring(&name);
+                }
+                Reply::RecurringDeleted { deleted }
             }
         };
         if matches!(reply, Reply::Rejected(_)) {
@@ -516,6 +596,7 @@ impl Engine {
             error: None,
             result_summary_json: None,
             artifacts: Vec::new(),
+            retry_of: valid.retry_of,
         })
     }
 
@@ -559,6 +640,171 @@ impl Engine {
         Ok(Ok((count, more)))
     }
 
+    // ---- queue controls, retry, recurring jobs --------------------------------------
+
+    fn pause(&mut self, tx: &mut Tx, queue: &str, paused: bool) -> Result<(), Rejection> {
+        let queue = valid_queue("queue", queue).map_err(Rejection::Validation)?;
+        let changed = if paused { self.memory.paused.insert(queue.clone()) } else { self.memory.paused.remove(&queue) };
+        if changed {
+            tx.set_paused(&queue, paused);
+            tx.may_claim |= !paused;
+        }
+        Ok(())
+    }
+
+    fn retry(&mut self, tx: &mut Tx, request: RetryRequest) -> Answer<Vec<Enqueued>> {
+        let RetryRequest { job_id, filter, limit } = request;
+        let olds = match (job_id, filter) {
+            (Some(id), None) => {
+                let Some(job) = tx.get(id)? else { return Ok(Err(Rejection::NotFound(id))) };
+                if !job.state.is_retryable() {
+                    return Ok(Err(Rejection::Conflict { job_id: id, state: job.state }));
+                }
+                vec![job]
+            }
+            (None, Some(filter)) => {
+                let limit = match limit {
+                    None => limits::RETRY_JOBS_DEFAULT,
+                    Some(n) if (1..=limits::RETRY_JOBS_MAX as i64).contains(&n) => n as usize,
+                    Some(_) => {
+                        let error = ValidationError::new(
+                            "limit",
+                            ValidationKind::OutOfRange,
+                            format!("1 to {}", limits::RETRY_JOBS_MAX),
+                        );
+                        return Ok(Err(Rejection::Validation(error)));
+                    }
+                };
+                self.retryable_matches(tx, filter, limit)?
+            }
+            _ => {
+                let error = ValidationError::new("job_id", ValidationKind::Missing, "give job_id or filter, not both");
+                return Ok(Err(Rejection::Validation(error)));
+            }
+        };
+        let mut results = Vec::with_capacity(olds.len());
+        for old in olds {
+            if old.exec.is_none() && !self.config.job_types.contains(&old.job_type) {
+                let error = ValidationError::new(
+                    "job_id",
+                    ValidationKind::UnknownJobType,
+                    format!("job {} has type {:?}, which this daemon does not run", old.id, old.job_type),
+                );
+                return Ok(Err(Rejection::Validation(error)));
+            }
+            match self.enqueue_valid(tx, retry_spec(&old))? {
+                Ok(enqueued) => results.push(enqueued),
+                Err(rejection) => return Ok(Err(rejection)),
+            }
+        }
+        Ok(Ok(results))
+    }
+
+    /// Up to `limit` jobs in a retryable end that match `filter`, in enqueue order.
+    fn retryable_matches(&self, tx: &Tx, filter: JobQuery, limit: usize) -> StoreResult<Vec<Job>> {
+        let retryable: Vec<JobState> = JobState::ALL.into_iter().filter(|state| state.is_retryable()).collect();
+        let states = if filter.states.is_empty() {
+            retryable
+        } else {
+            filter.states.iter().copied().filter(|state| state.is_retryable()).collect()
+        };
+        if states.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut query = JobQuery { states, descending: false, after_seq: None, bytes_max: None, ..filter };
+        let mut jobs = Vec::new();
+        // Each page holds only retryable jobs, so this ends after limit / LIMIT_MAX pages.
+        for _ in 0..=limit.div_ceil(JobQuery::LIMIT_MAX) {
+            query.limit = JobQuery::LIMIT_MAX.min(limit - jobs.len());
+            let page = tx.query(&query)?;
+            jobs.extend(page.items);
+            match page.next_after_seq {
+                Some(after) if jobs.len() < limit => query.after_seq = Some(after),
+                _ => break,
+            }
+        }
+        assert!(jobs.len() <= limit && jobs.iter().all(|job| job.state.is_retryable()));
+        Ok(jobs)
+    }
+
+    fn set_recurring(&mut self, tx: &mut Tx, request: RecurringRequest) -> Answer<(String, Option<u64>)> {
+        let RecurringRequest { name, cron, timezone, job } = request;
+        let name = match valid_recurring_name("name", &name) {
+            Ok(name) => name,
+            Err(error) => return Ok(Err(Rejection::Validation(error))),
+        };
+        let timezone = timezone.unwrap_or_else(|| "UTC".to_owned());
+        let schedule = match CronSchedule::parse(&cron, &timezone) {
+            Ok(schedule) => schedule,
+            Err(ScheduleError::Cron(message)) => {
+                let error = ValidationError::new("cron", ValidationKind::InvalidFormat, message);
+                return Ok(Err(Rejection::Validation(error)));
+            }
+            Err(ScheduleError::TimeZone(message)) => {
+                let error = ValidationError::new("timezone", ValidationKind::UnknownTimeZone, message);
+                return Ok(Err(Rejection::Validation(error)));
+            }
+        };
+        if let Err(error) = recurring_job_check(&job, &self.config) {
+            return Ok(Err(Rejection::Validation(error)));
+        }
+        let existing = tx.recurring(&name)?;
+        if existing.is_none() && tx.recurring_count()? >= limits::RECURRING_MAX {
+            let error = ValidationError::new(
+                "name",
+                ValidationKind::TooMany,
+                format!("at most {} recurring jobs; delete one first", limits::RECURRING_MAX),
+            );
+            return Ok(Err(Rejection::Validation(error)));
+        }
+        let next_at_ms = schedule.next_after(tx.now_ms);
+        let (last_slot_ms, last_enqueued_job_id) =
+            existing.map_or((None, None), |old| (old.last_slot_ms, old.last_enqueued_job_id));
+        tx.put_recurring(Recurring {
+            name: name.clone(),
+            cron,
+            timezone,
+            job,
+            next_at_ms,
+            last_slot_ms,
+            last_enqueued_job_id,
+        });
+        Ok(Ok((name, next_at_ms)))
+    }
+
+    /// Enqueues the latest due slot of each recurring job whose next slot has come (slots
+    /// missed while no engine ran collapse into that one), with the slot's epoch second
+    /// as generation: the enqueue and the recurring job's move to its next slot commit
+    /// together, so a slot fires at most once. Returns how many fired.
+    fn fire_recurring(&mut self, tx: &mut Tx) -> StoreResult<usize> {
+        let now_ms = tx.now_ms;
+        let due = tx.recurring_due(limits::TICK_RECURRING_MAX)?;
+        let fired = due.len();
+        for mut recurring in due {
+            let schedule = CronSchedule::parse(&recurring.cron, &recurring.timezone)
+                .unwrap_or_else(|error| panic!("recurring {:?} was stored invalid: {error:?}", recurring.name));
+            let next_at_ms = recurring.next_at_ms.expect("listed as due");
+            assert!(next_at_ms <= now_ms, "recurring {:?} listed before its slot", recurring.name);
+            let slot_ms = schedule.latest_at_or_before(now_ms).unwrap_or(next_at_ms).max(next_at_ms);
+            assert!(recurring.last_slot_ms.is_none_or(|last| last < slot_ms), "slot {slot_ms} fired twice");
+            let mut request = recurring.job.clone();
+            request.generation = Some((slot_ms / 1000) as i64);
+            // A job type that is no longer registered makes the slot enqueue nothing; the
+            // recurring job still moves on (and says so in last_enqueued_job_id = None).
+            recurring.last_enqueued_job_id = match request.validate(&self.config.job_types) {
+                Ok(valid) => match self.enqueue_valid(tx, valid)? {
+                    Ok(enqueued) => Some(enqueued.job_id),
+                    Err(_) => None,
+                },
+                Err(_) => None,
+            };
+            recurring.last_slot_ms = Some(slot_ms);
+            recurring.next_at_ms = schedule.next_after(now_ms.max(slot_ms));
+            tx.put_recurring(recurring);
+        }
+        Ok(fired)
+    }
+
     // ---- claim ---------------------------------------------------------------------
 
     fn claim(&mut self, tx: &mut Tx, queue: Option<String>) -> StoreResult<Option<Job>> {
@@ -566,11 +812,13 @@ impl Engine {
             return Ok(None);
         }
         let queues = match queue {
+            Some(queue) if self.memory.paused.contains(&queue) => return Ok(None),
             Some(queue) => vec![queue],
             None => {
                 // Round-robin: start after the queue served last, so that one busy queue
                 // does not starve the others.
                 let mut queues = tx.ready_queues()?;
+                queues.retain(|queue| !self.memory.paused.contains(queue));
                 if let Some(last) = &self.memory.last_claimed_queue {
                     let split = queues.partition_point(|queue| queue <= last);
                     queues.rotate_left(split);
@@ -748,7 +996,8 @@ impl Engine {
                 self.settle(tx, job)?;
             }
         }
-        Ok((Reply::Accepted, more))
+        let fired = self.fire_recurring(tx)?;
+        Ok((Reply::Accepted, more || fired == limits::TICK_RECURRING_MAX))
     }
 
     // ---- events and the system -----------------------------------------------------
@@ -974,4 +1223,54 @@ fn running_wake_at(job: &Job) -> Option<u64> {
 fn waiting_wake_at(now_ms: u64, job: &Job) -> Option<u64> {
     let schedule = (job.due_at_ms > now_ms).then_some(job.due_at_ms);
     [schedule, ttl_expires_at(job), job.deadline_ms].into_iter().flatten().min()
+}
+
+/// What a retry enqueues: the old job's type, queue, subject, payload, command, priority,
+/// attempts, back-off, timeout, TTL, system conditions and labels, due now, as the next
+/// generation of its subject. Not carried over: its schedule, deadline (an absolute time
+/// that has usually passed), parent (which has ended) and event wait (signalled or not,
+/// the event belonged to the old run), and its trace id.
+fn retry_spec(old: &Job) -> ValidEnqueue {
+    assert!(old.state.is_retryable(), "job {} retried from {}", old.id, old.state);
+    ValidEnqueue {
+        job_type: old.job_type.clone(),
+        queue: old.queue.clone(),
+        subject_key: old.subject_key.clone(),
+        generation: None,
+        payload_json: old.payload_json.clone(),
+        priority: old.priority,
+        exec: old.exec.clone(),
+        max_attempts: old.max_attempts,
+        backoff: old.backoff,
+        timeout_ms: old.timeout_ms,
+        ttl_ms: old.ttl_ms,
+        deadline_ms: None,
+        schedule: Schedule::Now,
+        conditions: crate::job::Conditions { wait_for_event: None, ..old.conditions.clone() },
+        parent_job_id: None,
+        tag: old.tag.clone(),
+        chain_group_id: old.chain_group_id.clone(),
+        trace_id: None,
+        retry_of: Some(old.id),
+    }
+}
+
+/// A recurring job's `job`: valid as an enqueue, without `generation` (each slot brings
+/// its own) or `schedule` (the cron is the schedule). Fields are named under `job.`.
+fn recurring_job_check(job: &EnqueueRequest, config: &Config) -> Result<(), ValidationError> {
+    if job.generation.is_some() {
+        return Err(ValidationError::new(
+            "job.generation",
+            ValidationKind::Conflicting,
+            "each slot sets the generation",
+        ));
+    }
+    if job.schedule.is_some() {
+        return Err(ValidationError::new(
+            "job.schedule",
+            ValidationKind::Conflicting,
+            "the cron expression is the schedule",
+        ));
+    }
+    job.validate(&config.job_types).map(|_| ()).map_err(|error| error.within("job"))
 }

@@ -40,6 +40,11 @@ impl JobState {
         !matches!(self, JobState::Queued | JobState::Scheduled | JobState::Running)
     }
 
+    /// The ends that `dev.retry.v1` may enqueue a job again from.
+    pub const fn is_retryable(self) -> bool {
+        matches!(self, JobState::Failed | JobState::Cancelled | JobState::SkippedTtl | JobState::SkippedDeadline)
+    }
+
     /// A job that has not started its current attempt yet.
     pub const fn is_waiting(self) -> bool {
         matches!(self, JobState::Queued | JobState::Scheduled)
@@ -248,6 +253,8 @@ pub struct Job {
     pub error: Option<JobError>,
     pub result_summary_json: Option<String>,
     pub artifacts: Vec<Artifact>,
+    /// The ended job that `dev.retry.v1` enqueued this one again for.
+    pub retry_of: Option<JobId>,
 }
 
 impl Job {
@@ -314,6 +321,7 @@ impl Job {
             error: None,
             result_summary_json: None,
             artifacts: Vec::new(),
+            retry_of: None,
         }
     }
 

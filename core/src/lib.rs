@@ -14,6 +14,7 @@
 //! crate's `clippy.toml` forbids the usual ways around that.
 
 pub mod backoff;
+pub mod cron;
 pub mod engine;
 pub mod id;
 pub mod job;
@@ -25,11 +26,12 @@ pub mod store;
 mod tx;
 
 pub use engine::{
-    Action, CancelRequest, Config, Engine, Enqueued, Input, Memory, Outcome, Rejection, Reply, Report, Step, Throttle,
+    Action, CancelRequest, Config, Engine, Enqueued, Input, Memory, Outcome, RecurringRequest, Rejection, Reply,
+    Report, RetryRequest, Step, Throttle,
 };
 pub use id::JobId;
 pub use job::{Artifact, Backoff, Conditions, ErrorKind, ExecSpec, Job, JobError, JobState};
 pub use memstore::MemStore;
 pub use ports::{Clock, Executor, IdGen, KillOrder, Rng, SeededIds, SplitMix64, SystemProbe, SystemState};
 pub use request::{BackoffRequest, EnqueueRequest, ExecRequest, ScheduleRequest, ValidationError, ValidationKind};
-pub use store::{JobPage, JobQuery, QueueStats, Store, StoreError, StoreResult, Write, WriteSet};
+pub use store::{JobPage, JobQuery, QueueStats, Recurring, Store, StoreError, StoreResult, Write, WriteSet};

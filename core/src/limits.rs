@@ -55,3 +55,14 @@ pub const FAN_OUT_JOBS_MAX: usize = 100_000;
 /// commits, so an event with more waiters is released over several steps: a reply of
 /// exactly this many means "call again" (the daemon does, within one `dev.event.v1`).
 pub const EVENT_ROUND_JOBS_MAX: usize = 2_000;
+/// Characters of a recurring job's cron expression.
+pub const CRON_CHARS_MAX: usize = 256;
+/// Characters of a recurring job's name (`A-Za-z0-9_.:-`).
+pub const RECURRING_NAME_CHARS_MAX: usize = 128;
+/// Recurring jobs one database holds: each costs a row and a look at every tick.
+pub const RECURRING_MAX: usize = 10_000;
+/// Recurring slots one `Tick` fires; more due make the engine ask to be woken at once.
+pub const TICK_RECURRING_MAX: usize = 100;
+/// Jobs one `dev.retry.v1` by filter retries at most (`limit`, default 100).
+pub const RETRY_JOBS_MAX: usize = 1_000;
+pub const RETRY_JOBS_DEFAULT: usize = 100;

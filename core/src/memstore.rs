@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::id::JobId;
 use crate::job::{Job, JobState};
-use crate::store::{JobPage, JobQuery, QueueStats, Store, StoreError, StoreResult, Write, WriteSet};
+use crate::store::{JobPage, JobQuery, QueueStats, Recurring, Store, StoreError, StoreResult, Write, WriteSet};
 
 #[derive(Clone, Debug, Default)]
 pub struct MemStore {
@@ -18,6 +18,8 @@ pub struct MemStore {
     active: BTreeSet<JobId>,
     max_generation: BTreeMap<String, u64>,
     max_seq: u64,
+    paused: BTreeSet<String>,
+    recurring: BTreeMap<String, Recurring>,
 }
 
 fn is_active(job: &Job) -> bool {
@@ -73,6 +75,7 @@ impl MemStore {
                 Some(stored) if stored.version == *version => {}
                 _ => return conflict(*id, "version changed since it was read"),
             },
+            Write::QueuePaused { .. } | Write::PutRecurring(_) | Write::DeleteRecurring { .. } => {}
         }
         Ok(())
     }
@@ -95,6 +98,18 @@ impl MemStore {
                 let job = self.jobs.remove(id).expect("checked");
                 self.by_seq.remove(&job.seq);
                 self.active.remove(id);
+            }
+            Write::QueuePaused { queue, paused: true } => {
+                self.paused.insert(queue.clone());
+            }
+            Write::QueuePaused { queue, paused: false } => {
+                self.paused.remove(queue);
+            }
+            Write::PutRecurring(recurring) => {
+                self.recurring.insert(recurring.name.clone(), recurring.clone());
+            }
+            Write::DeleteRecurring { name } => {
+                self.recurring.remove(name);
             }
         }
     }
@@ -213,6 +228,10 @@ impl Store for MemStore {
                 .entry(&job.queue)
                 .or_insert_with(|| (QueueStats { queue: job.queue.clone(), ..QueueStats::default() }, 0, 0));
             entry.0.counts[job.state as usize] += 1;
+            if job.state == JobState::Queued {
+                let oldest = entry.0.oldest_queued_due_ms.get_or_insert(job.due_at_ms);
+                *oldest = (*oldest).min(job.due_at_ms);
+            }
             if let Some(started) = job.started_at_ms {
                 entry.1 += started.saturating_sub(job.due_at_ms);
                 entry.2 += 1;
@@ -227,6 +246,26 @@ impl Store for MemStore {
             .collect())
     }
 
+    fn paused_queues(&self) -> StoreResult<Vec<String>> {
+        Ok(self.paused.iter().cloned().collect())
+    }
+
+    fn recurring(&self, name: &str) -> StoreResult<Option<Recurring>> {
+        Ok(self.recurring.get(name).cloned())
+    }
+
+    fn recurring_list(&self) -> StoreResult<Vec<Recurring>> {
+        Ok(self.recurring.values().cloned().collect())
+    }
+
+    fn recurring_due(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<Recurring>> {
+        let mut due: Vec<Recurring> =
+            self.recurring.values().filter(|r| r.next_at_ms.is_some_and(|at| at <= now_ms)).cloned().collect();
+        due.sort_by(|a, b| (a.next_at_ms, &a.name).cmp(&(b.next_at_ms, &b.name)));
+        due.truncate(limit);
+        Ok(due)
+    }
+
     fn commit(&mut self, writes: &WriteSet) -> StoreResult<()> {
         // Check all, then apply all: a refused set leaves no trace. The engine writes each
         // job at most once per set and never moves a job's seq; anything else is a bug
@@ -235,6 +274,7 @@ impl Store for MemStore {
         let mut seqs = BTreeSet::new();
         for write in &writes.writes {
             let id = match write {
+                Write::QueuePaused { .. } | Write::PutRecurring(_) | Write::DeleteRecurring { .. } => continue,
                 Write::Insert(job) => {
                     assert!(seqs.insert(job.seq), "seq {} inserted twice in one write set", job.seq);
                     job.id

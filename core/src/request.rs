@@ -87,6 +87,8 @@ pub struct ValidEnqueue {
     pub tag: Option<String>,
     pub chain_group_id: Option<String>,
     pub trace_id: Option<String>,
+    /// The ended job this one retries (`dev.retry.v1`); never from a client's enqueue.
+    pub retry_of: Option<JobId>,
 }
 
 /// What is wrong with a field.
@@ -104,6 +106,7 @@ pub enum ValidationKind {
     UnknownJobType,
     UnknownParent,
     TooMany,
+    UnknownTimeZone,
 }
 
 impl ValidationKind {
@@ -121,6 +124,7 @@ impl ValidationKind {
             ValidationKind::UnknownJobType => "unknown_job_type",
             ValidationKind::UnknownParent => "unknown_parent",
             ValidationKind::TooMany => "too_many",
+            ValidationKind::UnknownTimeZone => "unknown_time_zone",
         }
     }
 }
@@ -143,6 +147,12 @@ impl ValidationError {
 
     pub fn at_index(mut self, index: usize) -> ValidationError {
         self.index = Some(index);
+        self
+    }
+
+    /// The same error for a field nested under `parent` (`job.queue`).
+    pub fn within(mut self, parent: &str) -> ValidationError {
+        self.field = format!("{parent}.{}", self.field);
         self
     }
 }
@@ -460,6 +470,17 @@ impl EnqueueRequest {
             tag,
             chain_group_id,
             trace_id,
+            retry_of: None,
         })
     }
+}
+
+/// A queue name as `dev.enqueue.v1` takes it: 1..=64 characters of `a-z0-9_.-`.
+pub fn valid_queue(field: &str, queue: &str) -> Result<String, ValidationError> {
+    name(field, queue, limits::NAME_CHARS_MAX, is_queue_char, "a-z 0-9 _ . -")
+}
+
+/// A recurring job's name: 1..=128 characters of `A-Za-z0-9_.:-`.
+pub fn valid_recurring_name(field: &str, value: &str) -> Result<String, ValidationError> {
+    name(field, value, limits::RECURRING_NAME_CHARS_MAX, is_job_type_char, "A-Z a-z 0-9 _ . : -")
 }

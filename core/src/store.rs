@@ -10,6 +10,7 @@ use std::fmt;
 
 use crate::id::JobId;
 use crate::job::{Job, JobState};
+use crate::request::EnqueueRequest;
 
 /// One write of a step. Updates and deletes name the version they were decided on; a
 /// store that finds another version refuses the whole set with [`StoreError::Conflict`]
@@ -23,6 +24,35 @@ pub enum Write {
         id: JobId,
         version: u64,
     },
+    /// Pause (`true`) or resume a queue; stored so that it survives a restart.
+    QueuePaused {
+        queue: String,
+        paused: bool,
+    },
+    /// Create or replace the recurring job of that name.
+    PutRecurring(Recurring),
+    DeleteRecurring {
+        name: String,
+    },
+}
+
+/// A recurring job: `job` is enqueued at every slot of `cron` in `timezone`.
+#[derive(Clone, PartialEq, Debug)]
+pub struct Recurring {
+    /// 1..=128 characters of `A-Za-z0-9_.:-`.
+    pub name: String,
+    /// Five fields, as given.
+    pub cron: String,
+    /// An IANA name, or `UTC`.
+    pub timezone: String,
+    /// What each slot enqueues: `dev.enqueue.v1` params without generation or schedule.
+    pub job: EnqueueRequest,
+    /// The earliest slot (epoch ms) that has not fired; `None` when the expression has
+    /// no slot left.
+    pub next_at_ms: Option<u64>,
+    /// The latest slot that fired, and the job its enqueue answered with.
+    pub last_slot_ms: Option<u64>,
+    pub last_enqueued_job_id: Option<JobId>,
 }
 
 /// The writes of one engine step, in the order the engine first touched each job. A job
@@ -127,6 +157,8 @@ pub struct QueueStats {
     pub counts: [u64; 9],
     /// Mean of `started_at - due_at` over the queue's jobs that have started.
     pub avg_wait_ms: Option<u64>,
+    /// The earliest `due_at_ms` of the queue's `QUEUED` jobs.
+    pub oldest_queued_due_ms: Option<u64>,
 }
 
 impl QueueStats {
@@ -189,6 +221,17 @@ pub trait Store {
 
     /// One entry per queue that has any job, sorted by name.
     fn queue_stats(&self) -> StoreResult<Vec<QueueStats>>;
+
+    /// The paused queues, sorted.
+    fn paused_queues(&self) -> StoreResult<Vec<String>>;
+
+    fn recurring(&self, name: &str) -> StoreResult<Option<Recurring>>;
+
+    /// Every recurring job, by name (at most `limits::RECURRING_MAX`).
+    fn recurring_list(&self) -> StoreResult<Vec<Recurring>>;
+
+    /// Recurring jobs with `next_at_ms <= now_ms`, by `next_at_ms` then name.
+    fn recurring_due(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<Recurring>>;
 
     /// Applies every write or none.
     fn commit(&mut self, writes: &WriteSet) -> StoreResult<()>;

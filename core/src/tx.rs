@@ -10,7 +10,7 @@ use crate::engine::Action;
 use crate::id::JobId;
 use crate::job::{Job, JobState};
 use crate::ports::KillOrder;
-use crate::store::{Store, StoreResult, Write, WriteSet};
+use crate::store::{Recurring, Store, StoreResult, Write, WriteSet};
 
 pub(crate) struct Tx<'s> {
     store: &'s dyn Store,
@@ -38,6 +38,10 @@ pub(crate) struct Tx<'s> {
     /// (a claim batch asks before each of its claims).
     stored_ready_queues: RefCell<Option<Vec<String>>>,
     stored_process_counts: RefCell<BTreeMap<Option<String>, usize>>,
+    /// Queues this step paused (`true`) or resumed.
+    paused: BTreeMap<String, bool>,
+    /// Recurring jobs this step put (`Some`) or deleted (`None`).
+    recurring: BTreeMap<String, Option<Recurring>>,
     pub actions: Vec<Action>,
     /// Something happened that may let a claim succeed now.
     pub may_claim: bool,
@@ -59,6 +63,8 @@ impl<'s> Tx<'s> {
             candidates: RefCell::new(BTreeMap::new()),
             stored_ready_queues: RefCell::new(None),
             stored_process_counts: RefCell::new(BTreeMap::new()),
+            paused: BTreeMap::new(),
+            recurring: BTreeMap::new(),
             actions: Vec::new(),
             may_claim: false,
         }
@@ -227,6 +233,59 @@ impl<'s> Tx<'s> {
         let stored = self.store.due_jobs(u64::MAX, shadowed + 1)?;
         let stored = stored.into_iter().find(|job| !self.shadowed(job.id)).and_then(|job| job.wake_at_ms);
         let ours = self.changed.values().filter_map(|job| job.wake_at_ms).min();
+        Ok([stored, ours, self.next_recurring_at()?].into_iter().flatten().min())
+    }
+
+    /// A page of the store's jobs, as the store holds them: only for a step that has
+    /// written nothing yet (a retry by filter reads its matches first).
+    pub fn query(&self, query: &crate::store::JobQuery) -> StoreResult<crate::store::JobPage> {
+        assert!(self.touch_order.is_empty(), "a query after this step's own writes would miss them");
+        let page = self.store.query(query)?;
+        Ok(crate::store::JobPage { items: self.unshadowed_read(page.items), ..page })
+    }
+
+    /// The store's paused queues (the engine reads them once, at recovery).
+    pub fn stored_paused_queues(&self) -> StoreResult<Vec<String>> {
+        self.store.paused_queues()
+    }
+
+    pub fn set_paused(&mut self, queue: &str, paused: bool) {
+        self.paused.insert(queue.to_owned(), paused);
+    }
+
+    pub fn recurring(&self, name: &str) -> StoreResult<Option<Recurring>> {
+        match self.recurring.get(name) {
+            Some(changed) => Ok(changed.clone()),
+            None => self.store.recurring(name),
+        }
+    }
+
+    /// How many recurring jobs exist, counting this step's changes.
+    pub fn recurring_count(&self) -> StoreResult<usize> {
+        let stored = self.store.recurring_list()?;
+        let unchanged = stored.iter().filter(|r| !self.recurring.contains_key(&r.name)).count();
+        Ok(unchanged + self.recurring.values().filter(|r| r.is_some()).count())
+    }
+
+    pub fn put_recurring(&mut self, recurring: Recurring) {
+        self.recurring.insert(recurring.name.clone(), Some(recurring));
+    }
+
+    pub fn delete_recurring(&mut self, name: &str) {
+        self.recurring.insert(name.to_owned(), None);
+    }
+
+    /// Recurring jobs due at `now_ms` that this step has not changed yet.
+    pub fn recurring_due(&self, limit: usize) -> StoreResult<Vec<Recurring>> {
+        let due = self.store.recurring_due(self.now_ms, limit + self.recurring.len())?;
+        Ok(due.into_iter().filter(|r| !self.recurring.contains_key(&r.name)).take(limit).collect())
+    }
+
+    /// The earliest unfired slot of any recurring job, counting this step's changes.
+    pub fn next_recurring_at(&self) -> StoreResult<Option<u64>> {
+        let stored = self.store.recurring_due(u64::MAX, self.recurring.len() + 1)?;
+        let stored = stored.into_iter().find(|r| !self.recurring.contains_key(&r.name)).and_then(|r| r.next_at_ms);
+        let ours = self.recurring.values().flatten().filter_map(|r| r.next_at_ms).min();
         Ok([stored, ours].into_iter().flatten().min())
     }
 
@@ -369,6 +428,8 @@ impl<'s> Tx<'s> {
         self.by_subject.clear();
         self.changed_max_seq = 0;
         self.touch_order.clear();
+        self.paused.clear();
+        self.recurring.clear();
         self.actions.clear();
         self.may_claim = false;
     }
@@ -401,6 +462,15 @@ impl<'s> Tx<'s> {
             }
             written.push(job);
         }
+        for (queue, paused) in self.paused {
+            writes.push(Write::QueuePaused { queue, paused });
+        }
+        for (name, recurring) in self.recurring {
+            writes.push(match recurring {
+                Some(recurring) => Write::PutRecurring(recurring),
+                None => Write::DeleteRecurring { name },
+            });
+        }
         (WriteSet { writes }, self.actions, self.may_claim, written)
     }
 }
@@ -425,6 +495,7 @@ fn assert_spec_kept(before: &Job, after: &Job) {
             (&job.payload_json, &job.exec, job.max_attempts, job.backoff.base_ms, job.backoff.max_ms),
             (job.backoff.factor.to_bits(), job.backoff.jitter.to_bits(), job.timeout_ms, job.ttl_ms, job.deadline_ms),
             (&job.conditions, job.parent_job_id, &job.tag, &job.chain_group_id, &job.trace_id, job.created_at_ms),
+            job.retry_of,
         )
     }
     assert!(spec(before) == spec(after), "job {}: what was fixed at enqueue changed", before.id);

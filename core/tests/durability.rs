@@ -70,6 +70,18 @@ impl Store for FlakyStore {
     fn queue_stats(&self) -> StoreResult<Vec<QueueStats>> {
         self.inner.queue_stats()
     }
+    fn paused_queues(&self) -> StoreResult<Vec<String>> {
+        self.inner.paused_queues()
+    }
+    fn recurring(&self, name: &str) -> StoreResult<Option<semantica_core::Recurring>> {
+        self.inner.recurring(name)
+    }
+    fn recurring_list(&self) -> StoreResult<Vec<semantica_core::Recurring>> {
+        self.inner.recurring_list()
+    }
+    fn recurring_due(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<semantica_core::Recurring>> {
+        self.inner.recurring_due(now_ms, limit)
+    }
     fn commit(&mut self, writes: &WriteSet) -> StoreResult<()> {
         if self.failing {
             return Err(StoreError::Unavailable("disk full (injected)".into()));

@@ -8,7 +8,9 @@
 
 use std::cell::Cell;
 
-use semantica_core::{Job, JobId, JobPage, JobQuery, MemStore, QueueStats, Store, StoreError, StoreResult, WriteSet};
+use semantica_core::{
+    Job, JobId, JobPage, JobQuery, MemStore, QueueStats, Recurring, Store, StoreError, StoreResult, WriteSet,
+};
 
 /// A store the simulator can crash and reopen.
 pub trait Backend: Store {
@@ -226,6 +228,26 @@ impl Store for FaultyStore {
     fn queue_stats(&self) -> StoreResult<Vec<QueueStats>> {
         self.read()?;
         self.inner.queue_stats()
+    }
+
+    fn paused_queues(&self) -> StoreResult<Vec<String>> {
+        self.read()?;
+        self.inner.paused_queues()
+    }
+
+    fn recurring(&self, name: &str) -> StoreResult<Option<Recurring>> {
+        self.read()?;
+        self.inner.recurring(name)
+    }
+
+    fn recurring_list(&self) -> StoreResult<Vec<Recurring>> {
+        self.read()?;
+        self.inner.recurring_list()
+    }
+
+    fn recurring_due(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<Recurring>> {
+        self.read()?;
+        self.inner.recurring_due(now_ms, limit)
     }
 
     fn commit(&mut self, writes: &WriteSet) -> StoreResult<()> {

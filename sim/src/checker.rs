@@ -236,6 +236,7 @@ impl Checker {
                 ),
                 Some(_) => Ok(()),
             },
+            Write::QueuePaused { .. } | Write::PutRecurring(_) | Write::DeleteRecurring { .. } => Ok(()),
         }
     }
 
@@ -258,6 +259,7 @@ impl Checker {
                 // Purged by retention: a committed delete, acknowledged or not.
                 self.acked.remove(id);
             }
+            Write::QueuePaused { .. } | Write::PutRecurring(_) | Write::DeleteRecurring { .. } => {}
         }
     }
 
@@ -579,6 +581,7 @@ impl Checker {
             let (id, expected) = match write {
                 Write::Insert(job) | Write::Update(job) => (job.id, Some(job)),
                 Write::Delete { id, .. } => (*id, None),
+                Write::QueuePaused { .. } | Write::PutRecurring(_) | Write::DeleteRecurring { .. } => continue,
             };
             match store.get(id) {
                 Ok(stored) if stored.as_ref() == expected => {}

@@ -1,7 +1,9 @@
 //! Deliberately broken stores, to prove that the simulator catches a broken backend end
 //! to end (mutation testing of the simulator itself). Never use them for anything else.
 
-use semantica_core::{Job, JobId, JobPage, JobQuery, MemStore, QueueStats, Store, StoreResult, Write, WriteSet};
+use semantica_core::{
+    Job, JobId, JobPage, JobQuery, MemStore, QueueStats, Recurring, Store, StoreResult, Write, WriteSet,
+};
 
 use crate::backend::Backend;
 
@@ -103,6 +105,18 @@ impl Store for MutantStore {
     }
     fn queue_stats(&self) -> StoreResult<Vec<QueueStats>> {
         self.inner.queue_stats()
+    }
+    fn paused_queues(&self) -> StoreResult<Vec<String>> {
+        self.inner.paused_queues()
+    }
+    fn recurring(&self, name: &str) -> StoreResult<Option<Recurring>> {
+        self.inner.recurring(name)
+    }
+    fn recurring_list(&self) -> StoreResult<Vec<Recurring>> {
+        self.inner.recurring_list()
+    }
+    fn recurring_due(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<Recurring>> {
+        self.inner.recurring_due(now_ms, limit)
     }
     fn commit(&mut self, writes: &WriteSet) -> StoreResult<()> {
         self.commits += 1;

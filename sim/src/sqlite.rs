@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 
 use semantica_adapters::{SqliteOptions, SqliteStore};
-use semantica_core::{Job, JobId, JobPage, JobQuery, QueueStats, Store, StoreError, StoreResult, WriteSet};
+use semantica_core::{Job, JobId, JobPage, JobQuery, QueueStats, Recurring, Store, StoreError, StoreResult, WriteSet};
 
 use crate::backend::Backend;
 
@@ -194,6 +194,18 @@ impl Store for SqliteBackend {
     }
     fn queue_stats(&self) -> StoreResult<Vec<QueueStats>> {
         self.store().queue_stats()
+    }
+    fn paused_queues(&self) -> StoreResult<Vec<String>> {
+        self.store().paused_queues()
+    }
+    fn recurring(&self, name: &str) -> StoreResult<Option<Recurring>> {
+        self.store().recurring(name)
+    }
+    fn recurring_list(&self) -> StoreResult<Vec<Recurring>> {
+        self.store().recurring_list()
+    }
+    fn recurring_due(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<Recurring>> {
+        self.store().recurring_due(now_ms, limit)
     }
     fn commit(&mut self, writes: &WriteSet) -> StoreResult<()> {
         self.store_mut().commit(writes)

@@ -12,7 +12,7 @@ use semantica_core::{
 };
 
 /// Every column of `jobs`, in the order [`encode`] fills them and [`decode`] reads them.
-pub(crate) const COLUMNS: [&str; 45] = [
+pub(crate) const COLUMNS: [&str; 46] = [
     "seq",
     "id",
     "version",
@@ -58,6 +58,7 @@ pub(crate) const COLUMNS: [&str; 45] = [
     "error_message",
     "result_summary_json",
     "artifacts_json",
+    "retry_of",
 ];
 
 /// The columns an update may change: core fixes everything else of a job when it is
@@ -172,6 +173,7 @@ pub(crate) fn encode(job: &Job) -> Vec<Value> {
         text_opt(job.error.as_ref().map(|e| e.message.as_str())),
         text_opt(job.result_summary_json.as_deref()),
         Value::Text(serde_json::to_string(&artifacts).expect("artifacts serialize")),
+        job.retry_of.map_or(Value::Null, |id| Value::Text(id.to_string())),
     ];
     assert_eq!(row.len(), COLUMNS.len());
     row
@@ -337,6 +339,7 @@ pub(crate) fn decode(row: &Row<'_>) -> StoreResult<Job> {
     };
     let result_summary_json = c.text_opt()?;
     let artifacts = json::<Vec<(String, u64)>>("artifacts_json", &c.text()?)?;
+    let retry_of = c.id_opt()?;
     assert_eq!(c.index, COLUMNS.len(), "every column read");
     Ok(Job {
         id,
@@ -375,5 +378,6 @@ pub(crate) fn decode(row: &Row<'_>) -> StoreResult<Job> {
         error,
         result_summary_json,
         artifacts: artifacts.into_iter().map(|(name, bytes)| Artifact { name, bytes }).collect(),
+        retry_of,
     })
 }

@@ -12,6 +12,7 @@
 //! files of `migrations/`.
 
 mod codec;
+mod recurring;
 pub mod schema;
 pub mod writer;
 
@@ -22,7 +23,7 @@ use std::time::Duration;
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, ErrorCode, OpenFlags, OptionalExtension};
 use semantica_core::{
-    Job, JobId, JobPage, JobQuery, JobState, QueueStats, Store, StoreError, StoreResult, Write, WriteSet,
+    Job, JobId, JobPage, JobQuery, JobState, QueueStats, Recurring, Store, StoreError, StoreResult, Write, WriteSet,
 };
 
 pub use schema::{Migration, MigrationError, MIGRATIONS};
@@ -445,6 +446,9 @@ impl SqliteStore {
                 }
                 Write::Update(job) => self.update(job, &mut counts)?,
                 Write::Delete { id, version } => self.delete(*id, *version, &mut counts)?,
+                Write::QueuePaused { queue, paused } => recurring::set_paused(&self.conn, queue, *paused)?,
+                Write::PutRecurring(item) => recurring::put(&self.conn, item)?,
+                Write::DeleteRecurring { name } => recurring::delete(&self.conn, name)?,
             }
         }
         self.write_counts(counts)?;
@@ -764,13 +768,32 @@ impl Store for SqliteStore {
             entry.1 = entry.1.saturating_add(wait_sum);
             entry.2 = entry.2.saturating_add(started);
         }
-        Ok(stats
+        stats
             .into_iter()
             .map(|(mut queue, wait_sum, started)| {
                 queue.avg_wait_ms = (started > 0).then(|| wait_sum / started);
-                queue
+                if queue.count(JobState::Queued) > 0 {
+                    queue.oldest_queued_due_ms = recurring::oldest_queued_due(&self.conn, &queue.queue)?;
+                }
+                Ok(queue)
             })
-            .collect())
+            .collect()
+    }
+
+    fn paused_queues(&self) -> StoreResult<Vec<String>> {
+        recurring::paused(&self.conn)
+    }
+
+    fn recurring(&self, name: &str) -> StoreResult<Option<Recurring>> {
+        recurring::get(&self.conn, name)
+    }
+
+    fn recurring_list(&self) -> StoreResult<Vec<Recurring>> {
+        recurring::all(&self.conn)
+    }
+
+    fn recurring_due(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<Recurring>> {
+        recurring::due(&self.conn, now_ms, limit)
     }
 
     fn commit(&mut self, writes: &WriteSet) -> StoreResult<()> {

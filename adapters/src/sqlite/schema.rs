@@ -28,6 +28,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_lean_indexes.sql",
         sql: include_str!("../../../migrations/0003_lean_indexes.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_queue_controls.sql",
+        sql: include_str!("../../../migrations/0004_queue_controls.sql"),
+    },
 ];
 
 /// Why a database could not be brought to this binary's schema.
