@@ -14,7 +14,8 @@ use jsonrpsee::server::{
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use semantica_adapters::logs::{read_chunk, CHUNK_BYTES_DEFAULT, CHUNK_BYTES_MAX};
 use semantica_core::{
-    limits, CancelRequest, Enqueued, Input, JobId, JobQuery, JobState, Reply, Store, ValidationError, ValidationKind,
+    limits, CancelRequest, Clock, Enqueued, Input, JobId, JobQuery, JobState, RecurringRequest, Reply, RetryRequest,
+    Store, ValidationError, ValidationKind,
 };
 use serde_json::{json, Map, Value};
 use tokio::net::{TcpListener, UnixListener};
@@ -250,9 +251,8 @@ fn decode_cursor(cursor: &str) -> Option<u64> {
     u64::from_str_radix(cursor.strip_prefix('c')?, 16).ok()
 }
 
-async fn query_jobs(service: Arc<Service>, params: Params<'static>) -> RpcResult {
-    let map = params_object(&params)?;
-    only_fields(&map, &["filter", "sort", "limit", "cursor"])?;
+/// The `filter` of `dev.query_jobs.v1` (and of `dev.retry.v1`): the query's filter part.
+fn job_filter(map: &Map<String, Value>) -> Result<JobQuery, ErrorObjectOwned> {
     let filter = match map.get("filter").filter(|v| !v.is_null()) {
         None => Map::new(),
         Some(Value::Object(filter)) => filter.clone(),
@@ -279,6 +279,28 @@ async fn query_jobs(service: Arc<Service>, params: Params<'static>) -> RpcResult
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    Ok(JobQuery {
+        states,
+        queues: string_list(&filter, "queue")?,
+        job_type: text(&filter, "job_type")?,
+        tag: text(&filter, "tag")?,
+        chain_group_id: text(&filter, "chain_group_id")?,
+        subject_key_prefix: text(&filter, "subject_key_prefix")?,
+        created_after_ms: uint(&filter, "created_after").map_err(|_| {
+            invalid(ValidationError::new(
+                "filter.created_after",
+                ValidationKind::InvalidFormat,
+                "must be a non-negative integer",
+            ))
+        })?,
+        ..JobQuery::default()
+    })
+}
+
+async fn query_jobs(service: Arc<Service>, params: Params<'static>) -> RpcResult {
+    let map = params_object(&params)?;
+    only_fields(&map, &["filter", "sort", "limit", "cursor"])?;
+    let filter = job_filter(&map)?;
     let descending = match text(&map, "sort")?.as_deref() {
         None | Some("ASC") => false,
         Some("DESC") => true,
@@ -305,24 +327,12 @@ async fn query_jobs(service: Arc<Service>, params: Params<'static>) -> RpcResult
         })?),
     };
     let query = JobQuery {
-        states,
-        queues: string_list(&filter, "queue")?,
-        job_type: text(&filter, "job_type")?,
-        tag: text(&filter, "tag")?,
-        chain_group_id: text(&filter, "chain_group_id")?,
-        subject_key_prefix: text(&filter, "subject_key_prefix")?,
-        created_after_ms: uint(&filter, "created_after").map_err(|_| {
-            invalid(ValidationError::new(
-                "filter.created_after",
-                ValidationKind::InvalidFormat,
-                "must be a non-negative integer",
-            ))
-        })?,
         descending,
         limit: limit as usize,
         after_seq,
         // The store stops reading at the bound; the views are then measured exactly.
         bytes_max: Some(PAGE_BYTES_MAX),
+        ..filter
     };
     let page = service.read(move |store| store.query(&query)).await.map_err(service_error)?;
     Ok(bounded_page(page))
@@ -406,7 +416,16 @@ async fn logs_tail(service: Arc<Service>, params: Params<'static>) -> RpcResult 
 }
 
 async fn stats(service: Arc<Service>, _params: Params<'static>) -> RpcResult {
-    let queues = service.read(|store| store.queue_stats()).await.map_err(service_error)?;
+    let (mut queues, paused) =
+        service.read(|store| Ok((store.queue_stats()?, store.paused_queues()?))).await.map_err(service_error)?;
+    // A paused queue shows even before it holds a job.
+    for queue in &paused {
+        if !queues.iter().any(|q| &q.queue == queue) {
+            queues.push(semantica_core::QueueStats { queue: queue.clone(), ..Default::default() });
+        }
+    }
+    queues.sort_by(|a, b| a.queue.cmp(&b.queue));
+    let now_ms = service.clock.now_ms();
     let (system, memory_percent) = service.system();
     let file_size = |path: &Path| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let db = service.config.db_path.clone();
@@ -423,6 +442,8 @@ async fn stats(service: Arc<Service>, _params: Params<'static>) -> RpcResult {
             "superseded": q.count(JobState::Superseded),
             "skipped": q.count(JobState::SkippedTtl) + q.count(JobState::SkippedDeadline),
             "avg_wait_ms": q.avg_wait_ms,
+            "paused": paused.contains(&q.queue),
+            "oldest_wait_ms": q.oldest_queued_due_ms.map_or(0, |due| now_ms.saturating_sub(due)),
         })).collect::<Vec<_>>(),
         "system": {
             "cpu_usage": system.cpu_load_percent,
@@ -435,6 +456,95 @@ async fn stats(service: Arc<Service>, _params: Params<'static>) -> RpcResult {
             "version": env!("CARGO_PKG_VERSION"),
         }
     }))
+}
+
+async fn pause(service: Arc<Service>, params: Params<'static>) -> RpcResult {
+    set_paused(service, params, true).await
+}
+
+async fn resume(service: Arc<Service>, params: Params<'static>) -> RpcResult {
+    set_paused(service, params, false).await
+}
+
+async fn set_paused(service: Arc<Service>, params: Params<'static>, paused: bool) -> RpcResult {
+    let map = params_object(&params)?;
+    only_fields(&map, &["queue"])?;
+    let queue = text(&map, "queue")?
+        .ok_or_else(|| invalid(ValidationError::new("queue", ValidationKind::Missing, "is required")))?;
+    match service.run_request(Input::PauseQueue { queue, paused }).await.map_err(service_error)?.reply {
+        Reply::QueuePaused { queue, paused } => Ok(json!({ "queue": queue, "paused": paused })),
+        Reply::Rejected(rejection) => Err(to_rpc(WireError::rejection(&rejection))),
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn retry(service: Arc<Service>, params: Params<'static>) -> RpcResult {
+    let map = params_object(&params)?;
+    only_fields(&map, &["job_id", "filter", "limit"])?;
+    let filter = map.get("filter").filter(|v| !v.is_null()).map(|_| job_filter(&map)).transpose()?;
+    let limit = match map.get("limit").filter(|v| !v.is_null()) {
+        None => None,
+        Some(value) => Some(value.as_i64().ok_or_else(|| {
+            invalid(ValidationError::new("limit", ValidationKind::InvalidFormat, "must be an integer"))
+        })?),
+    };
+    let request = RetryRequest { job_id: wire::job_id(&map, "job_id").map_err(invalid)?, filter, limit };
+    match service.run_request(Input::Retry(Box::new(request))).await.map_err(service_error)?.reply {
+        Reply::Retried(results) => Ok(json!({ "results": results.iter().map(enqueued).collect::<Vec<_>>() })),
+        Reply::Rejected(rejection) => Err(to_rpc(WireError::rejection(&rejection))),
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn recurring_set(service: Arc<Service>, params: Params<'static>) -> RpcResult {
+    let map = params_object(&params)?;
+    only_fields(&map, &["name", "cron", "timezone", "job"])?;
+    let required = |key: &str| -> Result<String, ErrorObjectOwned> {
+        text(&map, key)?.ok_or_else(|| invalid(ValidationError::new(key, ValidationKind::Missing, "is required")))
+    };
+    let (name, cron) = (required("name")?, required("cron")?);
+    let job = map
+        .get("job")
+        .filter(|v| !v.is_null())
+        .ok_or_else(|| invalid(ValidationError::new("job", ValidationKind::Missing, "is required")))?;
+    let job = wire::enqueue_request(job).map_err(|error| invalid(error.within("job")))?;
+    let request = RecurringRequest { name, cron, timezone: text(&map, "timezone")?, job };
+    match service.run_request(Input::SetRecurring(Box::new(request))).await.map_err(service_error)?.reply {
+        Reply::RecurringSet { name, next_at_ms } => Ok(json!({ "name": name, "next_at": next_at_ms })),
+        Reply::Rejected(rejection) => Err(to_rpc(WireError::rejection(&rejection))),
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn recurring_delete(service: Arc<Service>, params: Params<'static>) -> RpcResult {
+    let map = params_object(&params)?;
+    only_fields(&map, &["name"])?;
+    let name = text(&map, "name")?
+        .ok_or_else(|| invalid(ValidationError::new("name", ValidationKind::Missing, "is required")))?;
+    match service.run_request(Input::DeleteRecurring { name }).await.map_err(service_error)?.reply {
+        Reply::RecurringDeleted { deleted } => Ok(json!({ "deleted": deleted })),
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn recurring_list(service: Arc<Service>, params: Params<'static>) -> RpcResult {
+    let map = params_object(&params)?;
+    only_fields(&map, &[])?;
+    let items = service.read(|store| store.recurring_list()).await.map_err(service_error)?;
+    let items: Vec<Value> = items
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "cron": r.cron,
+                "timezone": r.timezone,
+                "job": wire::enqueue_request_json(&r.job),
+                "next_at": r.next_at_ms,
+                "last_enqueued_job_id": r.last_enqueued_job_id.map(|id| id.to_string()),
+            })
+        })
+        .collect();
+    Ok(json!({ "items": items }))
 }
 
 /// Purges in rounds of this many jobs.
@@ -525,6 +635,12 @@ pub fn methods(service: Arc<Service>) -> Methods {
     register(&mut module, "logs.tail.v1", logs_tail);
     register(&mut module, "admin.stats.v1", stats);
     register(&mut module, "admin.maintenance.v1", maintenance);
+    register(&mut module, "admin.queue.pause.v1", pause);
+    register(&mut module, "admin.queue.resume.v1", resume);
+    register(&mut module, "dev.retry.v1", retry);
+    register(&mut module, "dev.recurring.set.v1", recurring_set);
+    register(&mut module, "dev.recurring.delete.v1", recurring_delete);
+    register(&mut module, "dev.recurring.list.v1", recurring_list);
     module
         .register_subscription(
             "logs.follow.v1",

@@ -238,6 +238,50 @@ pub fn enqueue_request(params: &Value) -> Result<EnqueueRequest, ValidationError
     })
 }
 
+/// A request back in the form [`enqueue_request`] reads (a recurring job's `job` in
+/// `dev.recurring.list.v1`): only the fields that were given.
+pub fn enqueue_request_json(request: &EnqueueRequest) -> Value {
+    let mut map = Map::new();
+    let mut put = |key: &str, value: Option<Value>| {
+        if let Some(value) = value {
+            map.insert(key.to_owned(), value);
+        }
+    };
+    put("job_type", request.job_type.clone().map(Value::from));
+    put("queue", request.queue.clone().map(Value::from));
+    put("subject_key", request.subject_key.clone().map(Value::from));
+    put("generation", request.generation.map(Value::from));
+    put("payload", request.payload_json.as_deref().map(parsed_json));
+    put("priority", request.priority.map(Value::from));
+    put(
+        "exec",
+        request.exec.as_ref().map(|e| json!({"command": e.command, "args": e.args, "env": e.env, "cwd": e.cwd})),
+    );
+    put("max_attempts", request.max_attempts.map(Value::from));
+    put(
+        "backoff",
+        request
+            .backoff
+            .map(|b| json!({"base_ms": b.base_ms, "factor": b.factor, "max_ms": b.max_ms, "jitter": b.jitter})),
+    );
+    put("timeout_ms", request.timeout_ms.map(Value::from));
+    put("ttl_ms", request.ttl_ms.map(Value::from));
+    put("deadline", request.deadline_ms.map(Value::from));
+    put("schedule", request.schedule.map(|s| json!({"at": s.at_ms, "delay_ms": s.delay_ms})));
+    put(
+        "conditions",
+        request.conditions.as_ref().map(|c| {
+            json!({"wait_for_idle": c.wait_for_idle, "require_charging": c.require_charging,
+                   "wait_for_event": c.wait_for_event})
+        }),
+    );
+    put("parent_job_id", request.parent_job_id.clone().map(Value::from));
+    put("tag", request.tag.clone().map(Value::from));
+    put("chain_group_id", request.chain_group_id.clone().map(Value::from));
+    put("trace_id", request.trace_id.clone().map(Value::from));
+    Value::Object(map)
+}
+
 /// A job id param.
 pub fn job_id(map: &Map<String, Value>, key: &str) -> Result<Option<JobId>, ValidationError> {
     match string(map, "", key)? {
@@ -279,6 +323,7 @@ pub fn job_view(job: &Job) -> Value {
         "chain_group_id": job.chain_group_id,
         "parent_job_id": job.parent_job_id.map(|id| id.to_string()),
         "trace_id": job.trace_id,
+        "retry_of": job.retry_of.map(|id| id.to_string()),
     })
 }
 
@@ -291,6 +336,23 @@ mod tests {
             Err(error) => assert_eq!((error.field.as_str(), error.kind), (field, kind), "{error}"),
             Ok(request) => panic!("accepted {request:?}"),
         }
+    }
+
+    /// What `dev.recurring.list.v1` shows of a stored request reads back as that request.
+    #[test]
+    fn a_request_shown_as_json_reads_back_the_same() {
+        let params = json!({
+            "job_type": "sh", "queue": "q", "subject_key": "s", "payload": {"a": [1, null]}, "priority": 4,
+            "exec": {"command": "sh", "args": ["-c", "true"], "env": {"A": "b"}, "cwd": "/tmp"},
+            "max_attempts": 3, "backoff": {"base_ms": 10, "factor": 1.5, "max_ms": 100, "jitter": 0.0},
+            "timeout_ms": 5, "ttl_ms": 6, "deadline": 7,
+            "conditions": {"wait_for_idle": true, "require_charging": false, "wait_for_event": "e"},
+            "tag": "t", "chain_group_id": "g", "trace_id": "x"
+        });
+        let request = enqueue_request(&params).unwrap();
+        let shown = enqueue_request_json(&request);
+        assert_eq!(enqueue_request(&shown).unwrap(), request, "{shown}");
+        assert_eq!(shown["payload"], json!({"a": [1, null]}));
     }
 
     #[test]
