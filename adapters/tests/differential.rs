@@ -16,8 +16,8 @@ use proptest::strategy::ValueTree;
 use semantica_adapters::{SqliteOptions, SqliteStore};
 use semantica_core::{
     Action, BackoffRequest, CancelRequest, Conditions, Config, Engine, EnqueueRequest, ErrorKind, ExecRequest, Input,
-    JobId, JobQuery, JobState, MemStore, Outcome, Reply, Report, ScheduleRequest, SeededIds, SplitMix64, Store,
-    SystemState,
+    JobId, JobQuery, JobState, MemStore, Outcome, Reply, Report, RetryRequest, ScheduleRequest, SeededIds, SplitMix64,
+    Store, SystemState,
 };
 
 const START_MS: u64 = 1_700_000_000_000;
@@ -130,7 +130,7 @@ impl Pair {
         }
         match &mem_step.reply {
             Reply::Enqueued(one) => self.known.push(one.job_id),
-            Reply::EnqueuedBatch(all) => self.known.extend(all.iter().map(|e| e.job_id)),
+            Reply::EnqueuedBatch(all) | Reply::Retried(all) => self.known.extend(all.iter().map(|e| e.job_id)),
             _ => {}
         }
         check_same_reads(&self.mem, &self.sql, self.now_ms, &self.known, &self.subjects)
@@ -243,6 +243,20 @@ impl Pair {
                 self.step(Input::Purge { finished_before_ms, limit: usize::from(*limit) });
             }
             Op::Restart => self.restart(),
+            Op::Pause(queue, paused) => {
+                self.step(Input::PauseQueue { queue: queue_name(*queue).to_owned(), paused: *paused });
+            }
+            Op::Retry(index) => {
+                if let Some(id) = pick(&self.known, *index) {
+                    let request = RetryRequest { job_id: Some(id), ..RetryRequest::default() };
+                    self.step(Input::Retry(Box::new(request)));
+                }
+            }
+            Op::RetryQueue(queue, limit) => {
+                let filter = JobQuery { queues: vec![queue_name(*queue).to_owned()], ..JobQuery::default() };
+                let request = RetryRequest { filter: Some(filter), limit: Some(i64::from(*limit)), job_id: None };
+                self.step(Input::Retry(Box::new(request)));
+            }
         }
     }
 
@@ -304,6 +318,8 @@ fn check_same_reads(
         }
     }
     same("max_seq", mem.max_seq(), sql.max_seq())?;
+    same("paused_queues", mem.paused_queues(), sql.paused_queues())?;
+    same("queue_stats", mem.queue_stats(), sql.queue_stats())?;
     for id in known {
         same(&format!("get {id}"), mem.get(*id), sql.get(*id))?;
         same(&format!("waiting_children {id}"), mem.waiting_children(*id, 3), sql.waiting_children(*id, 3))?;

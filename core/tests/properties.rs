@@ -11,8 +11,9 @@ use harness::{config, request, World};
 use ops::{ops, pick, queue_name, Mix, Op, Spec, ALL};
 use proptest::prelude::*;
 use semantica_core::{
-    backoff, Backoff, BackoffRequest, CancelRequest, Conditions, EnqueueRequest, ErrorKind, Input, JobId, JobState,
-    Outcome, Reply, Report, ScheduleRequest, SplitMix64, Store, SystemState, Throttle,
+    backoff, Backoff, BackoffRequest, CancelRequest, Conditions, EnqueueRequest, ErrorKind, Input, Job, JobId,
+    JobQuery, JobState, Outcome, Rejection, Reply, Report, RetryRequest, ScheduleRequest, SplitMix64, Store,
+    SystemState, Throttle,
 };
 
 fn to_request(world: &World, spec: &Spec, known: &[JobId]) -> EnqueueRequest {
@@ -223,9 +224,63 @@ fn play(world: &mut World, ops: &[Op]) -> Vec<JobId> {
                     other => panic!("a purge answered {other:?}"),
                 }
             }
+            Op::Pause(queue, paused) => {
+                let queue = queue_name(*queue).to_owned();
+                let reply = world.step(Input::PauseQueue { queue: queue.clone(), paused: *paused }).reply;
+                assert_eq!(reply, Reply::QueuePaused { queue: queue.clone(), paused: *paused });
+                assert_eq!(world.store.paused_queues().unwrap().contains(&queue), *paused, "the pause is stored");
+            }
+            Op::Retry(index) => {
+                let Some(id) = pick(&known, *index) else { continue };
+                let old = world.job(id);
+                let request = RetryRequest { job_id: Some(id), ..RetryRequest::default() };
+                match world.step(Input::Retry(Box::new(request))).reply {
+                    Reply::Retried(results) => {
+                        assert!(old.state.is_retryable(), "job {id} retried from {}", old.state);
+                        check_retried(world, &[old], &results);
+                        known.extend(results.iter().map(|r| r.job_id));
+                    }
+                    Reply::Rejected(Rejection::Conflict { job_id, state }) => {
+                        assert_eq!((job_id, state), (id, old.state));
+                        assert!(!old.state.is_retryable(), "job {id} in {} was not retried", old.state);
+                    }
+                    other => panic!("a retry answered {other:?}"),
+                }
+            }
+            Op::RetryQueue(queue, limit) => {
+                let filter = JobQuery { queues: vec![queue_name(*queue).to_owned()], ..JobQuery::default() };
+                let mut olds: Vec<Job> =
+                    world.jobs().into_iter().filter(|job| job.state.is_retryable() && filter.matches(job)).collect();
+                olds.sort_by_key(|job| job.seq);
+                olds.truncate(usize::from(*limit));
+                let request = RetryRequest { filter: Some(filter), limit: Some(i64::from(*limit)), job_id: None };
+                match world.step(Input::Retry(Box::new(request))).reply {
+                    Reply::Retried(results) => {
+                        check_retried(world, &olds, &results);
+                        known.extend(results.iter().map(|r| r.job_id));
+                    }
+                    other => panic!("a retry by filter answered {other:?}"),
+                }
+            }
         }
     }
     known
+}
+
+/// Each retried job came back as a new job of the same subject and spec, enqueued as the
+/// next generation (so the harness's supersede checks judged it as any enqueue), naming
+/// the job it retries; the old job did not change.
+fn check_retried(world: &World, olds: &[Job], results: &[semantica_core::Enqueued]) {
+    assert_eq!(olds.len(), results.len(), "one result per retried job, in enqueue order");
+    for (old, result) in olds.iter().zip(results) {
+        assert_eq!(world.job(old.id), *old, "retry changed the old job {}", old.id);
+        let new = world.job(result.job_id);
+        assert_eq!(new.retry_of, Some(old.id));
+        assert!(!result.deduplicated && new.id != old.id);
+        assert_eq!((&new.subject_key, &new.queue, &new.job_type), (&old.subject_key, &old.queue, &old.job_type));
+        assert_eq!((&new.payload_json, &new.exec, new.priority), (&old.payload_json, &old.exec, old.priority));
+        assert!(new.generation > old.generation, "a retry is a newer generation of its subject");
+    }
 }
 
 /// The end of a run: a killed run ends by signal; otherwise `outcome` picks success,

@@ -403,8 +403,10 @@ fn check_step(world: &mut World, before: &MemStore, system: SystemState, input: 
         if running < config.workers {
             let occupied = occupied_subjects(before);
             let throttled = throttle_floor(&config, system);
+            let paused = before.paused_queues().unwrap();
             let startable = before.jobs().find(|job| {
                 job.state == JobState::Queued
+                    && !paused.contains(&job.queue)
                     && !occupied.contains_key(&job.subject_key)
                     && throttled.is_none_or(|floor| job.priority >= floor)
                     && ready(system, now_ms, job)
@@ -441,6 +443,13 @@ fn check_start(
     assert!(!started_earlier(&was), "job {} started twice in one step: {context}", job.id);
     assert!(!subject_taken_earlier(&was.subject_key), "job {} started beside its subject: {context}", job.id);
     assert_eq!(was.state, JobState::Queued, "job {} started from {}: {context}", job.id, was.state);
+    // A paused queue starts nothing, whatever the engine remembers (the store says).
+    assert!(
+        !before.paused_queues().unwrap().contains(&was.queue),
+        "job {} started in paused queue {}: {context}",
+        job.id,
+        was.queue
+    );
     // Schedules, conditions, parents.
     assert!(ready(system, now_ms, &was), "job {} started before it was ready: {context}", job.id);
     // TTL and deadline.

@@ -38,6 +38,12 @@ pub enum Op {
     /// Remove jobs finished more than this many ms ago, at most this many.
     Purge(u16, u8),
     Restart,
+    /// Pause (`true`) or resume a queue.
+    Pause(u8, bool),
+    /// Retry a known job by id (whatever its state: a live one is a conflict).
+    Retry(u8),
+    /// Retry the ended jobs of a queue, at most this many.
+    RetryQueue(u8, u8),
 }
 
 /// An enqueue, as small numbers that each test turns into a request.
@@ -171,6 +177,9 @@ pub fn op(mix: Mix) -> impl Strategy<Value = Op> {
         (1, (0u8..3).prop_map(Op::CancelTag).boxed()),
         (1, (0u8..3).prop_map(Op::CancelGroup).boxed()),
         (if mix.timing { 4 } else { 1 }, (1u16..400).prop_map(Op::Advance).boxed()),
+        (2, (0u8..3, any::<bool>()).prop_map(|(queue, paused)| Op::Pause(queue, paused)).boxed()),
+        (1, any::<u8>().prop_map(Op::Retry).boxed()),
+        (1, (0u8..3, 1u8..4).prop_map(|(queue, limit)| Op::RetryQueue(queue, limit)).boxed()),
     ];
     if mix.conditions {
         choices.push((2, (0u8..2).prop_map(Op::Event).boxed()));
