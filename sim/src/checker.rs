@@ -12,7 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use semantica_core::{
-    Action, CancelRequest, Config, Input, Job, JobId, JobState, Reply, Step, Store, SystemState, Write,
+    Action, CancelRequest, Config, Enqueued, Input, Job, JobId, JobQuery, JobState, Recurring, Rejection, Reply,
+    RetryRequest, Step, Store, SystemState, Write,
 };
 
 use crate::backend::all_jobs;
@@ -76,6 +77,12 @@ pub struct Checker {
     /// The state each job was last acknowledged in.
     acked: BTreeMap<JobId, JobState>,
     purged: BTreeSet<JobId>,
+    /// The paused queues, as committed writes say.
+    paused: BTreeSet<String>,
+    /// The recurring jobs, as committed writes say.
+    recurring: BTreeMap<String, Recurring>,
+    /// Every (name, slot) that fired: a slot fires at most once, across crashes too.
+    fired_slots: BTreeSet<(String, u64)>,
 }
 
 impl Checker {
@@ -89,6 +96,9 @@ impl Checker {
             max_generation: BTreeMap::new(),
             acked: BTreeMap::new(),
             purged: BTreeSet::new(),
+            paused: BTreeSet::new(),
+            recurring: BTreeMap::new(),
+            fired_slots: BTreeSet::new(),
         }
     }
 
@@ -120,6 +130,19 @@ impl Checker {
         &self.acked
     }
 
+    pub fn paused_queues(&self) -> &BTreeSet<String> {
+        &self.paused
+    }
+
+    pub fn recurring_jobs(&self) -> impl Iterator<Item = &Recurring> {
+        self.recurring.values()
+    }
+
+    /// How many recurring slots fired so far.
+    pub fn fired_slot_count(&self) -> usize {
+        self.fired_slots.len()
+    }
+
     fn queue_limit(&self, queue: &str) -> usize {
         self.queue_concurrency.get(queue).copied().unwrap_or(self.workers)
     }
@@ -145,6 +168,9 @@ impl Checker {
         for write in &step.persist.writes {
             self.check_write(write)?;
         }
+        // A handful of names and queues: cheap to keep as they were before the step.
+        let paused_before = self.paused.clone();
+        let recurring_before = self.recurring.clone();
         let before: BTreeMap<JobId, Job> = step
             .persist
             .writes
@@ -157,10 +183,12 @@ impl Checker {
         for write in &step.persist.writes {
             self.apply(write);
         }
-        self.check_starts(obs, &before)?;
+        self.check_starts(obs, &before, &paused_before)?;
+        self.check_firings(obs, &recurring_before)?;
         self.check_pop_order(&pending_pop_order, obs)?;
         self.check_occupancy()?;
         self.check_reply(obs)?;
+        self.check_controls_reply(obs, &recurring_before)?;
         if obs.input == &Input::Tick {
             self.check_timers(obs)?;
         }
@@ -259,18 +287,37 @@ impl Checker {
                 // Purged by retention: a committed delete, acknowledged or not.
                 self.acked.remove(id);
             }
-            Write::QueuePaused { .. } | Write::PutRecurring(_) | Write::DeleteRecurring { .. } => {}
+            Write::QueuePaused { queue, paused: true } => {
+                self.paused.insert(queue.clone());
+            }
+            Write::QueuePaused { queue, paused: false } => {
+                self.paused.remove(queue);
+            }
+            Write::PutRecurring(recurring) => {
+                self.recurring.insert(recurring.name.clone(), recurring.clone());
+            }
+            Write::DeleteRecurring { name } => {
+                self.recurring.remove(name);
+            }
         }
     }
 
     /// Every start (a job that became RUNNING for a new attempt) has its Spawn, and every
     /// Spawn is such a start; none starts while a newer generation of its subject exists.
-    fn check_starts(&self, obs: &Observation, before: &BTreeMap<JobId, Job>) -> Check {
+    ///
+    /// Nothing of a queue that was paused when the step began starts in it.
+    fn check_starts(&self, obs: &Observation, before: &BTreeMap<JobId, Job>, paused: &BTreeSet<String>) -> Check {
         let mut started = BTreeSet::new();
         for write in &obs.step.persist.writes {
             let (Write::Insert(job) | Write::Update(job)) = write else { continue };
             let old_attempts = before.get(&job.id).map_or(0, |old| old.attempts);
             if job.state == JobState::Running && job.attempts > old_attempts {
+                if paused.contains(&job.queue) {
+                    return fail(
+                        "started_while_paused",
+                        format!("job {} (attempt {}) started in paused queue {:?}", job.id, job.attempts, job.queue),
+                    );
+                }
                 started.insert((job.id, job.attempts));
             }
         }
@@ -308,6 +355,220 @@ impl Checker {
             return fail("start_without_spawn", format!("jobs that became RUNNING {started:?} vs spawned {spawned:?}"));
         }
         Ok(())
+    }
+
+    /// Recurring slots. A firing (a put that moves `last_slot_ms`) fires a slot that has
+    /// come and that the recurring job had not passed, strictly after its last one, and
+    /// never a (name, slot) twice, across crashes too; it enqueues the recurring job's
+    /// subject at the slot's epoch second as generation, and moves the job past now, so
+    /// that the slots it collapsed into this one are not left due.
+    fn check_firings(&mut self, obs: &Observation, before: &BTreeMap<String, Recurring>) -> Check {
+        let now_ms = obs.now_ms;
+        for write in &obs.step.persist.writes {
+            let Write::PutRecurring(new) = write else { continue };
+            let name = &new.name;
+            let old = before.get(name);
+            let old_slot = old.and_then(|old| old.last_slot_ms);
+            if new.last_slot_ms == old_slot {
+                continue; // set or replaced: the last slot is kept
+            }
+            let twice = |detail: String| fail("recurring_slot_fired_twice", format!("recurring {name:?}: {detail}"));
+            let Some(slot) = new.last_slot_ms else {
+                return twice(format!("last_slot_ms went {old_slot:?} -> None"));
+            };
+            if let Some(last) = old_slot.filter(|last| *last >= slot) {
+                return twice(format!("last_slot_ms went {last} -> {slot}"));
+            }
+            if !self.fired_slots.insert((name.clone(), slot)) {
+                return twice(format!("slot {slot} fired again"));
+            }
+            let Some(old) = old else {
+                return fail("store_diverged", format!("recurring {name:?} fired slot {slot} without being stored"));
+            };
+            match old.next_at_ms {
+                None => return fail("recurring_slot_fired_early", format!("{name:?} had no slot left, fired {slot}")),
+                Some(next) if next > now_ms || slot > now_ms => {
+                    return fail(
+                        "recurring_slot_fired_early",
+                        format!("{name:?} fired slot {slot} at {now_ms}; its next slot was {next}"),
+                    );
+                }
+                Some(next) if slot < next => {
+                    return twice(format!("fired slot {slot}, which it had passed (next {next})"))
+                }
+                Some(_) => {}
+            }
+            match new.next_at_ms {
+                Some(next) if next <= slot => {
+                    return twice(format!(
+                        "next_at_ms {next} is not after the slot {slot} it fired: that slot stays due"
+                    ));
+                }
+                Some(next) if next <= now_ms => {
+                    return fail(
+                        "recurring_slot_missed",
+                        format!("{name:?} fired slot {slot} at {now_ms} and left slot {next} due"),
+                    );
+                }
+                _ => {}
+            }
+            let Some(id) = new.last_enqueued_job_id else { continue }; // the enqueue was refused
+            let Some(job) = self.jobs.get(&id) else {
+                return fail("acked_job_lost", format!("recurring {name:?} slot {slot} enqueued job {id}, not stored"));
+            };
+            let subject_ok = new.job.subject_key.as_ref().is_none_or(|subject| *subject == job.subject_key);
+            if job.generation != slot / 1000 || !subject_ok {
+                return twice(format!(
+                    "slot {slot} enqueued job {id} generation {} of {:?}, not generation {} of {:?}",
+                    job.generation,
+                    job.subject_key,
+                    slot / 1000,
+                    new.job.subject_key
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Replies to pause, retry and recurring inputs agree with what the step wrote.
+    fn check_controls_reply(&self, obs: &Observation, recurring_before: &BTreeMap<String, Recurring>) -> Check {
+        let disagree = |detail: String| fail("reply_disagrees_with_store", detail);
+        match (obs.input, &obs.step.reply) {
+            (_, Reply::QueuePaused { queue, paused }) if self.paused.contains(queue) != *paused => {
+                disagree(format!("queue {queue:?} said paused={paused}, the store says otherwise"))
+            }
+            (Input::SetRecurring(request), Reply::RecurringSet { name, next_at_ms }) => {
+                let stored = self.recurring.get(name);
+                let timezone = request.timezone.as_deref().unwrap_or("UTC");
+                let same = stored.is_some_and(|stored| {
+                    stored.next_at_ms == *next_at_ms
+                        && stored.cron == request.cron
+                        && stored.timezone == timezone
+                        && stored.job == request.job
+                });
+                if !same {
+                    return disagree(format!("recurring {name:?} set (next {next_at_ms:?}), stored {stored:?}"));
+                }
+                if next_at_ms.is_some_and(|next| next <= obs.now_ms) {
+                    return disagree(format!(
+                        "recurring {name:?} set at {} with a due slot {next_at_ms:?}",
+                        obs.now_ms
+                    ));
+                }
+                Ok(())
+            }
+            (Input::DeleteRecurring { name }, Reply::RecurringDeleted { deleted }) => {
+                if *deleted != recurring_before.contains_key(name) || self.recurring.contains_key(name) {
+                    return disagree(format!("recurring {name:?}: deleted={deleted}"));
+                }
+                Ok(())
+            }
+            (Input::Retry(request), Reply::Retried(results)) => self.check_retry(request, results),
+            (Input::Retry(request), Reply::Rejected(Rejection::NotFound(id))) => match self.jobs.get(id) {
+                Some(job) if request.job_id == Some(*id) => {
+                    fail("retry_wrong", format!("retry of job {id} said not found; it is {}", job.state))
+                }
+                _ => Ok(()),
+            },
+            (Input::Retry(_), Reply::Rejected(Rejection::Conflict { job_id, state })) => match self.jobs.get(job_id) {
+                Some(job) if !is_retryable(job.state) => Ok(()),
+                job => fail(
+                    "retry_wrong",
+                    format!("retry of job {job_id} refused as {state}; the store holds {:?}", job.map(|j| j.state)),
+                ),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    /// Each job a retry enqueued names an ended, retryable job of its subject in
+    /// `retry_of` and obeys the supersede rules of an enqueue; a retry by id retried that
+    /// job; a retry by filter retried only matching jobs, at most `limit`, and every one
+    /// when it retried fewer.
+    fn check_retry(&self, request: &RetryRequest, results: &[Enqueued]) -> Check {
+        let wrong = |detail: String| fail("retry_wrong", detail);
+        let mut retried = BTreeSet::new();
+        let mut new_ids = BTreeSet::new();
+        for enqueued in results {
+            let Some(job) = self.jobs.get(&enqueued.job_id) else {
+                return fail(
+                    "acked_job_lost",
+                    format!("retry acknowledged job {} that is not stored", enqueued.job_id),
+                );
+            };
+            new_ids.insert(job.id);
+            if job.generation != enqueued.generation {
+                return fail(
+                    "reply_disagrees_with_store",
+                    format!("retry said gen {}, store holds gen {}", enqueued.generation, job.generation),
+                );
+            }
+            let Some(old_id) = job.retry_of else {
+                return wrong(format!("job {} enqueued by a retry has no retry_of", job.id));
+            };
+            let Some(old) = self.jobs.get(&old_id) else {
+                return wrong(format!("job {} retries {old_id}, which is not stored", job.id));
+            };
+            if !is_retryable(old.state) || old.subject_key != job.subject_key || !retried.insert(old_id) {
+                return wrong(format!(
+                    "job {} retries {old_id} ({} of {:?}) as {:?}, {} time(s) in one request",
+                    job.id,
+                    old.state,
+                    old.subject_key,
+                    job.subject_key,
+                    results
+                        .iter()
+                        .filter(|e| self.jobs.get(&e.job_id).is_some_and(|j| j.retry_of == Some(old_id)))
+                        .count()
+                ));
+            }
+            // The supersede rules of an enqueue. A later result of the same request may
+            // have superseded an earlier one of the same subject.
+            if job.state != JobState::Superseded {
+                self.check_older_generations_superseded(job)?;
+            }
+            let max = self.max_generation[&job.subject_key];
+            if job.generation < max && job.state != JobState::Superseded {
+                return fail(
+                    "stale_enqueue_not_superseded",
+                    format!(
+                        "retried job {} gen {} of {:?} is {} below generation {max}",
+                        job.id, job.generation, job.subject_key, job.state
+                    ),
+                );
+            }
+        }
+        match (request.job_id, &request.filter) {
+            (Some(id), _) if retried != BTreeSet::from([id]) => wrong(format!("retry of job {id} retried {retried:?}")),
+            (None, Some(filter)) => {
+                let limit = request.limit.map_or(100, |limit| limit as usize);
+                if results.len() > limit {
+                    return wrong(format!("{} jobs retried, limit {limit}", results.len()));
+                }
+                if let Some(old) =
+                    retried.iter().map(|id| &self.jobs[id]).find(|old| !retry_filter_matches(filter, old))
+                {
+                    return wrong(format!("job {} ({} in {:?}) retried by {filter:?}", old.id, old.state, old.queue));
+                }
+                if results.len() == limit {
+                    return Ok(());
+                }
+                let left = self.jobs.values().find(|job| {
+                    !new_ids.contains(&job.id) && !retried.contains(&job.id) && retry_filter_matches(filter, job)
+                });
+                match left {
+                    Some(job) => wrong(format!(
+                        "{} of limit {limit} retried by {filter:?}, but job {} ({} in {:?}) matches too",
+                        results.len(),
+                        job.id,
+                        job.state,
+                        job.queue
+                    )),
+                    None => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Before a claim step: every QUEUED job of the claimed job's queue that should have
@@ -498,6 +759,15 @@ impl Checker {
         if obs.step.wake_at_ms.is_some_and(|wake| wake <= now_ms) {
             return Ok(()); // more was due than one tick moves; the engine asked to be called again
         }
+        if let Some(recurring) = self.recurring.values().find(|r| r.next_at_ms.is_some_and(|next| next <= now_ms)) {
+            return fail(
+                "recurring_slot_missed",
+                format!(
+                    "recurring {:?} still due at {now_ms} (slot {:?}) after a tick",
+                    recurring.name, recurring.next_at_ms
+                ),
+            );
+        }
         for job in self.active_jobs() {
             if job.state.is_terminal() {
                 continue;
@@ -539,6 +809,7 @@ impl Checker {
         let missed = self.active_jobs().find(|job| {
             job.state == JobState::Queued
                 && queue.is_none_or(|q| q == job.queue)
+                && !self.paused.contains(&job.queue)
                 && running.iter().filter(|r| r.queue == job.queue).count() < self.queue_limit(&job.queue)
                 && !occupied.contains(job.subject_key.as_str())
                 && self.passes_throttle(obs.system, job)
@@ -560,7 +831,7 @@ impl Checker {
             Reply::Enqueued(enqueued) => {
                 self.acked.insert(enqueued.job_id, self.jobs[&enqueued.job_id].state);
             }
-            Reply::EnqueuedBatch(results) => {
+            Reply::EnqueuedBatch(results) | Reply::Retried(results) => {
                 for enqueued in results {
                     self.acked.insert(enqueued.job_id, self.jobs[&enqueued.job_id].state);
                 }
@@ -581,7 +852,10 @@ impl Checker {
             let (id, expected) = match write {
                 Write::Insert(job) | Write::Update(job) => (job.id, Some(job)),
                 Write::Delete { id, .. } => (*id, None),
-                Write::QueuePaused { .. } | Write::PutRecurring(_) | Write::DeleteRecurring { .. } => continue,
+                Write::QueuePaused { .. } | Write::PutRecurring(_) | Write::DeleteRecurring { .. } => {
+                    check_control_committed(store, write)?;
+                    continue;
+                }
             };
             match store.get(id) {
                 Ok(stored) if stored.as_ref() == expected => {}
@@ -626,7 +900,41 @@ impl Checker {
                 return fail("store_diverged", format!("job {id} in the store differs from its last committed write"));
             }
         }
+        let unreadable = |error| Violation::new("store_diverged", format!("the store could not be read: {error}"));
+        let paused = store.paused_queues().map_err(unreadable)?;
+        if !paused.iter().eq(self.paused.iter()) {
+            return fail("store_diverged", format!("store pauses {paused:?}, committed writes say {:?}", self.paused));
+        }
+        let recurring = store.recurring_list().map_err(unreadable)?;
+        if !recurring.iter().eq(self.recurring.values()) {
+            let names: Vec<&String> = recurring.iter().map(|r| &r.name).collect();
+            return fail(
+                "store_diverged",
+                format!(
+                    "store's recurring jobs {names:?} differ from the committed writes' {:?}",
+                    self.recurring.keys()
+                ),
+            );
+        }
         Ok(())
+    }
+
+    /// After the liveness phase has ticked up to its end: every stored recurring job's
+    /// next slot lies ahead (each slot that came fired, or collapsed into one that did).
+    pub fn check_recurring_caught_up(&self, store: &dyn Store, now_ms: u64) -> Check {
+        let stored = store
+            .recurring_list()
+            .map_err(|error| Violation::new("store_diverged", format!("the store could not be read: {error}")))?;
+        match stored.iter().find(|r| r.next_at_ms.is_some_and(|next| next <= now_ms)) {
+            Some(recurring) => fail(
+                "recurring_slot_missed",
+                format!(
+                    "recurring {:?} ({:?} in {}) still has slot {:?} due at {now_ms}, its last fired {:?}",
+                    recurring.name, recurring.cron, recurring.timezone, recurring.next_at_ms, recurring.last_slot_ms
+                ),
+            ),
+            None => Ok(()),
+        }
     }
 
     /// The liveness phase is over: every job ended and no process is left.
@@ -656,6 +964,48 @@ fn check_job_shape(job: &Job) -> Check {
         return fail("terminal_without_finish", format!("job {} is {} without finished_at", job.id, job.state));
     }
     Ok(())
+}
+
+/// A pause, resume or recurring write reads back from the store as written.
+fn check_control_committed(store: &dyn Store, write: &Write) -> Check {
+    let diverged = |detail: String| fail("store_diverged", detail);
+    let unreadable = |error| Violation::new("store_diverged", format!("the store could not be read: {error}"));
+    match write {
+        Write::QueuePaused { queue, paused } => {
+            let stored = store.paused_queues().map_err(unreadable)?;
+            if stored.contains(queue) != *paused {
+                return diverged(format!("queue {queue:?}: committed paused={paused}, the store pauses {stored:?}"));
+            }
+        }
+        Write::PutRecurring(recurring) => {
+            let stored = store.recurring(&recurring.name).map_err(unreadable)?;
+            if stored.as_ref() != Some(recurring) {
+                return diverged(format!("recurring {:?}: committed {recurring:?}, stored {stored:?}", recurring.name));
+            }
+        }
+        Write::DeleteRecurring { name } => {
+            if let Some(stored) = store.recurring(name).map_err(unreadable)? {
+                return diverged(format!("recurring {name:?} deleted, the store still holds {stored:?}"));
+            }
+        }
+        Write::Insert(_) | Write::Update(_) | Write::Delete { .. } => {}
+    }
+    Ok(())
+}
+
+/// The ends `dev.retry.v1` may enqueue again (API.md), restated here, not taken from core.
+fn is_retryable(state: JobState) -> bool {
+    matches!(state, JobState::Failed | JobState::Cancelled | JobState::SkippedTtl | JobState::SkippedDeadline)
+}
+
+/// The jobs a retry by `filter` may take: a retryable end (of the filter's states, when it
+/// names any), in one of its queues, with its tag (the only selectors the simulated
+/// clients use).
+fn retry_filter_matches(filter: &JobQuery, job: &Job) -> bool {
+    is_retryable(job.state)
+        && (filter.states.is_empty() || filter.states.contains(&job.state))
+        && (filter.queues.is_empty() || filter.queues.contains(&job.queue))
+        && filter.tag.as_ref().is_none_or(|tag| job.tag.as_ref() == Some(tag))
 }
 
 /// The jobs a claim step started, single or batched.

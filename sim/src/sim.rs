@@ -39,6 +39,13 @@ const LIVENESS_TIME_MS_MAX: u64 = 48 * 3_600_000;
 const FULL_CHECK_EVERY_STEPS: u64 = 64;
 /// Longest pause of the clients.
 const THINK_MS_MAX: u64 = 2_000;
+/// Longest idle spell of the clients (the clock still stops at every timer on the way):
+/// without them a run spans a few minutes of simulated time, and recurring slots, a minute
+/// apart at best, would hardly fire under faults.
+const IDLE_MS_MAX: u64 = 15 * 60_000;
+/// How long the liveness phase lets recurring jobs fire before it checks that no slot was
+/// missed: more than an hour, so that hourly slots come too, in every time zone.
+const RECURRING_WINDOW_MS: u64 = 65 * 60_000;
 
 /// What to run.
 #[derive(Clone, Copy, Debug)]
@@ -145,6 +152,11 @@ pub struct Stats {
     pub rejected: u64,
     pub spawned: u64,
     pub liveness_steps: u64,
+    /// Simulated time the main phase spanned.
+    pub main_phase_ms: u64,
+    /// Recurring slots that fired in the main phase, under faults, and in all.
+    pub slots_fired_main: u64,
+    pub slots_fired: u64,
 }
 
 /// The outcome of one seed.
@@ -299,6 +311,8 @@ struct Sim {
     fault_rng: SplitMix64,
     driver_rng: SplitMix64,
     client_per_mille: u64,
+    /// Share of the clients' pauses that are idle spells (up to [`IDLE_MS_MAX`]).
+    idle_per_mille: u64,
     incarnation: u64,
     wake_at_ms: Option<u64>,
     /// What the current engine was last told about the machine.
@@ -318,6 +332,7 @@ impl Sim {
         let rates = FaultRates::draw(&mut fault_rng);
         let mut driver_rng = SplitMix64::new(derive(seed, STREAM_DRIVER));
         let client_per_mille = 200 + driver_rng.below(600);
+        let idle_per_mille = driver_rng.below(40);
         let mut nodes = vec![Node { store: FaultyStore::new((options.backend)()), engine: None }];
         if options.differential {
             nodes.push(Node { store: FaultyStore::new((options.secondary)()), engine: None });
@@ -338,6 +353,7 @@ impl Sim {
             fault_rng,
             driver_rng,
             client_per_mille,
+            idle_per_mille,
             incarnation: 0,
             wake_at_ms: None,
             engine_system: SystemState::UNKNOWN,
@@ -387,7 +403,9 @@ impl Sim {
             let jobs = all_jobs(store).map_err(unreadable)?;
             let max_seq = store.max_seq().map_err(unreadable)?;
             let queue_stats = store.queue_stats().map_err(unreadable)?;
-            Ok(StoreImage { jobs, max_seq, queue_stats })
+            let paused = store.paused_queues().map_err(unreadable)?;
+            let recurring = store.recurring_list().map_err(unreadable)?;
+            Ok(StoreImage { jobs, max_seq, queue_stats, paused, recurring })
         };
         let mut subjects: BTreeSet<String> = BTreeSet::new();
         let expected = read(first)?;
@@ -444,7 +462,8 @@ impl Sim {
     }
 
     fn advance_time(&mut self) {
-        let think_ms = 1 + self.driver_rng.below(THINK_MS_MAX);
+        let think_ms_max = if self.driver_rng.chance(self.idle_per_mille, 1000) { IDLE_MS_MAX } else { THINK_MS_MAX };
+        let think_ms = 1 + self.driver_rng.below(think_ms_max);
         let next = [
             self.executor.next_report_at_ms(),
             self.wake_at_ms,
@@ -464,7 +483,11 @@ impl Sim {
     /// Workers are idle while a job waits: a daemon would try to claim.
     fn want_claim_if_idle(&mut self) {
         let running = self.checker.active_jobs().filter(|job| job.state == semantica_core::JobState::Running).count();
-        let queued = self.checker.active_jobs().any(|job| job.state == semantica_core::JobState::Queued);
+        let paused = self.checker.paused_queues();
+        let queued = self
+            .checker
+            .active_jobs()
+            .any(|job| job.state == semantica_core::JobState::Queued && !paused.contains(&job.queue));
         self.claim_wanted |= queued && running < self.config.workers;
     }
 
@@ -561,6 +584,10 @@ impl Sim {
         let Exec::Done(step) = self.execute(input.clone())? else { return Ok(()) };
         match (&expect, &step.reply) {
             (Expect::Invalid(_), Reply::Rejected(semantica_core::Rejection::Validation(_))) => {}
+            (Expect::NotFound, Reply::Rejected(semantica_core::Rejection::NotFound(_))) => {}
+            (Expect::NotFound, reply) => {
+                return Err(Violation::new("stranger_found", format!("{input:?} answered {reply:?}")));
+            }
             (Expect::UnknownParent { .. }, Reply::Rejected(semantica_core::Rejection::Validation(error)))
                 if error.kind == ValidationKind::UnknownParent => {}
             (Expect::UnknownParent { index: 0 }, Reply::Enqueued(enqueued)) if enqueued.deduplicated => {}
@@ -592,6 +619,12 @@ impl Sim {
             Input::EnqueueBatch(requests) => requests.iter().collect(),
             _ => Vec::new(),
         };
+        if let Reply::Retried(results) = &step.reply {
+            for enqueued in results {
+                self.stats.enqueued += 1;
+                self.workload.learn(enqueued.job_id);
+            }
+        }
         let results: &[Enqueued] = match &step.reply {
             Reply::Enqueued(enqueued) => std::slice::from_ref(enqueued),
             Reply::EnqueuedBatch(results) => results,
@@ -835,24 +868,66 @@ impl Sim {
 
     /// Faults and clients stop, the machine goes idle, every event is emitted, and time
     /// runs: every job must end within the bound.
+    ///
+    /// Paused queues and recurring jobs would keep the phase from ending (a paused queue
+    /// holds its jobs, a recurring job enqueues forever), so the clients step in as a
+    /// person would: they resume every paused queue at once, and delete the recurring jobs
+    /// only after the engine has ticked through [`RECURRING_WINDOW_MS`] without faults and
+    /// every slot that came in it has fired (`recurring_slot_missed`). Deleting them first
+    /// would leave that check nothing to look at; checking only at the very end would
+    /// require them to be gone. Events are emitted again after the window, for the jobs the
+    /// recurring jobs enqueued in it.
     fn liveness(&mut self) -> Result<(), Violation> {
         self.trace.record(&format!("t={} LIVENESS", self.now_ms));
         self.faults_on = false;
         self.executor.set_faults(ExecutorFaults::default());
         self.probe.freeze_idle();
         self.system_dirty = true;
-        let mut events: Vec<String> = self.workload.events_used().cloned().collect();
-        let deadline_ms = self.now_ms + LIVENESS_TIME_MS_MAX;
+        let started_ms = self.now_ms;
+        self.stats.main_phase_ms = started_ms - START_MS;
+        self.stats.slots_fired_main = self.checker.fired_slot_count() as u64;
         let mut steps = 0u64;
+        let paused: Vec<String> = self.checker.paused_queues().iter().cloned().collect();
+        for queue in paused {
+            self.execute(Input::PauseQueue { queue, paused: false })?;
+        }
+        if self.checker.recurring_jobs().next().is_some() {
+            self.drive_liveness(started_ms, Some(started_ms + RECURRING_WINDOW_MS), &mut steps)?;
+            for node in &self.nodes {
+                self.checker.check_recurring_caught_up(node.store.inner(), self.now_ms)?;
+            }
+            self.trace.record(&format!(
+                "t={} recurring window over: slots fired {}",
+                self.now_ms,
+                self.checker.fired_slot_count()
+            ));
+            let names: Vec<String> = self.checker.recurring_jobs().map(|recurring| recurring.name.clone()).collect();
+            for name in names {
+                self.execute(Input::DeleteRecurring { name })?;
+            }
+        }
+        self.drive_liveness(started_ms, None, &mut steps)?;
+        self.stats.slots_fired = self.checker.fired_slot_count() as u64;
+        Ok(())
+    }
+
+    /// The liveness phase's loop: until every job has ended, or with `window_end_ms` until
+    /// the clock has reached it and nothing more is due.
+    fn drive_liveness(
+        &mut self,
+        started_ms: u64,
+        window_end_ms: Option<u64>,
+        steps: &mut u64,
+    ) -> Result<(), Violation> {
+        let mut events: Vec<String> = self.workload.events_used().cloned().collect();
+        let deadline_ms = started_ms + LIVENESS_TIME_MS_MAX;
         let mut stuck_claimed = false;
         loop {
-            steps += 1;
-            self.stats.liveness_steps = steps;
-            if steps > LIVENESS_STEPS_MAX || self.now_ms > deadline_ms {
-                return Err(self.liveness_violation(format!(
-                    "not done after {steps} steps and {} ms",
-                    self.now_ms - (deadline_ms - LIVENESS_TIME_MS_MAX)
-                )));
+            *steps += 1;
+            self.stats.liveness_steps = *steps;
+            if *steps > LIVENESS_STEPS_MAX || self.now_ms > deadline_ms {
+                return Err(self
+                    .liveness_violation(format!("not done after {steps} steps and {} ms", self.now_ms - started_ms)));
             }
             if self.system_dirty {
                 self.send_system()?;
@@ -864,20 +939,30 @@ impl Sim {
                 self.tick()?;
             } else if self.claim_wanted {
                 self.claim(None)?;
-            } else if self.checker.active_jobs().next().is_none() && self.executor.is_idle() {
+            } else if window_end_ms.is_none() && self.checker.active_jobs().next().is_none() && self.executor.is_idle()
+            {
                 return self.checker.check_quiescent();
             } else {
-                match [self.executor.next_report_at_ms(), self.wake_at_ms].into_iter().flatten().min() {
-                    Some(next) => {
+                let next = [self.executor.next_report_at_ms(), self.wake_at_ms].into_iter().flatten().min();
+                match (next, window_end_ms) {
+                    // Nothing more is due before the window ends.
+                    (next, Some(end)) if next.is_none_or(|next| next > end) => {
+                        if self.now_ms >= end {
+                            return Ok(());
+                        }
+                        self.now_ms = end;
+                        self.want_claim_if_idle();
+                    }
+                    (Some(next), _) => {
                         stuck_claimed = false;
                         self.now_ms = self.now_ms.max(next);
                         self.want_claim_if_idle();
                     }
-                    None if !stuck_claimed => {
+                    (None, _) if !stuck_claimed => {
                         stuck_claimed = true;
                         self.claim_wanted = true;
                     }
-                    None => return Err(self.liveness_violation("nothing left to happen".to_owned())),
+                    (None, _) => return Err(self.liveness_violation("nothing left to happen".to_owned())),
                 }
             }
         }
@@ -895,6 +980,8 @@ struct StoreImage {
     jobs: Vec<semantica_core::Job>,
     max_seq: u64,
     queue_stats: Vec<semantica_core::QueueStats>,
+    paused: Vec<String>,
+    recurring: Vec<semantica_core::Recurring>,
 }
 
 impl StoreImage {
@@ -919,6 +1006,15 @@ impl StoreImage {
         }
         if self.queue_stats != other.queue_stats {
             return Some(format!("queue_stats {:?}\n  then {:?}", self.queue_stats, other.queue_stats));
+        }
+        if self.paused != other.paused {
+            return Some(format!("paused queues {:?} then {:?}", self.paused, other.paused));
+        }
+        if let Some((a, b)) = self.recurring.iter().zip(&other.recurring).find(|(a, b)| a != b) {
+            return Some(format!("recurring job {:?}:\n  {a:?}\n  {b:?}", a.name));
+        }
+        if self.recurring.len() != other.recurring.len() {
+            return Some(format!("{} recurring jobs, then {}", self.recurring.len(), other.recurring.len()));
         }
         None
     }

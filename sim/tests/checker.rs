@@ -3,8 +3,8 @@
 //! them; none of them goes through the engine.
 
 use semantica_core::{
-    Action, CancelRequest, Config, Enqueued, Input, Job, JobId, JobState, KillOrder, MemStore, Reply, Step, Store,
-    SystemState, Throttle, Write, WriteSet,
+    Action, CancelRequest, Config, EnqueueRequest, Enqueued, Input, Job, JobId, JobState, KillOrder, MemStore,
+    Recurring, Reply, RetryRequest, Step, Store, SystemState, Throttle, Write, WriteSet,
 };
 use semantica_sim::checker::{Checker, LiveProcess, Observation};
 
@@ -421,4 +421,133 @@ fn checker_catches_a_purge_of_an_active_job() {
     let purge = Input::Purge { finished_before_ms: NOW_MS, limit: 10 };
     let step = step(vec![Write::Delete { id: a.id, version: 1 }], Reply::Purged { job_ids: vec![a.id] }, Vec::new());
     assert_eq!(check(&mut checker, purge, step), Some("purged_active_job"));
+}
+
+fn pause(checker: &mut Checker, queue: &str, paused: bool) -> Option<&'static str> {
+    let write = Write::QueuePaused { queue: queue.to_owned(), paused };
+    let reply = Reply::QueuePaused { queue: queue.to_owned(), paused };
+    check(checker, Input::PauseQueue { queue: queue.to_owned(), paused }, step(vec![write], reply, Vec::new()))
+}
+
+#[test]
+fn checker_catches_a_start_in_a_paused_queue() {
+    let mut checker = Checker::new(&config());
+    let a = job(1, "s", 1, JobState::Queued);
+    seed(&mut checker, std::slice::from_ref(&a));
+    assert_eq!(pause(&mut checker, "default", true), None);
+    let (input, claimed) = claim(&a);
+    assert_eq!(check(&mut checker, input, claimed), Some("started_while_paused"));
+}
+
+#[test]
+fn checker_allows_a_start_once_the_queue_is_resumed_and_nothing_while_paused() {
+    let mut checker = Checker::new(&config());
+    let a = job(1, "s", 1, JobState::Queued);
+    seed(&mut checker, std::slice::from_ref(&a));
+    assert_eq!(pause(&mut checker, "default", true), None);
+    // A claim that finds nothing while the only job waits in a paused queue missed nothing.
+    let nothing = step(Vec::new(), Reply::Claimed(None), Vec::new());
+    assert_eq!(check(&mut checker, Input::Claim { queue: None }, nothing), None);
+    assert_eq!(pause(&mut checker, "default", false), None);
+    let (input, claimed) = claim(&a);
+    assert_eq!(check(&mut checker, input, claimed), None);
+}
+
+#[test]
+fn checker_catches_a_pause_the_store_does_not_hold() {
+    let mut checker = Checker::new(&config());
+    assert_eq!(pause(&mut checker, "io", true), None);
+    assert_eq!(checker.check_store(&MemStore::new()).unwrap_err().invariant, "store_diverged");
+}
+
+const MINUTE_MS: u64 = 60_000;
+
+fn recurring(next_at_ms: Option<u64>, last_slot_ms: Option<u64>, last: Option<JobId>) -> Recurring {
+    Recurring {
+        name: "nightly".to_owned(),
+        cron: "* * * * *".to_owned(),
+        timezone: "UTC".to_owned(),
+        job: EnqueueRequest {
+            job_type: Some("noop".to_owned()),
+            subject_key: Some("cron".to_owned()),
+            ..EnqueueRequest::default()
+        },
+        next_at_ms,
+        last_slot_ms,
+        last_enqueued_job_id: last,
+    }
+}
+
+/// A checker that holds the recurring job "nightly", due at the minute before `NOW_MS`.
+fn checker_with_due_recurring() -> (Checker, u64) {
+    let mut checker = Checker::new(&config());
+    let slot = NOW_MS / MINUTE_MS * MINUTE_MS;
+    let put = Write::PutRecurring(recurring(Some(slot), None, None));
+    let mut stored = step(vec![put], Reply::Accepted, Vec::new());
+    // Due now, and the step asks to be called again at once.
+    stored.wake_at_ms = Some(slot);
+    assert_eq!(check(&mut checker, Input::Tick, stored), None);
+    (checker, slot)
+}
+
+/// The Tick that fires `slot`: enqueues job `n` of generation `generation` and moves the
+/// recurring job to `next_at_ms`.
+fn firing(n: u128, slot: u64, generation: u64, next_at_ms: Option<u64>) -> Step {
+    let job = job(n, "cron", generation, JobState::Queued);
+    let put = Write::PutRecurring(recurring(next_at_ms, Some(slot), Some(job.id)));
+    let mut step = step(vec![Write::Insert(job), put], Reply::Accepted, Vec::new());
+    step.wake_at_ms = next_at_ms;
+    step
+}
+
+#[test]
+fn checker_allows_a_slot_that_fires_once() {
+    let (mut checker, slot) = checker_with_due_recurring();
+    let fired = firing(1, slot, slot / 1000, Some(slot + MINUTE_MS));
+    assert_eq!(check(&mut checker, Input::Tick, fired), None);
+}
+
+#[test]
+fn checker_catches_a_slot_fired_twice() {
+    let (mut checker, slot) = checker_with_due_recurring();
+    // Fired, but left due: the next tick fires the same slot again.
+    let fired = firing(1, slot, slot / 1000, Some(slot));
+    assert_eq!(check(&mut checker, Input::Tick, fired), Some("recurring_slot_fired_twice"));
+}
+
+#[test]
+fn checker_catches_a_slot_whose_job_has_another_generation() {
+    let (mut checker, slot) = checker_with_due_recurring();
+    let fired = firing(1, slot, 7, Some(slot + MINUTE_MS));
+    assert_eq!(check(&mut checker, Input::Tick, fired), Some("recurring_slot_fired_twice"));
+}
+
+#[test]
+fn checker_catches_a_slot_left_due_after_a_tick() {
+    let (mut checker, _) = checker_with_due_recurring();
+    let mut quiet = step(Vec::new(), Reply::Accepted, Vec::new());
+    quiet.wake_at_ms = Some(NOW_MS + MINUTE_MS);
+    assert_eq!(check(&mut checker, Input::Tick, quiet), Some("recurring_slot_missed"));
+    let mut store = MemStore::new();
+    let (_, slot) = checker_with_due_recurring();
+    store.commit(&WriteSet { writes: vec![Write::PutRecurring(recurring(Some(slot), None, None))] }).unwrap();
+    assert_eq!(checker.check_recurring_caught_up(&store, NOW_MS).unwrap_err().invariant, "recurring_slot_missed");
+}
+
+#[test]
+fn checker_catches_a_retry_without_retry_of() {
+    let mut checker = Checker::new(&config());
+    let old = job(1, "s", 1, JobState::Failed);
+    seed(&mut checker, std::slice::from_ref(&old));
+    let mut new = job(2, "s", 2, JobState::Queued);
+    let retry = || Input::Retry(Box::new(RetryRequest { job_id: Some(old.id), ..RetryRequest::default() }));
+    let reply = |job: &Job| match enqueued(job) {
+        Reply::Enqueued(enqueued) => Reply::Retried(vec![enqueued]),
+        _ => unreachable!(),
+    };
+    let bad = step(vec![Write::Insert(new.clone())], reply(&new), Vec::new());
+    assert_eq!(check(&mut checker.clone(), retry(), bad), Some("retry_wrong"));
+    new.retry_of = Some(old.id);
+    let good = step(vec![Write::Insert(new.clone())], reply(&new), Vec::new());
+    assert_eq!(check(&mut checker, retry(), good), None);
 }

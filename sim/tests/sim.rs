@@ -128,6 +128,35 @@ fn sqlite_reopen_shows_exactly_the_committed_jobs_and_the_directory_goes_on_drop
     assert!(!directory.exists(), "{} is left behind", directory.display());
 }
 
+/// FIXME: a recurring job's request goes through JSON in the SQLite store, and serde_json
+/// (without `float_roundtrip`) reads a 17-digit float back as a nearby one, so the store
+/// does not hold what was committed. Today's behaviour, pinned; the simulator's recurring
+/// jobs use two-decimal back-off numbers until adapters/ enables `float_roundtrip`.
+#[test]
+fn sqlite_reads_back_a_recurring_backoff_factor_rounded() {
+    let mut backend = SqliteBackend::create().expect("a temporary SQLite store");
+    let factor = 1.0 + 103.0 / 100.0;
+    assert_eq!(factor.to_string(), "2.0300000000000002");
+    let recurring = semantica_core::Recurring {
+        name: "r".to_owned(),
+        cron: "* * * * *".to_owned(),
+        timezone: "UTC".to_owned(),
+        job: EnqueueRequest {
+            job_type: Some("work".into()),
+            backoff: Some(semantica_core::BackoffRequest { factor: Some(factor), ..Default::default() }),
+            ..EnqueueRequest::default()
+        },
+        next_at_ms: Some(START_MS),
+        last_slot_ms: None,
+        last_enqueued_job_id: None,
+    };
+    let put = semantica_core::WriteSet { writes: vec![semantica_core::Write::PutRecurring(recurring)] };
+    backend.commit(&put).expect("commits");
+    let stored = backend.recurring("r").expect("readable").expect("stored");
+    let stored_factor = stored.job.backoff.and_then(|backoff| backoff.factor).expect("a factor");
+    assert_eq!(stored_factor.to_string(), "2.03", "fixed? then drop the rounding in sim/src/workload.rs");
+}
+
 #[test]
 fn result_line_has_the_documented_shape() {
     let report = run(&SimOptions::new(3, 50));
