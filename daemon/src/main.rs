@@ -72,9 +72,88 @@ enum Command {
         #[arg(long)]
         vacuum: bool,
     },
+    /// Stop starting jobs of a queue: running jobs finish, enqueue still works, and the
+    /// pause survives a restart.
+    Pause { queue: String },
+    /// Start jobs of a paused queue again.
+    Resume { queue: String },
+    /// Enqueue ended jobs (FAILED, CANCELLED, SKIPPED_TTL, SKIPPED_DEADLINE) again as the
+    /// next generation of their subject: one by id, or every one that matches.
+    Retry(RetryArgs),
+    /// Jobs enqueued on a cron schedule.
+    #[command(subcommand)]
+    Recurring(RecurringCommand),
     /// Measure a fresh daemon (or --addr/--home of a running one): throughput, latency,
     /// memory. `semantica bench --scale 0.1 --json results.json`.
     Bench(semantica_daemon::bench::BenchArgs),
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["job_id", "state"])))]
+struct RetryArgs {
+    /// The job to retry.
+    job_id: Option<String>,
+    /// Retry every job in this state (repeatable): FAILED, CANCELLED, SKIPPED_TTL, SKIPPED_DEADLINE.
+    #[arg(long, conflicts_with = "job_id")]
+    state: Vec<String>,
+    #[arg(long, requires = "state")]
+    queue: Vec<String>,
+    #[arg(long, requires = "state")]
+    tag: Option<String>,
+    /// Retry at most this many (1 to 1000).
+    #[arg(long, default_value_t = 100, requires = "state")]
+    limit: u64,
+    /// Do not ask before retrying by filter.
+    #[arg(long, short)]
+    yes: bool,
+}
+
+#[derive(Subcommand)]
+enum RecurringCommand {
+    /// Create or replace a recurring job: `recurring set nightly --cron "0 3 * * *" -- make index`.
+    Set(Box<RecurringSetArgs>),
+    /// List the recurring jobs and their next slots.
+    List,
+    /// Delete a recurring job (the jobs it enqueued stay).
+    Rm { name: String },
+}
+
+#[derive(clap::Args)]
+struct RecurringSetArgs {
+    name: String,
+    /// Five fields: minute hour day-of-month month day-of-week.
+    #[arg(long)]
+    cron: String,
+    /// An IANA time zone (`Europe/Berlin`); default UTC.
+    #[arg(long)]
+    tz: Option<String>,
+    /// In-process job type, or a name for a subprocess job.
+    #[arg(long, default_value = "exec")]
+    job_type: String,
+    #[arg(long, default_value = "default")]
+    queue: String,
+    /// Default: `recurring:NAME`, so a slot supersedes the last one if it still waits.
+    #[arg(long)]
+    subject: Option<String>,
+    /// JSON payload.
+    #[arg(long)]
+    payload: Option<String>,
+    #[arg(long)]
+    priority: Option<i64>,
+    #[arg(long)]
+    max_attempts: Option<i64>,
+    #[arg(long)]
+    timeout_ms: Option<i64>,
+    #[arg(long)]
+    tag: Option<String>,
+    /// Environment for a subprocess job, KEY=VALUE (repeatable).
+    #[arg(long = "env")]
+    env: Vec<String>,
+    #[arg(long)]
+    cwd: Option<String>,
+    /// The subprocess: program and arguments.
+    #[arg(last = true)]
+    command: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -187,14 +266,27 @@ fn object(pairs: Vec<(&str, Option<Value>)>) -> Map<String, Value> {
     pairs.into_iter().filter_map(|(key, value)| value.map(|v| (key.to_owned(), v))).collect()
 }
 
+fn payload(text: Option<&String>) -> Result<Option<Value>, ClientError> {
+    text.map(|text| {
+        serde_json::from_str::<Value>(text).map_err(|e| ClientError::Other(format!("--payload is not JSON: {e}")))
+    })
+    .transpose()
+}
+
+/// `exec` of a subprocess job: the program and its arguments, `--env KEY=VALUE`, `--cwd`.
+fn exec_param(command: &[String], env: &[String], cwd: &Option<String>) -> Result<Option<Value>, ClientError> {
+    let Some((program, rest)) = command.split_first() else { return Ok(None) };
+    let mut pairs = BTreeMap::new();
+    for pair in env {
+        let (key, value) =
+            pair.split_once('=').ok_or_else(|| ClientError::Other(format!("--env {pair:?}: want KEY=VALUE")))?;
+        pairs.insert(key.to_owned(), value.to_owned());
+    }
+    Ok(Some(json!({"command": program, "args": rest, "env": pairs, "cwd": cwd})))
+}
+
 fn enqueue_params(args: &EnqueueArgs) -> Result<Map<String, Value>, ClientError> {
-    let payload = match &args.payload {
-        Some(text) => Some(
-            serde_json::from_str::<Value>(text)
-                .map_err(|e| ClientError::Other(format!("--payload is not JSON: {e}")))?,
-        ),
-        None => None,
-    };
+    let payload = payload(args.payload.as_ref())?;
     let backoff = match &args.backoff {
         Some(text) => Some(
             serde_json::from_str::<Value>(text)
@@ -202,19 +294,7 @@ fn enqueue_params(args: &EnqueueArgs) -> Result<Map<String, Value>, ClientError>
         ),
         None => None,
     };
-    let exec = match args.command.split_first() {
-        Some((program, rest)) => {
-            let mut env = BTreeMap::new();
-            for pair in &args.env {
-                let (key, value) = pair
-                    .split_once('=')
-                    .ok_or_else(|| ClientError::Other(format!("--env {pair:?}: want KEY=VALUE")))?;
-                env.insert(key.to_owned(), value.to_owned());
-            }
-            Some(json!({"command": program, "args": rest, "env": env, "cwd": args.cwd}))
-        }
-        None => None,
-    };
+    let exec = exec_param(&args.command, &args.env, &args.cwd)?;
     let schedule = match (args.at, args.delay_ms) {
         (None, None) => None,
         (at, delay_ms) => Some(json!({"at": at, "delay_ms": delay_ms})),
@@ -365,8 +445,9 @@ async fn client_command(command: Command, json_output: bool) -> Result<ExitCode,
             let stats = client.call("admin.stats.v1", Map::new()).await?;
             print(&stats, json_output, |stats| {
                 let mut lines = vec![format!(
-                    "{:<16} {:>8} {:>9} {:>8} {:>8} {:>8} {:>9} {:>10} {:>8} {:>12}",
+                    "{:<16} {:>6} {:>8} {:>9} {:>8} {:>8} {:>8} {:>9} {:>10} {:>8} {:>12} {:>15}",
                     "queue",
+                    "paused",
                     "queued",
                     "scheduled",
                     "running",
@@ -375,14 +456,16 @@ async fn client_command(command: Command, json_output: bool) -> Result<ExitCode,
                     "cancelled",
                     "superseded",
                     "skipped",
-                    "avg wait ms"
+                    "avg wait ms",
+                    "oldest wait ms"
                 )];
                 for q in stats["queues"].as_array().into_iter().flatten() {
                     // Value's Display ignores widths: format each number as text first.
                     let n = |key: &str| q[key].to_string();
                     lines.push(format!(
-                        "{:<16} {:>8} {:>9} {:>8} {:>8} {:>8} {:>9} {:>10} {:>8} {:>12}",
+                        "{:<16} {:>6} {:>8} {:>9} {:>8} {:>8} {:>8} {:>9} {:>10} {:>8} {:>12} {:>15}",
                         q["name"].as_str().unwrap_or(""),
+                        if q["paused"] == true { "yes" } else { "no" },
                         n("queued"),
                         n("scheduled"),
                         n("running"),
@@ -391,7 +474,8 @@ async fn client_command(command: Command, json_output: bool) -> Result<ExitCode,
                         n("cancelled"),
                         n("superseded"),
                         n("skipped"),
-                        n("avg_wait_ms")
+                        n("avg_wait_ms"),
+                        n("oldest_wait_ms")
                     ));
                 }
                 let system = &stats["system"];
@@ -410,6 +494,18 @@ async fn client_command(command: Command, json_output: bool) -> Result<ExitCode,
             });
             Ok(ExitCode::SUCCESS)
         }
+        Command::Pause { queue } => {
+            let result = client.call("admin.queue.pause.v1", object(vec![("queue", Some(json!(queue)))])).await?;
+            print(&result, json_output, |r| format!("paused {}", r["queue"].as_str().unwrap_or("")));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Resume { queue } => {
+            let result = client.call("admin.queue.resume.v1", object(vec![("queue", Some(json!(queue)))])).await?;
+            print(&result, json_output, |r| format!("resumed {}", r["queue"].as_str().unwrap_or("")));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Retry(args) => retry(&client, args, json_output).await,
+        Command::Recurring(command) => recurring(&client, command, json_output).await,
         Command::Maintenance { vacuum } => {
             let result =
                 client.call("admin.maintenance.v1", object(vec![("force_vacuum", Some(json!(vacuum)))])).await?;
@@ -419,6 +515,148 @@ async fn client_command(command: Command, json_output: bool) -> Result<ExitCode,
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn retry(client: &Client, args: RetryArgs, json_output: bool) -> Result<ExitCode, ClientError> {
+    let params = match &args.job_id {
+        Some(id) => object(vec![("job_id", Some(json!(id)))]),
+        None => {
+            let filter = object(vec![
+                ("state", Some(json!(args.state))),
+                ("queue", (!args.queue.is_empty()).then(|| json!(args.queue))),
+                ("tag", args.tag.clone().map(Value::from)),
+            ]);
+            let matching = count_matching(client, &filter, args.limit).await?;
+            if matching == 0 {
+                println!("no job matches");
+                return Ok(ExitCode::SUCCESS);
+            }
+            if !args.yes && !confirm(&format!("retry {matching} job(s)? [y/N] "))? {
+                println!("nothing retried");
+                return Ok(ExitCode::FAILURE);
+            }
+            object(vec![("filter", Some(Value::Object(filter))), ("limit", Some(json!(args.limit)))])
+        }
+    };
+    let result = client.call("dev.retry.v1", params).await?;
+    print(&result, json_output, |r| {
+        let results = r["results"].as_array().cloned().unwrap_or_default();
+        let mut lines = vec![format!("retried {}", results.len())];
+        lines.extend(results.iter().map(|job| {
+            format!(
+                "{} {} gen {}",
+                job["job_id"].as_str().unwrap_or(""),
+                job["state"].as_str().unwrap_or(""),
+                job["generation"]
+            )
+        }));
+        lines.join("\n")
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How many jobs match `filter`, counting up to `limit`, through the pages of
+/// `dev.query_jobs.v1` (what a retry by that filter would take).
+async fn count_matching(client: &Client, filter: &Map<String, Value>, limit: u64) -> Result<u64, ClientError> {
+    let mut count = 0;
+    let mut cursor: Option<Value> = None;
+    while count < limit {
+        let params = object(vec![
+            ("filter", Some(Value::Object(filter.clone()))),
+            ("limit", Some(json!(200.min(limit - count)))),
+            ("cursor", cursor.clone()),
+        ]);
+        let page = client.call("dev.query_jobs.v1", params).await?;
+        count += page["items"].as_array().map_or(0, |items| items.len() as u64);
+        match &page["next_cursor"] {
+            Value::String(next) => cursor = Some(json!(next)),
+            _ => break,
+        }
+    }
+    Ok(count)
+}
+
+/// Asks on the terminal; anything but y or yes (or no answer at all) is no.
+fn confirm(question: &str) -> Result<bool, ClientError> {
+    use std::io::Write as _;
+    print!("{question}");
+    std::io::stdout().flush().map_err(|e| ClientError::Other(e.to_string()))?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).map_err(|e| ClientError::Other(e.to_string()))?;
+    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
+}
+
+fn utc(epoch_ms: &Value) -> String {
+    epoch_ms
+        .as_i64()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map_or_else(|| "-".to_owned(), |at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+async fn recurring(client: &Client, command: RecurringCommand, json_output: bool) -> Result<ExitCode, ClientError> {
+    match command {
+        RecurringCommand::Set(args) => {
+            let job = object(vec![
+                ("job_type", Some(json!(args.job_type))),
+                ("queue", Some(json!(args.queue))),
+                (
+                    "subject_key",
+                    Some(json!(args.subject.clone().unwrap_or_else(|| format!("recurring:{}", args.name)))),
+                ),
+                ("payload", payload(args.payload.as_ref())?),
+                ("priority", args.priority.map(Value::from)),
+                ("exec", exec_param(&args.command, &args.env, &args.cwd)?),
+                ("max_attempts", args.max_attempts.map(Value::from)),
+                ("timeout_ms", args.timeout_ms.map(Value::from)),
+                ("tag", args.tag.clone().map(Value::from)),
+            ]);
+            let params = object(vec![
+                ("name", Some(json!(args.name))),
+                ("cron", Some(json!(args.cron))),
+                ("timezone", args.tz.clone().map(Value::from)),
+                ("job", Some(Value::Object(job))),
+            ]);
+            let result = client.call("dev.recurring.set.v1", params).await?;
+            print(&result, json_output, |r| {
+                format!("{}: next slot {}", r["name"].as_str().unwrap_or(""), utc(&r["next_at"]))
+            });
+        }
+        RecurringCommand::List => {
+            let result = client.call("dev.recurring.list.v1", Map::new()).await?;
+            print(&result, json_output, |r| {
+                let mut lines = vec![format!(
+                    "{:<24} {:<16} {:<18} {:<21} {}",
+                    "name", "cron", "time zone", "next slot (UTC)", "last job"
+                )];
+                for item in r["items"].as_array().into_iter().flatten() {
+                    lines.push(format!(
+                        "{:<24} {:<16} {:<18} {:<21} {}",
+                        item["name"].as_str().unwrap_or(""),
+                        item["cron"].as_str().unwrap_or(""),
+                        item["timezone"].as_str().unwrap_or(""),
+                        utc(&item["next_at"]),
+                        item["last_enqueued_job_id"].as_str().unwrap_or("-")
+                    ));
+                }
+                lines.join("\n")
+            });
+        }
+        RecurringCommand::Rm { name } => {
+            let result = client.call("dev.recurring.delete.v1", object(vec![("name", Some(json!(name)))])).await?;
+            let deleted = result["deleted"].as_bool() == Some(true);
+            print(&result, json_output, |_| {
+                if deleted {
+                    format!("deleted {name}")
+                } else {
+                    format!("no recurring job {name}")
+                }
+            });
+            if !deleted {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Waits for a job and prints its outcome; the exit code says whether it ended `DONE`.

@@ -186,3 +186,63 @@ fn a_recurring_job_fires_at_its_slot_and_can_be_listed_and_deleted() {
         assert_eq!(list["items"], json!([]));
     });
 }
+
+/// The CLI as a new user would try it: pause and resume, retry by filter (asking first
+/// unless --yes), recurring set, list and rm.
+#[test]
+fn the_cli_pauses_retries_and_keeps_recurring_jobs() {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let home = tempfile::tempdir().unwrap();
+    let _daemon = Daemon::start(home.path());
+    let cli = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("SEMANTICA_HOME", home.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), text)
+    };
+    let (code, text) = cli(&["pause", "work"], "");
+    assert_eq!((code, text.trim()), (Some(0), "paused work"));
+    let (code, text) = cli(&["status"], "");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.lines().any(|line| line.starts_with("work") && line.contains("yes")), "{text}");
+    let (_, text) = cli(&["enqueue", "--queue", "work", "--subject", "f", "--", "false"], "");
+    let id = text.split_whitespace().next().unwrap().to_owned();
+    assert!(text.contains("QUEUED"), "{text}");
+    let (code, _) = cli(&["resume", "work"], "");
+    assert_eq!(code, Some(0));
+    let (code, text) = cli(&["wait", &id], "");
+    assert_eq!(code, Some(1), "the job fails: {text}");
+
+    let (code, text) = cli(&["retry", "--state", "FAILED", "--queue", "work"], "n\n");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("retry 1 job(s)?") && text.contains("nothing retried"), "{text}");
+    let (code, text) = cli(&["retry", "--state", "FAILED", "--queue", "work", "--yes"], "");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.starts_with("retried 1"), "{text}");
+    let (code, text) = cli(&["retry"], "");
+    assert_eq!(code, Some(2), "an id or --state is required: {text}");
+
+    let (code, text) =
+        cli(&["recurring", "set", "nightly", "--cron", "0 3 * * *", "--tz", "Europe/Berlin", "--", "true"], "");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.starts_with("nightly: next slot ") && text.contains("T02:00:00Z"), "{text}");
+    let (code, text) = cli(&["recurring", "list"], "");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.lines().any(|line| line.starts_with("nightly") && line.contains("Europe/Berlin")), "{text}");
+    let (code, text) = cli(&["recurring", "set", "bad", "--cron", "0 3 * *", "--", "true"], "");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("4000") && text.contains("cron"), "{text}");
+    let (code, text) = cli(&["recurring", "rm", "nightly"], "");
+    assert_eq!((code, text.trim()), (Some(0), "deleted nightly"));
+    let (code, _) = cli(&["recurring", "rm", "nightly"], "");
+    assert_eq!(code, Some(1));
+}
