@@ -110,6 +110,13 @@ impl Checker {
         }
     }
 
+    /// Takes `recurring` as stored recurring jobs, unchecked, as [`Checker::assume_stored`].
+    pub fn assume_stored_recurring(&mut self, recurring: impl IntoIterator<Item = Recurring>) {
+        for recurring in recurring {
+            self.apply(&Write::PutRecurring(recurring));
+        }
+    }
+
     pub fn jobs(&self) -> impl Iterator<Item = &Job> {
         self.jobs.values()
     }
@@ -357,7 +364,7 @@ impl Checker {
         Ok(())
     }
 
-    /// Recurring slots. A firing (a put that moves `last_slot_ms`) fires a slot that has
+    /// Recurring slots. A firing (a put of a recurring job that a client did not set) fires a slot that has
     /// come and that the recurring job had not passed, strictly after its last one, and
     /// never a (name, slot) twice, across crashes too; it enqueues the recurring job's
     /// subject at the slot's epoch second as generation, and moves the job past now, so
@@ -369,8 +376,16 @@ impl Checker {
             let name = &new.name;
             let old = before.get(name);
             let old_slot = old.and_then(|old| old.last_slot_ms);
-            if new.last_slot_ms == old_slot {
-                continue; // set or replaced: the last slot is kept
+            // Only a client's set puts a recurring job without firing it (and keeps its
+            // last slot); every other put is a firing.
+            if let Input::SetRecurring(_) = obs.input {
+                if new.last_slot_ms != old_slot {
+                    return fail(
+                        "recurring_slot_fired_twice",
+                        format!("recurring {name:?}: a set moved the last slot"),
+                    );
+                }
+                continue;
             }
             let twice = |detail: String| fail("recurring_slot_fired_twice", format!("recurring {name:?}: {detail}"));
             let Some(slot) = new.last_slot_ms else {

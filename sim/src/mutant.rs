@@ -16,6 +16,10 @@ pub enum Mutation {
     IgnorePriority,
     /// Applies updates but drops every n-th write set's state changes to terminal jobs.
     ForgetCancels { every: u64 },
+    /// Never lists a recurring job as due (nor its next slot as a wake-up).
+    HideDueRecurring,
+    /// Loses every pause when the store is reopened after a crash.
+    ForgetPausesOnReopen,
 }
 
 pub struct MutantStore {
@@ -42,12 +46,25 @@ pub fn forgetting_cancels() -> Box<dyn Backend> {
     Box::new(MutantStore::new(Mutation::ForgetCancels { every: 3 }))
 }
 
+pub fn hiding_due_recurring() -> Box<dyn Backend> {
+    Box::new(MutantStore::new(Mutation::HideDueRecurring))
+}
+
+pub fn forgetting_pauses_on_reopen() -> Box<dyn Backend> {
+    Box::new(MutantStore::new(Mutation::ForgetPausesOnReopen))
+}
+
 impl Backend for MutantStore {
     fn name(&self) -> &'static str {
         "mutant"
     }
 
     fn reopen(&mut self) -> StoreResult<()> {
+        if self.mutation == Mutation::ForgetPausesOnReopen {
+            let resumes =
+                self.inner.paused_queues()?.into_iter().map(|queue| Write::QueuePaused { queue, paused: false });
+            self.inner.commit(&WriteSet { writes: resumes.collect() })?;
+        }
         Ok(())
     }
 }
@@ -116,6 +133,9 @@ impl Store for MutantStore {
         self.inner.recurring_list()
     }
     fn recurring_due(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<Recurring>> {
+        if self.mutation == Mutation::HideDueRecurring {
+            return Ok(Vec::new());
+        }
         self.inner.recurring_due(now_ms, limit)
     }
     fn commit(&mut self, writes: &WriteSet) -> StoreResult<()> {

@@ -482,11 +482,7 @@ fn recurring(next_at_ms: Option<u64>, last_slot_ms: Option<u64>, last: Option<Jo
 fn checker_with_due_recurring() -> (Checker, u64) {
     let mut checker = Checker::new(&config());
     let slot = NOW_MS / MINUTE_MS * MINUTE_MS;
-    let put = Write::PutRecurring(recurring(Some(slot), None, None));
-    let mut stored = step(vec![put], Reply::Accepted, Vec::new());
-    // Due now, and the step asks to be called again at once.
-    stored.wake_at_ms = Some(slot);
-    assert_eq!(check(&mut checker, Input::Tick, stored), None);
+    checker.assume_stored_recurring([recurring(Some(slot), None, None)]);
     (checker, slot)
 }
 

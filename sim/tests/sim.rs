@@ -189,6 +189,19 @@ fn simulator_catches_a_store_that_forgets_cancels() {
     assert_caught(mutant::forgetting_cancels, &["store_diverged"]);
 }
 
+#[test]
+fn simulator_catches_a_store_that_hides_due_recurring_jobs() {
+    assert_caught(mutant::hiding_due_recurring, &["recurring_slot_missed"]);
+}
+
+/// The engine reads pauses from the store only at recovery: a store that loses them in a
+/// crash is caught comparing the reopened store with the committed writes, or by the
+/// jobs the recovered engine then starts in a paused queue.
+#[test]
+fn simulator_catches_a_store_that_forgets_pauses_in_a_crash() {
+    assert_caught(mutant::forgetting_pauses_on_reopen, &["store_diverged", "started_while_paused"]);
+}
+
 /// SQLite on one side, a store that ignores priority on the other: every step's answers
 /// are compared, and the claim order gives the mutant away.
 #[test]
