@@ -14,6 +14,6 @@ pub mod logs;
 pub mod probe;
 pub mod sqlite;
 
-pub use clock::SystemClock;
+pub use clock::{engine_to_wall_ms, wall_to_engine_ms, ClockState, OsTime, SystemClock, TimeSource};
 pub use ids::{random_seed, UuidIds};
 pub use sqlite::{OpenError, SqliteOptions, SqliteStore, Synchronous};

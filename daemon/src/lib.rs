@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod client;
+pub mod clock_state;
 pub mod config;
 pub mod rpc;
 pub mod serve;

@@ -21,6 +21,8 @@ use serde_json::{json, Map, Value};
 use tokio::net::{TcpListener, UnixListener};
 use tracing::{info, warn};
 
+use semantica_adapters::{engine_to_wall_ms, wall_to_engine_ms};
+
 use crate::service::{Service, ServiceError};
 use crate::wire::{self, WireError};
 
@@ -112,7 +114,8 @@ fn unexpected(reply: Reply) -> ErrorObjectOwned {
 
 async fn enqueue(service: Arc<Service>, params: Params<'static>) -> RpcResult {
     let request = Value::Object(params_object(&params)?);
-    let request = wire::enqueue_request(&request).map_err(invalid)?;
+    let mut request = wire::enqueue_request(&request).map_err(invalid)?;
+    wire::to_engine_times(&mut request, service.clock.offset_ms());
     match service.run_request(Input::Enqueue(Box::new(request))).await.map_err(service_error)?.reply {
         Reply::Enqueued(result) => Ok(enqueued(&result)),
         Reply::Rejected(rejection) => Err(to_rpc(WireError::rejection(&rejection))),
@@ -134,10 +137,15 @@ async fn enqueue_batch(service: Arc<Service>, params: Params<'static>) -> RpcRes
         let message = format!("a batch holds 1 to {} jobs", limits::BATCH_JOBS_MAX);
         return Err(invalid(ValidationError::new("jobs", ValidationKind::OutOfRange, message)));
     }
+    let offset_ms = service.clock.offset_ms();
     let requests = jobs
         .iter()
         .enumerate()
-        .map(|(index, job)| wire::enqueue_request(job).map_err(|error| invalid(error.at_index(index))))
+        .map(|(index, job)| {
+            let mut request = wire::enqueue_request(job).map_err(|error| invalid(error.at_index(index)))?;
+            wire::to_engine_times(&mut request, offset_ms);
+            Ok::<_, ErrorObjectOwned>(request)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     match service.run_request(Input::EnqueueBatch(requests)).await.map_err(service_error)?.reply {
         Reply::EnqueuedBatch(results) => Ok(json!({ "results": results.iter().map(enqueued).collect::<Vec<_>>() })),
@@ -179,7 +187,7 @@ async fn get(service: Arc<Service>, params: Params<'static>) -> RpcResult {
     only_fields(&map, &["job_id"])?;
     let id = required_job_id(&map)?;
     match service.get(id).await.map_err(service_error)? {
-        Some(job) => Ok(wire::job_view(&job)),
+        Some(job) => Ok(wire::job_view(&job, service.clock.offset_ms())),
         None => Err(to_rpc(WireError::rejection(&semantica_core::Rejection::NotFound(id)))),
     }
 }
@@ -204,16 +212,16 @@ async fn wait(service: Arc<Service>, params: Params<'static>) -> RpcResult {
         let job = service.get(id).await.map_err(service_error)?;
         let Some(job) = job else { return Err(to_rpc(WireError::rejection(&semantica_core::Rejection::NotFound(id)))) };
         if job.state.is_terminal() {
-            return Ok(wire::job_view(&job));
+            return Ok(wire::job_view(&job, service.clock.offset_ms()));
         }
         loop {
             match tokio::time::timeout_at(deadline, finished.recv()).await {
                 Err(_) => {
                     let job = service.get(id).await.map_err(service_error)?.expect("jobs are not purged while live");
                     if job.state.is_terminal() {
-                        return Ok(wire::job_view(&job));
+                        return Ok(wire::job_view(&job, service.clock.offset_ms()));
                     }
-                    return Ok(json!({ "timed_out": true, "job": wire::job_view(&job) }));
+                    return Ok(json!({ "timed_out": true, "job": wire::job_view(&job, service.clock.offset_ms()) }));
                 }
                 Ok(Ok(ended)) if ended != id => continue,
                 // Ours, or notices were dropped (lagged): read again.
@@ -251,8 +259,9 @@ fn decode_cursor(cursor: &str) -> Option<u64> {
     u64::from_str_radix(cursor.strip_prefix('c')?, 16).ok()
 }
 
-/// The `filter` of `dev.query_jobs.v1` (and of `dev.retry.v1`): the query's filter part.
-fn job_filter(map: &Map<String, Value>) -> Result<JobQuery, ErrorObjectOwned> {
+/// The `filter` of `dev.query_jobs.v1` (and of `dev.retry.v1`): the query's filter part,
+/// its wall-clock `created_after` on the engine's timeline (`offset_ms` behind the wall).
+fn job_filter(map: &Map<String, Value>, offset_ms: i64) -> Result<JobQuery, ErrorObjectOwned> {
     let filter = match map.get("filter").filter(|v| !v.is_null()) {
         None => Map::new(),
         Some(Value::Object(filter)) => filter.clone(),
@@ -286,13 +295,15 @@ fn job_filter(map: &Map<String, Value>) -> Result<JobQuery, ErrorObjectOwned> {
         tag: text(&filter, "tag")?,
         chain_group_id: text(&filter, "chain_group_id")?,
         subject_key_prefix: text(&filter, "subject_key_prefix")?,
-        created_after_ms: uint(&filter, "created_after").map_err(|_| {
-            invalid(ValidationError::new(
-                "filter.created_after",
-                ValidationKind::InvalidFormat,
-                "must be a non-negative integer",
-            ))
-        })?,
+        created_after_ms: uint(&filter, "created_after")
+            .map_err(|_| {
+                invalid(ValidationError::new(
+                    "filter.created_after",
+                    ValidationKind::InvalidFormat,
+                    "must be a non-negative integer",
+                ))
+            })?
+            .map(|wall_ms| wall_to_engine_ms(wall_ms, offset_ms)),
         ..JobQuery::default()
     })
 }
@@ -300,7 +311,7 @@ fn job_filter(map: &Map<String, Value>) -> Result<JobQuery, ErrorObjectOwned> {
 async fn query_jobs(service: Arc<Service>, params: Params<'static>) -> RpcResult {
     let map = params_object(&params)?;
     only_fields(&map, &["filter", "sort", "limit", "cursor"])?;
-    let filter = job_filter(&map)?;
+    let filter = job_filter(&map, service.clock.offset_ms())?;
     let descending = match text(&map, "sort")?.as_deref() {
         None | Some("ASC") => false,
         Some("DESC") => true,
@@ -335,7 +346,7 @@ async fn query_jobs(service: Arc<Service>, params: Params<'static>) -> RpcResult
         ..filter
     };
     let page = service.read(move |store| store.query(&query)).await.map_err(service_error)?;
-    Ok(bounded_page(page))
+    Ok(bounded_page(page, service.clock.offset_ms()))
 }
 
 /// A page of `dev.query_jobs.v1` holds at most this much JSON (API.md "Bounded answers").
@@ -344,12 +355,12 @@ const PAGE_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// The page's views, stopping before the one that would take the answer past
 /// `PAGE_BYTES_MAX` (at least one, whatever its size); the cursor then continues after
 /// the last view given.
-fn bounded_page(page: semantica_core::JobPage) -> Value {
+fn bounded_page(page: semantica_core::JobPage, offset_ms: i64) -> Value {
     let mut items = Vec::with_capacity(page.items.len());
     let mut bytes = 0;
     let mut next_after_seq = page.next_after_seq;
     for (index, job) in page.items.iter().enumerate() {
-        let view = wire::job_view(job);
+        let view = wire::job_view(job, offset_ms);
         let view_bytes = serde_json::to_vec(&view).map_or(0, |json| json.len()) + 1;
         if !items.is_empty() && bytes + view_bytes > PAGE_BYTES_MAX {
             next_after_seq = Some(page.items[index - 1].seq);
@@ -481,7 +492,8 @@ async fn set_paused(service: Arc<Service>, params: Params<'static>, paused: bool
 async fn retry(service: Arc<Service>, params: Params<'static>) -> RpcResult {
     let map = params_object(&params)?;
     only_fields(&map, &["job_id", "filter", "limit"])?;
-    let filter = map.get("filter").filter(|v| !v.is_null()).map(|_| job_filter(&map)).transpose()?;
+    let filter =
+        map.get("filter").filter(|v| !v.is_null()).map(|_| job_filter(&map, service.clock.offset_ms())).transpose()?;
     let limit = match map.get("limit").filter(|v| !v.is_null()) {
         None => None,
         Some(value) => Some(value.as_i64().ok_or_else(|| {
@@ -507,10 +519,14 @@ async fn recurring_set(service: Arc<Service>, params: Params<'static>) -> RpcRes
         .get("job")
         .filter(|v| !v.is_null())
         .ok_or_else(|| invalid(ValidationError::new("job", ValidationKind::Missing, "is required")))?;
-    let job = wire::enqueue_request(job).map_err(|error| invalid(error.within("job")))?;
+    let mut job = wire::enqueue_request(job).map_err(|error| invalid(error.within("job")))?;
+    wire::to_engine_times(&mut job, service.clock.offset_ms());
     let request = RecurringRequest { name, cron, timezone: text(&map, "timezone")?, job };
     match service.run_request(Input::SetRecurring(Box::new(request))).await.map_err(service_error)?.reply {
-        Reply::RecurringSet { name, next_at_ms } => Ok(json!({ "name": name, "next_at": next_at_ms })),
+        Reply::RecurringSet { name, next_at_ms } => {
+            let next_at = next_at_ms.map(|at| engine_to_wall_ms(at, service.clock.offset_ms()));
+            Ok(json!({ "name": name, "next_at": next_at }))
+        }
         Reply::Rejected(rejection) => Err(to_rpc(WireError::rejection(&rejection))),
         other => Err(unexpected(other)),
     }
@@ -531,6 +547,7 @@ async fn recurring_list(service: Arc<Service>, params: Params<'static>) -> RpcRe
     let map = params_object(&params)?;
     only_fields(&map, &[])?;
     let items = service.read(|store| store.recurring_list()).await.map_err(service_error)?;
+    let offset_ms = service.clock.offset_ms();
     let items: Vec<Value> = items
         .iter()
         .map(|r| {
@@ -539,7 +556,7 @@ async fn recurring_list(service: Arc<Service>, params: Params<'static>) -> RpcRe
                 "cron": r.cron,
                 "timezone": r.timezone,
                 "job": wire::enqueue_request_json(&r.job),
-                "next_at": r.next_at_ms,
+                "next_at": r.next_at_ms.map(|at| engine_to_wall_ms(at, offset_ms)),
                 "last_enqueued_job_id": r.last_enqueued_job_id.map(|id| id.to_string()),
             })
         })

@@ -90,7 +90,7 @@ impl Service {
         let seed = random_seed();
         info!(seed, workers = config.workers, "engine starting");
         let engine = Engine::new(engine_config, Box::new(UuidIds), Box::new(SplitMix64::new(seed)));
-        let clock = Arc::new(SystemClock::new());
+        let clock = Arc::new(crate::clock_state::resume(&config.home));
         let writer =
             Writer::spawn(store, engine, Arc::clone(&clock) as Arc<dyn Clock + Send + Sync>, WriterOptions::default())
                 .map_err(|e| format!("cannot start the writer: {e}"))?;
@@ -127,6 +127,7 @@ impl Service {
         tokio::spawn(Arc::clone(&service).schedule());
         tokio::spawn(Arc::clone(&service).pump_reports(reports));
         tokio::spawn(Arc::clone(&service).probe());
+        tokio::spawn(crate::clock_state::keep_saving(service.config.home.clone(), Arc::clone(&service.clock)));
         Ok(service)
     }
 
@@ -404,6 +405,7 @@ impl Service {
     /// ends are not recorded: they stay RUNNING and restart recovery decides.
     pub async fn shutdown(&self, grace: Duration) {
         self.stopping.store(true, Ordering::Release);
+        crate::clock_state::save(&self.config.home, &self.clock);
         self.poke.notify_one();
         let deadline = Instant::now() + grace;
         while self.executor.lock().expect("executor lock").running_count() > 0 && Instant::now() < deadline {

@@ -297,7 +297,25 @@ fn parsed_json(text: &str) -> Value {
 }
 
 /// The job view of `dev.get.v1`.
-pub fn job_view(job: &Job) -> Value {
+/// The wall-clock times a client gave (`schedule.at`, `deadline`) on the engine's
+/// timeline, which is `offset_ms` behind the wall clock (see `semantica_adapters::clock`).
+/// Values the contract refuses (negative) are left for validation to refuse.
+pub fn to_engine_times(request: &mut EnqueueRequest, offset_ms: i64) {
+    let shift = |value: &mut Option<i64>| {
+        if let Some(ms) = value.as_mut().filter(|ms| **ms >= 0) {
+            *ms = ms.saturating_sub(offset_ms).max(0);
+        }
+    };
+    if let Some(schedule) = request.schedule.as_mut() {
+        shift(&mut schedule.at_ms);
+    }
+    shift(&mut request.deadline_ms);
+}
+
+/// A job as clients see it; its times are wall-clock epoch ms (engine time plus
+/// `offset_ms`).
+pub fn job_view(job: &Job, offset_ms: i64) -> Value {
+    let wall = |engine_ms: u64| semantica_adapters::engine_to_wall_ms(engine_ms, offset_ms);
     json!({
         "id": job.id.to_string(),
         "queue": job.queue,
@@ -311,10 +329,10 @@ pub fn job_view(job: &Job) -> Value {
         "pid": job.pid,
         "attempts": job.attempts,
         "max_attempts": job.max_attempts,
-        "created_at": job.created_at_ms,
-        "scheduled_at": job.due_at_ms,
-        "started_at": job.started_at_ms,
-        "finished_at": job.finished_at_ms,
+        "created_at": wall(job.created_at_ms),
+        "scheduled_at": wall(job.due_at_ms),
+        "started_at": job.started_at_ms.map(wall),
+        "finished_at": job.finished_at_ms.map(wall),
         "exit_code": job.exit_code,
         "error": job.error.as_ref().map(|error| json!({"kind": error.kind.as_str(), "message": error.message})),
         "result_summary": job.result_summary_json.as_deref().map(parsed_json),

@@ -1,0 +1,98 @@
+//! API.md "Time that jumps", tried as a user would: the daemon runs under libfaketime
+//! (Debian's `faketime`), which steps `CLOCK_REALTIME` only, from a file the test
+//! rewrites while the daemon runs. Durations must count the time that really elapsed;
+//! job views show wall-clock times.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use serde_json::json;
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// libfaketime, from Debian's `faketime` package (`.ci/run` installs it). Missing is a
+/// failure, not a skip.
+fn libfaketime() -> PathBuf {
+    let found = ["x86_64-linux-gnu", "aarch64-linux-gnu"]
+        .iter()
+        .map(|arch| PathBuf::from(format!("/usr/lib/{arch}/faketime/libfaketime.so.1")))
+        .find(|path| path.exists());
+    found.expect("libfaketime is missing: apt-get install faketime (run .ci/run)")
+}
+
+fn real_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+#[test]
+fn durations_count_real_time_when_the_wall_clock_is_stepped_back_or_forward() {
+    let home = tempfile::tempdir().unwrap();
+    let offset_file = home.path().join("faketime");
+    std::fs::write(&offset_file, "+0").unwrap();
+    let preload = libfaketime();
+    let daemon = Daemon::start_with(
+        home.path(),
+        &[
+            ("LD_PRELOAD", preload.to_str().unwrap()),
+            ("FAKETIME_TIMESTAMP_FILE", offset_file.to_str().unwrap()),
+            ("FAKETIME_NO_CACHE", "1"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    );
+    let client = daemon.client();
+    runtime().block_on(async {
+        // Stepped back an hour: a 3 s delay and a 2 s timeout still take about that long.
+        let delayed =
+            json!({"job_type": "noop", "queue": "t", "subject_key": "delayed", "schedule": {"delay_ms": 3000}});
+        let delayed = client.call("dev.enqueue.v1", params(delayed)).await.unwrap();
+        let stuck = json!({"job_type": "sh", "queue": "t", "subject_key": "stuck", "timeout_ms": 2000,
+                           "exec": {"command": "sleep", "args": ["30"]}});
+        let stuck = client.call("dev.enqueue.v1", params(stuck)).await.unwrap();
+        std::fs::write(&offset_file, "-1h").unwrap();
+        let stepped = Instant::now();
+        let done = client
+            .call("dev.wait.v1", params(json!({"job_id": delayed["job_id"], "timeout_ms": 20_000})))
+            .await
+            .unwrap();
+        assert_eq!(done["state"], "DONE", "{done}");
+        let failed =
+            client.call("dev.wait.v1", params(json!({"job_id": stuck["job_id"], "timeout_ms": 20_000}))).await.unwrap();
+        assert_eq!(
+            (failed["state"].as_str(), failed["error"]["kind"].as_str()),
+            (Some("FAILED"), Some("timeout")),
+            "{failed}"
+        );
+        assert!(stepped.elapsed() < Duration::from_secs(10), "timers froze for {:?}", stepped.elapsed());
+        // Views show the wall clock the daemon sees: an hour behind the real one.
+        let view = client.call("dev.get.v1", params(json!({"job_id": stuck["job_id"]}))).await.unwrap();
+        let shown = view["finished_at"].as_i64().unwrap();
+        assert!((shown - (real_ms() - HOUR_MS)).abs() < 15_000, "finished_at {shown} is not on the stepped wall clock");
+
+        // Stepped forward (an hour ahead of the real clock): a 3 s job with a 10 s timeout
+        // is not killed early.
+        std::fs::write(&offset_file, "+1h").unwrap();
+        let short = json!({"job_type": "sh", "queue": "t", "subject_key": "short", "timeout_ms": 10_000,
+                           "exec": {"command": "sleep", "args": ["3"]}});
+        let short = client.call("dev.enqueue.v1", params(short)).await.unwrap();
+        let ended =
+            client.call("dev.wait.v1", params(json!({"job_id": short["job_id"], "timeout_ms": 30_000}))).await.unwrap();
+        assert_eq!(ended["state"], "DONE", "{ended}");
+        let created = ended["created_at"].as_i64().unwrap();
+        assert!(
+            (created - (real_ms() + HOUR_MS)).abs() < 15_000,
+            "created_at {created} is not on the stepped wall clock"
+        );
+        // A schedule.at given on that wall clock, 2 s ahead, is due 2 s from now.
+        let at = created + 5_000;
+        let timed = json!({"job_type": "noop", "queue": "t", "subject_key": "at", "schedule": {"at": at}});
+        let timed = client.call("dev.enqueue.v1", params(timed)).await.unwrap();
+        let view = client.call("dev.get.v1", params(json!({"job_id": timed["job_id"]}))).await.unwrap();
+        assert_eq!(view["scheduled_at"].as_i64(), Some(at), "schedule.at reads back as given");
+        let ran =
+            client.call("dev.wait.v1", params(json!({"job_id": timed["job_id"], "timeout_ms": 20_000}))).await.unwrap();
+        assert_eq!(ran["state"], "DONE", "{ran}");
+    });
+}
