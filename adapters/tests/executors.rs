@@ -136,6 +136,23 @@ async fn a_missing_working_directory_is_named_not_the_program() {
     assert!(!message.contains("working directory"), "{message}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reconfigured_allowlist_applies_to_the_next_attempt() {
+    let mut rig = rig(Duration::from_secs(5));
+    std::env::set_var("SEMANTICA_TEST_RELOADED", "visible");
+    let script = r#"echo "value=${SEMANTICA_TEST_RELOADED:-unset}""#;
+    rig.executor.spawn(&job(8, "x", serde_json::Value::Null, shell(script)));
+    rig.outcome().await;
+    assert!(rig.log(8).contains("value=unset"), "{}", rig.log(8));
+    let mut config = rig.config.clone();
+    config.env_allowlist.push("SEMANTICA_TEST_RELOADED".into());
+    rig.executor.reconfigure(config);
+    assert!(rig.executor.config().env_allowlist.iter().any(|name| name == "SEMANTICA_TEST_RELOADED"));
+    rig.executor.spawn(&job(9, "x", serde_json::Value::Null, shell(script)));
+    rig.outcome().await;
+    assert!(rig.log(9).contains("value=visible"), "{}", rig.log(9));
+}
+
 fn alive(pid: i32) -> bool {
     // A zombie still answers kill(0); count it dead by its state.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
