@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use semantica_daemon::client::{Client, ClientError};
+use semantica_daemon::client::{call_socket, read_daemon_info, Client, ClientError};
 use semantica_daemon::config::{home_from_env, DaemonConfig};
 use serde_json::{json, Map, Value};
 
@@ -72,6 +72,8 @@ enum Command {
         #[arg(long)]
         vacuum: bool,
     },
+    /// Make the daemon read config.toml again (as SIGHUP does), over its Unix socket.
+    Reload,
     /// Measure a fresh daemon (or --addr/--home of a running one): throughput, latency,
     /// memory. `semantica bench --scale 0.1 --json results.json`.
     Bench(semantica_daemon::bench::BenchArgs),
@@ -287,9 +289,12 @@ fn job_details(job: &Value) -> String {
 
 async fn client_command(command: Command, json_output: bool) -> Result<ExitCode, ClientError> {
     let home: PathBuf = home_from_env().map_err(ClientError::Other)?;
+    if let Command::Reload = command {
+        return reload(&home, json_output).await;
+    }
     let client = Client::connect(&home, Duration::from_secs(310))?;
     match command {
-        Command::Serve | Command::Bench(_) => unreachable!("handled by main"),
+        Command::Serve | Command::Bench(_) | Command::Reload => unreachable!("handled above"),
         Command::Enqueue(args) => {
             let result = client.call("dev.enqueue.v1", enqueue_params(&args)?).await?;
             if !args.wait {
@@ -419,6 +424,28 @@ async fn client_command(command: Command, json_output: bool) -> Result<ExitCode,
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `semantica reload`: `admin.reload.v1` on the Unix socket.
+async fn reload(home: &std::path::Path, json_output: bool) -> Result<ExitCode, ClientError> {
+    let info = read_daemon_info(home)?;
+    let result = call_socket(&info.socket, "admin.reload.v1", Map::new(), Duration::from_secs(30)).await?;
+    print(&result, json_output, |r| {
+        let keys = |key: &str| {
+            let keys: Vec<&str> = r[key].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            keys.join(", ")
+        };
+        let mut text = match keys("changed") {
+            changed if changed.is_empty() => "reloaded config.toml: nothing changed".to_owned(),
+            changed => format!("reloaded config.toml: {changed} changed"),
+        };
+        let restart = keys("restart_required");
+        if !restart.is_empty() {
+            text.push_str(&format!("\n{restart}: take effect only when the daemon is started again"));
+        }
+        text
+    });
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Waits for a job and prints its outcome; the exit code says whether it ended `DONE`.
