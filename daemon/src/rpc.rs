@@ -209,7 +209,10 @@ async fn wait(service: Arc<Service>, params: Params<'static>) -> RpcResult {
         loop {
             match tokio::time::timeout_at(deadline, finished.recv()).await {
                 Err(_) => {
-                    let job = service.get(id).await.map_err(service_error)?.expect("jobs are not purged while live");
+                    // Ended and already purged (retention 0) since the last read: gone.
+                    let Some(job) = service.get(id).await.map_err(service_error)? else {
+                        return Err(to_rpc(WireError::rejection(&semantica_core::Rejection::NotFound(id))));
+                    };
                     if job.state.is_terminal() {
                         return Ok(wire::job_view(&job));
                     }

@@ -244,18 +244,21 @@ impl Service {
     }
 
     /// Automatic retention (API.md): a purge every `maintenance_interval_seconds`, the
-    /// first one interval after start. A reload starts the wait again with the new
-    /// interval.
+    /// first one interval after start. A reload moves the next purge to one new interval
+    /// after the last (so that reloads more frequent than the interval do not put it off
+    /// for ever).
     async fn maintain(self: Arc<Service>) {
+        let mut last_run = tokio::time::Instant::now();
         while !self.stopping.load(Ordering::Acquire) {
-            let interval = self.file_config().maintenance_interval();
+            let due = last_run + self.file_config().maintenance_interval();
             tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
+                _ = tokio::time::sleep_until(due) => {}
                 _ = self.maintenance_changed.notified() => continue,
             }
             if self.stopping.load(Ordering::Acquire) {
                 return;
             }
+            last_run = tokio::time::Instant::now();
             match self.purge_expired().await {
                 Ok(purged) if purged.jobs > 0 => {
                     info!(jobs = purged.jobs, logs = purged.logs, "retention removed finished jobs")
