@@ -46,8 +46,7 @@ fn wait_for_log_line(home: &Path, needle: &str) -> String {
 /// Jobs of queue `q` that run until cancelled.
 async fn enqueue_long_jobs(client: &Client, count: usize) {
     for n in 0..count {
-        let job =
-            json!({"job_type": "sleep", "queue": "q", "subject_key": format!("long-{n}"), "payload": {"ms": 120_000}});
+        let job = json!({"job_type": "sleep", "queue": "q", "subject_key": format!("long-{n}"), "payload": {"ms": 120_000}, "tag": "long"});
         client.call("dev.enqueue.v1", params(job)).await.unwrap();
     }
 }
@@ -104,6 +103,8 @@ fn sighup_reloads_queue_limits_and_keeps_the_running_config_when_the_file_is_inv
         assert!(line.contains(&path.display().to_string()), "{line}");
         assert!(line.contains("line 2"), "the error says where: {line}");
         stays_running_in_q(&client, 2).await;
+        // So that the stop below need not wait out the shutdown grace.
+        client.call("dev.cancel.v1", params(json!({"tag": "long"}))).await.unwrap();
     });
     assert!(daemon.exited().is_none(), "SIGHUP must not end the daemon");
     assert!(home.path().join("daemon.json").exists());
