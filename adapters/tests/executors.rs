@@ -106,6 +106,53 @@ async fn exit_codes_signals_and_spawn_failures_are_failed_attempts() {
     assert!(matches!(finished, Report::Finished { outcome: Outcome::Failed { kind: ErrorKind::SpawnFailed, .. }, .. }));
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_working_directory_is_named_not_the_program() {
+    let mut rig = rig(Duration::from_secs(5));
+    let dir = tempfile::tempdir().unwrap();
+    let missing_dir = dir.path().join("no-such-dir");
+    let exec = ExecSpec { command: "true".into(), cwd: Some(missing_dir.display().to_string()), ..ExecSpec::default() };
+    rig.executor.spawn(&job(5, "x", serde_json::Value::Null, Some(exec)));
+    let (started, outcome) = rig.outcome().await;
+    assert!(started.is_none(), "nothing started: {started:?}");
+    let Outcome::Failed { kind: ErrorKind::SpawnFailed, message, .. } = outcome else {
+        panic!("want a spawn failure, got {outcome:?}")
+    };
+    assert!(message.contains(&missing_dir.display().to_string()), "{message}");
+    assert!(message.contains("does not exist"), "{message}");
+    assert!(rig.log(5).contains("does not exist"), "{}", rig.log(5));
+    // A file where the directory should be is named too.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let exec = ExecSpec { command: "true".into(), cwd: Some(file.display().to_string()), ..ExecSpec::default() };
+    rig.executor.spawn(&job(6, "x", serde_json::Value::Null, Some(exec)));
+    let Outcome::Failed { message, .. } = rig.outcome().await.1 else { panic!("want a failure") };
+    assert!(message.contains("is not a directory") && message.contains("a-file"), "{message}");
+    // A missing program is still blamed on the program.
+    let exec = ExecSpec { command: "semantica-no-such-program".into(), ..ExecSpec::default() };
+    rig.executor.spawn(&job(7, "x", serde_json::Value::Null, Some(exec)));
+    let Outcome::Failed { message, .. } = rig.outcome().await.1 else { panic!("want a failure") };
+    assert!(message.contains("cannot start \"semantica-no-such-program\""), "{message}");
+    assert!(!message.contains("working directory"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reconfigured_allowlist_applies_to_the_next_attempt() {
+    let mut rig = rig(Duration::from_secs(5));
+    std::env::set_var("SEMANTICA_TEST_RELOADED", "visible");
+    let script = r#"echo "value=${SEMANTICA_TEST_RELOADED:-unset}""#;
+    rig.executor.spawn(&job(8, "x", serde_json::Value::Null, shell(script)));
+    rig.outcome().await;
+    assert!(rig.log(8).contains("value=unset"), "{}", rig.log(8));
+    let mut config = rig.config.clone();
+    config.env_allowlist.push("SEMANTICA_TEST_RELOADED".into());
+    rig.executor.reconfigure(config);
+    assert!(rig.executor.config().env_allowlist.iter().any(|name| name == "SEMANTICA_TEST_RELOADED"));
+    rig.executor.spawn(&job(9, "x", serde_json::Value::Null, shell(script)));
+    rig.outcome().await;
+    assert!(rig.log(9).contains("value=visible"), "{}", rig.log(9));
+}
+
 fn alive(pid: i32) -> bool {
     // A zombie still answers kill(0); count it dead by its state.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

@@ -472,3 +472,28 @@ async fn async_callers_get_their_steps() {
     assert_enqueued(&pending.wait_async().await);
     tokio::task::spawn_blocking(move || writer.shutdown()).await.unwrap();
 }
+
+#[test]
+fn a_reconfigure_applies_to_the_inputs_queued_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(4, ["work"]);
+    config.queue_concurrency.insert("default".into(), 1);
+    let engine = Engine::new(config.clone(), Box::new(SeededIds::new(7)), Box::new(SplitMix64::new(7)));
+    let writer = Writer::spawn(open(&dir), engine, clock(), WriterOptions::default()).unwrap();
+    recover(&writer);
+    for subject in ["a", "b", "c"] {
+        assert_enqueued(&writer.submit(enqueue(subject)));
+    }
+    let claimed = |writer: &WriterHandle| match writer.submit(Input::Claim { queue: None }).unwrap().reply {
+        Reply::Claimed(job) => job.is_some(),
+        other => panic!("a claim answered {other:?}"),
+    };
+    assert!(claimed(&writer));
+    assert!(!claimed(&writer), "the queue's limit is 1");
+    config.queue_concurrency.insert("default".into(), 2);
+    writer.reconfigure(config).unwrap();
+    assert!(claimed(&writer), "the raised limit lets a second job start");
+    assert!(!claimed(&writer), "and no third");
+    writer.shutdown();
+    assert!(writer.reconfigure(Config::new(4, ["work"])).is_err(), "a stopped writer takes no config");
+}

@@ -301,6 +301,16 @@ impl Engine {
         &self.config
     }
 
+    /// Replaces the limits and the throttle between steps (a reloaded config file). What
+    /// runs keeps running; the next claim obeys the new limits, so the driver should claim
+    /// again at once. The job types cannot change: jobs already accepted were validated
+    /// against them.
+    pub fn reconfigure(&mut self, config: Config) {
+        assert!(config.workers >= 1, "workers must be at least 1");
+        assert_eq!(config.job_types, self.config.job_types, "job types cannot change at run time");
+        self.config = config;
+    }
+
     pub fn system(&self) -> SystemState {
         self.memory.system
     }

@@ -1,6 +1,6 @@
 //! A small client of the daemon: it finds it through `$SEMANTICA_HOME/daemon.json` and
-//! the token file, and calls methods over HTTP on TCP. The CLI and the end-to-end tests
-//! use it.
+//! the token file, and calls methods over HTTP on TCP, or on the Unix socket without a
+//! token ([`call_socket`]). The CLI and the end-to-end tests use it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -109,4 +109,46 @@ impl Client {
             other => ClientError::Other(other.to_string()),
         })
     }
+}
+
+/// Calls `method` over the daemon's Unix socket (the file's mode is the access check: no
+/// token). One HTTP/1.1 request on a fresh connection.
+pub async fn call_socket(
+    socket: &Path,
+    method: &str,
+    params: Map<String, Value>,
+    timeout: Duration,
+) -> Result<Value, ClientError> {
+    use http_body_util::BodyExt as _;
+    let call = async {
+        let stream = tokio::net::UnixStream::connect(socket)
+            .await
+            .map_err(|e| ClientError::NoDaemon(format!("{}: {e}", socket.display())))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| ClientError::NoDaemon(format!("{}: {e}", socket.display())))?;
+        let connection = tokio::spawn(connection);
+        let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+        let request = http::Request::post("/")
+            .header(http::header::HOST, "localhost")
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .map_err(|e| ClientError::Other(e.to_string()))?;
+        let response = sender.send_request(request).await.map_err(|e| ClientError::NoDaemon(e.to_string()))?;
+        let body = response.into_body().collect().await.map_err(|e| ClientError::Other(e.to_string()))?.to_bytes();
+        connection.abort();
+        let answer: Value = serde_json::from_slice(&body)
+            .map_err(|e| ClientError::Other(format!("the daemon's answer is not JSON: {e}")))?;
+        match answer.get("error") {
+            Some(error) => Err(ClientError::Rpc {
+                code: error["code"].as_i64().unwrap_or(0) as i32,
+                message: error["message"].as_str().unwrap_or("").to_owned(),
+                data: error.get("data").cloned(),
+            }),
+            None => Ok(answer.get("result").cloned().unwrap_or(Value::Null)),
+        }
+    };
+    tokio::time::timeout(timeout, call)
+        .await
+        .map_err(|_| ClientError::Other(format!("no answer on {} within {timeout:?}", socket.display())))?
 }

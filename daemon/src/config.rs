@@ -29,8 +29,11 @@ pub struct DaemonConfig {
 pub struct FileConfig {
     #[serde(default)]
     pub queues: BTreeMap<String, QueueConfig>,
-    /// Finished jobs older than this are removed by `admin.maintenance.v1` (default 7).
+    /// Finished jobs older than this are removed, with their logs (default 7; 0: as soon
+    /// as they end).
     pub retention_days: Option<u64>,
+    /// Seconds between two automatic purges of what retention lets go (default 3600).
+    pub maintenance_interval_seconds: Option<u64>,
     /// Variables of the daemon's environment a subprocess may see (default: PATH, HOME,
     /// LANG, TZ, TMPDIR).
     pub env_allowlist: Option<Vec<String>>,
@@ -71,6 +74,10 @@ impl FileConfig {
         Duration::from_secs(self.retention_days.unwrap_or(7) * 24 * 3600)
     }
 
+    pub fn maintenance_interval(&self) -> Duration {
+        Duration::from_secs(self.maintenance_interval_seconds.unwrap_or(3600).max(1))
+    }
+
     pub fn throttle(&self) -> Option<Throttle> {
         self.throttle.map(|t| Throttle { cpu_limit_percent: t.cpu_limit_percent, priority_floor: t.priority_floor })
     }
@@ -85,6 +92,54 @@ impl FileConfig {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_seconds.unwrap_or(10))
+    }
+}
+
+/// What a reload changes: the keys whose value differs from the running config, and the
+/// keys that take effect only at the next start (differing from the config at start).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigChanges {
+    pub changed: Vec<&'static str>,
+    pub restart_required: Vec<&'static str>,
+}
+
+impl FileConfig {
+    /// Keys of `config.toml` that are read once at start: the store's options and the
+    /// listeners' rate limit.
+    pub const RESTART_REQUIRED: [&'static str; 3] = ["db_max_bytes", "durable_commits", "rate_limit_per_second"];
+
+    /// The keys whose value differs between `self` (running) and `new`, in name order.
+    pub fn changes(&self, new: &FileConfig) -> ConfigChanges {
+        // Every key is named below: a key added to the file must be added here too.
+        let FileConfig {
+            queues: _,
+            retention_days: _,
+            maintenance_interval_seconds: _,
+            env_allowlist: _,
+            throttle: _,
+            kill_grace_seconds: _,
+            shutdown_grace_seconds: _,
+            rate_limit_per_second: _,
+            durable_commits: _,
+            db_max_bytes: _,
+            log_max_bytes: _,
+        } = new;
+        let differs = [
+            ("db_max_bytes", self.db_max_bytes != new.db_max_bytes),
+            ("durable_commits", self.durable_commits != new.durable_commits),
+            ("env_allowlist", self.env_allowlist != new.env_allowlist),
+            ("kill_grace_seconds", self.kill_grace_seconds != new.kill_grace_seconds),
+            ("log_max_bytes", self.log_max_bytes != new.log_max_bytes),
+            ("maintenance_interval_seconds", self.maintenance_interval_seconds != new.maintenance_interval_seconds),
+            ("queues", self.queues != new.queues),
+            ("rate_limit_per_second", self.rate_limit_per_second != new.rate_limit_per_second),
+            ("retention_days", self.retention_days != new.retention_days),
+            ("shutdown_grace_seconds", self.shutdown_grace_seconds != new.shutdown_grace_seconds),
+            ("throttle", self.throttle != new.throttle),
+        ];
+        let changed: Vec<&'static str> = differs.iter().filter(|(_, differs)| *differs).map(|(key, _)| *key).collect();
+        let restart_required = changed.iter().copied().filter(|key| Self::RESTART_REQUIRED.contains(key)).collect();
+        ConfigChanges { changed, restart_required }
     }
 }
 
@@ -152,9 +207,20 @@ impl DaemonConfig {
     }
 }
 
+/// `config.toml`, or the defaults when there is none. The error is one line: the path,
+/// where in the file, and what is wrong there.
 pub fn read_file_config(path: &Path) -> Result<FileConfig, String> {
     match std::fs::read_to_string(path) {
-        Ok(text) => toml::from_str(&text).map_err(|error| format!("{}: {error}", path.display())),
+        Ok(text) => toml::from_str(&text).map_err(|error| {
+            let at = error.span().map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+                format!("line {line}, column {column}: ")
+            });
+            let message = error.message().split_whitespace().collect::<Vec<_>>().join(" ");
+            format!("{}: {}{message}", path.display(), at.unwrap_or_default())
+        }),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(FileConfig::default()),
         Err(error) => Err(format!("{}: {error}", path.display())),
     }
@@ -186,6 +252,30 @@ mod tests {
     fn a_typo_in_config_toml_is_an_error_not_a_silent_default() {
         let error = toml::from_str::<FileConfig>("[queues.build]\nconcurency = 1\n").unwrap_err();
         assert!(error.to_string().contains("concurency"), "{error}");
+    }
+
+    #[test]
+    fn a_parse_error_is_one_line_with_the_path_and_the_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "retention_days = 1\n[queues.q]\nconcurrency = \"two\"\n").unwrap();
+        let error = read_file_config(&path).unwrap_err();
+        assert!(!error.contains('\n'), "{error}");
+        assert!(error.starts_with(&format!("{}: line 3, column 15: ", path.display())), "{error}");
+        std::fs::write(&path, "[queues.q\n").unwrap();
+        let error = read_file_config(&path).unwrap_err();
+        assert!(!error.contains('\n') && error.contains("line 1"), "{error}");
+    }
+
+    #[test]
+    fn changes_name_the_keys_that_differ_and_those_that_need_a_restart() {
+        let running: FileConfig = toml::from_str("retention_days = 7\n[queues.q]\nconcurrency = 1\n").unwrap();
+        let new: FileConfig =
+            toml::from_str("retention_days = 7\ndurable_commits = true\n[queues.q]\nconcurrency = 2\n").unwrap();
+        let changes = running.changes(&new);
+        assert_eq!(changes.changed, ["durable_commits", "queues"]);
+        assert_eq!(changes.restart_required, ["durable_commits"]);
+        assert_eq!(new.changes(&new), ConfigChanges::default());
     }
 
     #[test]

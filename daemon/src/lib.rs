@@ -12,4 +12,5 @@ pub mod config;
 pub mod rpc;
 pub mod serve;
 pub mod service;
+pub mod time_args;
 pub mod wire;

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
-use semantica_daemon::client::{Client, ClientError};
+use clap::{CommandFactory, Parser, Subcommand};
+use semantica_daemon::client::{call_socket, read_daemon_info, Client, ClientError};
 use semantica_daemon::config::{home_from_env, DaemonConfig};
+use semantica_daemon::time_args;
 use serde_json::{json, Map, Value};
 
 #[derive(Parser)]
@@ -31,8 +32,9 @@ enum Command {
     /// Wait for a job to end.
     Wait {
         job_id: String,
-        #[arg(long, default_value_t = 300_000)]
-        timeout_ms: u64,
+        /// Give up after this long (at most 5m); exit code 3 then.
+        #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = time_args::duration_ms)]
+        timeout: u64,
     },
     /// Cancel a job, or every job with a tag or chain group.
     Cancel {
@@ -83,6 +85,16 @@ enum Command {
     /// Jobs enqueued on a cron schedule.
     #[command(subcommand)]
     Recurring(RecurringCommand),
+    /// Make the daemon read config.toml again (as SIGHUP does), over its Unix socket.
+    Reload,
+    /// Print a completion script: `semantica completions bash > /etc/bash_completion.d/semantica`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print a manual page (roff): `semantica man | man -l -`, or one subcommand's page:
+    /// `semantica man enqueue`.
+    Man { subcommand: Option<String> },
     /// Measure a fresh daemon (or --addr/--home of a running one): throughput, latency,
     /// memory. `semantica bench --scale 0.1 --json results.json`.
     Bench(semantica_daemon::bench::BenchArgs),
@@ -142,8 +154,9 @@ struct RecurringSetArgs {
     priority: Option<i64>,
     #[arg(long)]
     max_attempts: Option<i64>,
-    #[arg(long)]
-    timeout_ms: Option<i64>,
+    /// How long one attempt may run: `30s`, `5m`.
+    #[arg(long, value_name = "DURATION", value_parser = time_args::duration_ms)]
+    timeout: Option<u64>,
     #[arg(long)]
     tag: Option<String>,
     /// Environment for a subprocess job, KEY=VALUE (repeatable).
@@ -178,16 +191,23 @@ struct EnqueueArgs {
     /// Retry back-off as JSON, e.g. '{"base_ms": 500, "factor": 2, "max_ms": 60000, "jitter": 0.1}'.
     #[arg(long)]
     backoff: Option<String>,
-    #[arg(long)]
-    timeout_ms: Option<i64>,
-    #[arg(long)]
-    ttl_ms: Option<i64>,
-    #[arg(long)]
-    deadline: Option<i64>,
-    #[arg(long)]
-    delay_ms: Option<i64>,
-    #[arg(long)]
-    at: Option<i64>,
+    /// One attempt may run this long (e.g. 30s, 5m, 1h 30m), then it is killed.
+    #[arg(long, value_name = "DURATION", value_parser = time_args::duration_ms)]
+    timeout: Option<u64>,
+    /// Skipped if not started within this long of becoming due (e.g. 1h).
+    #[arg(long, value_name = "DURATION", value_parser = time_args::duration_ms)]
+    ttl: Option<u64>,
+    /// Not started by then: skipped; running then: killed. Local time (2026-12-01T03:00),
+    /// RFC 3339 with an offset, or epoch ms.
+    #[arg(long, value_name = "TIME", value_parser = time_args::time_ms)]
+    deadline: Option<u64>,
+    /// Start no sooner than this long from now (e.g. 5m).
+    #[arg(long, value_name = "DURATION", value_parser = time_args::duration_ms, conflicts_with = "at")]
+    delay: Option<u64>,
+    /// Start no sooner than this time: local (2026-12-01T03:00), RFC 3339 with an offset
+    /// (2026-12-01T03:00:00+01:00), or epoch ms.
+    #[arg(long, value_name = "TIME", value_parser = time_args::time_ms)]
+    at: Option<u64>,
     #[arg(long)]
     wait_for_idle: bool,
     #[arg(long)]
@@ -217,6 +237,14 @@ struct EnqueueArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    match cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "semantica", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Command::Man { subcommand } => return man(subcommand.as_deref()),
+        _ => {}
+    }
     if matches!(cli.command, Command::Serve) {
         semantica_daemon::serve::tune_allocator();
     }
@@ -231,6 +259,35 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// `semantica man [SUBCOMMAND]`: the page of the whole command, which lists the
+/// subcommands as `semantica-NAME(1)`, or the page of one of them.
+fn man(subcommand: Option<&str>) -> ExitCode {
+    let mut command = Cli::command();
+    // Builds the subcommands' display names (`semantica-enqueue`), the title of their pages.
+    command.build();
+    let command = match subcommand {
+        None => command,
+        Some(name) => match command.find_subcommand(name) {
+            Some(subcommand) => subcommand.clone(),
+            None => {
+                eprintln!("semantica: no subcommand {name:?}; `semantica --help` lists them");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let mut page = Vec::new();
+    if let Err(error) = clap_mangen::Man::new(command).render(&mut page) {
+        eprintln!("semantica: {error}");
+        return ExitCode::FAILURE;
+    }
+    use std::io::Write as _;
+    match std::io::stdout().write_all(&page) {
+        Ok(()) => ExitCode::SUCCESS,
+        // A reader that went away (`| head`) is no failure worth a message.
+        Err(_) => ExitCode::FAILURE,
     }
 }
 
@@ -295,9 +352,10 @@ fn enqueue_params(args: &EnqueueArgs) -> Result<Map<String, Value>, ClientError>
         None => None,
     };
     let exec = exec_param(&args.command, &args.env, &args.cwd)?;
-    let schedule = match (args.at, args.delay_ms) {
+    let schedule = match (args.at, args.delay) {
+        (Some(at), _) => Some(json!({ "at": at })),
+        (None, Some(delay_ms)) => Some(json!({ "delay_ms": delay_ms })),
         (None, None) => None,
-        (at, delay_ms) => Some(json!({"at": at, "delay_ms": delay_ms})),
     };
     let conditions = (args.wait_for_idle || args.require_charging || args.wait_for_event.is_some()).then(|| {
         json!({"wait_for_idle": args.wait_for_idle, "require_charging": args.require_charging, "wait_for_event": args.wait_for_event})
@@ -312,8 +370,8 @@ fn enqueue_params(args: &EnqueueArgs) -> Result<Map<String, Value>, ClientError>
         ("exec", exec),
         ("max_attempts", args.max_attempts.map(Value::from)),
         ("backoff", backoff),
-        ("timeout_ms", args.timeout_ms.map(Value::from)),
-        ("ttl_ms", args.ttl_ms.map(Value::from)),
+        ("timeout_ms", args.timeout.map(Value::from)),
+        ("ttl_ms", args.ttl.map(Value::from)),
         ("deadline", args.deadline.map(Value::from)),
         ("schedule", schedule),
         ("conditions", conditions),
@@ -367,9 +425,14 @@ fn job_details(job: &Value) -> String {
 
 async fn client_command(command: Command, json_output: bool) -> Result<ExitCode, ClientError> {
     let home: PathBuf = home_from_env().map_err(ClientError::Other)?;
+    if let Command::Reload = command {
+        return reload(&home, json_output).await;
+    }
     let client = Client::connect(&home, Duration::from_secs(310))?;
     match command {
-        Command::Serve | Command::Bench(_) => unreachable!("handled by main"),
+        Command::Serve | Command::Bench(_) | Command::Reload | Command::Completions { .. } | Command::Man { .. } => {
+            unreachable!("handled above")
+        }
         Command::Enqueue(args) => {
             let result = client.call("dev.enqueue.v1", enqueue_params(&args)?).await?;
             if !args.wait {
@@ -386,7 +449,7 @@ async fn client_command(command: Command, json_output: bool) -> Result<ExitCode,
             print(&job, json_output, job_details);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Wait { job_id, timeout_ms } => wait_for(&client, json!(job_id), timeout_ms, json_output).await,
+        Command::Wait { job_id, timeout } => wait_for(&client, json!(job_id), timeout, json_output).await,
         Command::Cancel { job_id, tag, group } => {
             let params = object(vec![
                 ("job_id", job_id.map(Value::from)),
@@ -555,6 +618,28 @@ async fn retry(client: &Client, args: RetryArgs, json_output: bool) -> Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
+/// `semantica reload`: `admin.reload.v1` on the Unix socket.
+async fn reload(home: &std::path::Path, json_output: bool) -> Result<ExitCode, ClientError> {
+    let info = read_daemon_info(home)?;
+    let result = call_socket(&info.socket, "admin.reload.v1", Map::new(), Duration::from_secs(30)).await?;
+    print(&result, json_output, |r| {
+        let keys = |key: &str| {
+            let keys: Vec<&str> = r[key].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            keys.join(", ")
+        };
+        let mut text = match keys("changed") {
+            changed if changed.is_empty() => "reloaded config.toml: nothing changed".to_owned(),
+            changed => format!("reloaded config.toml: {changed} changed"),
+        };
+        let restart = keys("restart_required");
+        if !restart.is_empty() {
+            text.push_str(&format!("\n{restart}: take effect only when the daemon is started again"));
+        }
+        text
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
 /// How many jobs match `filter`, counting up to `limit`, through the pages of
 /// `dev.query_jobs.v1` (what a retry by that filter would take).
 async fn count_matching(client: &Client, filter: &Map<String, Value>, limit: u64) -> Result<u64, ClientError> {
@@ -607,7 +692,7 @@ async fn recurring(client: &Client, command: RecurringCommand, json_output: bool
                 ("priority", args.priority.map(Value::from)),
                 ("exec", exec_param(&args.command, &args.env, &args.cwd)?),
                 ("max_attempts", args.max_attempts.map(Value::from)),
-                ("timeout_ms", args.timeout_ms.map(Value::from)),
+                ("timeout_ms", args.timeout.map(Value::from)),
                 ("tag", args.tag.clone().map(Value::from)),
             ]);
             let params = object(vec![

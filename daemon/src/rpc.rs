@@ -23,7 +23,8 @@ use tracing::{info, warn};
 
 use semantica_adapters::{engine_to_wall_ms, wall_to_engine_ms};
 
-use crate::service::{Service, ServiceError};
+use crate::config::ConfigChanges;
+use crate::service::{ReloadError, Service, ServiceError};
 use crate::wire::{self, WireError};
 
 /// A request body larger than this is refused (413).
@@ -217,7 +218,10 @@ async fn wait(service: Arc<Service>, params: Params<'static>) -> RpcResult {
         loop {
             match tokio::time::timeout_at(deadline, finished.recv()).await {
                 Err(_) => {
-                    let job = service.get(id).await.map_err(service_error)?.expect("jobs are not purged while live");
+                    // Ended and already purged (retention 0) since the last read: gone.
+                    let Some(job) = service.get(id).await.map_err(service_error)? else {
+                        return Err(to_rpc(WireError::rejection(&semantica_core::Rejection::NotFound(id))));
+                    };
                     if job.state.is_terminal() {
                         return Ok(wire::job_view(&job, service.clock.offset_ms()));
                     }
@@ -564,8 +568,6 @@ async fn recurring_list(service: Arc<Service>, params: Params<'static>) -> RpcRe
     Ok(json!({ "items": items }))
 }
 
-/// Purges in rounds of this many jobs.
-const PURGE_ROUND_MAX: usize = 1000;
 /// The database is vacuumed when it grows past this.
 const DB_BYTES_VACUUM: u64 = 1024 * 1024 * 1024;
 
@@ -586,26 +588,8 @@ async fn maintenance(service: Arc<Service>, params: Params<'static>) -> RpcResul
     let db = service.config.db_path.clone();
     let size = |path: &Path| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let db_size_before = size(&db);
-    let cutoff_ms = semantica_core::Clock::now_ms(service.clock.as_ref())
-        .saturating_sub(service.config.file.retention().as_millis() as u64);
-    let (mut deleted_jobs, mut deleted_logs) = (0u64, 0u64);
-    for _ in 0..10_000 {
-        let step = service
-            .run(Input::Purge { finished_before_ms: cutoff_ms, limit: PURGE_ROUND_MAX })
-            .await
-            .map_err(service_error)?;
-        let Reply::Purged { job_ids } = step.reply else { return Err(unexpected(step.reply)) };
-        deleted_jobs += job_ids.len() as u64;
-        for id in &job_ids {
-            if std::fs::remove_file(service.log_path(*id)).is_ok() {
-                deleted_logs += 1;
-            }
-            let _ = std::fs::remove_dir_all(service.config.runs_dir().join(id.to_string()));
-        }
-        if job_ids.len() < PURGE_ROUND_MAX {
-            break;
-        }
-    }
+    // The same purge the daemon runs by itself every `maintenance_interval_seconds`.
+    let purged = service.purge_expired().await.map_err(service_error)?;
     let vacuum = force_vacuum || db_size_before > DB_BYTES_VACUUM;
     if vacuum {
         let path = db.clone();
@@ -618,12 +602,44 @@ async fn maintenance(service: Arc<Service>, params: Params<'static>) -> RpcResul
         .map_err(|error| to_rpc(WireError::new(wire::DB_ERROR, "db_error", error)))?;
     }
     Ok(json!({
-        "deleted_jobs": deleted_jobs,
-        "deleted_logs": deleted_logs,
+        "deleted_jobs": purged.jobs,
+        "deleted_logs": purged.logs,
         "vacuumed": vacuum,
         "db_size_before": db_size_before,
         "db_size_after": size(&db),
     }))
+}
+
+/// `admin.reload.v1` (an addition to the v1 calls): reads `config.toml` again, as SIGHUP
+/// does. `{}` → `{"reloaded": true, "changed": [keys], "restart_required": [keys]}`; a
+/// file that does not parse is 4000 `invalid_config`, and the running config stays.
+async fn reload(service: Arc<Service>, params: Params<'static>) -> RpcResult {
+    let map = params_object(&params)?;
+    only_fields(&map, &[])?;
+    match service.reload().await {
+        Ok(changes) => {
+            log_reloaded(&changes);
+            Ok(json!({ "reloaded": true, "changed": changes.changed, "restart_required": changes.restart_required }))
+        }
+        Err(ReloadError::Invalid(error)) => {
+            log_not_reloaded(&error);
+            Err(to_rpc(WireError::new(wire::VALIDATION_ERROR, "invalid_config", error)))
+        }
+        Err(ReloadError::EngineGone) => Err(service_error(ServiceError::EngineGone)),
+    }
+}
+
+/// The log line of a reload that took effect (SIGHUP or `admin.reload.v1`).
+pub fn log_reloaded(changes: &ConfigChanges) {
+    info!(changed = ?changes.changed, restart_required = ?changes.restart_required, "config reloaded");
+    if !changes.restart_required.is_empty() {
+        warn!(keys = ?changes.restart_required, "these config.toml keys take effect only at the next start");
+    }
+}
+
+/// The one log line of a reload refused: the file, the place and the error.
+pub fn log_not_reloaded(error: &str) {
+    warn!("config not reloaded, the running config stays: {error}");
 }
 
 fn register<F, Fut>(module: &mut RpcModule<Service>, name: &'static str, method: F)
@@ -658,6 +674,7 @@ pub fn methods(service: Arc<Service>) -> Methods {
     register(&mut module, "dev.recurring.set.v1", recurring_set);
     register(&mut module, "dev.recurring.delete.v1", recurring_delete);
     register(&mut module, "dev.recurring.list.v1", recurring_list);
+    register(&mut module, "admin.reload.v1", reload);
     module
         .register_subscription(
             "logs.follow.v1",

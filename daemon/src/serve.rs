@@ -1,5 +1,5 @@
 //! `semantica serve`: the data directory, its lock, the token, the listeners,
-//! `daemon.json`, and a graceful stop on SIGTERM or SIGINT.
+//! `daemon.json`, a graceful stop on SIGTERM or SIGINT, and a config reload on SIGHUP.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use crate::config::DaemonConfig;
 use crate::rpc;
-use crate::service::Service;
+use crate::service::{ReloadError, Service};
 
 /// Why `serve` could not start, and the process exit code for it.
 #[derive(Debug)]
@@ -96,7 +96,6 @@ fn bind_socket(path: &Path) -> Result<UnixListener, StartError> {
     Ok(listener)
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
 /// Allocations of 4 MiB and more (pages of answers, up to 8 MiB) are mapped on their own
 /// and handed back to the OS when freed, and at most four malloc arenas serve the
 /// runtime's threads. glibc's defaults raise the mapping threshold as large blocks come
@@ -115,7 +114,11 @@ pub fn tune_allocator() {
     }
 }
 
+/// Runs the daemon until SIGTERM or SIGINT.
 pub async fn serve(config: DaemonConfig) -> Result<(), StartError> {
+    // Before anything that takes time: from here on SIGHUP no longer ends the process,
+    // and SIGTERM waits for the start to finish, then stops cleanly.
+    let signals = Signals::install();
     // Payloads, environments and job output live here: directories the daemon creates
     // are the user's alone, and so is the database.
     for dir in [&config.home, &config.logs_dir(), &config.runs_dir()] {
@@ -133,7 +136,6 @@ pub async fn serve(config: DaemonConfig) -> Result<(), StartError> {
     let tcp = TcpListener::bind(config.rpc_addr).await.map_err(|e| fail(format!("{}: {e}", config.rpc_addr)))?;
     let rpc_addr = tcp.local_addr().map_err(|e| fail(e.to_string()))?;
     let unix = bind_socket(&config.socket_path)?;
-    let shutdown_grace = config.file.shutdown_grace();
     let rate_per_second = config.file.rate_limit_per_second();
     let socket_path = config.socket_path.clone();
     let daemon_json = config.daemon_json_path();
@@ -161,7 +163,9 @@ pub async fn serve(config: DaemonConfig) -> Result<(), StartError> {
         .map_err(|e| fail(format!("{}: {e}", daemon_json.display())))?;
     info!(%rpc_addr, socket = %socket_path.display(), "semantica is serving");
 
-    wait_for_stop_signal().await;
+    signals.serve(&service).await;
+    // Read now: a reload may have changed it.
+    let shutdown_grace = service.file_config().shutdown_grace();
     info!("stopping: no new work; running jobs get {} s", shutdown_grace.as_secs());
     let _ = handle.stop();
     service.shutdown(shutdown_grace).await;
@@ -171,12 +175,35 @@ pub async fn serve(config: DaemonConfig) -> Result<(), StartError> {
     Ok(())
 }
 
-async fn wait_for_stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    let mut interrupt = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            terminate: signal(SignalKind::terminate()).expect("install SIGTERM handler"),
+            interrupt: signal(SignalKind::interrupt()).expect("install SIGINT handler"),
+            hangup: signal(SignalKind::hangup()).expect("install SIGHUP handler"),
+        }
+    }
+
+    /// Until SIGTERM or SIGINT: SIGHUP reloads `config.toml` (a closed terminal must not
+    /// end the daemon, and an edited file takes effect without a restart).
+    async fn serve(mut self, service: &std::sync::Arc<Service>) {
+        loop {
+            tokio::select! {
+                _ = self.terminate.recv() => return,
+                _ = self.interrupt.recv() => return,
+                _ = self.hangup.recv() => match service.reload().await {
+                    Ok(changes) => rpc::log_reloaded(&changes),
+                    Err(ReloadError::Invalid(error)) => rpc::log_not_reloaded(&error),
+                    Err(ReloadError::EngineGone) => return,
+                },
+            }
+        }
     }
 }

@@ -3,9 +3,10 @@
 //! operations the RPC methods call. Every decision is the engine's; this file carries
 //! out steps in the order core prescribes: commit, then actions, then the reply.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use semantica_adapters::exec::{ExecConfig, Handlers, TokioExecutor};
@@ -19,7 +20,7 @@ use semantica_core::{
 use tokio::sync::{broadcast, mpsc, Notify};
 use tracing::{info, warn};
 
-use crate::config::DaemonConfig;
+use crate::config::{read_file_config, ConfigChanges, DaemonConfig, FileConfig};
 
 /// How often the system is probed for load, idleness and power.
 const PROBE_INTERVAL: Duration = Duration::from_secs(5);
@@ -29,6 +30,18 @@ const SCHEDULER_IDLE_MAX: Duration = Duration::from_secs(1);
 const CLAIMS_PER_ROUND_MAX: usize = 1024;
 /// Longest pause between two tries of recording an executor's report.
 const REPORT_RETRY_MAX: Duration = Duration::from_secs(1);
+/// A purge removes at most this many jobs per step (one round), so that other writes
+/// queued meanwhile go between two rounds instead of waiting for all of them.
+const PURGE_ROUND_MAX: usize = 1000;
+/// Rounds in one purge at most; what is left waits for the next.
+const PURGE_ROUNDS_MAX: usize = 10_000;
+
+/// What one purge removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub jobs: u64,
+    pub logs: u64,
+}
 
 #[derive(Debug)]
 pub enum ServiceError {
@@ -50,8 +63,60 @@ impl std::fmt::Display for ServiceError {
     }
 }
 
+/// Why a reload changed nothing.
+#[derive(Debug)]
+pub enum ReloadError {
+    /// `config.toml` could not be read or parsed: the path, the place and the error.
+    Invalid(String),
+    /// The writer is gone (the daemon is stopping).
+    EngineGone,
+}
+
+impl std::fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReloadError::Invalid(error) => f.write_str(error),
+            ReloadError::EngineGone => f.write_str("the engine stopped"),
+        }
+    }
+}
+
+/// The engine's limits and throttle from `config.toml`; workers come from the environment.
+fn engine_config(workers: usize, job_types: &BTreeSet<String>, file: &FileConfig) -> Config {
+    let mut config = Config::new(workers, job_types.iter().cloned());
+    config.throttle = file.throttle();
+    for (queue, queue_config) in &file.queues {
+        if let Some(limit) = queue_config.concurrency {
+            config.queue_concurrency.insert(queue.clone(), limit);
+        }
+    }
+    config
+}
+
+/// The executor's settings from `config.toml`; its directories are the data directory's.
+fn exec_config(config: &DaemonConfig, file: &FileConfig) -> ExecConfig {
+    let mut exec_config = ExecConfig::new(config.logs_dir(), config.runs_dir());
+    exec_config.kill_grace = file.kill_grace();
+    if let Some(log_max_bytes) = file.log_max_bytes {
+        exec_config.log_max_bytes = log_max_bytes;
+    }
+    if let Some(allowlist) = &file.env_allowlist {
+        exec_config.env_allowlist = allowlist.clone();
+    }
+    exec_config
+}
+
 pub struct Service {
+    /// As it was at start; `config.toml`'s part that reloads is in `file`.
     pub config: DaemonConfig,
+    /// `config.toml` as last loaded (at start or by a reload).
+    file: RwLock<FileConfig>,
+    /// One reload at a time, so that the engine, the executor and `file` agree.
+    reloading: tokio::sync::Mutex<()>,
+    /// The in-process job types the engine was started with (they never change).
+    job_types: BTreeSet<String>,
+    /// Wakes the retention task when its interval may have changed.
+    maintenance_changed: Notify,
     writer: WriterHandle,
     reader: Mutex<Reader>,
     executor: Mutex<TokioExecutor>,
@@ -80,13 +145,8 @@ impl Service {
         let store =
             SqliteStore::open(&config.db_path, &options).map_err(|e| format!("{}: {e}", config.db_path.display()))?;
         let handlers = Handlers::builtin();
-        let mut engine_config = Config::new(config.workers, handlers.job_types());
-        engine_config.throttle = config.file.throttle();
-        for (queue, queue_config) in &config.file.queues {
-            if let Some(limit) = queue_config.concurrency {
-                engine_config.queue_concurrency.insert(queue.clone(), limit);
-            }
-        }
+        let job_types: BTreeSet<String> = handlers.job_types().map(str::to_owned).collect();
+        let engine_config = engine_config(config.workers, &job_types, &config.file);
         let seed = random_seed();
         info!(seed, workers = config.workers, "engine starting");
         let engine = Engine::new(engine_config, Box::new(UuidIds), Box::new(SplitMix64::new(seed)));
@@ -95,18 +155,15 @@ impl Service {
             Writer::spawn(store, engine, Arc::clone(&clock) as Arc<dyn Clock + Send + Sync>, WriterOptions::default())
                 .map_err(|e| format!("cannot start the writer: {e}"))?;
         let reader = writer.open_reader(&options).map_err(|e| format!("{}: {e}", config.db_path.display()))?;
-        let mut exec_config = ExecConfig::new(config.logs_dir(), config.runs_dir());
-        exec_config.kill_grace = config.file.kill_grace();
-        if let Some(log_max_bytes) = config.file.log_max_bytes {
-            exec_config.log_max_bytes = log_max_bytes;
-        }
-        if let Some(allowlist) = &config.file.env_allowlist {
-            exec_config.env_allowlist = allowlist.clone();
-        }
+        let exec_config = exec_config(&config, &config.file);
         let (report_sender, reports) = mpsc::unbounded_channel();
         let executor = TokioExecutor::new(tokio::runtime::Handle::current(), exec_config, handlers, report_sender);
         let (finished, _) = broadcast::channel(1024);
         let service = Arc::new(Service {
+            file: RwLock::new(config.file.clone()),
+            reloading: tokio::sync::Mutex::new(()),
+            job_types,
+            maintenance_changed: Notify::new(),
             config,
             writer,
             reader: Mutex::new(reader),
@@ -128,7 +185,89 @@ impl Service {
         tokio::spawn(Arc::clone(&service).pump_reports(reports));
         tokio::spawn(Arc::clone(&service).probe());
         tokio::spawn(crate::clock_state::keep_saving(service.config.home.clone(), Arc::clone(&service.clock)));
+        tokio::spawn(Arc::clone(&service).maintain());
         Ok(service)
+    }
+
+    /// `config.toml` as last loaded.
+    pub fn file_config(&self) -> FileConfig {
+        self.file.read().expect("config lock").clone()
+    }
+
+    /// Reads `config.toml` again and applies what can change while running: queue
+    /// limits and throttle (the engine, then the scheduler claims at once), the
+    /// subprocess environment, kill grace and log cap (attempts started from now on),
+    /// retention and its interval, and the shutdown grace. Keys read only at start are
+    /// reported in `restart_required`. A file that does not parse changes nothing: the
+    /// error names the file and the place.
+    pub async fn reload(self: &Arc<Service>) -> Result<ConfigChanges, ReloadError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let path = self.config.home.join("config.toml");
+        let file = read_file_config(&path).map_err(ReloadError::Invalid)?;
+        let mut changes = self.file_config().changes(&file);
+        // Keys read only at start differ from what runs until the next start, however
+        // many reloads come between.
+        changes.restart_required = self.config.file.changes(&file).restart_required;
+        let engine_config = engine_config(self.config.workers, &self.job_types, &file);
+        self.writer.reconfigure_async(engine_config).await.map_err(|_| ReloadError::EngineGone)?;
+        self.executor.lock().expect("executor lock").reconfigure(exec_config(&self.config, &file));
+        *self.file.write().expect("config lock") = file;
+        // A raised limit starts jobs now, not at the scheduler's next round.
+        self.poke.notify_one();
+        self.maintenance_changed.notify_one();
+        Ok(changes)
+    }
+
+    /// Removes terminal jobs that ended before the retention period, with their logs and
+    /// run directories, in rounds of `PURGE_ROUND_MAX` jobs, each its own step.
+    pub async fn purge_expired(self: &Arc<Service>) -> Result<Purged, ServiceError> {
+        let retention_ms = self.file_config().retention().as_millis() as u64;
+        let cutoff_ms = self.clock.now_ms().saturating_sub(retention_ms);
+        let mut purged = Purged::default();
+        for _ in 0..PURGE_ROUNDS_MAX {
+            let step = self.run(Input::Purge { finished_before_ms: cutoff_ms, limit: PURGE_ROUND_MAX }).await?;
+            let Reply::Purged { job_ids } = step.reply else {
+                unreachable!("a purge answers Purged, got {:?}", step.reply)
+            };
+            assert!(job_ids.len() <= PURGE_ROUND_MAX, "a purge round took {} jobs", job_ids.len());
+            purged.jobs += job_ids.len() as u64;
+            for id in &job_ids {
+                if std::fs::remove_file(self.log_path(*id)).is_ok() {
+                    purged.logs += 1;
+                }
+                let _ = std::fs::remove_dir_all(self.config.runs_dir().join(id.to_string()));
+            }
+            if job_ids.len() < PURGE_ROUND_MAX {
+                break;
+            }
+        }
+        Ok(purged)
+    }
+
+    /// Automatic retention (API.md): a purge every `maintenance_interval_seconds`, the
+    /// first one interval after start. A reload moves the next purge to one new interval
+    /// after the last (so that reloads more frequent than the interval do not put it off
+    /// for ever).
+    async fn maintain(self: Arc<Service>) {
+        let mut last_run = tokio::time::Instant::now();
+        while !self.stopping.load(Ordering::Acquire) {
+            let due = last_run + self.file_config().maintenance_interval();
+            tokio::select! {
+                _ = tokio::time::sleep_until(due) => {}
+                _ = self.maintenance_changed.notified() => continue,
+            }
+            if self.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            last_run = tokio::time::Instant::now();
+            match self.purge_expired().await {
+                Ok(purged) if purged.jobs > 0 => {
+                    info!(jobs = purged.jobs, logs = purged.logs, "retention removed finished jobs")
+                }
+                Ok(_) => {}
+                Err(error) => warn!(%error, "retention could not purge; trying again next interval"),
+            }
+        }
     }
 
     /// Runs one input through the writer: decided and committed, with its group.
@@ -416,7 +555,7 @@ impl Service {
             warn!(left, "stopping jobs still running at shutdown");
             self.abandoning.store(true, Ordering::Release);
             self.executor.lock().expect("executor lock").stop_all();
-            let deadline = Instant::now() + self.config.file.kill_grace() + Duration::from_secs(1);
+            let deadline = Instant::now() + self.file_config().kill_grace() + Duration::from_secs(1);
             while self.executor.lock().expect("executor lock").running_count() > 0 && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }

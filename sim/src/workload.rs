@@ -298,16 +298,6 @@ impl Workload {
         let mut job = self.valid_request(now_ms);
         job.generation = None;
         job.schedule = None;
-        // FIXME: the SQLite store keeps a recurring job's request as JSON, and serde_json
-        // without its `float_roundtrip` feature reads 2.0300000000000002 back as 2.03 (the
-        // simulator found it: store_diverged). Until adapters/ fixes that, recurring jobs
-        // carry back-off numbers of two decimals, which read back exactly;
-        // `sqlite_reads_back_a_recurring_backoff_factor_rounded` pins today's behaviour.
-        if let Some(backoff) = job.backoff.as_mut() {
-            let two_decimals = |value: f64| format!("{value:.2}").parse::<f64>().expect("a decimal");
-            backoff.factor = backoff.factor.map(two_decimals);
-            backoff.jitter = backoff.jitter.map(two_decimals);
-        }
         if self.rng.chance(3, 4) {
             // Mostly a subject of its own; otherwise it shares one with the clients' enqueues.
             job.subject_key = Some(format!("cron-{name}"));

@@ -128,12 +128,11 @@ fn sqlite_reopen_shows_exactly_the_committed_jobs_and_the_directory_goes_on_drop
     assert!(!directory.exists(), "{} is left behind", directory.display());
 }
 
-/// FIXME: a recurring job's request goes through JSON in the SQLite store, and serde_json
-/// (without `float_roundtrip`) reads a 17-digit float back as a nearby one, so the store
-/// does not hold what was committed. Today's behaviour, pinned; the simulator's recurring
-/// jobs use two-decimal back-off numbers until adapters/ enables `float_roundtrip`.
+/// A recurring job's request goes through JSON in the SQLite store; serde_json without
+/// `float_roundtrip` read a 17-digit float back as a nearby one (the simulator found it as
+/// store_diverged). The store must hold exactly what was committed.
 #[test]
-fn sqlite_reads_back_a_recurring_backoff_factor_rounded() {
+fn regression_a_recurring_backoff_factor_reads_back_bit_for_bit() {
     let mut backend = SqliteBackend::create().expect("a temporary SQLite store");
     let factor = 1.0 + 103.0 / 100.0;
     assert_eq!(factor.to_string(), "2.0300000000000002");
@@ -154,7 +153,7 @@ fn sqlite_reads_back_a_recurring_backoff_factor_rounded() {
     backend.commit(&put).expect("commits");
     let stored = backend.recurring("r").expect("readable").expect("stored");
     let stored_factor = stored.job.backoff.and_then(|backoff| backoff.factor).expect("a factor");
-    assert_eq!(stored_factor.to_string(), "2.03", "fixed? then drop the rounding in sim/src/workload.rs");
+    assert_eq!(stored_factor.to_bits(), factor.to_bits(), "read back {stored_factor}");
 }
 
 #[test]

@@ -88,6 +88,19 @@ impl TokioExecutor {
         }
     }
 
+    /// The config of the attempts started from now on (a reloaded config file); those
+    /// already running keep the one they started with. The directories cannot change:
+    /// the daemon finds logs and results there.
+    pub fn reconfigure(&mut self, config: ExecConfig) {
+        assert_eq!(config.logs_dir, self.config.logs_dir, "the logs directory cannot change at run time");
+        assert_eq!(config.runs_dir, self.config.runs_dir, "the runs directory cannot change at run time");
+        self.config = Arc::new(config);
+    }
+
+    pub fn config(&self) -> &ExecConfig {
+        &self.config
+    }
+
     /// Attempts started and not yet finished.
     pub fn running_count(&self) -> usize {
         self.running.lock().expect("executor lock").len()

@@ -36,6 +36,26 @@ pub(crate) fn open_log(config: &ExecConfig, job: &Job) -> std::io::Result<File> 
     OpenOptions::new().create(true).append(true).open(config.log_path(job.id))
 }
 
+/// Why a spawn failed, in words that name the culprit. The child's `chdir` and `exec`
+/// both fail with ENOENT, and the OS says only "No such file or directory": a working
+/// directory that is missing or no directory is looked at after the fact and named, so
+/// that the program is not blamed for it.
+fn spawn_failure(command: &str, cwd: Option<&str>, error: &std::io::Error) -> String {
+    if let Some(cwd) = cwd {
+        match fs::metadata(cwd) {
+            Err(cwd_error) if cwd_error.kind() == std::io::ErrorKind::NotFound => {
+                return format!("cannot start {command:?}: its working directory {cwd:?} does not exist");
+            }
+            Err(cwd_error) => return format!("cannot start {command:?}: its working directory {cwd:?}: {cwd_error}"),
+            Ok(metadata) if !metadata.is_dir() => {
+                return format!("cannot start {command:?}: its working directory {cwd:?} is not a directory");
+            }
+            Ok(_) => {}
+        }
+    }
+    format!("cannot start {command:?}: {error}")
+}
+
 /// Runs one attempt of `job` to its end. `stop` turning true asks for the group to be
 /// stopped: SIGTERM, then SIGKILL after the grace period.
 pub async fn run(
@@ -91,8 +111,9 @@ pub async fn run(
         Ok(child) => child,
         Err(error) => {
             copier.abort();
-            let _ = writeln!(log, "[semantica] cannot start {:?}: {error}", exec.command);
-            return failed(ErrorKind::SpawnFailed, format!("cannot start {:?}: {error}", exec.command));
+            let message = spawn_failure(&exec.command, exec.cwd.as_deref(), &error);
+            let _ = writeln!(log, "[semantica] {message}");
+            return failed(ErrorKind::SpawnFailed, message);
         }
     };
     let pid = child.id().expect("a child that was just spawned has a pid");

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use semantica_core::{Clock, Engine, Input, Memory, Reply, Step, StoreError, SystemState, WriteSet};
+use semantica_core::{Clock, Config, Engine, Input, Memory, Reply, Step, StoreError, SystemState, WriteSet};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{store_error, OpenError, SqliteOptions, SqliteStore};
@@ -191,6 +191,22 @@ impl WriterHandle {
         Ok(Pending { reply })
     }
 
+    /// Replaces the engine's limits and throttle ([`Engine::reconfigure`]). Inputs queued
+    /// before this call are decided under the old config and those queued after it under
+    /// the new one; it returns once the engine has it. The job types must not change.
+    pub async fn reconfigure_async(&self, config: Config) -> Result<(), WriteError> {
+        let (done, answer) = oneshot::channel();
+        self.sender.send(Message::Reconfigure(config, done)).await.map_err(|_| WriteError::Closed)?;
+        answer.await.map_err(|_| WriteError::Closed)
+    }
+
+    /// [`WriterHandle::reconfigure_async`] for blocking callers (not inside a runtime).
+    pub fn reconfigure(&self, config: Config) -> Result<(), WriteError> {
+        let (done, answer) = oneshot::channel();
+        self.sender.blocking_send(Message::Reconfigure(config, done)).map_err(|_| WriteError::Closed)?;
+        answer.blocking_recv().map_err(|_| WriteError::Closed)
+    }
+
     /// Opens a read-only connection to the writer's database. It sees every committed
     /// step and never blocks the writer (WAL).
     pub fn open_reader(&self, options: &SqliteOptions) -> Result<Reader, OpenError> {
@@ -271,8 +287,17 @@ impl Deref for Reader {
 
 enum Message {
     Op(Op),
+    /// Finish what came before, then give the engine this config and answer.
+    Reconfigure(Config, oneshot::Sender<()>),
     /// Finish what came before, then stop.
     Shutdown,
+}
+
+/// What the writer does after the batch `collect` returned.
+enum AfterBatch {
+    Continue,
+    Reconfigure(Config, oneshot::Sender<()>),
+    Stop,
 }
 
 struct Op {
@@ -376,42 +401,51 @@ impl Drop for Checkpointer {
 impl WriterThread {
     fn run(mut self) {
         loop {
-            let (batch, stop) = self.collect();
+            let (batch, after) = self.collect();
             if !batch.is_empty() {
                 self.write_batch(batch);
             }
-            if stop {
-                return;
+            match after {
+                AfterBatch::Continue => {}
+                // Between batches: no transaction is open and no step is half decided.
+                AfterBatch::Reconfigure(config, done) => {
+                    self.engine.reconfigure(config);
+                    let _ = done.send(());
+                }
+                AfterBatch::Stop => return,
             }
         }
     }
 
     /// The next batch: waits for a first input, then takes more until `batch_max` or
-    /// `wait_max`. `true` when the writer must stop after this batch.
-    fn collect(&mut self) -> (Vec<Op>, bool) {
+    /// `wait_max`, or up to a message that must wait for the batch (stop, reconfigure).
+    fn collect(&mut self) -> (Vec<Op>, AfterBatch) {
         let WriterOptions { batch_max, wait_max, .. } = self.options;
         let receiver = &mut self.receiver;
         self.runtime.block_on(async move {
             let mut batch = Vec::new();
-            let Some(mut message) = receiver.recv().await else { return (batch, true) };
+            let Some(mut message) = receiver.recv().await else { return (batch, AfterBatch::Stop) };
             let deadline = tokio::time::Instant::now() + wait_max;
             loop {
                 match message {
-                    Message::Shutdown => return (batch, true),
+                    Message::Shutdown => return (batch, AfterBatch::Stop),
+                    Message::Reconfigure(config, done) => return (batch, AfterBatch::Reconfigure(config, done)),
                     Message::Op(op) => batch.push(op),
                 }
                 if batch.len() == batch_max {
-                    return (batch, false);
+                    return (batch, AfterBatch::Continue);
                 }
                 message = match receiver.try_recv() {
                     Ok(message) => message,
-                    Err(mpsc::error::TryRecvError::Disconnected) => return (batch, true),
-                    Err(mpsc::error::TryRecvError::Empty) if wait_max.is_zero() => return (batch, false),
+                    Err(mpsc::error::TryRecvError::Disconnected) => return (batch, AfterBatch::Stop),
+                    Err(mpsc::error::TryRecvError::Empty) if wait_max.is_zero() => {
+                        return (batch, AfterBatch::Continue)
+                    }
                     Err(mpsc::error::TryRecvError::Empty) => {
                         match tokio::time::timeout_at(deadline, receiver.recv()).await {
                             Ok(Some(message)) => message,
-                            Ok(None) => return (batch, true),
-                            Err(_elapsed) => return (batch, false),
+                            Ok(None) => return (batch, AfterBatch::Stop),
+                            Err(_elapsed) => return (batch, AfterBatch::Continue),
                         }
                     }
                 };

@@ -20,6 +20,11 @@ pub struct Daemon {
 }
 
 pub fn spawn(home: &Path, env: &[(&str, &str)]) -> Child {
+    spawn_logging_to(home, env, Stdio::null())
+}
+
+/// `spawn`, with the daemon's log (stderr) going to `stderr`.
+pub fn spawn_logging_to(home: &Path, env: &[(&str, &str)], stderr: Stdio) -> Child {
     Command::new(BIN)
         .arg("serve")
         .env("SEMANTICA_HOME", home)
@@ -30,7 +35,7 @@ pub fn spawn(home: &Path, env: &[(&str, &str)]) -> Child {
         .env_remove("SEMANTICA_SOCKET")
         .envs(env.iter().copied())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("start semantica serve")
 }
@@ -42,8 +47,13 @@ impl Daemon {
 
     /// Starts with extra environment variables (e.g. `SEMANTICA_WORKERS`).
     pub fn start_with(home: &Path, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_logging_to(home, env, Stdio::null())
+    }
+
+    /// Starts with its log (stderr) going to `stderr`, e.g. a file the test reads.
+    pub fn start_logging_to(home: &Path, env: &[(&str, &str)], stderr: Stdio) -> Daemon {
         let _ = std::fs::remove_file(home.join("daemon.json"));
-        let mut child = spawn(home, env);
+        let mut child = spawn_logging_to(home, env, stderr);
         let started = Instant::now();
         loop {
             if let Ok(text) = std::fs::read_to_string(home.join("daemon.json")) {
@@ -63,6 +73,19 @@ impl Daemon {
 
     pub fn client(&self) -> Client {
         Client::with_token(&self.rpc_addr, &self.token, Duration::from_secs(60)).unwrap()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("the daemon runs").id() as i32
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).unwrap();
+    }
+
+    /// The daemon's exit status, if it has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().expect("the daemon was started").try_wait().unwrap()
     }
 
     /// SIGKILL: nothing gets to clean up.
