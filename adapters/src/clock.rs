@@ -127,12 +127,12 @@ impl<S: TimeSource> Clock for SystemClock<S> {
 
 /// A wall-clock time as engine time, at `offset_ms` (from [`SystemClock::offset_ms`]).
 pub fn wall_to_engine_ms(wall_ms: u64, offset_ms: i64) -> u64 {
-    (wall_ms as i64).saturating_sub(offset_ms).max(0) as u64
+    (i128::from(wall_ms) - i128::from(offset_ms)).clamp(0, i128::from(u64::MAX)) as u64
 }
 
 /// An engine time as wall-clock time, at `offset_ms`.
 pub fn engine_to_wall_ms(engine_ms: u64, offset_ms: i64) -> u64 {
-    (engine_ms as i64).saturating_add(offset_ms).max(0) as u64
+    (i128::from(engine_ms) + i128::from(offset_ms)).clamp(0, i128::from(u64::MAX)) as u64
 }
 
 #[cfg(test)]
@@ -190,6 +190,10 @@ mod tests {
         assert_eq!(clock.offset_ms(), HOUR_MS);
         assert_eq!(engine_to_wall_ms(clock.now_ms(), clock.offset_ms()), time.wall_ms());
         assert_eq!(wall_to_engine_ms(time.wall_ms() + 10, clock.offset_ms()), clock.now_ms() + 10);
+        // The far ends stay far ends (a filter of u64::MAX matches nothing, still).
+        assert_eq!(wall_to_engine_ms(u64::MAX, HOUR_MS), u64::MAX - HOUR_MS as u64);
+        assert_eq!(wall_to_engine_ms(u64::MAX, -HOUR_MS), u64::MAX);
+        assert_eq!(engine_to_wall_ms(5, -HOUR_MS), 0);
         // Two clocks read one after the other differ a little: that is no step.
         time.wall_ms.fetch_add(3, Ordering::SeqCst);
         assert_eq!(clock.offset_ms(), HOUR_MS, "a few ms of reading noise leave the offset alone");
