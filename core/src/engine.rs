@@ -76,6 +76,13 @@ pub enum Input {
     DeleteRecurring {
         name: String,
     },
+    /// The wall clock is `offset_ms` ahead of `now_ms` (negative: behind). `now_ms` counts
+    /// the time that really elapsed; recurring slots follow the wall clock, so a change of
+    /// the offset (a stepped wall clock) moves every recurring job's next slot. The driver
+    /// sends it after `Recover` and whenever the offset changes; until then it is 0.
+    WallClock {
+        offset_ms: i64,
+    },
 }
 
 /// `dev.retry.v1`: one job by id, or up to `limit` jobs that match `filter` (its
@@ -275,12 +282,20 @@ pub struct Memory {
     last_claimed_queue: Option<String>,
     /// The paused queues, as stored (read at recovery, kept by every pause and resume).
     paused: BTreeSet<String>,
+    /// How far the wall clock is ahead of `now_ms` (`Input::WallClock`).
+    wall_offset_ms: i64,
 }
 
 impl Default for Memory {
     /// A new engine's: not recovered, the system unknown.
     fn default() -> Memory {
-        Memory { system: SystemState::UNKNOWN, recovered: false, last_claimed_queue: None, paused: BTreeSet::new() }
+        Memory {
+            system: SystemState::UNKNOWN,
+            recovered: false,
+            last_claimed_queue: None,
+            paused: BTreeSet::new(),
+            wall_offset_ms: 0,
+        }
     }
 }
 
@@ -411,6 +426,10 @@ impl Engine {
                 }
                 Err(rejection) => Reply::Rejected(rejection),
             },
+            Input::WallClock { offset_ms } => {
+                wake_override = Some(self.wall_clock(&mut tx, offset_ms)?);
+                Reply::Accepted
+            }
             Input::DeleteRecurring { name } => {
                 let deleted = tx.recurring(&name)?.is_some();
                 if deleted {
@@ -767,9 +786,9 @@ impl Engine {
             );
             return Ok(Err(Rejection::Validation(error)));
         }
-        let next_at_ms = schedule.next_after(tx.now_ms);
         let (last_slot_ms, last_enqueued_job_id) =
             existing.map_or((None, None), |old| (old.last_slot_ms, old.last_enqueued_job_id));
+        let next_at_ms = self.next_slot_at(&schedule, tx.now_ms, last_slot_ms);
         tx.put_recurring(Recurring {
             name: name.clone(),
             cron,
@@ -788,31 +807,72 @@ impl Engine {
     /// together, so a slot fires at most once. Returns how many fired.
     fn fire_recurring(&mut self, tx: &mut Tx) -> StoreResult<usize> {
         let now_ms = tx.now_ms;
+        let wall_now_ms = self.wall_ms(now_ms);
         let due = tx.recurring_due(limits::TICK_RECURRING_MAX)?;
         let fired = due.len();
         for mut recurring in due {
-            let schedule = CronSchedule::parse(&recurring.cron, &recurring.timezone)
-                .unwrap_or_else(|error| panic!("recurring {:?} was stored invalid: {error:?}", recurring.name));
-            let next_at_ms = recurring.next_at_ms.expect("listed as due");
-            assert!(next_at_ms <= now_ms, "recurring {:?} listed before its slot", recurring.name);
-            let slot_ms = schedule.latest_at_or_before(now_ms).unwrap_or(next_at_ms).max(next_at_ms);
-            assert!(recurring.last_slot_ms.is_none_or(|last| last < slot_ms), "slot {slot_ms} fired twice");
-            let mut request = recurring.job.clone();
-            request.generation = Some((slot_ms / 1000) as i64);
-            // A job type that is no longer registered makes the slot enqueue nothing; the
-            // recurring job still moves on (and says so in last_enqueued_job_id = None).
-            recurring.last_enqueued_job_id = match request.validate(&self.config.job_types) {
-                Ok(valid) => match self.enqueue_valid(tx, valid)? {
-                    Ok(enqueued) => Some(enqueued.job_id),
+            let schedule = stored_schedule(&recurring);
+            assert!(recurring.next_at_ms.is_some_and(|at| at <= now_ms), "recurring {:?} listed early", recurring.name);
+            // Slots are wall-clock times; `last_slot_ms` too. `next_slot_at` only ever
+            // names a slot after the last one fired, and `WallClock` moves it with the
+            // wall clock, so a stepped-back wall clock cannot bring a fired slot back.
+            let slot_ms = schedule.latest_at_or_before(wall_now_ms);
+            assert!(
+                slot_ms.is_some_and(|slot| recurring.last_slot_ms.is_none_or(|last| last < slot)),
+                "recurring {:?}: slot {slot_ms:?} is not after the last one fired, {:?}",
+                recurring.name,
+                recurring.last_slot_ms
+            );
+            if let Some(slot_ms) = slot_ms {
+                let mut request = recurring.job.clone();
+                request.generation = Some((slot_ms / 1000) as i64);
+                // A job type that is no longer registered makes the slot enqueue nothing;
+                // the recurring job still moves on (last_enqueued_job_id = None says so).
+                recurring.last_enqueued_job_id = match request.validate(&self.config.job_types) {
+                    Ok(valid) => match self.enqueue_valid(tx, valid)? {
+                        Ok(enqueued) => Some(enqueued.job_id),
+                        Err(_) => None,
+                    },
                     Err(_) => None,
-                },
-                Err(_) => None,
-            };
-            recurring.last_slot_ms = Some(slot_ms);
-            recurring.next_at_ms = schedule.next_after(now_ms.max(slot_ms));
+                };
+                recurring.last_slot_ms = Some(slot_ms);
+            }
+            recurring.next_at_ms = self.next_slot_at(&schedule, now_ms, recurring.last_slot_ms);
+            assert!(recurring.next_at_ms.is_none_or(|at| at > now_ms), "recurring {:?} left due", recurring.name);
             tx.put_recurring(recurring);
         }
         Ok(fired)
+    }
+
+    /// The wall clock's time at `now_ms`.
+    fn wall_ms(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_add_signed(self.memory.wall_offset_ms)
+    }
+
+    /// When (in `now_ms` time) the first slot after the wall clock's now, and after the
+    /// last slot fired, comes; `None` when the expression has no slot left.
+    fn next_slot_at(&self, schedule: &CronSchedule, now_ms: u64, last_slot_ms: Option<u64>) -> Option<u64> {
+        let after_ms = self.wall_ms(now_ms).max(last_slot_ms.unwrap_or(0));
+        let slot_ms = schedule.next_after(after_ms)?;
+        Some(slot_ms.saturating_add_signed(-self.memory.wall_offset_ms).max(now_ms + 1))
+    }
+
+    /// A new offset of the wall clock: every recurring job's next slot moves with it.
+    /// Returns the earliest of them.
+    fn wall_clock(&mut self, tx: &mut Tx, offset_ms: i64) -> StoreResult<Option<u64>> {
+        if offset_ms == self.memory.wall_offset_ms {
+            return Ok(None);
+        }
+        self.memory.wall_offset_ms = offset_ms;
+        let now_ms = tx.now_ms;
+        let mut earliest: Option<u64> = None;
+        for mut recurring in tx.recurring_all()? {
+            let schedule = stored_schedule(&recurring);
+            recurring.next_at_ms = self.next_slot_at(&schedule, now_ms, recurring.last_slot_ms);
+            earliest = [earliest, recurring.next_at_ms].into_iter().flatten().min();
+            tx.put_recurring(recurring);
+        }
+        Ok(earliest)
     }
 
     // ---- claim ---------------------------------------------------------------------
@@ -1283,4 +1343,9 @@ fn recurring_job_check(job: &EnqueueRequest, config: &Config) -> Result<(), Vali
         ));
     }
     job.validate(&config.job_types).map(|_| ()).map_err(|error| error.within("job"))
+}
+
+fn stored_schedule(recurring: &Recurring) -> CronSchedule {
+    CronSchedule::parse(&recurring.cron, &recurring.timezone)
+        .unwrap_or_else(|error| panic!("recurring {:?} was stored invalid: {error:?}", recurring.name))
 }

@@ -260,6 +260,19 @@ impl<'s> Tx<'s> {
         }
     }
 
+    /// Every recurring job, counting this step's changes, by name.
+    pub fn recurring_all(&self) -> StoreResult<Vec<Recurring>> {
+        let mut all: BTreeMap<String, Recurring> =
+            self.store.recurring_list()?.into_iter().map(|r| (r.name.clone(), r)).collect();
+        for (name, changed) in &self.recurring {
+            match changed {
+                Some(recurring) => all.insert(name.clone(), recurring.clone()),
+                None => all.remove(name),
+            };
+        }
+        Ok(all.into_values().collect())
+    }
+
     /// How many recurring jobs exist, counting this step's changes.
     pub fn recurring_count(&self) -> StoreResult<usize> {
         let stored = self.store.recurring_list()?;

@@ -131,6 +131,8 @@ pub struct Service {
     stopping: AtomicBool,
     /// Reports are no longer recorded (the shutdown grace ran out).
     abandoning: AtomicBool,
+    /// The wall clock's offset the engine was last told (`Input::WallClock`).
+    wall_offset_sent_ms: std::sync::atomic::AtomicI64,
 }
 
 impl Service {
@@ -176,10 +178,12 @@ impl Service {
             system: Mutex::new((SystemState::UNKNOWN, 0)),
             stopping: AtomicBool::new(false),
             abandoning: AtomicBool::new(false),
+            wall_offset_sent_ms: std::sync::atomic::AtomicI64::new(0),
         });
         let recovered = service.submit(Input::Recover).await.map_err(|e| format!("restart recovery failed: {e}"))?;
         info!(reply = ?recovered.reply, "recovered");
         service.apply(&recovered);
+        service.follow_wall_clock().await;
         service.probe_once(&mut ProcProbe::default()).await;
         tokio::spawn(Arc::clone(&service).schedule());
         tokio::spawn(Arc::clone(&service).pump_reports(reports));
@@ -345,9 +349,27 @@ impl Service {
         }
     }
 
+    /// Tells the engine when the wall clock moved against engine time (recurring slots
+    /// follow the wall clock; see `semantica_adapters::clock`).
+    async fn follow_wall_clock(&self) {
+        let offset_ms = self.clock.offset_ms();
+        if offset_ms == self.wall_offset_sent_ms.load(Ordering::Acquire) {
+            return;
+        }
+        match self.submit(Input::WallClock { offset_ms }).await {
+            Ok(step) => {
+                info!(offset_ms, "the wall clock moved against engine time");
+                self.wall_offset_sent_ms.store(offset_ms, Ordering::Release);
+                self.apply(&step);
+            }
+            Err(error) => warn!(%error, "cannot pass on the wall clock's offset; trying again shortly"),
+        }
+    }
+
     /// Turns due wake-ups into `Tick` and free workers into `Claim`, until shutdown.
     async fn schedule(self: Arc<Service>) {
         while !self.stopping.load(Ordering::Acquire) {
+            self.follow_wall_clock().await;
             self.claim_all().await;
             let now_ms = self.clock.now_ms();
             let wake_ms = self.next_wake_ms.load(Ordering::Acquire);

@@ -85,7 +85,7 @@ fn durations_count_real_time_when_the_wall_clock_is_stepped_back_or_forward() {
             (created - (real_ms() + HOUR_MS)).abs() < 15_000,
             "created_at {created} is not on the stepped wall clock"
         );
-        // A schedule.at given on that wall clock, 2 s ahead, is due 2 s from now.
+        // A schedule.at given on that wall clock, 5 s ahead, is due 5 s from now.
         let at = created + 5_000;
         let timed = json!({"job_type": "noop", "queue": "t", "subject_key": "at", "schedule": {"at": at}});
         let timed = client.call("dev.enqueue.v1", params(timed)).await.unwrap();
@@ -94,5 +94,30 @@ fn durations_count_real_time_when_the_wall_clock_is_stepped_back_or_forward() {
         let ran =
             client.call("dev.wait.v1", params(json!({"job_id": timed["job_id"], "timeout_ms": 20_000}))).await.unwrap();
         assert_eq!(ran["state"], "DONE", "{ran}");
+
+        // Cron slots follow the wall clock: stepped to 30 s past a real minute, a minute
+        // slot is on the stepped clock's minute, and fires when that clock reaches it.
+        std::fs::write(&offset_file, "+3630").unwrap();
+        tokio::time::sleep(Duration::from_millis(2_500)).await; // the scheduler notices within a second
+        let job = json!({"job_type": "noop", "queue": "t", "subject_key": "minutely"});
+        let set = json!({"name": "m", "cron": "* * * * *", "job": job});
+        let set = client.call("dev.recurring.set.v1", params(set)).await.unwrap();
+        let next_at = set["next_at"].as_i64().unwrap();
+        assert_eq!(next_at % 60_000, 0, "a minute of the wall clock: {set}");
+        let stepped_now = real_ms() + HOUR_MS + 30_000;
+        assert!(next_at > stepped_now - 5_000 && next_at <= stepped_now + 60_000, "{next_at} vs {stepped_now}");
+        let started = Instant::now();
+        let fired = loop {
+            let list = client.call("dev.recurring.list.v1", params(json!({}))).await.unwrap();
+            if let Some(id) = list["items"][0]["last_enqueued_job_id"].as_str() {
+                break id.to_owned();
+            }
+            assert!(started.elapsed() < Duration::from_secs(75), "the slot did not fire: {list}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let view = client.call("dev.get.v1", params(json!({"job_id": fired}))).await.unwrap();
+        assert_eq!(view["generation"].as_i64(), Some(next_at / 1000), "{view}");
+        let created = view["created_at"].as_i64().unwrap();
+        assert!((created - next_at).abs() < 3_000, "fired at {created}, the slot is {next_at}");
     });
 }
