@@ -7,8 +7,9 @@
 use crate::bytes::Bytes;
 use crate::harness::{self, World};
 use semantica_core::{
-    BackoffRequest, CancelRequest, Conditions, Config, Engine, EnqueueRequest, ErrorKind, Input, JobId, MemStore,
-    Outcome, Reply, Report, ScheduleRequest, SeededIds, SplitMix64, SystemState,
+    BackoffRequest, CancelRequest, Conditions, Config, Engine, EnqueueRequest, ErrorKind, Input, JobId, JobQuery,
+    MemStore, Outcome, RecurringRequest, Reply, Report, RetryRequest, ScheduleRequest, SeededIds, SplitMix64,
+    SystemState,
 };
 
 /// Most operations one input drives; longer inputs are cut.
@@ -141,7 +142,8 @@ fn pick<T: Clone>(items: &[T], index: u8) -> Option<T> {
 
 /// Target `engine_ops`: the input is a seed and a sequence of engine inputs (enqueues,
 /// batches, claims, executor reports including duplicates and stale ones, cancels,
-/// time, events, system changes, restarts, purges); the harness's checker judges every
+/// time, events, system changes, restarts, purges, pauses, retries, recurring jobs and
+/// wall-clock steps); the harness's checker judges every
 /// step against the rules of API.md, and the engine must never panic.
 pub fn engine_ops(data: &[u8]) {
     let mut bytes = Bytes::new(data);
@@ -152,7 +154,7 @@ pub fn engine_ops(data: &[u8]) {
         if bytes.is_empty() {
             break;
         }
-        match bytes.u8() % 20 {
+        match bytes.u8() % 24 {
             0..=3 => {
                 let request = request(&mut bytes, world.now_ms, &known);
                 if let Reply::Enqueued(enqueued) = world.enqueue(request) {
@@ -255,6 +257,45 @@ pub fn engine_ops(data: &[u8]) {
                     is_charging: flags & 2 != 0,
                 };
                 world.step(Input::SystemChanged(system));
+            }
+            20 => {
+                let flags = bytes.u8();
+                let queue = ["default", "serial", "bulk"][usize::from(flags % 3)].to_owned();
+                world.step(Input::PauseQueue { queue, paused: flags & 4 != 0 });
+            }
+            21 => {
+                let request = match pick(&known, bytes.u8()) {
+                    Some(job_id) if bytes.u8() % 2 == 0 => {
+                        RetryRequest { job_id: Some(job_id), ..RetryRequest::default() }
+                    }
+                    _ => RetryRequest {
+                        filter: Some(JobQuery { queues: vec!["default".into()], ..JobQuery::default() }),
+                        limit: Some(i64::from(bytes.u8() % 4) + 1),
+                        job_id: None,
+                    },
+                };
+                if let Reply::Retried(results) = world.step(Input::Retry(Box::new(request))).reply {
+                    known.extend(results.iter().map(|r| r.job_id));
+                }
+            }
+            22 => {
+                let flags = bytes.u8();
+                let name = format!("r{}", flags % 3);
+                if flags & 8 != 0 {
+                    world.step(Input::DeleteRecurring { name });
+                } else {
+                    let cron = ["* * * * *", "*/5 * * * *", "0 * * * *", "not a cron"][usize::from((flags >> 4) % 4)];
+                    let job = request(&mut bytes, world.now_ms, &[]);
+                    let job = EnqueueRequest { generation: None, schedule: None, ..job };
+                    let request = RecurringRequest { name, cron: cron.into(), timezone: None, job };
+                    world.step(Input::SetRecurring(Box::new(request)));
+                }
+            }
+            23 => {
+                // The wall clock stepped: minutes or days, back or forward.
+                let step_ms = i64::from(bytes.u16()) * if bytes.u8() % 2 == 0 { 1_000 } else { -60_000 };
+                world.step(Input::WallClock { offset_ms: step_ms });
+                world.advance(u64::from(bytes.u16()) * 100);
             }
             _ => {
                 if bytes.u8() % 2 == 0 {
