@@ -16,6 +16,8 @@ use semantica_core::{
     RetryRequest, Step, Store, SystemState, Write,
 };
 
+use semantica_core::cron::Schedule;
+
 use crate::backend::all_jobs;
 use crate::describe;
 
@@ -83,6 +85,18 @@ pub struct Checker {
     recurring: BTreeMap<String, Recurring>,
     /// Every (name, slot) that fired: a slot fires at most once, across crashes too.
     fired_slots: BTreeSet<(String, u64)>,
+    /// Every (name, generation) a firing enqueued: a generation is never repeated either.
+    fired_generations: BTreeSet<(String, u64)>,
+    /// How far the wall clock is ahead of engine time, as far as the current engine was
+    /// told (`Input::WallClock` steps it committed; 0 for a fresh engine until told again).
+    wall_offset_ms: i64,
+    /// Per recurring job, the wall time at which its next slot was last worked out (a
+    /// set, a firing, or a wall-clock step): no slot at or before it, or at or before the
+    /// last one fired, is owed; every slot after both is, once its time comes.
+    slots_owed_after_ms: BTreeMap<String, u64>,
+    /// Each stored recurring job's schedule, parsed once per put (`None`: it does not
+    /// parse, which `recurring_slot_off_wall_clock` reports at its next use).
+    schedules: BTreeMap<String, Option<Schedule>>,
 }
 
 impl Checker {
@@ -99,6 +113,10 @@ impl Checker {
             paused: BTreeSet::new(),
             recurring: BTreeMap::new(),
             fired_slots: BTreeSet::new(),
+            fired_generations: BTreeSet::new(),
+            wall_offset_ms: 0,
+            slots_owed_after_ms: BTreeMap::new(),
+            schedules: BTreeMap::new(),
         }
     }
 
@@ -145,6 +163,16 @@ impl Checker {
         self.recurring.values()
     }
 
+    /// The wall clock's offset the current engine acknowledged.
+    pub fn wall_offset_ms(&self) -> i64 {
+        self.wall_offset_ms
+    }
+
+    /// The wall clock's time at engine time `now_ms`, as the current engine knows it.
+    fn wall_ms(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_add_signed(self.wall_offset_ms)
+    }
+
     /// How many recurring slots fired so far.
     pub fn fired_slot_count(&self) -> usize {
         self.fired_slots.len()
@@ -171,6 +199,10 @@ impl Checker {
     /// Checks one committed step, then takes its writes into the mirror.
     pub fn observe(&mut self, obs: &Observation) -> Check {
         let step = obs.step;
+        if obs.input == &Input::Recover {
+            // A new engine knows no offset until the driver tells it again.
+            self.wall_offset_ms = 0;
+        }
         let pending_pop_order = self.pop_order_obligations(obs);
         for write in &step.persist.writes {
             self.check_write(write)?;
@@ -191,11 +223,14 @@ impl Checker {
             self.apply(write);
         }
         self.check_starts(obs, &before, &paused_before)?;
+        if let Input::WallClock { offset_ms } = obs.input {
+            self.check_wall_clock_step(obs, *offset_ms)?;
+        }
         self.check_firings(obs, &recurring_before)?;
         self.check_pop_order(&pending_pop_order, obs)?;
         self.check_occupancy()?;
         self.check_reply(obs)?;
-        self.check_controls_reply(obs, &recurring_before)?;
+        self.check_controls_reply(obs, &recurring_before, &before)?;
         if obs.input == &Input::Tick {
             self.check_timers(obs)?;
         }
@@ -301,10 +336,19 @@ impl Checker {
                 self.paused.remove(queue);
             }
             Write::PutRecurring(recurring) => {
+                let schedule = Schedule::parse(&recurring.cron, &recurring.timezone).ok();
+                self.schedules.insert(recurring.name.clone(), schedule);
                 self.recurring.insert(recurring.name.clone(), recurring.clone());
             }
             Write::DeleteRecurring { name } => {
                 self.recurring.remove(name);
+                self.schedules.remove(name);
+                self.slots_owed_after_ms.remove(name);
+                // A recurring job set again under this name is a new one: the deleted one's
+                // slots are forgotten with it (the wall clock stepped back can bring them
+                // round again).
+                self.fired_slots.retain(|(fired, _)| fired != name);
+                self.fired_generations.retain(|(fired, _)| fired != name);
             }
         }
     }
@@ -325,6 +369,7 @@ impl Checker {
                         format!("job {} (attempt {}) started in paused queue {:?}", job.id, job.attempts, job.queue),
                     );
                 }
+                check_start_in_time(obs.now_ms, job)?;
                 started.insert((job.id, job.attempts));
             }
         }
@@ -364,18 +409,26 @@ impl Checker {
         Ok(())
     }
 
-    /// Recurring slots. A firing (a put of a recurring job that a client did not set) fires a slot that has
-    /// come and that the recurring job had not passed, strictly after its last one, and
-    /// never a (name, slot) twice, across crashes too; it enqueues the recurring job's
-    /// subject at the slot's epoch second as generation, and moves the job past now, so
-    /// that the slots it collapsed into this one are not left due.
+    /// Recurring slots. A firing (a put of a recurring job that a client did not set) fires
+    /// the latest wall-clock slot at or before the wall clock's now (engine time plus the
+    /// offset the engine was told), once its stored next slot has come in engine time;
+    /// that slot lies strictly after the last one fired, and no (name, slot) or (name,
+    /// generation) fires twice, across crashes and steps of the wall clock back too. It
+    /// enqueues the recurring job's subject at the slot's epoch second as generation, and
+    /// moves the job to where the rule puts its next slot (the first wall slot after the
+    /// later of the wall clock's now and the last slot fired, in engine time), so that the
+    /// slots it collapsed into this one are not left due. A set puts its next slot by the
+    /// same rule.
     fn check_firings(&mut self, obs: &Observation, before: &BTreeMap<String, Recurring>) -> Check {
         let now_ms = obs.now_ms;
+        let wall_now_ms = self.wall_ms(now_ms);
+        let offset_ms = self.wall_offset_ms;
         for write in &obs.step.persist.writes {
             let Write::PutRecurring(new) = write else { continue };
             let name = &new.name;
             let old = before.get(name);
             let old_slot = old.and_then(|old| old.last_slot_ms);
+            let schedule = self.schedule(name)?.clone();
             // Only a client's set puts a recurring job without firing it (and keeps its
             // last slot); every other put is a firing.
             if let Input::SetRecurring(_) = obs.input {
@@ -385,7 +438,12 @@ impl Checker {
                         format!("recurring {name:?}: a set moved the last slot"),
                     );
                 }
+                self.check_next_at_by_rule(new, &schedule, now_ms, "set")?;
+                self.slots_owed_after_ms.insert(name.clone(), wall_now_ms);
                 continue;
+            }
+            if let Input::WallClock { .. } = obs.input {
+                continue; // judged by check_wall_clock_step
             }
             let twice = |detail: String| fail("recurring_slot_fired_twice", format!("recurring {name:?}: {detail}"));
             let Some(slot) = new.last_slot_ms else {
@@ -397,26 +455,46 @@ impl Checker {
             if !self.fired_slots.insert((name.clone(), slot)) {
                 return twice(format!("slot {slot} fired again"));
             }
+            if !self.fired_generations.insert((name.clone(), slot / 1000)) {
+                return twice(format!("generation {} (slot {slot}) fired again", slot / 1000));
+            }
             let Some(old) = old else {
                 return fail("store_diverged", format!("recurring {name:?} fired slot {slot} without being stored"));
             };
             match old.next_at_ms {
                 None => return fail("recurring_slot_fired_early", format!("{name:?} had no slot left, fired {slot}")),
-                Some(next) if next > now_ms || slot > now_ms => {
+                Some(next) if next > now_ms || slot > wall_now_ms => {
                     return fail(
                         "recurring_slot_fired_early",
-                        format!("{name:?} fired slot {slot} at {now_ms}; its next slot was {next}"),
+                        format!(
+                            "{name:?} fired slot {slot} at {now_ms} (wall {wall_now_ms}); its next slot was due at {next}"
+                        ),
                     );
-                }
-                Some(next) if slot < next => {
-                    return twice(format!("fired slot {slot}, which it had passed (next {next})"))
                 }
                 Some(_) => {}
             }
+            let latest = schedule.latest_at_or_before(wall_now_ms);
+            if latest != Some(slot) {
+                return fail(
+                    "recurring_slot_off_wall_clock",
+                    format!(
+                        "{name:?} ({:?} in {}) fired slot {slot} at {now_ms}, wall {wall_now_ms} (offset {offset_ms}); the latest slot at or before the wall clock is {latest:?}",
+                        new.cron, new.timezone
+                    ),
+                );
+            }
+            // The stored next slot, back in wall time, was the first one owed.
+            if let Some(next) = old.next_at_ms.filter(|next| slot < next.saturating_add_signed(offset_ms)) {
+                return twice(format!(
+                    "fired slot {slot}, which it had passed (next due at {next}, wall {})",
+                    next.saturating_add_signed(offset_ms)
+                ));
+            }
             match new.next_at_ms {
-                Some(next) if next <= slot => {
+                Some(next) if next.saturating_add_signed(offset_ms) <= slot => {
                     return twice(format!(
-                        "next_at_ms {next} is not after the slot {slot} it fired: that slot stays due"
+                        "next_at_ms {next} (wall {}) is not after the slot {slot} it fired: that slot stays due",
+                        next.saturating_add_signed(offset_ms)
                     ));
                 }
                 Some(next) if next <= now_ms => {
@@ -427,6 +505,8 @@ impl Checker {
                 }
                 _ => {}
             }
+            self.check_next_at_by_rule(new, &schedule, now_ms, "firing")?;
+            self.slots_owed_after_ms.insert(name.clone(), wall_now_ms);
             let Some(id) = new.last_enqueued_job_id else { continue }; // the enqueue was refused
             let Some(job) = self.jobs.get(&id) else {
                 return fail("acked_job_lost", format!("recurring {name:?} slot {slot} enqueued job {id}, not stored"));
@@ -445,8 +525,104 @@ impl Checker {
         Ok(())
     }
 
+    /// A committed `Input::WallClock`: the engine now knows the new offset. It touches no
+    /// job and no process (delays, timeouts, TTLs, deadlines and back-offs count engine
+    /// time, which a wall-clock step does not move); when the offset changed, every
+    /// recurring job's next slot moved to where the rule puts it on the new wall clock.
+    fn check_wall_clock_step(&mut self, obs: &Observation, offset_ms: i64) -> Check {
+        let step = obs.step;
+        let job_write = step.persist.writes.iter().find_map(|write| match write {
+            Write::Insert(job) | Write::Update(job) => Some(format!("job {} ({})", job.id, job.state)),
+            Write::Delete { id, .. } => Some(format!("a purge of job {id}")),
+            Write::QueuePaused { queue, .. } => Some(format!("a pause of queue {queue:?}")),
+            Write::PutRecurring(_) | Write::DeleteRecurring { .. } => None,
+        });
+        if let Some(what) = job_write {
+            return fail("timer_moved_by_wall_clock", format!("a wall-clock step to offset {offset_ms} wrote {what}"));
+        }
+        if !step.actions.is_empty() {
+            return fail(
+                "timer_moved_by_wall_clock",
+                format!("a wall-clock step to offset {offset_ms} acted: {}", describe::actions(&step.actions)),
+            );
+        }
+        if step.persist.writes.iter().any(|write| matches!(write, Write::DeleteRecurring { .. })) {
+            return fail("store_diverged", format!("a wall-clock step to offset {offset_ms} deleted a recurring job"));
+        }
+        let changed = offset_ms != self.wall_offset_ms;
+        self.wall_offset_ms = offset_ms;
+        if !changed {
+            return Ok(());
+        }
+        let wall_now_ms = self.wall_ms(obs.now_ms);
+        let names: Vec<String> = self.recurring.keys().cloned().collect();
+        for name in names {
+            let schedule = self.schedule(&name)?;
+            self.check_next_at_by_rule(&self.recurring[&name], schedule, obs.now_ms, "wall-clock step")?;
+            self.slots_owed_after_ms.insert(name, wall_now_ms);
+        }
+        Ok(())
+    }
+
+    /// The parsed schedule of a stored recurring job.
+    fn schedule(&self, name: &str) -> Result<&Schedule, Violation> {
+        match self.schedules.get(name) {
+            Some(Some(schedule)) => Ok(schedule),
+            _ => {
+                let recurring = self.recurring.get(name);
+                Err(Violation::new(
+                    "recurring_slot_off_wall_clock",
+                    format!("recurring {name:?} is stored with a schedule that does not parse: {recurring:?}"),
+                ))
+            }
+        }
+    }
+
+    /// `recurring.next_at_ms` is where the rule puts it at `now_ms` on the wall clock the
+    /// engine knows: the first slot after the later of the wall clock's now and the last
+    /// slot fired, minus the offset, and after now.
+    fn check_next_at_by_rule(&self, recurring: &Recurring, schedule: &Schedule, now_ms: u64, after: &str) -> Check {
+        let wall_now_ms = self.wall_ms(now_ms);
+        let after_ms = wall_now_ms.max(recurring.last_slot_ms.unwrap_or(0));
+        let slot_ms = schedule.next_after(after_ms);
+        let expected = slot_ms.map(|slot| slot.saturating_add_signed(-self.wall_offset_ms).max(now_ms + 1));
+        if recurring.next_at_ms != expected {
+            return fail(
+                "recurring_slot_off_wall_clock",
+                format!(
+                    "after a {after} at {now_ms} (wall {wall_now_ms}, offset {}), {:?} ({:?} in {}, last slot {:?}) is due at {:?}; its next wall slot {slot_ms:?} is due at {expected:?}",
+                    self.wall_offset_ms,
+                    recurring.name,
+                    recurring.cron,
+                    recurring.timezone,
+                    recurring.last_slot_ms,
+                    recurring.next_at_ms
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// A slot of `recurring` whose wall-clock time has come and that is owed: after the
+    /// last one fired and after the wall time its next slot was last worked out at.
+    fn owed_slot(&self, recurring: &Recurring, now_ms: u64) -> Result<Option<u64>, Violation> {
+        let schedule = self.schedule(&recurring.name)?;
+        let owed_after_ms = self
+            .slots_owed_after_ms
+            .get(&recurring.name)
+            .copied()
+            .unwrap_or(0)
+            .max(recurring.last_slot_ms.unwrap_or(0));
+        Ok(schedule.latest_at_or_before(self.wall_ms(now_ms)).filter(|slot| *slot > owed_after_ms))
+    }
+
     /// Replies to pause, retry and recurring inputs agree with what the step wrote.
-    fn check_controls_reply(&self, obs: &Observation, recurring_before: &BTreeMap<String, Recurring>) -> Check {
+    fn check_controls_reply(
+        &self,
+        obs: &Observation,
+        recurring_before: &BTreeMap<String, Recurring>,
+        before: &BTreeMap<JobId, Job>,
+    ) -> Check {
         let disagree = |detail: String| fail("reply_disagrees_with_store", detail);
         match (obs.input, &obs.step.reply) {
             (_, Reply::QueuePaused { queue, paused }) if self.paused.contains(queue) != *paused => {
@@ -478,7 +654,7 @@ impl Checker {
                 }
                 Ok(())
             }
-            (Input::Retry(request), Reply::Retried(results)) => self.check_retry(request, results),
+            (Input::Retry(request), Reply::Retried(results)) => self.check_retry(request, results, before),
             (Input::Retry(request), Reply::Rejected(Rejection::NotFound(id))) => match self.jobs.get(id) {
                 Some(job) if request.job_id == Some(*id) => {
                     fail("retry_wrong", format!("retry of job {id} said not found; it is {}", job.state))
@@ -500,7 +676,7 @@ impl Checker {
     /// `retry_of` and obeys the supersede rules of an enqueue; a retry by id retried that
     /// job; a retry by filter retried only matching jobs, at most `limit`, and every one
     /// when it retried fewer.
-    fn check_retry(&self, request: &RetryRequest, results: &[Enqueued]) -> Check {
+    fn check_retry(&self, request: &RetryRequest, results: &[Enqueued], before: &BTreeMap<JobId, Job>) -> Check {
         let wrong = |detail: String| fail("retry_wrong", detail);
         let mut retried = BTreeSet::new();
         let mut new_ids = BTreeSet::new();
@@ -568,8 +744,15 @@ impl Checker {
                 if results.len() == limit {
                     return Ok(());
                 }
+                // Judged as the jobs were when the retry began: one that only came to match
+                // in this step (a waiting job of a retried subject that the retry's enqueue
+                // ended) was not there to be taken.
                 let left = self.jobs.values().find(|job| {
-                    !new_ids.contains(&job.id) && !retried.contains(&job.id) && retry_filter_matches(filter, job)
+                    let was = before.get(&job.id).unwrap_or(job);
+                    !new_ids.contains(&job.id)
+                        && !retried.contains(&job.id)
+                        && retry_filter_matches(filter, job)
+                        && retry_filter_matches(filter, was)
                 });
                 match left {
                     Some(job) => wrong(format!(
@@ -783,6 +966,19 @@ impl Checker {
                 ),
             );
         }
+        for recurring in self.recurring.values() {
+            if let Some(slot) = self.owed_slot(recurring, now_ms)? {
+                return fail(
+                    "recurring_slot_missed",
+                    format!(
+                        "recurring {:?} owes wall slot {slot} at {now_ms} (wall {}) after a tick; next due at {:?}",
+                        recurring.name,
+                        self.wall_ms(now_ms),
+                        recurring.next_at_ms
+                    ),
+                );
+            }
+        }
         for job in self.active_jobs() {
             if job.state.is_terminal() {
                 continue;
@@ -935,21 +1131,37 @@ impl Checker {
     }
 
     /// After the liveness phase has ticked up to its end: every stored recurring job's
-    /// next slot lies ahead (each slot that came fired, or collapsed into one that did).
+    /// next slot lies ahead in engine time, and no wall-clock slot that came (by the
+    /// offset the engine knows) is owed: each fired, or collapsed into one that did.
     pub fn check_recurring_caught_up(&self, store: &dyn Store, now_ms: u64) -> Check {
         let stored = store
             .recurring_list()
             .map_err(|error| Violation::new("store_diverged", format!("the store could not be read: {error}")))?;
-        match stored.iter().find(|r| r.next_at_ms.is_some_and(|next| next <= now_ms)) {
-            Some(recurring) => fail(
+        if let Some(recurring) = stored.iter().find(|r| r.next_at_ms.is_some_and(|next| next <= now_ms)) {
+            return fail(
                 "recurring_slot_missed",
                 format!(
                     "recurring {:?} ({:?} in {}) still has slot {:?} due at {now_ms}, its last fired {:?}",
                     recurring.name, recurring.cron, recurring.timezone, recurring.next_at_ms, recurring.last_slot_ms
                 ),
-            ),
-            None => Ok(()),
+            );
         }
+        for recurring in &stored {
+            if let Some(slot) = self.owed_slot(recurring, now_ms)? {
+                return fail(
+                    "recurring_slot_missed",
+                    format!(
+                        "recurring {:?} ({:?} in {}) owes wall slot {slot} at {now_ms} (wall {}), its last fired {:?}",
+                        recurring.name,
+                        recurring.cron,
+                        recurring.timezone,
+                        self.wall_ms(now_ms),
+                        recurring.last_slot_ms
+                    ),
+                );
+            }
+        }
+        Ok(())
     }
 
     /// The liveness phase is over: every job ended and no process is left.
@@ -977,6 +1189,25 @@ fn check_job_shape(job: &Job) -> Check {
     }
     if job.state.is_terminal() && job.finished_at_ms.is_none() {
         return fail("terminal_without_finish", format!("job {} is {} without finished_at", job.id, job.state));
+    }
+    Ok(())
+}
+
+/// A job that starts an attempt at `now_ms` (engine time) is due and has not expired:
+/// delays, back-offs, TTLs and deadlines count engine time, whatever the wall clock does.
+fn check_start_in_time(now_ms: u64, job: &Job) -> Check {
+    if job.due_at_ms > now_ms {
+        return fail(
+            "started_before_due",
+            format!("job {} started attempt {} at {now_ms}, due at {}", job.id, job.attempts, job.due_at_ms),
+        );
+    }
+    let ttl_at_ms = job.ttl_ms.map(|ttl| job.due_at_ms.saturating_add(ttl));
+    if let Some(at) = [job.deadline_ms, ttl_at_ms].into_iter().flatten().find(|at| *at <= now_ms) {
+        return fail(
+            "started_after_expiry",
+            format!("job {} started attempt {} at {now_ms}; its deadline or ttl ran out at {at}", job.id, job.attempts),
+        );
     }
     Ok(())
 }

@@ -43,6 +43,15 @@ const THINK_MS_MAX: u64 = 2_000;
 /// without them a run spans a few minutes of simulated time, and recurring slots, a minute
 /// apart at best, would hardly fire under faults.
 const IDLE_MS_MAX: u64 = 15 * 60_000;
+/// A small step of the wall clock: 1 s to 2 minutes (NTP slewing gave up, a person
+/// fixed the time)...
+const WALL_STEP_SMALL_MS: (u64, u64) = (1_000, 120_000);
+/// ...and a large one: an hour (a time zone or DST mistake) to two days (a dead RTC
+/// battery, a VM restored from a snapshot).
+const WALL_STEP_LARGE_MS: (u64, u64) = (3_600_000, 2 * 24 * 3_600_000);
+/// The wall clock never goes further back than this from the start: simulated dates stay
+/// in this century whatever the steps add up to.
+const WALL_OFFSET_MS_MIN: i64 = -(30 * 24 * 3_600_000);
 /// How long the liveness phase lets recurring jobs fire before it checks that no slot was
 /// missed: more than an hour, so that hourly slots come too, in every time zone.
 const RECURRING_WINDOW_MS: u64 = 65 * 60_000;
@@ -93,6 +102,9 @@ pub struct FaultRates {
     pub commit_fail_per_mille: u64,
     pub read_fail_per_mille: u64,
     pub executor: ExecutorFaults,
+    /// A step of the wall clock (back or forward, small or large) before a step, per
+    /// mille of steps; engine time runs on untouched.
+    pub clock_step_per_mille: u64,
 }
 
 impl FaultRates {
@@ -108,6 +120,8 @@ impl FaultRates {
                 late_ms_max: 1 + pick(10_000),
                 duplicate_per_mille: pick(100),
             },
+            // Drawn last, so that every other rate of a seed stays as it was.
+            clock_step_per_mille: pick(5),
         }
     }
 }
@@ -116,14 +130,15 @@ impl std::fmt::Display for FaultRates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "crash={}‰ crash_after_commit={}‰ commit_fail={}‰ read_fail={}‰ report_late={}‰(≤{}ms) report_dup={}‰",
+            "crash={}‰ crash_after_commit={}‰ commit_fail={}‰ read_fail={}‰ report_late={}‰(≤{}ms) report_dup={}‰ clock_step={}‰",
             self.crash_per_mille,
             self.crash_after_commit_per_mille,
             self.commit_fail_per_mille,
             self.read_fail_per_mille,
             self.executor.late_per_mille,
             self.executor.late_ms_max,
-            self.executor.duplicate_per_mille
+            self.executor.duplicate_per_mille,
+            self.clock_step_per_mille
         )
     }
 }
@@ -157,6 +172,8 @@ pub struct Stats {
     /// Recurring slots that fired in the main phase, under faults, and in all.
     pub slots_fired_main: u64,
     pub slots_fired: u64,
+    /// Steps of the wall clock.
+    pub clock_steps: u64,
 }
 
 /// The outcome of one seed.
@@ -301,7 +318,12 @@ struct Sim {
     config: Config,
     rates: FaultRates,
     faults_on: bool,
+    /// Engine time: it never goes back and no fault moves it.
     now_ms: u64,
+    /// How far the simulated wall clock is ahead of `now_ms` (the clock-step fault moves it).
+    wall_offset_ms: i64,
+    /// The current engine has not yet taken in `wall_offset_ms`.
+    wall_dirty: bool,
     nodes: Vec<Node>,
     executor: SimExecutor,
     probe: SimProbe,
@@ -345,6 +367,8 @@ impl Sim {
             rates,
             faults_on: true,
             now_ms: START_MS,
+            wall_offset_ms: 0,
+            wall_dirty: false,
             nodes,
             executor: SimExecutor::new(derive(seed, STREAM_EXECUTOR), rates.executor),
             probe: SimProbe::new(derive(seed, STREAM_PROBE), START_MS),
@@ -437,6 +461,13 @@ impl Sim {
             self.trace.record(&format!("t={} CRASH", self.now_ms));
             return self.restart();
         }
+        if self.rates.clock_step_per_mille > 0 && self.fault_rng.chance(self.rates.clock_step_per_mille, 1000) {
+            self.step_wall_clock();
+        }
+        // As the daemon does within a second of noticing, before any tick can fire a slot.
+        if self.wall_dirty {
+            return self.send_wall_clock();
+        }
         if self.system_dirty {
             return self.send_system();
         }
@@ -489,6 +520,28 @@ impl Sim {
             .active_jobs()
             .any(|job| job.state == semantica_core::JobState::Queued && !paused.contains(&job.queue));
         self.claim_wanted |= queued && running < self.config.workers;
+    }
+
+    /// The clock-step fault: the wall clock jumps back or forward, a little or a lot.
+    fn step_wall_clock(&mut self) {
+        let (low, high) = if self.fault_rng.chance(1, 2) { WALL_STEP_SMALL_MS } else { WALL_STEP_LARGE_MS };
+        let size_ms = (low + self.fault_rng.below(high - low + 1)) as i64;
+        let back = self.fault_rng.chance(1, 2);
+        let step_ms = if back && self.wall_offset_ms - size_ms >= WALL_OFFSET_MS_MIN { -size_ms } else { size_ms };
+        self.wall_offset_ms += step_ms;
+        self.wall_dirty = true;
+        self.stats.clock_steps += 1;
+        self.trace
+            .record(&format!("t={} WALL CLOCK stepped {step_ms:+} ms, offset {} ms", self.now_ms, self.wall_offset_ms));
+    }
+
+    /// Tells the engine the wall clock's offset; until it has taken it in, it is sent
+    /// again before anything else.
+    fn send_wall_clock(&mut self) -> Result<(), Violation> {
+        if let Exec::Done(_) = self.execute(Input::WallClock { offset_ms: self.wall_offset_ms })? {
+            self.wall_dirty = false;
+        }
+        Ok(())
     }
 
     fn send_system(&mut self) -> Result<(), Violation> {
@@ -854,6 +907,12 @@ impl Sim {
                 Exec::Done(_) => {
                     self.system_dirty = true;
                     self.claim_wanted = true;
+                    // A new engine starts at offset 0: the daemon tells it the wall
+                    // clock's offset right after recovery, when there is one.
+                    self.wall_dirty = self.wall_offset_ms != 0;
+                    if self.wall_dirty {
+                        self.send_wall_clock()?;
+                    }
                     return self.check_whole_stores();
                 }
                 Exec::StoreFailed => continue,
@@ -929,7 +988,9 @@ impl Sim {
                 return Err(self
                     .liveness_violation(format!("not done after {steps} steps and {} ms", self.now_ms - started_ms)));
             }
-            if self.system_dirty {
+            if self.wall_dirty {
+                self.send_wall_clock()?;
+            } else if self.system_dirty {
                 self.send_system()?;
             } else if let Some(name) = events.pop() {
                 self.execute(Input::Event { name })?;

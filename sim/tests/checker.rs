@@ -547,3 +547,79 @@ fn checker_catches_a_retry_without_retry_of() {
     let good = step(vec![Write::Insert(new.clone())], reply(&new), Vec::new());
     assert_eq!(check(&mut checker, retry(), good), None);
 }
+
+/// The engine's acknowledgement of a wall-clock step that moved "nightly" to `next_at_ms`.
+fn wall_clock_step(next_at_ms: Option<u64>, last_slot_ms: Option<u64>) -> Step {
+    let put = Write::PutRecurring(recurring(next_at_ms, last_slot_ms, None));
+    step(vec![put], Reply::Accepted, Vec::new())
+}
+
+fn check_at(checker: &mut Checker, now_ms: u64, input: Input, step: Step) -> Option<&'static str> {
+    let observation =
+        Observation { now_ms, input: &input, step: &step, system: SystemState::UNKNOWN, acknowledged: true };
+    checker.observe(&observation).err().map(|violation| violation.invariant)
+}
+
+#[test]
+fn checker_catches_a_slot_fired_on_engine_time_instead_of_the_wall_clock() {
+    for (fired_slot, invariant) in [(0, Some("recurring_slot_off_wall_clock")), (60 * MINUTE_MS, None)] {
+        let (mut checker, slot) = checker_with_due_recurring();
+        // The wall clock is an hour ahead; the next slot comes at the next minute.
+        let stepped = wall_clock_step(Some(slot + MINUTE_MS), None);
+        assert_eq!(check(&mut checker, Input::WallClock { offset_ms: 3_600_000 }, stepped), None);
+        // Then the engine must fire the wall clock's latest slot, an hour after engine time's.
+        let now_ms = slot + MINUTE_MS;
+        let fired_slot = now_ms + fired_slot;
+        let fired = firing(1, fired_slot, fired_slot / 1000, Some(slot + 2 * MINUTE_MS));
+        assert_eq!(check_at(&mut checker, now_ms, Input::Tick, fired), invariant);
+    }
+}
+
+#[test]
+fn checker_catches_a_wall_clock_step_that_leaves_a_next_slot_where_it_was() {
+    let (mut checker, slot) = checker_with_due_recurring();
+    // Stepped forward 30 s, the next minute comes 30 s sooner in engine time; left where
+    // it was, the next slot is off the wall clock.
+    let stepped = wall_clock_step(Some(slot + MINUTE_MS), None);
+    assert_eq!(
+        check(&mut checker, Input::WallClock { offset_ms: 30_000 }, stepped),
+        Some("recurring_slot_off_wall_clock")
+    );
+}
+
+#[test]
+fn checker_catches_a_slot_fired_again_after_the_wall_clock_stepped_back() {
+    let (mut checker, slot) = checker_with_due_recurring();
+    let fired = firing(1, slot, slot / 1000, Some(slot + MINUTE_MS));
+    assert_eq!(check(&mut checker, Input::Tick, fired), None);
+    // Back ten minutes: the next slot stays after the one fired, ten minutes further off.
+    let stepped = wall_clock_step(Some(slot + 11 * MINUTE_MS), Some(slot));
+    assert_eq!(check(&mut checker, Input::WallClock { offset_ms: -600_000 }, stepped), None);
+    // An engine that fires the wall clock's latest slot again anyway.
+    let again = firing(2, slot, slot / 1000, Some(slot + 11 * MINUTE_MS));
+    assert_eq!(check(&mut checker, Input::Tick, again), Some("recurring_slot_fired_twice"));
+}
+
+#[test]
+fn checker_catches_a_wall_clock_step_that_moves_a_job() {
+    let mut checker = Checker::new(&config());
+    let a = job(1, "s", 1, JobState::Scheduled);
+    seed(&mut checker, std::slice::from_ref(&a));
+    let mut moved_sooner = moved(&a, JobState::Queued);
+    moved_sooner.due_at_ms = NOW_MS - 3_600_000;
+    let stepped = step(vec![Write::Update(moved_sooner)], Reply::Accepted, Vec::new());
+    assert_eq!(
+        check(&mut checker, Input::WallClock { offset_ms: 3_600_000 }, stepped),
+        Some("timer_moved_by_wall_clock")
+    );
+}
+
+#[test]
+fn checker_catches_a_start_before_the_job_is_due() {
+    let mut checker = Checker::new(&config());
+    let mut a = job(1, "s", 1, JobState::Queued);
+    a.due_at_ms = NOW_MS + 1;
+    seed(&mut checker, std::slice::from_ref(&a));
+    let (input, step) = claim(&a);
+    assert_eq!(check(&mut checker, input, step), Some("started_before_due"));
+}
