@@ -813,17 +813,12 @@ impl Engine {
         for mut recurring in due {
             let schedule = stored_schedule(&recurring);
             assert!(recurring.next_at_ms.is_some_and(|at| at <= now_ms), "recurring {:?} listed early", recurring.name);
-            // Slots are wall-clock times; `last_slot_ms` too. `next_slot_at` only ever
-            // names a slot after the last one fired, and `WallClock` moves it with the
-            // wall clock, so a stepped-back wall clock cannot bring a fired slot back.
+            // Slots are wall-clock times; `last_slot_ms` too. A job that was due when the
+            // wall clock was stepped back (or when a new engine had not been told the
+            // offset yet) may find its latest slot at or before the last one fired: that
+            // slot never fires again, and the job moves on to the next one.
             let slot_ms = schedule.latest_at_or_before(wall_now_ms);
-            assert!(
-                slot_ms.is_some_and(|slot| recurring.last_slot_ms.is_none_or(|last| last < slot)),
-                "recurring {:?}: slot {slot_ms:?} is not after the last one fired, {:?}",
-                recurring.name,
-                recurring.last_slot_ms
-            );
-            if let Some(slot_ms) = slot_ms {
+            if let Some(slot_ms) = slot_ms.filter(|slot| recurring.last_slot_ms.is_none_or(|last| last < *slot)) {
                 let mut request = recurring.job.clone();
                 request.generation = Some((slot_ms / 1000) as i64);
                 // A job type that is no longer registered makes the slot enqueue nothing;
@@ -857,8 +852,9 @@ impl Engine {
         Some(slot_ms.saturating_add_signed(-self.memory.wall_offset_ms).max(now_ms + 1))
     }
 
-    /// A new offset of the wall clock: every recurring job's next slot moves with it.
-    /// Returns the earliest of them.
+    /// A new offset of the wall clock: every recurring job's next slot moves with it,
+    /// except for the jobs already due, whose slot the next tick fires. Returns the
+    /// earliest of them.
     fn wall_clock(&mut self, tx: &mut Tx, offset_ms: i64) -> StoreResult<Option<u64>> {
         if offset_ms == self.memory.wall_offset_ms {
             return Ok(None);
@@ -867,6 +863,12 @@ impl Engine {
         let now_ms = tx.now_ms;
         let mut earliest: Option<u64> = None;
         for mut recurring in tx.recurring_all()? {
+            if let Some(due_ms) = recurring.next_at_ms.filter(|at| *at <= now_ms) {
+                // Due already (slots missed while no engine ran, or not ticked yet): the
+                // next tick fires its latest slot on the new wall clock.
+                earliest = Some(earliest.map_or(due_ms, |e| e.min(due_ms)));
+                continue;
+            }
             let schedule = stored_schedule(&recurring);
             recurring.next_at_ms = self.next_slot_at(&schedule, now_ms, recurring.last_slot_ms);
             earliest = [earliest, recurring.next_at_ms].into_iter().flatten().min();

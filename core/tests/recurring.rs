@@ -135,6 +135,26 @@ fn slots_follow_a_stepped_wall_clock_and_never_fire_twice() {
     assert_eq!(generations, [first / 1000, (first + HOUR_MS) / 1000]);
 }
 
+/// A restarted engine is told the wall clock's offset again right after recovery; slots
+/// missed while no engine ran must survive that (they are due, and the next tick fires
+/// the latest), not be moved on by it.
+#[test]
+fn regression_missed_slots_survive_the_offset_told_after_a_restart() {
+    let mut world = World::new(config(), 7);
+    let offset_ms = 30 * MINUTE_MS as i64;
+    world.step(Input::WallClock { offset_ms });
+    set(&mut world, "h", "0 * * * *", None);
+    let first = next_at(&world, "h").unwrap();
+    world.now_ms = first + 3 * HOUR_MS + MINUTE_MS; // down for three slots
+    world.restart();
+    world.step(Input::WallClock { offset_ms });
+    assert_eq!(next_at(&world, "h"), Some(first), "still due after the offset is told again");
+    world.step(Input::Tick);
+    let generations: Vec<u64> = fired(&world, "h").iter().map(|job| job.generation).collect();
+    let latest_wall_slot = (first + 3 * HOUR_MS).saturating_add_signed(offset_ms);
+    assert_eq!(generations, [latest_wall_slot / 1000], "one job, for the latest slot on the wall clock");
+}
+
 #[test]
 fn a_bad_expression_zone_name_or_job_is_refused_naming_the_field() {
     let mut world = World::new(config(), 5);

@@ -94,6 +94,11 @@ pub struct Checker {
     /// set, a firing, or a wall-clock step): no slot at or before it, or at or before the
     /// last one fired, is owed; every slot after both is, once its time comes.
     slots_owed_after_ms: BTreeMap<String, u64>,
+    /// Recurring jobs that were due when the wall clock's offset changed: the engine
+    /// keeps them due and the next tick fires the latest slot on the new wall clock, or,
+    /// when that slot is not after the last one fired (a step back), moves on without
+    /// firing. Their owed slot is not the one their stored next_at named.
+    kept_due: BTreeSet<String>,
     /// Each stored recurring job's schedule, parsed once per put (`None`: it does not
     /// parse, which `recurring_slot_off_wall_clock` reports at its next use).
     schedules: BTreeMap<String, Option<Schedule>>,
@@ -116,6 +121,7 @@ impl Checker {
             fired_generations: BTreeSet::new(),
             wall_offset_ms: 0,
             slots_owed_after_ms: BTreeMap::new(),
+            kept_due: BTreeSet::new(),
             schedules: BTreeMap::new(),
         }
     }
@@ -224,7 +230,7 @@ impl Checker {
         }
         self.check_starts(obs, &before, &paused_before)?;
         if let Input::WallClock { offset_ms } = obs.input {
-            self.check_wall_clock_step(obs, *offset_ms)?;
+            self.check_wall_clock_step(obs, *offset_ms, &recurring_before)?;
         }
         self.check_firings(obs, &recurring_before)?;
         self.check_pop_order(&pending_pop_order, obs)?;
@@ -344,6 +350,7 @@ impl Checker {
                 self.recurring.remove(name);
                 self.schedules.remove(name);
                 self.slots_owed_after_ms.remove(name);
+                self.kept_due.remove(name);
                 // A recurring job set again under this name is a new one: the deleted one's
                 // slots are forgotten with it (the wall clock stepped back can bring them
                 // round again).
@@ -440,10 +447,26 @@ impl Checker {
                 }
                 self.check_next_at_by_rule(new, &schedule, now_ms, "set")?;
                 self.slots_owed_after_ms.insert(name.clone(), wall_now_ms);
+                self.kept_due.remove(name);
                 continue;
             }
             if let Input::WallClock { .. } = obs.input {
                 continue; // judged by check_wall_clock_step
+            }
+            let kept_due = self.kept_due.remove(name);
+            if kept_due && new.last_slot_ms == old_slot {
+                // Due across a step back: its latest slot on the new wall clock was not
+                // after the last one fired, so it moved on to the next without firing.
+                let latest = schedule.latest_at_or_before(wall_now_ms);
+                if latest.is_some_and(|latest| old_slot.is_none_or(|last| latest > last)) {
+                    return fail(
+                        "recurring_slot_missed",
+                        format!("recurring {name:?} moved on without firing slot {latest:?} (last {old_slot:?})"),
+                    );
+                }
+                self.check_next_at_by_rule(new, &schedule, now_ms, "tick")?;
+                self.slots_owed_after_ms.insert(name.clone(), wall_now_ms);
+                continue;
             }
             let twice = |detail: String| fail("recurring_slot_fired_twice", format!("recurring {name:?}: {detail}"));
             let Some(slot) = new.last_slot_ms else {
@@ -483,8 +506,10 @@ impl Checker {
                     ),
                 );
             }
-            // The stored next slot, back in wall time, was the first one owed.
-            if let Some(next) = old.next_at_ms.filter(|next| slot < next.saturating_add_signed(offset_ms)) {
+            // The stored next slot, back in wall time, was the first one owed (unless it
+            // was kept due across a change of the offset it was worked out at).
+            if let Some(next) = old.next_at_ms.filter(|next| !kept_due && slot < next.saturating_add_signed(offset_ms))
+            {
                 return twice(format!(
                     "fired slot {slot}, which it had passed (next due at {next}, wall {})",
                     next.saturating_add_signed(offset_ms)
@@ -529,7 +554,12 @@ impl Checker {
     /// job and no process (delays, timeouts, TTLs, deadlines and back-offs count engine
     /// time, which a wall-clock step does not move); when the offset changed, every
     /// recurring job's next slot moved to where the rule puts it on the new wall clock.
-    fn check_wall_clock_step(&mut self, obs: &Observation, offset_ms: i64) -> Check {
+    fn check_wall_clock_step(
+        &mut self,
+        obs: &Observation,
+        offset_ms: i64,
+        recurring_before: &BTreeMap<String, Recurring>,
+    ) -> Check {
         let step = obs.step;
         let job_write = step.persist.writes.iter().find_map(|write| match write {
             Write::Insert(job) | Write::Update(job) => Some(format!("job {} ({})", job.id, job.state)),
@@ -557,6 +587,23 @@ impl Checker {
         let wall_now_ms = self.wall_ms(obs.now_ms);
         let names: Vec<String> = self.recurring.keys().cloned().collect();
         for name in names {
+            // A job that was due stays due: the next tick fires its latest slot on the new
+            // wall clock (a slot missed while no engine ran must not be lost to the re-sent
+            // offset after a restart).
+            let was_due = recurring_before.get(&name).and_then(|r| r.next_at_ms).filter(|at| *at <= obs.now_ms);
+            if let Some(due_ms) = was_due {
+                self.kept_due.insert(name.clone());
+                if self.recurring[&name].next_at_ms != Some(due_ms) {
+                    return fail(
+                        "recurring_slot_missed",
+                        format!(
+                            "a wall-clock step moved {name:?}, due at {due_ms}, to {:?} before it fired",
+                            self.recurring[&name].next_at_ms
+                        ),
+                    );
+                }
+                continue;
+            }
             let schedule = self.schedule(&name)?;
             self.check_next_at_by_rule(&self.recurring[&name], schedule, obs.now_ms, "wall-clock step")?;
             self.slots_owed_after_ms.insert(name, wall_now_ms);

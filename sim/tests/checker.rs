@@ -486,6 +486,15 @@ fn checker_with_due_recurring() -> (Checker, u64) {
     (checker, slot)
 }
 
+/// A checker that knows one minutely recurring job whose next slot, the next minute,
+/// has not come yet; and the minute before it.
+fn checker_with_waiting_recurring() -> (Checker, u64) {
+    let mut checker = Checker::new(&config());
+    let slot = NOW_MS / MINUTE_MS * MINUTE_MS;
+    checker.assume_stored_recurring([recurring(Some(slot + MINUTE_MS), None, None)]);
+    (checker, slot)
+}
+
 /// The Tick that fires `slot`: enqueues job `n` of generation `generation` and moves the
 /// recurring job to `next_at_ms`.
 fn firing(n: u128, slot: u64, generation: u64, next_at_ms: Option<u64>) -> Step {
@@ -563,7 +572,7 @@ fn check_at(checker: &mut Checker, now_ms: u64, input: Input, step: Step) -> Opt
 #[test]
 fn checker_catches_a_slot_fired_on_engine_time_instead_of_the_wall_clock() {
     for (fired_slot, invariant) in [(0, Some("recurring_slot_off_wall_clock")), (60 * MINUTE_MS, None)] {
-        let (mut checker, slot) = checker_with_due_recurring();
+        let (mut checker, slot) = checker_with_waiting_recurring();
         // The wall clock is an hour ahead; the next slot comes at the next minute.
         let stepped = wall_clock_step(Some(slot + MINUTE_MS), None);
         assert_eq!(check(&mut checker, Input::WallClock { offset_ms: 3_600_000 }, stepped), None);
@@ -577,7 +586,7 @@ fn checker_catches_a_slot_fired_on_engine_time_instead_of_the_wall_clock() {
 
 #[test]
 fn checker_catches_a_wall_clock_step_that_leaves_a_next_slot_where_it_was() {
-    let (mut checker, slot) = checker_with_due_recurring();
+    let (mut checker, slot) = checker_with_waiting_recurring();
     // Stepped forward 30 s, the next minute comes 30 s sooner in engine time; left where
     // it was, the next slot is off the wall clock.
     let stepped = wall_clock_step(Some(slot + MINUTE_MS), None);
@@ -585,6 +594,18 @@ fn checker_catches_a_wall_clock_step_that_leaves_a_next_slot_where_it_was() {
         check(&mut checker, Input::WallClock { offset_ms: 30_000 }, stepped),
         Some("recurring_slot_off_wall_clock")
     );
+}
+
+/// A slot that is due when the offset changes stays due (the next tick fires the latest
+/// slot on the new wall clock): moving it on is a missed slot.
+#[test]
+fn checker_keeps_a_due_slot_due_across_a_wall_clock_step() {
+    let (mut checker, slot) = checker_with_due_recurring();
+    let kept = wall_clock_step(Some(slot), None);
+    assert_eq!(check(&mut checker, Input::WallClock { offset_ms: 3_600_000 }, kept), None);
+    let (mut checker, slot) = checker_with_due_recurring();
+    let moved_on = wall_clock_step(Some(slot + MINUTE_MS), None);
+    assert_eq!(check(&mut checker, Input::WallClock { offset_ms: 3_600_000 }, moved_on), Some("recurring_slot_missed"));
 }
 
 #[test]
