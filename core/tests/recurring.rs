@@ -155,6 +155,28 @@ fn regression_missed_slots_survive_the_offset_told_after_a_restart() {
     assert_eq!(generations, [latest_wall_slot / 1000], "one job, for the latest slot on the wall clock");
 }
 
+/// Changing a recurring job's time zone moves its next slot to that zone's wall clock,
+/// and keeps what it fired.
+#[test]
+fn a_time_zone_change_moves_the_next_slot_and_keeps_the_last() {
+    let mut world = World::new(config(), 8);
+    world.now_ms = utc_ms("2026-11-30T12:00:00Z");
+    set(&mut world, "z", "0 3 * * *", None);
+    assert_eq!(next_at(&world, "z"), Some(utc_ms("2026-12-01T03:00:00Z")));
+    world.now_ms = utc_ms("2026-12-01T03:00:00Z");
+    world.step(Input::Tick);
+    let fired_before = world.store.recurring("z").unwrap().unwrap();
+    assert_eq!(fired_before.last_slot_ms, Some(utc_ms("2026-12-01T03:00:00Z")));
+    // 03:00 in Tokyo (UTC+9) is 18:00 UTC the day before: the next is 2026-12-01T18:00Z.
+    set(&mut world, "z", "0 3 * * *", Some("Asia/Tokyo"));
+    let moved = world.store.recurring("z").unwrap().unwrap();
+    assert_eq!(moved.next_at_ms, Some(utc_ms("2026-12-01T18:00:00Z")));
+    assert_eq!(
+        (moved.last_slot_ms, moved.last_enqueued_job_id),
+        (fired_before.last_slot_ms, fired_before.last_enqueued_job_id)
+    );
+}
+
 #[test]
 fn a_bad_expression_zone_name_or_job_is_refused_naming_the_field() {
     let mut world = World::new(config(), 5);
