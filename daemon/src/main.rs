@@ -139,61 +139,22 @@ struct RecurringSetArgs {
     /// An IANA time zone (`Europe/Berlin`); default UTC.
     #[arg(long)]
     tz: Option<String>,
-    /// In-process job type, or a name for a subprocess job.
-    #[arg(long, default_value = "exec")]
-    job_type: String,
-    #[arg(long, default_value = "default")]
-    queue: String,
     /// Default: `recurring:NAME`, so a slot supersedes the last one if it still waits.
     #[arg(long)]
     subject: Option<String>,
-    /// JSON payload.
-    #[arg(long)]
-    payload: Option<String>,
-    #[arg(long)]
-    priority: Option<i64>,
-    #[arg(long)]
-    max_attempts: Option<i64>,
-    /// How long one attempt may run: `30s`, `5m`.
-    #[arg(long, value_name = "DURATION", value_parser = time_args::duration_ms)]
-    timeout: Option<u64>,
-    #[arg(long)]
-    tag: Option<String>,
-    /// Environment for a subprocess job, KEY=VALUE (repeatable).
-    #[arg(long = "env")]
-    env: Vec<String>,
-    #[arg(long)]
-    cwd: Option<String>,
-    /// The subprocess: program and arguments.
-    #[arg(last = true)]
-    command: Vec<String>,
+    #[command(flatten)]
+    job: JobArgs,
 }
 
 #[derive(clap::Args)]
 struct EnqueueArgs {
-    /// In-process job type (`noop`, `sleep`, `echo`, `fail`, `index_file`), or a name for
-    /// a subprocess job.
-    #[arg(long, default_value = "exec")]
-    job_type: String,
-    #[arg(long, default_value = "default")]
-    queue: String,
     #[arg(long)]
     subject: String,
     #[arg(long)]
     generation: Option<i64>,
-    /// JSON payload.
-    #[arg(long)]
-    payload: Option<String>,
-    #[arg(long)]
-    priority: Option<i64>,
-    #[arg(long)]
-    max_attempts: Option<i64>,
     /// Retry back-off as JSON, e.g. '{"base_ms": 500, "factor": 2, "max_ms": 60000, "jitter": 0.1}'.
     #[arg(long)]
     backoff: Option<String>,
-    /// One attempt may run this long (e.g. 30s, 5m, 1h 30m), then it is killed.
-    #[arg(long, value_name = "DURATION", value_parser = time_args::duration_ms)]
-    timeout: Option<u64>,
     /// Skipped if not started within this long of becoming due (e.g. 1h).
     #[arg(long, value_name = "DURATION", value_parser = time_args::duration_ms)]
     ttl: Option<u64>,
@@ -217,19 +178,42 @@ struct EnqueueArgs {
     #[arg(long)]
     parent: Option<String>,
     #[arg(long)]
-    tag: Option<String>,
-    #[arg(long)]
     group: Option<String>,
     #[arg(long)]
     trace_id: Option<String>,
+    /// Block until the job ends and print its outcome.
+    #[arg(long)]
+    wait: bool,
+    #[command(flatten)]
+    job: JobArgs,
+}
+
+/// What `enqueue` and `recurring set` both say about a job.
+#[derive(clap::Args)]
+struct JobArgs {
+    /// In-process job type (`noop`, `sleep`, `echo`, `fail`, `index_file`), or a name for
+    /// a subprocess job.
+    #[arg(long, default_value = "exec")]
+    job_type: String,
+    #[arg(long, default_value = "default")]
+    queue: String,
+    /// JSON payload.
+    #[arg(long)]
+    payload: Option<String>,
+    #[arg(long)]
+    priority: Option<i64>,
+    #[arg(long)]
+    max_attempts: Option<i64>,
+    /// One attempt may run this long (e.g. 30s, 5m, 1h 30m), then it is killed.
+    #[arg(long, value_name = "DURATION", value_parser = time_args::duration_ms)]
+    timeout: Option<u64>,
+    #[arg(long)]
+    tag: Option<String>,
     /// Environment for a subprocess job, KEY=VALUE (repeatable).
     #[arg(long = "env")]
     env: Vec<String>,
     #[arg(long)]
     cwd: Option<String>,
-    /// Block until the job ends and print its outcome.
-    #[arg(long)]
-    wait: bool,
     /// The subprocess: program and arguments.
     #[arg(last = true)]
     command: Vec<String>,
@@ -342,8 +326,22 @@ fn exec_param(command: &[String], env: &[String], cwd: &Option<String>) -> Resul
     Ok(Some(json!({"command": program, "args": rest, "env": pairs, "cwd": cwd})))
 }
 
+/// The params of `dev.enqueue.v1` that [`JobArgs`] gives, and `subject_key`.
+fn job_params(job: &JobArgs, subject_key: String) -> Result<Vec<(&'static str, Option<Value>)>, ClientError> {
+    Ok(vec![
+        ("job_type", Some(json!(job.job_type))),
+        ("queue", Some(json!(job.queue))),
+        ("subject_key", Some(json!(subject_key))),
+        ("payload", payload(job.payload.as_ref())?),
+        ("priority", job.priority.map(Value::from)),
+        ("exec", exec_param(&job.command, &job.env, &job.cwd)?),
+        ("max_attempts", job.max_attempts.map(Value::from)),
+        ("timeout_ms", job.timeout.map(Value::from)),
+        ("tag", job.tag.clone().map(Value::from)),
+    ])
+}
+
 fn enqueue_params(args: &EnqueueArgs) -> Result<Map<String, Value>, ClientError> {
-    let payload = payload(args.payload.as_ref())?;
     let backoff = match &args.backoff {
         Some(text) => Some(
             serde_json::from_str::<Value>(text)
@@ -351,7 +349,6 @@ fn enqueue_params(args: &EnqueueArgs) -> Result<Map<String, Value>, ClientError>
         ),
         None => None,
     };
-    let exec = exec_param(&args.command, &args.env, &args.cwd)?;
     let schedule = match (args.at, args.delay) {
         (Some(at), _) => Some(json!({ "at": at })),
         (None, Some(delay_ms)) => Some(json!({ "delay_ms": delay_ms })),
@@ -360,26 +357,19 @@ fn enqueue_params(args: &EnqueueArgs) -> Result<Map<String, Value>, ClientError>
     let conditions = (args.wait_for_idle || args.require_charging || args.wait_for_event.is_some()).then(|| {
         json!({"wait_for_idle": args.wait_for_idle, "require_charging": args.require_charging, "wait_for_event": args.wait_for_event})
     });
-    Ok(object(vec![
-        ("job_type", Some(json!(args.job_type))),
-        ("queue", Some(json!(args.queue))),
-        ("subject_key", Some(json!(args.subject))),
+    let mut params = job_params(&args.job, args.subject.clone())?;
+    params.extend([
         ("generation", args.generation.map(Value::from)),
-        ("payload", payload),
-        ("priority", args.priority.map(Value::from)),
-        ("exec", exec),
-        ("max_attempts", args.max_attempts.map(Value::from)),
         ("backoff", backoff),
-        ("timeout_ms", args.timeout.map(Value::from)),
         ("ttl_ms", args.ttl.map(Value::from)),
         ("deadline", args.deadline.map(Value::from)),
         ("schedule", schedule),
         ("conditions", conditions),
         ("parent_job_id", args.parent.clone().map(Value::from)),
-        ("tag", args.tag.clone().map(Value::from)),
         ("chain_group_id", args.group.clone().map(Value::from)),
         ("trace_id", args.trace_id.clone().map(Value::from)),
-    ]))
+    ]);
+    Ok(object(params))
 }
 
 fn print(value: &Value, json_output: bool, human: impl FnOnce(&Value) -> String) {
@@ -681,20 +671,8 @@ fn utc(epoch_ms: &Value) -> String {
 async fn recurring(client: &Client, command: RecurringCommand, json_output: bool) -> Result<ExitCode, ClientError> {
     match command {
         RecurringCommand::Set(args) => {
-            let job = object(vec![
-                ("job_type", Some(json!(args.job_type))),
-                ("queue", Some(json!(args.queue))),
-                (
-                    "subject_key",
-                    Some(json!(args.subject.clone().unwrap_or_else(|| format!("recurring:{}", args.name)))),
-                ),
-                ("payload", payload(args.payload.as_ref())?),
-                ("priority", args.priority.map(Value::from)),
-                ("exec", exec_param(&args.command, &args.env, &args.cwd)?),
-                ("max_attempts", args.max_attempts.map(Value::from)),
-                ("timeout_ms", args.timeout.map(Value::from)),
-                ("tag", args.tag.clone().map(Value::from)),
-            ]);
+            let subject_key = args.subject.clone().unwrap_or_else(|| format!("recurring:{}", args.name));
+            let job = object(job_params(&args.job, subject_key)?);
             let params = object(vec![
                 ("name", Some(json!(args.name))),
                 ("cron", Some(json!(args.cron))),

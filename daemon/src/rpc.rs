@@ -523,12 +523,13 @@ async fn recurring_set(service: Arc<Service>, params: Params<'static>) -> RpcRes
         .get("job")
         .filter(|v| !v.is_null())
         .ok_or_else(|| invalid(ValidationError::new("job", ValidationKind::Missing, "is required")))?;
+    let offset_ms = service.clock.offset_ms();
     let mut job = wire::enqueue_request(job).map_err(|error| invalid(error.within("job")))?;
-    wire::to_engine_times(&mut job, service.clock.offset_ms());
+    wire::to_engine_times(&mut job, offset_ms);
     let request = RecurringRequest { name, cron, timezone: text(&map, "timezone")?, job };
     match service.run_request(Input::SetRecurring(Box::new(request))).await.map_err(service_error)?.reply {
         Reply::RecurringSet { name, next_at_ms } => {
-            let next_at = next_at_ms.map(|at| engine_to_wall_ms(at, service.clock.offset_ms()));
+            let next_at = next_at_ms.map(|at| engine_to_wall_ms(at, offset_ms));
             Ok(json!({ "name": name, "next_at": next_at }))
         }
         Reply::Rejected(rejection) => Err(to_rpc(WireError::rejection(&rejection))),

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
@@ -153,15 +153,7 @@ fn a_recurring_job_fires_at_its_slot_and_can_be_listed_and_deleted() {
         assert_eq!(item["job"], job);
         assert_eq!(item["last_enqueued_job_id"], Value::Null);
 
-        let started = Instant::now();
-        let fired = loop {
-            let list = client.call("dev.recurring.list.v1", params(json!({}))).await.unwrap();
-            if let Some(id) = list["items"][0]["last_enqueued_job_id"].as_str() {
-                break id.to_owned();
-            }
-            assert!(started.elapsed() < Duration::from_secs(75), "no slot fired: {list}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
+        let fired = wait_for_slot(&client, "every-minute").await;
         let view = client.call("dev.wait.v1", params(json!({"job_id": fired, "timeout_ms": 20_000}))).await.unwrap();
         assert_eq!(view["generation"].as_u64(), Some(next_at / 1000), "{view}");
         assert_eq!((view["state"].as_str(), view["subject_key"].as_str()), (Some("DONE"), Some("nightly")));

@@ -106,15 +106,7 @@ fn durations_count_real_time_when_the_wall_clock_is_stepped_back_or_forward() {
         assert_eq!(next_at % 60_000, 0, "a minute of the wall clock: {set}");
         let stepped_now = real_ms() + HOUR_MS + 30_000;
         assert!(next_at > stepped_now - 5_000 && next_at <= stepped_now + 60_000, "{next_at} vs {stepped_now}");
-        let started = Instant::now();
-        let fired = loop {
-            let list = client.call("dev.recurring.list.v1", params(json!({}))).await.unwrap();
-            if let Some(id) = list["items"][0]["last_enqueued_job_id"].as_str() {
-                break id.to_owned();
-            }
-            assert!(started.elapsed() < Duration::from_secs(75), "the slot did not fire: {list}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
+        let fired = wait_for_slot(&client, "m").await;
         let view = client.call("dev.get.v1", params(json!({"job_id": fired}))).await.unwrap();
         assert_eq!(view["generation"].as_i64(), Some(next_at / 1000), "{view}");
         let created = view["created_at"].as_i64().unwrap();

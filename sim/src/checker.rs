@@ -762,19 +762,7 @@ impl Checker {
             }
             // The supersede rules of an enqueue. A later result of the same request may
             // have superseded an earlier one of the same subject.
-            if job.state != JobState::Superseded {
-                self.check_older_generations_superseded(job)?;
-            }
-            let max = self.max_generation[&job.subject_key];
-            if job.generation < max && job.state != JobState::Superseded {
-                return fail(
-                    "stale_enqueue_not_superseded",
-                    format!(
-                        "retried job {} gen {} of {:?} is {} below generation {max}",
-                        job.id, job.generation, job.subject_key, job.state
-                    ),
-                );
-            }
+            self.check_new_generation(job)?;
         }
         match (request.job_id, &request.filter) {
             (Some(id), _) if retried != BTreeSet::from([id]) => wrong(format!("retry of job {id} retried {retried:?}")),
@@ -933,20 +921,8 @@ impl Checker {
                         ),
                     );
                 }
-                if !enqueued.deduplicated && enqueued.state != JobState::Superseded {
-                    self.check_older_generations_superseded(job)?;
-                }
                 if !enqueued.deduplicated {
-                    let max = self.max_generation[&job.subject_key];
-                    if job.generation < max && job.state != JobState::Superseded {
-                        return fail(
-                            "stale_enqueue_not_superseded",
-                            format!(
-                                "job {} gen {} of {:?} is {} below generation {max}",
-                                job.id, job.generation, job.subject_key, job.state
-                            ),
-                        );
-                    }
+                    self.check_new_generation(job)?;
                 }
             }
             Reply::EnqueuedBatch(results) => {
@@ -981,6 +957,26 @@ impl Checker {
     }
 
     /// Guarantee 2: after a new generation is enqueued, no older one of its subject waits.
+    /// A job that an enqueue (or a retry) inserted: unless born superseded, it superseded
+    /// every waiting older generation (guarantee 2); below the subject's highest
+    /// generation, it is born superseded (guarantee 3).
+    fn check_new_generation(&self, job: &Job) -> Check {
+        if job.state != JobState::Superseded {
+            self.check_older_generations_superseded(job)?;
+        }
+        let max = self.max_generation[&job.subject_key];
+        if job.generation < max && job.state != JobState::Superseded {
+            return fail(
+                "stale_enqueue_not_superseded",
+                format!(
+                    "job {} gen {} of {:?} is {} below generation {max}",
+                    job.id, job.generation, job.subject_key, job.state
+                ),
+            );
+        }
+        Ok(())
+    }
+
     fn check_older_generations_superseded(&self, new: &Job) -> Check {
         let older = self.active_jobs().find(|job| {
             job.subject_key == new.subject_key && job.generation < new.generation && job.state.is_waiting()

@@ -165,3 +165,18 @@ pub async fn wait_until(client: &Client, id: &Value, what: &str, check: impl Fn(
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// Polls `dev.recurring.list.v1` until the recurring job `name` has enqueued a job (at
+/// most 75 s: a minute slot and some), and returns that job's id.
+pub async fn wait_for_slot(client: &Client, name: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let list = client.call("dev.recurring.list.v1", params(json!({}))).await.unwrap();
+        let item = list["items"].as_array().and_then(|items| items.iter().find(|item| item["name"] == name));
+        if let Some(id) = item.and_then(|item| item["last_enqueued_job_id"].as_str()) {
+            return id.to_owned();
+        }
+        assert!(started.elapsed() < Duration::from_secs(75), "no slot of {name:?} fired: {list}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
