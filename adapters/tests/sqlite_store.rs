@@ -57,6 +57,9 @@ fn full_job(n: u64) -> Job {
         result_summary_json: Some("{}".into()),
         artifacts: vec![Artifact { name: "a".into(), bytes: u64::MAX }, Artifact { name: "b".into(), bytes: 0 }],
         retry_of: Some(JobId::from_u128(7)),
+        deadline_wall_ms: Some(9_000 + n),
+        at_wall_ms: Some(1_500 + n),
+        wall_offset_ms: Some(-3_600_000),
     }
 }
 
@@ -83,6 +86,9 @@ fn bare_job(n: u64) -> Job {
         artifacts: Vec::new(),
         backoff: Backoff::DEFAULT,
         retry_of: None,
+        deadline_wall_ms: None,
+        at_wall_ms: None,
+        wall_offset_ms: None,
         ..full_job(n)
     }
 }
@@ -303,6 +309,9 @@ fn a_version_1_database_gets_its_queue_counts_in_place() {
                  DROP INDEX jobs_queued_due; DROP INDEX recurring_next;
                  DROP TABLE paused_queues; DROP TABLE recurring;
                  ALTER TABLE jobs DROP COLUMN retry_of;
+                 DROP INDEX jobs_wall_timed;
+                 ALTER TABLE jobs DROP COLUMN deadline_wall_ms; ALTER TABLE jobs DROP COLUMN at_wall_ms;
+                 ALTER TABLE jobs DROP COLUMN wall_offset_ms;
                  DELETE FROM schema_version WHERE version >= 2;",
             )
             .unwrap();
@@ -513,6 +522,11 @@ fn hot_queries_use_their_indexes() {
         (
             "SELECT count(*) FROM jobs WHERE (state = 'RUNNING' OR reap_pending = 1) AND queue = 'q'",
             vec!["jobs_processes"],
+        ),
+        // Jobs to move after a wall-clock step.
+        (
+            "SELECT * FROM jobs WHERE wall_offset_ms IS NOT NULL AND wall_offset_ms <> 5 ORDER BY seq LIMIT 5",
+            vec!["jobs_wall_timed"],
         ),
         // oldest_wait_ms of admin.stats.v1.
         ("SELECT MIN(due_at_ms) FROM jobs WHERE queue = 'q' AND state = 'QUEUED'", vec!["jobs_queued_due"]),

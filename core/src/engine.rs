@@ -282,8 +282,12 @@ pub struct Memory {
     last_claimed_queue: Option<String>,
     /// The paused queues, as stored (read at recovery, kept by every pause and resume).
     paused: BTreeSet<String>,
-    /// How far the wall clock is ahead of `now_ms` (`Input::WallClock`).
-    wall_offset_ms: i64,
+    /// How far the wall clock is ahead of `now_ms` (`Input::WallClock`); `None` until
+    /// this engine is told, when it takes 0.
+    wall_offset_ms: Option<i64>,
+    /// Jobs may still hold absolute times placed with another offset: ticks go on moving
+    /// them, a round at a time, until none is left.
+    wall_retime_pending: bool,
 }
 
 impl Default for Memory {
@@ -294,7 +298,8 @@ impl Default for Memory {
             recovered: false,
             last_claimed_queue: None,
             paused: BTreeSet::new(),
-            wall_offset_ms: 0,
+            wall_offset_ms: None,
+            wall_retime_pending: false,
         }
     }
 }
@@ -352,6 +357,7 @@ impl Engine {
     fn decide(&mut self, now_ms: u64, input: Input, store: &dyn Store) -> StoreResult<Step> {
         let mut tx = Tx::new(store, now_ms);
         let mut wake_override = None;
+        let mut wake_also: Option<u64> = None;
         let reply = match input {
             Input::Recover => {
                 self.memory.recovered = true;
@@ -427,7 +433,8 @@ impl Engine {
                 Err(rejection) => Reply::Rejected(rejection),
             },
             Input::WallClock { offset_ms } => {
-                wake_override = Some(self.wall_clock(&mut tx, offset_ms)?);
+                let (earliest_slot_ms, more) = self.wall_clock(&mut tx, offset_ms)?;
+                wake_also = if more { Some(now_ms) } else { earliest_slot_ms };
                 Reply::Accepted
             }
             Input::DeleteRecurring { name } => {
@@ -444,7 +451,7 @@ impl Engine {
         let (persist, actions, may_claim, written) = tx.into_parts();
         let wake_at_ms = match wake_override {
             Some(wake) => wake,
-            None => written.iter().filter_map(|job| job.wake_at_ms).min(),
+            None => written.iter().filter_map(|job| job.wake_at_ms).chain(wake_also).min(),
         };
         let memory = self.memory.clone();
         Ok(Step { persist, reply, actions, wake_at_ms, may_claim, written, memory })
@@ -578,11 +585,12 @@ impl Engine {
 
     fn new_job(&mut self, tx: &mut Tx, valid: ValidEnqueue, generation: u64) -> StoreResult<Job> {
         let now_ms = tx.now_ms;
-        let due_at_ms = match valid.schedule {
-            Schedule::Now => now_ms,
-            Schedule::At { at_ms } => at_ms,
-            Schedule::Delay { delay_ms } => now_ms.saturating_add(delay_ms),
+        let (due_at_ms, at_wall_ms) = match valid.schedule {
+            Schedule::Now => (now_ms, None),
+            Schedule::At { at_ms } => (self.engine_ms(at_ms), Some(at_ms)),
+            Schedule::Delay { delay_ms } => (now_ms.saturating_add(delay_ms), None),
         };
+        let follows_wall = at_wall_ms.is_some() || valid.deadline_ms.is_some();
         let id = self.ids.next_id();
         let trace_id = match valid.trace_id {
             Some(trace_id) => trace_id,
@@ -605,7 +613,10 @@ impl Engine {
             backoff: valid.backoff,
             timeout_ms: valid.timeout_ms,
             ttl_ms: valid.ttl_ms,
-            deadline_ms: valid.deadline_ms,
+            deadline_ms: valid.deadline_ms.map(|wall_ms| self.engine_ms(wall_ms)),
+            deadline_wall_ms: valid.deadline_ms,
+            at_wall_ms,
+            wall_offset_ms: follows_wall.then(|| self.offset_ms()),
             conditions: valid.conditions,
             event_released: false,
             parent_job_id: valid.parent_job_id,
@@ -841,7 +852,17 @@ impl Engine {
 
     /// The wall clock's time at `now_ms`.
     fn wall_ms(&self, now_ms: u64) -> u64 {
-        now_ms.saturating_add_signed(self.memory.wall_offset_ms)
+        now_ms.saturating_add_signed(self.offset_ms())
+    }
+
+    /// How far the wall clock is ahead of engine time, as this engine was last told.
+    fn offset_ms(&self) -> i64 {
+        self.memory.wall_offset_ms.unwrap_or(0)
+    }
+
+    /// A wall-clock time on the engine's timeline (0 if it falls before it began).
+    fn engine_ms(&self, wall_ms: u64) -> u64 {
+        wall_ms.saturating_add_signed(-self.offset_ms())
     }
 
     /// When (in `now_ms` time) the first slot after the wall clock's now, and after the
@@ -849,17 +870,26 @@ impl Engine {
     fn next_slot_at(&self, schedule: &CronSchedule, now_ms: u64, last_slot_ms: Option<u64>) -> Option<u64> {
         let after_ms = self.wall_ms(now_ms).max(last_slot_ms.unwrap_or(0));
         let slot_ms = schedule.next_after(after_ms)?;
-        Some(slot_ms.saturating_add_signed(-self.memory.wall_offset_ms).max(now_ms + 1))
+        Some(self.engine_ms(slot_ms).max(now_ms + 1))
     }
 
     /// A new offset of the wall clock: every recurring job's next slot moves with it,
-    /// except for the jobs already due, whose slot the next tick fires. Returns the
-    /// earliest of them.
-    fn wall_clock(&mut self, tx: &mut Tx, offset_ms: i64) -> StoreResult<Option<u64>> {
-        if offset_ms == self.memory.wall_offset_ms {
-            return Ok(None);
+    /// except for the jobs already due, whose slot the next tick fires; and jobs' absolute
+    /// times (`schedule.at` not yet come, `deadline`) move with it, a round now and the
+    /// rest in the next ticks. Returns the earliest slot, and whether jobs are left to move.
+    /// The first offset an engine is told always moves jobs: they may have been placed by
+    /// an engine before a restart, with another.
+    fn wall_clock(&mut self, tx: &mut Tx, offset_ms: i64) -> StoreResult<(Option<u64>, bool)> {
+        if self.memory.wall_offset_ms == Some(offset_ms) {
+            return Ok((None, false));
         }
-        self.memory.wall_offset_ms = offset_ms;
+        let slots_move = self.offset_ms() != offset_ms;
+        self.memory.wall_offset_ms = Some(offset_ms);
+        self.memory.wall_retime_pending = true;
+        let more = self.retime_round(tx)?;
+        if !slots_move {
+            return Ok((None, more));
+        }
         let now_ms = tx.now_ms;
         let mut earliest: Option<u64> = None;
         for mut recurring in tx.recurring_all()? {
@@ -874,7 +904,70 @@ impl Engine {
             earliest = [earliest, recurring.next_at_ms].into_iter().flatten().min();
             tx.put_recurring(recurring);
         }
-        Ok(earliest)
+        Ok((earliest, more))
+    }
+
+    /// Moves up to a round of jobs whose absolute times were placed with another offset of
+    /// the wall clock. Returns whether more are left.
+    fn retime_round(&mut self, tx: &mut Tx) -> StoreResult<bool> {
+        if !self.memory.wall_retime_pending {
+            return Ok(false);
+        }
+        let stale = tx.wall_timed_jobs(self.offset_ms(), limits::RETIME_ROUND_JOBS_MAX)?;
+        let more = stale.len() == limits::RETIME_ROUND_JOBS_MAX;
+        for job in stale {
+            let mut job = tx.get(job.id)?.expect("listed in this step");
+            if job.wall_offset_ms.is_none_or(|offset| offset == self.offset_ms()) {
+                continue; // moved by an earlier job of this round (a parent's end)
+            }
+            self.follow_wall_clock(tx.now_ms, &mut job);
+            if job.state.is_waiting() {
+                self.settle(tx, job)?;
+            } else {
+                // Running: a deadline that has now passed wakes the next tick.
+                job.wake_at_ms = running_wake_at(&job);
+                tx.update(job)?;
+            }
+        }
+        self.memory.wall_retime_pending = more;
+        Ok(more)
+    }
+
+    /// Places the job's absolute times on the engine's timeline with the wall clock's
+    /// current offset: its deadline always, its `schedule.at` until that has come (a job
+    /// that became due stays due when the wall clock is stepped back). Then records what
+    /// still follows the wall clock.
+    fn follow_wall_clock(&self, now_ms: u64, job: &mut Job) {
+        if job.state.is_terminal() {
+            job.wall_offset_ms = None;
+            return;
+        }
+        // Until this engine is told the wall clock (just after a restart), a job keeps
+        // where the engine before it placed it.
+        let Some(offset_ms) = self.memory.wall_offset_ms else { return };
+        if job.wall_offset_ms.is_none_or(|placed_ms| placed_ms == offset_ms) {
+            return;
+        }
+        let at_pending = job.attempts == 0 && job.state.is_waiting() && job.due_at_ms > now_ms;
+        if let Some(at_wall_ms) = job.at_wall_ms.filter(|_| at_pending) {
+            job.due_at_ms = self.engine_ms(at_wall_ms);
+        }
+        if let Some(deadline_wall_ms) = job.deadline_wall_ms {
+            job.deadline_ms = Some(self.engine_ms(deadline_wall_ms));
+        }
+        job.wall_offset_ms = Some(offset_ms);
+        self.stop_following_what_came(now_ms, job);
+    }
+
+    /// `wall_offset_ms` is kept only while something of the job follows the wall clock:
+    /// ticks then find the jobs to move by it.
+    fn stop_following_what_came(&self, now_ms: u64, job: &mut Job) {
+        let at_pending =
+            job.at_wall_ms.is_some() && job.attempts == 0 && job.state.is_waiting() && job.due_at_ms > now_ms;
+        let follows = !job.state.is_terminal() && (at_pending || job.deadline_wall_ms.is_some());
+        if !follows {
+            job.wall_offset_ms = None;
+        }
     }
 
     // ---- claim ---------------------------------------------------------------------
@@ -943,10 +1036,12 @@ impl Engine {
         for candidate in candidates {
             assert_eq!(candidate.state, JobState::Queued, "claim candidate {} is not QUEUED", candidate.id);
             // Read again: settling an earlier candidate may have moved this one (a child).
-            let job = tx.get(candidate.id)?.expect("listed in this step");
+            let mut job = tx.get(candidate.id)?.expect("listed in this step");
             if job.state != JobState::Queued {
                 continue;
             }
+            // A wall-clock step whose round has not reached this job yet moves it now.
+            self.follow_wall_clock(tx.now_ms, &mut job);
             assert_eq!(job.queue, queue);
             assert!(min_priority.is_none_or(|floor| job.priority >= floor));
             if !self.ready(tx.now_ms, &job) || self.expired(tx.now_ms, &job).is_some() {
@@ -979,6 +1074,7 @@ impl Engine {
         job.pid_started_at = None;
         job.exit_code = None;
         job.wake_at_ms = running_wake_at(&job);
+        self.stop_following_what_came(now_ms, &mut job);
         tx.update(job.clone())?;
         tx.spawn(&job);
         Ok(job)
@@ -1047,12 +1143,26 @@ impl Engine {
     /// may handle.
     fn tick(&mut self, tx: &mut Tx) -> StoreResult<(Reply, bool)> {
         let now_ms = tx.now_ms;
+        // Jobs still placed with an earlier offset of the wall clock move first, so that
+        // nothing below fires by where the old wall clock put it.
+        let more_to_retime = self.retime_round(tx)?;
         let due = tx.due_jobs(limits::TICK_JOBS_MAX)?;
-        let more = due.len() == limits::TICK_JOBS_MAX;
+        let more = more_to_retime || due.len() == limits::TICK_JOBS_MAX;
         for job in due {
-            let job = tx.get(job.id)?.expect("listed in this step");
+            let mut job = tx.get(job.id)?.expect("listed in this step");
             if job.state.is_terminal() || job.wake_at_ms.is_none_or(|wake| wake > now_ms) {
                 continue; // moved by an earlier job of this tick (a parent's end)
+            }
+            if job.wall_offset_ms.is_some_and(|offset| offset != self.offset_ms()) {
+                // Beyond this tick's round of a wall-clock step: move it before judging it.
+                self.follow_wall_clock(now_ms, &mut job);
+                if job.state == JobState::Running {
+                    job.wake_at_ms = running_wake_at(&job);
+                    if job.wake_at_ms.is_none_or(|wake| wake > now_ms) {
+                        tx.update(job)?;
+                        continue;
+                    }
+                }
             }
             if job.state == JobState::Running {
                 if job.deadline_ms.is_some_and(|deadline| deadline <= now_ms) {
@@ -1189,6 +1299,7 @@ impl Engine {
         job.state = state;
         job.finished_at_ms = Some(tx.now_ms);
         job.wake_at_ms = None;
+        job.wall_offset_ms = None;
         if error.is_some() {
             job.error = error;
         }
@@ -1220,6 +1331,7 @@ impl Engine {
                         JobError::new(ErrorKind::ParentFailed, format!("parent {} ended {}", parent.id, parent.state));
                     child.finished_at_ms = Some(tx.now_ms);
                     child.wake_at_ms = None;
+                    child.wall_offset_ms = None;
                     child.state = JobState::Cancelled;
                     child.error = Some(error);
                     tx.update(child.clone())?;
@@ -1235,11 +1347,13 @@ impl Engine {
     fn settle(&mut self, tx: &mut Tx, mut job: Job) -> StoreResult<()> {
         let now_ms = tx.now_ms;
         assert!(job.state.is_waiting(), "job {} settled while {}", job.id, job.state);
+        self.follow_wall_clock(now_ms, &mut job);
         if let Some((state, error)) = self.expired(now_ms, &job) {
             return self.terminate(tx, job, state, Some(error));
         }
         job.state = if self.ready(now_ms, &job) { JobState::Queued } else { JobState::Scheduled };
         job.wake_at_ms = waiting_wake_at(now_ms, &job);
+        self.stop_following_what_came(now_ms, &mut job);
         tx.update(job)
     }
 

@@ -225,7 +225,18 @@ pub struct Job {
     pub backoff: Backoff,
     pub timeout_ms: Option<u64>,
     pub ttl_ms: Option<u64>,
+    /// The deadline on the engine's timeline: `deadline_wall_ms` minus the wall clock's
+    /// offset in `wall_offset_ms` (or as given, for a job stored before either existed).
     pub deadline_ms: Option<u64>,
+    /// `deadline` as the client gave it: wall-clock epoch ms.
+    pub deadline_wall_ms: Option<u64>,
+    /// `schedule.at` as the client gave it: wall-clock epoch ms. Until that time has come,
+    /// `due_at_ms` is where it falls on the engine's timeline.
+    pub at_wall_ms: Option<u64>,
+    /// The wall clock's offset (ahead of engine time) that `deadline_ms`, and `due_at_ms`
+    /// while `schedule.at` has not come, were placed with. `None` once nothing of the job
+    /// follows the wall clock (it ended, or its `at` came and it has no deadline).
+    pub wall_offset_ms: Option<i64>,
     pub conditions: Conditions,
     /// `conditions.wait_for_event` has been signalled since the job was enqueued.
     pub event_released: bool,
@@ -302,6 +313,9 @@ impl Job {
             timeout_ms: None,
             ttl_ms: None,
             deadline_ms: None,
+            deadline_wall_ms: None,
+            at_wall_ms: None,
+            wall_offset_ms: None,
             conditions: Conditions::default(),
             event_released: false,
             parent_job_id: None,

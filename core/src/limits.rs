@@ -48,6 +48,9 @@ pub const TICK_JOBS_MAX: usize = 1000;
 /// is cancelled over several steps: the reply says `more` when a step was full, and the
 /// daemon calls again within one `dev.cancel.v1`.
 pub const CANCEL_ROUND_JOBS_MAX: usize = 1_000;
+
+/// Jobs whose absolute times one step moves after a wall-clock step; ticks move the rest.
+pub const RETIME_ROUND_JOBS_MAX: usize = 1_000;
 /// Jobs one system change or one parent's end may touch, and the most one
 /// `dev.cancel.v1` cancels over its rounds.
 pub const FAN_OUT_JOBS_MAX: usize = 100_000;

@@ -163,6 +163,10 @@ impl Store for MemStore {
         Ok(jobs)
     }
 
+    fn wall_timed_jobs(&self, offset_ms: i64, limit: usize) -> StoreResult<Vec<Job>> {
+        Ok(self.list(limit, |job| job.wall_offset_ms.is_some_and(|placed_ms| placed_ms != offset_ms)))
+    }
+
     fn labelled_jobs(&self, tag: Option<&str>, chain_group_id: Option<&str>, limit: usize) -> StoreResult<Vec<Job>> {
         Ok(self.list(limit, |job| {
             !job.state.is_terminal()

@@ -27,6 +27,7 @@ pub struct EnqueueRequest {
     pub backoff: Option<BackoffRequest>,
     pub timeout_ms: Option<i64>,
     pub ttl_ms: Option<i64>,
+    /// Wall-clock epoch ms, as every absolute time a client gives.
     pub deadline_ms: Option<i64>,
     pub schedule: Option<ScheduleRequest>,
     pub conditions: Option<Conditions>,
@@ -54,6 +55,7 @@ pub struct BackoffRequest {
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct ScheduleRequest {
+    /// Wall-clock epoch ms.
     pub at_ms: Option<i64>,
     pub delay_ms: Option<i64>,
 }
@@ -62,8 +64,14 @@ pub struct ScheduleRequest {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Schedule {
     Now,
-    At { at_ms: u64 },
-    Delay { delay_ms: u64 },
+    /// Wall-clock epoch ms: the engine places it on its own timeline, and moves it when
+    /// the wall clock is stepped, until it has come.
+    At {
+        at_ms: u64,
+    },
+    Delay {
+        delay_ms: u64,
+    },
 }
 
 /// An enqueue request that passed validation: every field typed and within its limits.
@@ -80,6 +88,7 @@ pub struct ValidEnqueue {
     pub backoff: Backoff,
     pub timeout_ms: Option<u64>,
     pub ttl_ms: Option<u64>,
+    /// Wall-clock epoch ms.
     pub deadline_ms: Option<u64>,
     pub schedule: Schedule,
     pub conditions: Conditions,

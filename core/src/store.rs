@@ -199,6 +199,10 @@ pub trait Store {
     /// Jobs with `wake_at_ms <= now_ms`, by `wake_at_ms` then `seq`.
     fn due_jobs(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<Job>>;
 
+    /// Jobs whose `wall_offset_ms` is set and differs from `offset_ms`: their absolute
+    /// times were placed with another offset of the wall clock.
+    fn wall_timed_jobs(&self, offset_ms: i64, limit: usize) -> StoreResult<Vec<Job>>;
+
     /// Non-terminal jobs that carry the given tag and/or chain group (both when both).
     fn labelled_jobs(&self, tag: Option<&str>, chain_group_id: Option<&str>, limit: usize) -> StoreResult<Vec<Job>>;
 

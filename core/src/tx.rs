@@ -225,6 +225,14 @@ impl<'s> Tx<'s> {
         Ok(jobs)
     }
 
+    pub fn wall_timed_jobs(&self, offset_ms: i64, limit: usize) -> StoreResult<Vec<Job>> {
+        let stored = self.store.wall_timed_jobs(offset_ms, limit)?;
+        let keep = |job: &Job| job.wall_offset_ms.is_some_and(|placed_ms| placed_ms != offset_ms);
+        let mut jobs = self.merge(stored, keep, |job| job.seq);
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+
     /// The earliest `wake_at_ms` of any job, this step's writes included.
     pub fn next_wake_at(&self) -> StoreResult<Option<u64>> {
         // Every shadowed job could hold one of the store's earliest wake-ups; one more row
@@ -506,7 +514,8 @@ fn assert_spec_kept(before: &Job, after: &Job) {
         (
             (job.seq, job.id, &job.queue, &job.job_type, &job.subject_key, job.generation, job.priority),
             (&job.payload_json, &job.exec, job.max_attempts, job.backoff.base_ms, job.backoff.max_ms),
-            (job.backoff.factor.to_bits(), job.backoff.jitter.to_bits(), job.timeout_ms, job.ttl_ms, job.deadline_ms),
+            (job.backoff.factor.to_bits(), job.backoff.jitter.to_bits(), job.timeout_ms, job.ttl_ms),
+            (job.deadline_wall_ms, job.at_wall_ms),
             (&job.conditions, job.parent_job_id, &job.tag, &job.chain_group_id, &job.trace_id, job.created_at_ms),
             job.retry_of,
         )
@@ -515,6 +524,11 @@ fn assert_spec_kept(before: &Job, after: &Job) {
 }
 
 fn assert_terminal_kept(before: &Job, after: &Job) {
+    assert!(
+        !after.state.is_terminal() || after.wall_offset_ms.is_none(),
+        "job {}: an ended job follows the wall clock",
+        after.id
+    );
     if !before.state.is_terminal() {
         return;
     }

@@ -41,6 +41,9 @@ impl Store for FlakyStore {
     fn due_jobs(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<semantica_core::Job>> {
         self.inner.due_jobs(now_ms, limit)
     }
+    fn wall_timed_jobs(&self, offset_ms: i64, limit: usize) -> StoreResult<Vec<semantica_core::Job>> {
+        self.inner.wall_timed_jobs(offset_ms, limit)
+    }
     fn labelled_jobs(
         &self,
         tag: Option<&str>,

@@ -115,8 +115,7 @@ fn unexpected(reply: Reply) -> ErrorObjectOwned {
 
 async fn enqueue(service: Arc<Service>, params: Params<'static>) -> RpcResult {
     let request = Value::Object(params_object(&params)?);
-    let mut request = wire::enqueue_request(&request).map_err(invalid)?;
-    wire::to_engine_times(&mut request, service.clock.offset_ms());
+    let request = wire::enqueue_request(&request).map_err(invalid)?;
     match service.run_request(Input::Enqueue(Box::new(request))).await.map_err(service_error)?.reply {
         Reply::Enqueued(result) => Ok(enqueued(&result)),
         Reply::Rejected(rejection) => Err(to_rpc(WireError::rejection(&rejection))),
@@ -138,15 +137,10 @@ async fn enqueue_batch(service: Arc<Service>, params: Params<'static>) -> RpcRes
         let message = format!("a batch holds 1 to {} jobs", limits::BATCH_JOBS_MAX);
         return Err(invalid(ValidationError::new("jobs", ValidationKind::OutOfRange, message)));
     }
-    let offset_ms = service.clock.offset_ms();
     let requests = jobs
         .iter()
         .enumerate()
-        .map(|(index, job)| {
-            let mut request = wire::enqueue_request(job).map_err(|error| invalid(error.at_index(index)))?;
-            wire::to_engine_times(&mut request, offset_ms);
-            Ok::<_, ErrorObjectOwned>(request)
-        })
+        .map(|(index, job)| wire::enqueue_request(job).map_err(|error| invalid(error.at_index(index))))
         .collect::<Result<Vec<_>, _>>()?;
     match service.run_request(Input::EnqueueBatch(requests)).await.map_err(service_error)?.reply {
         Reply::EnqueuedBatch(results) => Ok(json!({ "results": results.iter().map(enqueued).collect::<Vec<_>>() })),
@@ -524,8 +518,7 @@ async fn recurring_set(service: Arc<Service>, params: Params<'static>) -> RpcRes
         .filter(|v| !v.is_null())
         .ok_or_else(|| invalid(ValidationError::new("job", ValidationKind::Missing, "is required")))?;
     let offset_ms = service.clock.offset_ms();
-    let mut job = wire::enqueue_request(job).map_err(|error| invalid(error.within("job")))?;
-    wire::to_engine_times(&mut job, offset_ms);
+    let job = wire::enqueue_request(job).map_err(|error| invalid(error.within("job")))?;
     let request = RecurringRequest { name, cron, timezone: text(&map, "timezone")?, job };
     match service.run_request(Input::SetRecurring(Box::new(request))).await.map_err(service_error)?.reply {
         Reply::RecurringSet { name, next_at_ms } => {

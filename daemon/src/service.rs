@@ -131,7 +131,9 @@ pub struct Service {
     stopping: AtomicBool,
     /// Reports are no longer recorded (the shutdown grace ran out).
     abandoning: AtomicBool,
-    /// The wall clock's offset the engine was last told (`Input::WallClock`).
+    /// The wall clock's offset the engine was last told (`Input::WallClock`); `i64::MIN`
+    /// until the first, which is sent whatever the offset: jobs placed by the daemon
+    /// before a restart may hold another.
     wall_offset_sent_ms: std::sync::atomic::AtomicI64,
 }
 
@@ -178,7 +180,7 @@ impl Service {
             system: Mutex::new((SystemState::UNKNOWN, 0)),
             stopping: AtomicBool::new(false),
             abandoning: AtomicBool::new(false),
-            wall_offset_sent_ms: std::sync::atomic::AtomicI64::new(0),
+            wall_offset_sent_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
         });
         let recovered = service.submit(Input::Recover).await.map_err(|e| format!("restart recovery failed: {e}"))?;
         info!(reply = ?recovered.reply, "recovered");
@@ -349,8 +351,8 @@ impl Service {
         }
     }
 
-    /// Tells the engine when the wall clock moved against engine time (recurring slots
-    /// follow the wall clock; see `semantica_adapters::clock`).
+    /// Tells the engine when the wall clock moved against engine time (recurring slots,
+    /// `schedule.at` and deadlines follow the wall clock; see `semantica_adapters::clock`).
     async fn follow_wall_clock(&self) {
         let offset_ms = self.clock.offset_ms();
         if offset_ms == self.wall_offset_sent_ms.load(Ordering::Acquire) {

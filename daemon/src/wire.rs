@@ -296,22 +296,6 @@ fn parsed_json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or(Value::Null)
 }
 
-/// The job view of `dev.get.v1`.
-/// The wall-clock times a client gave (`schedule.at`, `deadline`) on the engine's
-/// timeline, which is `offset_ms` behind the wall clock (see `semantica_adapters::clock`).
-/// Values the contract refuses (negative) are left for validation to refuse.
-pub fn to_engine_times(request: &mut EnqueueRequest, offset_ms: i64) {
-    let shift = |value: &mut Option<i64>| {
-        if let Some(ms) = value.as_mut().filter(|ms| **ms >= 0) {
-            *ms = ms.saturating_sub(offset_ms).max(0);
-        }
-    };
-    if let Some(schedule) = request.schedule.as_mut() {
-        shift(&mut schedule.at_ms);
-    }
-    shift(&mut request.deadline_ms);
-}
-
 /// A job as clients see it; its times are wall-clock epoch ms (engine time plus
 /// `offset_ms`).
 pub fn job_view(job: &Job, offset_ms: i64) -> Value {

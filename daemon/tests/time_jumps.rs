@@ -113,3 +113,73 @@ fn durations_count_real_time_when_the_wall_clock_is_stepped_back_or_forward() {
         assert!((created - next_at).abs() < 3_000, "fired at {created}, the slot is {next_at}");
     });
 }
+
+#[test]
+fn absolute_times_given_before_a_step_follow_the_wall_clock() {
+    let home = tempfile::tempdir().unwrap();
+    let offset_file = home.path().join("faketime");
+    std::fs::write(&offset_file, "+0").unwrap();
+    let preload = libfaketime();
+    let daemon = Daemon::start_with(
+        home.path(),
+        &[
+            ("LD_PRELOAD", preload.to_str().unwrap()),
+            ("FAKETIME_TIMESTAMP_FILE", offset_file.to_str().unwrap()),
+            ("FAKETIME_NO_CACHE", "1"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    );
+    let client = daemon.client();
+    runtime().block_on(async {
+        let enqueue = |job: serde_json::Value| {
+            let client = &client;
+            async move { client.call("dev.enqueue.v1", params(job)).await.unwrap()["job_id"].clone() }
+        };
+        let state = |job_id: serde_json::Value| {
+            let client = &client;
+            async move {
+                let view = client.call("dev.get.v1", params(json!({"job_id": job_id}))).await.unwrap();
+                view["state"].as_str().unwrap().to_owned()
+            }
+        };
+        const MINUTE_MS: i64 = 60_000;
+        let now = real_ms();
+        let soon = enqueue(json!({"job_type": "noop", "queue": "t", "subject_key": "soon",
+                                  "schedule": {"at": now + 4_000}}))
+        .await;
+        let later = enqueue(json!({"job_type": "noop", "queue": "t", "subject_key": "later",
+                                   "schedule": {"at": now + 30 * MINUTE_MS}}))
+        .await;
+        let running = enqueue(json!({"job_type": "sh", "queue": "t", "subject_key": "running",
+                                     "deadline": now + 20 * MINUTE_MS,
+                                     "exec": {"command": "sleep", "args": ["60"]}}))
+        .await;
+        let waiting = enqueue(json!({"job_type": "noop", "queue": "t", "subject_key": "waiting",
+                                     "schedule": {"at": now + 20 * MINUTE_MS}, "deadline": now + 25 * MINUTE_MS}))
+        .await;
+        // Set back an hour: 4 s from now on the old wall clock is an hour and 4 s away.
+        std::fs::write(&offset_file, "-1h").unwrap();
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        assert_eq!(state(soon.clone()).await, "SCHEDULED", "schedule.at follows the wall clock back");
+        assert_eq!(state(running.clone()).await, "RUNNING");
+        // Then an hour ahead of the real clock: every absolute time given above has passed.
+        std::fs::write(&offset_file, "+1h").unwrap();
+        let stepped = Instant::now();
+        let wait = |job_id: serde_json::Value| {
+            let client = &client;
+            async move {
+                client.call("dev.wait.v1", params(json!({"job_id": job_id, "timeout_ms": 20_000}))).await.unwrap()
+            }
+        };
+        assert_eq!(wait(soon).await["state"], "DONE");
+        assert_eq!(wait(later).await["state"], "DONE", "a schedule.at half an hour ahead has come");
+        let failed = wait(running).await;
+        assert_eq!(
+            (failed["state"].as_str(), failed["error"]["kind"].as_str()),
+            (Some("FAILED"), Some("deadline_exceeded")),
+            "{failed}"
+        );
+        assert_eq!(wait(waiting).await["state"], "SKIPPED_DEADLINE");
+        assert!(stepped.elapsed() < Duration::from_secs(10), "took {:?} after the step", stepped.elapsed());
+    });
+}

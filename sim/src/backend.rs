@@ -190,6 +190,11 @@ impl Store for FaultyStore {
         self.inner.due_jobs(now_ms, limit)
     }
 
+    fn wall_timed_jobs(&self, offset_ms: i64, limit: usize) -> StoreResult<Vec<Job>> {
+        self.read()?;
+        self.inner.wall_timed_jobs(offset_ms, limit)
+    }
+
     fn labelled_jobs(&self, tag: Option<&str>, chain_group_id: Option<&str>, limit: usize) -> StoreResult<Vec<Job>> {
         self.read()?;
         self.inner.labelled_jobs(tag, chain_group_id, limit)

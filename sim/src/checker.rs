@@ -90,6 +90,12 @@ pub struct Checker {
     /// How far the wall clock is ahead of engine time, as far as the current engine was
     /// told (`Input::WallClock` steps it committed; 0 for a fresh engine until told again).
     wall_offset_ms: i64,
+    /// The current engine has been told the wall clock's offset (it moves jobs' absolute
+    /// times only then).
+    wall_told: bool,
+    /// Jobs whose `schedule.at` had come when a wall-clock step moved them: they stay due
+    /// (a step back does not make them wait again).
+    at_reached: BTreeSet<JobId>,
     /// Per recurring job, the wall time at which its next slot was last worked out (a
     /// set, a firing, or a wall-clock step): no slot at or before it, or at or before the
     /// last one fired, is owed; every slot after both is, once its time comes.
@@ -120,6 +126,8 @@ impl Checker {
             fired_slots: BTreeSet::new(),
             fired_generations: BTreeSet::new(),
             wall_offset_ms: 0,
+            wall_told: false,
+            at_reached: BTreeSet::new(),
             slots_owed_after_ms: BTreeMap::new(),
             kept_due: BTreeSet::new(),
             schedules: BTreeMap::new(),
@@ -179,6 +187,16 @@ impl Checker {
         now_ms.saturating_add_signed(self.wall_offset_ms)
     }
 
+    /// The latest engine time at which a live job's `schedule.at` or deadline falls.
+    pub fn latest_absolute_time_ms(&self) -> u64 {
+        self.active_jobs()
+            .filter(|job| !job.state.is_terminal())
+            .flat_map(|job| [job.at_wall_ms.map(|_| job.due_at_ms), job.deadline_ms])
+            .flatten()
+            .max()
+            .unwrap_or(0)
+    }
+
     /// How many recurring slots fired so far.
     pub fn fired_slot_count(&self) -> usize {
         self.fired_slots.len()
@@ -208,7 +226,18 @@ impl Checker {
         if obs.input == &Input::Recover {
             // A new engine knows no offset until the driver tells it again.
             self.wall_offset_ms = 0;
+            self.wall_told = false;
         }
+        // A wall-clock step's own writes are judged against the offset it tells.
+        let wall_step = match obs.input {
+            Input::WallClock { offset_ms } => {
+                let changed = *offset_ms != self.wall_offset_ms;
+                self.wall_offset_ms = *offset_ms;
+                self.wall_told = true;
+                Some((*offset_ms, changed))
+            }
+            _ => None,
+        };
         let pending_pop_order = self.pop_order_obligations(obs);
         for write in &step.persist.writes {
             self.check_write(write)?;
@@ -228,9 +257,10 @@ impl Checker {
         for write in &step.persist.writes {
             self.apply(write);
         }
+        self.check_wall_times(obs, &before)?;
         self.check_starts(obs, &before, &paused_before)?;
-        if let Input::WallClock { offset_ms } = obs.input {
-            self.check_wall_clock_step(obs, *offset_ms, &recurring_before)?;
+        if let Some((offset_ms, changed)) = wall_step {
+            self.check_wall_clock_step(obs, offset_ms, changed, &before, &recurring_before)?;
         }
         self.check_firings(obs, &recurring_before)?;
         self.check_pop_order(&pending_pop_order, obs)?;
@@ -377,6 +407,7 @@ impl Checker {
                     );
                 }
                 check_start_in_time(obs.now_ms, job)?;
+                self.check_start_on_wall_clock(obs.now_ms, job)?;
                 started.insert((job.id, job.attempts));
             }
         }
@@ -550,18 +581,29 @@ impl Checker {
         Ok(())
     }
 
-    /// A committed `Input::WallClock`: the engine now knows the new offset. It touches no
-    /// job and no process (delays, timeouts, TTLs, deadlines and back-offs count engine
-    /// time, which a wall-clock step does not move); when the offset changed, every
-    /// recurring job's next slot moved to where the rule puts it on the new wall clock.
+    /// A committed `Input::WallClock`: the engine now knows the new offset. It writes only
+    /// jobs whose absolute times it moved (and what their end decides: a skipped parent's
+    /// children), and starts or kills nothing (delays, timeouts, TTLs and back-offs count
+    /// engine time, which a wall-clock step does not move); when the offset changed,
+    /// every recurring job's next slot moved to where the rule puts it on the new wall
+    /// clock.
     fn check_wall_clock_step(
         &mut self,
         obs: &Observation,
         offset_ms: i64,
+        changed: bool,
+        before: &BTreeMap<JobId, Job>,
         recurring_before: &BTreeMap<String, Recurring>,
     ) -> Check {
         let step = obs.step;
+        let moved = |job: &Job| {
+            let old = &before[&job.id];
+            let placed_elsewhere = old.wall_offset_ms.is_some_and(|placed_ms| placed_ms != offset_ms);
+            let parent_ended = job.error.as_ref().is_some_and(|e| e.kind == semantica_core::ErrorKind::ParentFailed);
+            placed_elsewhere || (job.state == JobState::Cancelled && parent_ended && !old.state.is_terminal())
+        };
         let job_write = step.persist.writes.iter().find_map(|write| match write {
+            Write::Update(job) if moved(job) => None,
             Write::Insert(job) | Write::Update(job) => Some(format!("job {} ({})", job.id, job.state)),
             Write::Delete { id, .. } => Some(format!("a purge of job {id}")),
             Write::QueuePaused { queue, .. } => Some(format!("a pause of queue {queue:?}")),
@@ -579,8 +621,6 @@ impl Checker {
         if step.persist.writes.iter().any(|write| matches!(write, Write::DeleteRecurring { .. })) {
             return fail("store_diverged", format!("a wall-clock step to offset {offset_ms} deleted a recurring job"));
         }
-        let changed = offset_ms != self.wall_offset_ms;
-        self.wall_offset_ms = offset_ms;
         if !changed {
             return Ok(());
         }
@@ -607,6 +647,110 @@ impl Checker {
             let schedule = self.schedule(&name)?;
             self.check_next_at_by_rule(&self.recurring[&name], schedule, obs.now_ms, "wall-clock step")?;
             self.slots_owed_after_ms.insert(name, wall_now_ms);
+        }
+        Ok(())
+    }
+
+    /// Every written job's absolute times sit where the wall clock's offset it records
+    /// puts them, and a job placed with another offset than the engine's was moved by the
+    /// rule: its deadline always, its `schedule.at` only while that had not come (a job
+    /// that was due stays due).
+    fn check_wall_times(&mut self, obs: &Observation, before: &BTreeMap<JobId, Job>) -> Check {
+        let offset_ms = self.wall_offset_ms;
+        let off = |detail: String| fail("timer_off_wall_clock", detail);
+        for write in &obs.step.persist.writes {
+            let (Write::Insert(job) | Write::Update(job)) = write else { continue };
+            if job.state.is_terminal() {
+                if job.wall_offset_ms.is_some() {
+                    return off(format!("job {} ended {} and still follows the wall clock", job.id, job.state));
+                }
+                continue;
+            }
+            if job.at_wall_ms.is_some() && job.attempts == 0 && job.due_at_ms <= obs.now_ms {
+                // Its `schedule.at` came (as placed, which the checks below judge).
+                self.at_reached.insert(job.id);
+            }
+            match (job.deadline_wall_ms, job.wall_offset_ms) {
+                (Some(wall_ms), Some(placed_ms)) if job.deadline_ms != Some(engine_ms(wall_ms, placed_ms)) => {
+                    return off(format!(
+                        "job {}: deadline {wall_ms} (wall) placed with offset {placed_ms} at {:?}",
+                        job.id, job.deadline_ms
+                    ));
+                }
+                (Some(wall_ms), None) => {
+                    return off(format!("job {} (deadline {wall_ms}, wall) follows no offset", job.id));
+                }
+                _ => {}
+            }
+            let Some(old) = before.get(&job.id) else {
+                // Inserted: placed with the engine's offset.
+                if let Some(placed_ms) = job.wall_offset_ms.filter(|placed_ms| *placed_ms != offset_ms) {
+                    return off(format!(
+                        "job {} inserted with offset {placed_ms}; the engine's is {offset_ms}",
+                        job.id
+                    ));
+                }
+                if let Some(at_ms) = job.at_wall_ms.filter(|at_ms| job.due_at_ms != engine_ms(*at_ms, offset_ms)) {
+                    return off(format!("job {} inserted due at {} for schedule.at {at_ms}", job.id, job.due_at_ms));
+                }
+                continue;
+            };
+            let moved = self.wall_told && old.wall_offset_ms.is_some_and(|placed_ms| placed_ms != offset_ms);
+            if !moved {
+                if job.wall_offset_ms.is_some() && job.wall_offset_ms != old.wall_offset_ms {
+                    return off(format!(
+                        "job {} re-placed from offset {:?} to {:?} while the engine's is {offset_ms}",
+                        job.id, old.wall_offset_ms, job.wall_offset_ms
+                    ));
+                }
+                continue;
+            }
+            if job.wall_offset_ms.is_some_and(|placed_ms| placed_ms != offset_ms) {
+                return off(format!("job {} moved to offset {:?}, not {offset_ms}", job.id, job.wall_offset_ms));
+            }
+            if old.attempts != 0 || job.attempts != 0 {
+                continue; // `schedule.at` was the first attempt's; a start or back-off sets due_at
+            }
+            let at_pending = old.state.is_waiting() && old.due_at_ms > obs.now_ms;
+            let expected_due_ms = match old.at_wall_ms {
+                Some(at_ms) if at_pending => engine_ms(at_ms, offset_ms),
+                Some(_) => {
+                    self.at_reached.insert(job.id);
+                    old.due_at_ms
+                }
+                None => old.due_at_ms,
+            };
+            if job.due_at_ms != expected_due_ms {
+                return off(format!(
+                    "job {} (schedule.at {:?}, due at {} with offset {:?}) moved to due at {}; the rule says {expected_due_ms}",
+                    job.id, old.at_wall_ms, old.due_at_ms, old.wall_offset_ms, job.due_at_ms
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A first attempt starts once the wall clock reached its `schedule.at` (or it was
+    /// due before a step back), and no attempt starts once the wall clock reached its
+    /// deadline.
+    fn check_start_on_wall_clock(&self, now_ms: u64, job: &Job) -> Check {
+        let wall_now_ms = self.wall_ms(now_ms);
+        if let Some(at_ms) = job.at_wall_ms.filter(|at_ms| job.attempts == 1 && wall_now_ms < *at_ms) {
+            if !self.at_reached.contains(&job.id) {
+                return fail(
+                    "started_before_due",
+                    format!("job {} started at wall {wall_now_ms}, before its schedule.at {at_ms}", job.id),
+                );
+            }
+        }
+        if let Some(deadline_ms) = job.deadline_wall_ms.filter(|deadline_ms| wall_now_ms >= *deadline_ms) {
+            return fail(
+                "started_after_expiry",
+                format!(
+                    "job {} started attempt {} at wall {wall_now_ms}; its deadline was {deadline_ms}",
+                    job.id, job.attempts
+                ),
+            );
         }
         Ok(())
     }
@@ -1026,6 +1170,15 @@ impl Checker {
             if job.state.is_terminal() {
                 continue;
             }
+            if self.wall_told && job.wall_offset_ms.is_some_and(|placed_ms| placed_ms != self.wall_offset_ms) {
+                return fail(
+                    "timer_off_wall_clock",
+                    format!(
+                        "job {} is still placed with offset {:?} after a tick; the wall clock's is {}",
+                        job.id, job.wall_offset_ms, self.wall_offset_ms
+                    ),
+                );
+            }
             let late = |what: &str, at: u64| {
                 fail("timer_not_fired", format!("job {} is {} at {now_ms}, its {what} was at {at}", job.id, job.state))
             };
@@ -1238,6 +1391,11 @@ fn check_job_shape(job: &Job) -> Check {
 
 /// A job that starts an attempt at `now_ms` (engine time) is due and has not expired:
 /// delays, back-offs, TTLs and deadlines count engine time, whatever the wall clock does.
+/// A wall-clock time on the engine's timeline, with the wall clock `offset_ms` ahead.
+fn engine_ms(wall_ms: u64, offset_ms: i64) -> u64 {
+    wall_ms.saturating_add_signed(-offset_ms)
+}
+
 fn check_start_in_time(now_ms: u64, job: &Job) -> Check {
     if job.due_at_ms > now_ms {
         return fail(

@@ -99,6 +99,9 @@ impl Store for MutantStore {
     fn due_jobs(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<Job>> {
         self.inner.due_jobs(now_ms, limit)
     }
+    fn wall_timed_jobs(&self, offset_ms: i64, limit: usize) -> StoreResult<Vec<Job>> {
+        self.inner.wall_timed_jobs(offset_ms, limit)
+    }
     fn labelled_jobs(&self, tag: Option<&str>, chain_group_id: Option<&str>, limit: usize) -> StoreResult<Vec<Job>> {
         self.inner.labelled_jobs(tag, chain_group_id, limit)
     }

@@ -31,7 +31,8 @@ const RECOVER_TRIES_MAX: u32 = 100;
 const IDLE_TICKS_MAX: u32 = 3;
 /// The liveness phase may take this many simulator steps...
 const LIVENESS_STEPS_MAX: u64 = 100_000;
-/// ...and this much simulated time.
+/// ...and this much simulated time after the latest absolute time (`schedule.at`,
+/// deadline) a job waits for: a wall clock stepped back days puts those days ahead.
 const LIVENESS_TIME_MS_MAX: u64 = 48 * 3_600_000;
 /// The checker compares its mirror with every whole store, and differential mode the
 /// stores with each other, every this many steps (and after every restart, and at the
@@ -626,7 +627,8 @@ impl Sim {
     }
 
     fn client_op(&mut self) -> Result<(), Violation> {
-        match self.workload.next_op(self.now_ms) {
+        let wall_ms = self.now_ms.saturating_add_signed(self.wall_offset_ms);
+        match self.workload.next_op(self.now_ms, wall_ms) {
             ClientOp::Send { input, expect } => self.client_send(input, expect),
             ClientOp::Query(query) => self.client_query(&query),
             ClientOp::Get(id) => self.client_get(id),
@@ -907,12 +909,11 @@ impl Sim {
                 Exec::Done(_) => {
                     self.system_dirty = true;
                     self.claim_wanted = true;
-                    // A new engine starts at offset 0: the daemon tells it the wall
-                    // clock's offset right after recovery, when there is one.
-                    self.wall_dirty = self.wall_offset_ms != 0;
-                    if self.wall_dirty {
-                        self.send_wall_clock()?;
-                    }
+                    // A new engine knows no offset: the daemon tells it the wall clock's
+                    // right after recovery, whatever it is (jobs placed before the
+                    // restart may hold another).
+                    self.wall_dirty = true;
+                    self.send_wall_clock()?;
                     return self.check_whole_stores();
                 }
                 Exec::StoreFailed => continue,
@@ -979,7 +980,7 @@ impl Sim {
         steps: &mut u64,
     ) -> Result<(), Violation> {
         let mut events: Vec<String> = self.workload.events_used().cloned().collect();
-        let deadline_ms = started_ms + LIVENESS_TIME_MS_MAX;
+        let deadline_ms = self.checker.latest_absolute_time_ms().max(started_ms) + LIVENESS_TIME_MS_MAX;
         let mut stuck_claimed = false;
         loop {
             *steps += 1;

@@ -171,6 +171,9 @@ impl Store for SqliteBackend {
     fn due_jobs(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<Job>> {
         self.store().due_jobs(now_ms, limit)
     }
+    fn wall_timed_jobs(&self, offset_ms: i64, limit: usize) -> StoreResult<Vec<Job>> {
+        self.store().wall_timed_jobs(offset_ms, limit)
+    }
     fn labelled_jobs(&self, tag: Option<&str>, chain_group_id: Option<&str>, limit: usize) -> StoreResult<Vec<Job>> {
         self.store().labelled_jobs(tag, chain_group_id, limit)
     }

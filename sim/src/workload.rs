@@ -160,7 +160,9 @@ impl Workload {
         self.events_used.iter()
     }
 
-    pub fn next_op(&mut self, now_ms: u64) -> ClientOp {
+    /// The next client operation at `now_ms` (engine time), when the wall clock (which a
+    /// client's absolute times are on) reads `wall_ms`.
+    pub fn next_op(&mut self, now_ms: u64, wall_ms: u64) -> ClientOp {
         let mix = self.mix;
         let mut roll = self.rng.below(mix.total());
         let mut pick = |weight: u64| {
@@ -169,14 +171,14 @@ impl Workload {
             hit
         };
         if pick(mix.enqueue) {
-            let request = self.valid_request(now_ms);
+            let request = self.valid_request(wall_ms);
             return ClientOp::Send { input: Input::Enqueue(Box::new(request)), expect: Expect::Valid };
         }
         if pick(mix.batch) {
-            return self.batch(now_ms);
+            return self.batch(wall_ms);
         }
         if pick(mix.invalid) {
-            let mut request = self.valid_request(now_ms);
+            let mut request = self.valid_request(wall_ms);
             let expect = self.break_request(&mut request, 0);
             return ClientOp::Send { input: Input::Enqueue(Box::new(request)), expect };
         }
@@ -210,7 +212,7 @@ impl Workload {
             return self.retry();
         }
         if pick(mix.recurring) {
-            return self.recurring(now_ms);
+            return self.recurring(wall_ms);
         }
         self.read()
     }
@@ -288,14 +290,14 @@ impl Workload {
     }
 
     /// Set (or replace) a recurring job, now and then an invalid one, or delete one.
-    fn recurring(&mut self, now_ms: u64) -> ClientOp {
+    fn recurring(&mut self, wall_ms: u64) -> ClientOp {
         let name = format!("rec-{}", self.rng.below(RECURRING_NAMES));
         if self.rng.chance(1, 4) {
             // An unknown name is a fine answer too (deleted: false).
             let name = if self.rng.chance(1, 8) { "rec-none".to_owned() } else { name };
             return ClientOp::Send { input: Input::DeleteRecurring { name }, expect: Expect::Any };
         }
-        let mut job = self.valid_request(now_ms);
+        let mut job = self.valid_request(wall_ms);
         job.generation = None;
         job.schedule = None;
         if self.rng.chance(3, 4) {
@@ -351,9 +353,9 @@ impl Workload {
         Expect::Invalid(what)
     }
 
-    fn batch(&mut self, now_ms: u64) -> ClientOp {
+    fn batch(&mut self, wall_ms: u64) -> ClientOp {
         let len = 1 + self.rng.below(BATCH_JOBS_MAX) as usize;
-        let mut requests: Vec<EnqueueRequest> = (0..len).map(|_| self.valid_request(now_ms)).collect();
+        let mut requests: Vec<EnqueueRequest> = (0..len).map(|_| self.valid_request(wall_ms)).collect();
         if self.rng.chance(1, 4) {
             let index = self.rng.below(len as u64) as usize;
             let expect = self.break_request(&mut requests[index], index);
@@ -416,7 +418,8 @@ impl Workload {
         ClientOp::Query(query)
     }
 
-    fn valid_request(&mut self, now_ms: u64) -> EnqueueRequest {
+    /// A valid request; its absolute times are around `wall_ms`.
+    fn valid_request(&mut self, wall_ms: u64) -> EnqueueRequest {
         let rng = &mut self.rng;
         let subject_key = if rng.chance(7, 10) {
             format!("hot-{}", rng.below(HOT_SUBJECTS))
@@ -459,11 +462,11 @@ impl Workload {
             request.ttl_ms = Some(100 + rng.below(600_000) as i64);
         }
         if rng.chance(1, 10) {
-            request.deadline_ms = Some((now_ms + 100 + rng.below(1_800_000)) as i64);
+            request.deadline_ms = Some((wall_ms + 100 + rng.below(1_800_000)) as i64);
         }
         if rng.chance(2, 10) {
             request.schedule = Some(if rng.chance(1, 2) {
-                ScheduleRequest { at_ms: Some((now_ms + rng.below(3_600_000)) as i64), delay_ms: None }
+                ScheduleRequest { at_ms: Some((wall_ms + rng.below(3_600_000)) as i64), delay_ms: None }
             } else {
                 ScheduleRequest { at_ms: None, delay_ms: Some(rng.below(600_000) as i64) }
             });

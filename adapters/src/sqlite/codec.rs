@@ -12,7 +12,7 @@ use semantica_core::{
 };
 
 /// Every column of `jobs`, in the order [`encode`] fills them and [`decode`] reads them.
-pub(crate) const COLUMNS: [&str; 46] = [
+pub(crate) const COLUMNS: [&str; 49] = [
     "seq",
     "id",
     "version",
@@ -59,13 +59,18 @@ pub(crate) const COLUMNS: [&str; 46] = [
     "result_summary_json",
     "artifacts_json",
     "retry_of",
+    "deadline_wall_ms",
+    "at_wall_ms",
+    "wall_offset_ms",
 ];
 
 /// The columns an update may change: core fixes everything else of a job when it is
 /// inserted (`Tx::update` asserts it), so an UPDATE leaves those columns, and the indexes
 /// made only of them (`id`'s), alone.
-pub(crate) const MUTABLE_COLUMNS: [&str; 17] = [
+pub(crate) const MUTABLE_COLUMNS: [&str; 19] = [
     "version",
+    "deadline_ms",
+    "wall_offset_ms",
     "state",
     "attempts",
     "due_at_ms",
@@ -174,6 +179,9 @@ pub(crate) fn encode(job: &Job) -> Vec<Value> {
         text_opt(job.result_summary_json.as_deref()),
         Value::Text(serde_json::to_string(&artifacts).expect("artifacts serialize")),
         job.retry_of.map_or(Value::Null, |id| Value::Text(id.to_string())),
+        ordered_opt(job.deadline_wall_ms, "deadline_wall_ms"),
+        ordered_opt(job.at_wall_ms, "at_wall_ms"),
+        job.wall_offset_ms.map_or(Value::Null, Value::Integer),
     ];
     assert_eq!(row.len(), COLUMNS.len());
     row
@@ -340,6 +348,9 @@ pub(crate) fn decode(row: &Row<'_>) -> StoreResult<Job> {
     let result_summary_json = c.text_opt()?;
     let artifacts = json::<Vec<(String, u64)>>("artifacts_json", &c.text()?)?;
     let retry_of = c.id_opt()?;
+    let deadline_wall_ms = c.u64_opt()?;
+    let at_wall_ms = c.u64_opt()?;
+    let wall_offset_ms = c.i64_opt()?;
     assert_eq!(c.index, COLUMNS.len(), "every column read");
     Ok(Job {
         id,
@@ -359,6 +370,9 @@ pub(crate) fn decode(row: &Row<'_>) -> StoreResult<Job> {
         timeout_ms,
         ttl_ms,
         deadline_ms,
+        deadline_wall_ms,
+        at_wall_ms,
+        wall_offset_ms,
         conditions,
         event_released,
         parent_job_id,

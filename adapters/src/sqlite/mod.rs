@@ -612,6 +612,14 @@ impl Store for SqliteStore {
         self.jobs(&sql, [sql_bound(now_ms)])
     }
 
+    fn wall_timed_jobs(&self, offset_ms: i64, limit: usize) -> StoreResult<Vec<Job>> {
+        let sql = Self::select(&format!(
+            "wall_offset_ms IS NOT NULL AND wall_offset_ms <> ?1 ORDER BY seq {}",
+            limit_clause(limit)
+        ));
+        self.jobs(&sql, [offset_ms])
+    }
+
     fn labelled_jobs(&self, tag: Option<&str>, chain_group_id: Option<&str>, limit: usize) -> StoreResult<Vec<Job>> {
         // One statement per shape, so that each can use its index.
         let limit = limit_clause(limit);

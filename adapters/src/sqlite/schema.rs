@@ -33,6 +33,7 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_queue_controls.sql",
         sql: include_str!("../../../migrations/0004_queue_controls.sql"),
     },
+    Migration { version: 5, name: "0005_wall_times.sql", sql: include_str!("../../../migrations/0005_wall_times.sql") },
 ];
 
 /// Why a database could not be brought to this binary's schema.
