@@ -717,8 +717,13 @@ impl Engine {
                 };
                 self.retryable_matches(tx, filter, limit)?
             }
-            _ => {
-                let error = ValidationError::new("job_id", ValidationKind::Missing, "give job_id or filter, not both");
+            (None, None) => {
+                let error = ValidationError::new("job_id", ValidationKind::Missing, "give job_id or filter");
+                return Ok(Err(Rejection::Validation(error)));
+            }
+            (Some(_), Some(_)) => {
+                let error =
+                    ValidationError::new("filter", ValidationKind::Conflicting, "give job_id or filter, not both");
                 return Ok(Err(Rejection::Validation(error)));
             }
         };

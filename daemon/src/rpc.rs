@@ -424,7 +424,8 @@ async fn logs_tail(service: Arc<Service>, params: Params<'static>) -> RpcResult 
     Ok(json!({ "chunk": chunk.text, "next_offset": chunk.next_offset, "eof": chunk.at_end && job.state.is_terminal() }))
 }
 
-async fn stats(service: Arc<Service>, _params: Params<'static>) -> RpcResult {
+async fn stats(service: Arc<Service>, params: Params<'static>) -> RpcResult {
+    only_fields(&params_object(&params)?, &[])?;
     let (mut queues, paused) =
         service.read(|store| Ok((store.queue_stats()?, store.paused_queues()?))).await.map_err(service_error)?;
     // A paused queue shows even before it holds a job.

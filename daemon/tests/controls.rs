@@ -118,8 +118,13 @@ fn retry_enqueues_ended_jobs_again_as_the_next_generation() {
             .await
             .unwrap_err();
         assert_eq!(rpc_code(unknown).0, 4001);
-        let neither = client.call("dev.retry.v1", params(json!({}))).await.unwrap_err();
-        assert_eq!(rpc_code(neither).0, 4000);
+        let (code, data) = rpc_code(client.call("dev.retry.v1", params(json!({}))).await.unwrap_err());
+        assert_eq!((code, data["kind"].as_str(), data["field"].as_str()), (4000, Some("missing"), Some("job_id")));
+        let both = json!({"job_id": result["job_id"], "filter": {"state": ["FAILED"]}});
+        let (code, data) = rpc_code(client.call("dev.retry.v1", params(both)).await.unwrap_err());
+        assert_eq!((code, data["kind"].as_str(), data["field"].as_str()), (4000, Some("conflicting"), Some("filter")));
+        let (code, data) = rpc_code(client.call("admin.stats.v1", params(json!({"queue": "x"}))).await.unwrap_err());
+        assert_eq!((code, data["field"].as_str()), (4000, Some("queue")), "stats takes no params");
 
         for n in 0..3 {
             let job = json!({"job_type": "fail", "queue": "many", "subject_key": format!("m{n}")});
