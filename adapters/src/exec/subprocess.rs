@@ -1,10 +1,12 @@
 //! Subprocess jobs: own process group, allowlisted environment, output to the job's log,
 //! result and artifacts collected on exit, the whole group stopped on cancel or timeout.
 
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -56,6 +58,42 @@ fn spawn_failure(command: &str, cwd: Option<&str>, error: &std::io::Error) -> St
     format!("cannot start {command:?}: {error}")
 }
 
+/// Where the child's `execvp` would find `command`: through the child's own `PATH`
+/// (glibc's default `/bin:/usr/bin` without one; relative entries from its working
+/// directory), the first regular file with an execute bit. A name with a slash, or one
+/// found nowhere, is returned as given, and the spawn reports what the OS says.
+///
+/// Why look it up here: handed a path, the standard library starts the child with
+/// `posix_spawn` (`vfork`-like), but handed a bare name with a changed environment it
+/// must `fork` to search the child's `PATH`, and a fork copies the page tables of the
+/// whole daemon: most of the daemon's CPU per `true` job before this.
+fn find_program(command: &str, child_path: Option<&OsStr>, cwd: Option<&Path>) -> PathBuf {
+    if command.contains('/') || command.is_empty() {
+        return PathBuf::from(command);
+    }
+    let search = child_path.unwrap_or(OsStr::new("/bin:/usr/bin"));
+    for dir in std::env::split_paths(search) {
+        let dir = match (dir.as_os_str().is_empty(), cwd) {
+            (true, Some(cwd)) => cwd.to_path_buf(),
+            (true, None) => PathBuf::from("."),
+            (false, Some(cwd)) if dir.is_relative() => cwd.join(dir),
+            (false, _) => dir,
+        };
+        let candidate = dir.join(command);
+        if candidate.is_relative() {
+            // Relative to a working directory the child has not entered yet: leave the
+            // search to the child.
+            return PathBuf::from(command);
+        }
+        let executable = fs::metadata(&candidate)
+            .is_ok_and(|metadata| metadata.is_file() && metadata.permissions().mode() & 0o111 != 0);
+        if executable {
+            return candidate;
+        }
+    }
+    PathBuf::from(command)
+}
+
 /// Runs one attempt of `job` to its end. `stop` turning true asks for the group to be
 /// stopped: SIGTERM, then SIGKILL after the grace period.
 pub async fn run(
@@ -85,7 +123,13 @@ pub async fn run(
         Ok(copy_log) => tokio::spawn(copy_capped(output, copy_log, config.log_max_bytes)),
         Err(error) => return failed(ErrorKind::SpawnFailed, format!("cannot share the log: {error}")),
     };
-    let mut command = tokio::process::Command::new(&exec.command);
+    let child_path = match exec.env.get("PATH") {
+        Some(path) => Some(OsString::from(path)),
+        None if config.env_allowlist.iter().any(|name| name == "PATH") => std::env::var_os("PATH"),
+        None => None,
+    };
+    let program = find_program(&exec.command, child_path.as_deref(), exec.cwd.as_deref().map(Path::new));
+    let mut command = tokio::process::Command::new(program);
     command.args(&exec.args).env_clear();
     for name in &config.env_allowlist {
         if let Some(value) = std::env::var_os(name) {
@@ -283,4 +327,40 @@ pub fn kill_leftover(pid: u32, started_at: u64) -> bool {
     }
     signal_group(pid, Signal::SIGKILL);
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn executable(dir: &Path, name: &str, mode: u32) -> PathBuf {
+        let path = dir.join(name);
+        fs::write(&path, "#!/bin/sh\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_program_is_found_on_the_childs_path_as_execvp_would() {
+        let first = tempfile::tempdir().unwrap();
+        let second = tempfile::tempdir().unwrap();
+        executable(first.path(), "tool", 0o644); // not executable: skipped
+        let found = executable(second.path(), "tool", 0o755);
+        fs::create_dir(first.path().join("dir")).unwrap(); // a directory: skipped
+        let path = std::env::join_paths([first.path(), second.path()]).unwrap();
+        assert_eq!(find_program("tool", Some(&path), None), found);
+        assert_eq!(find_program("dir", Some(&path), None), PathBuf::from("dir"), "not found: left to the spawn");
+        assert_eq!(find_program("./tool", Some(&path), None), PathBuf::from("./tool"), "a path is taken as given");
+        assert_eq!(find_program("sh", None, None), PathBuf::from("/bin/sh"), "glibc's default search path");
+    }
+
+    #[test]
+    fn a_relative_path_entry_is_left_to_the_child() {
+        let cwd = tempfile::tempdir().unwrap();
+        fs::create_dir(cwd.path().join("bin")).unwrap();
+        let found = executable(&cwd.path().join("bin"), "tool", 0o755);
+        assert_eq!(find_program("tool", Some(OsStr::new("bin")), Some(cwd.path())), found);
+        assert_eq!(find_program("tool", Some(OsStr::new("bin")), None), PathBuf::from("tool"));
+        assert_eq!(find_program("tool", Some(OsStr::new("bin")), Some(Path::new("rel"))), PathBuf::from("tool"));
+    }
 }
