@@ -235,6 +235,14 @@ fn every_answer_validates_against_the_published_schema() {
         assert_eq!((code, error["data"]["index"].as_u64()), (4000, Some(1)));
         assert_eq!(s.call_error(&client, "dev.nothing.v1", json!({})).await.0, -32601);
 
+        // A refusal before jsonrpsee (a wrong token) has the same error object.
+        let stream = std::net::TcpStream::connect(&daemon.rpc_addr).unwrap();
+        let request = post(r#"{"jsonrpc":"2.0","id":1,"method":"admin.stats.v1","params":{}}"#, Some("wrong"));
+        let (status, body) = raw_http(stream, &request);
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!((status, body["error"]["code"].as_i64()), (401, Some(4010)));
+        s.check(&json!({"$ref": "#/components/schemas/Error"}), &body["error"], "the 401 answer");
+
         let published: BTreeSet<String> = openrpc::METHODS.iter().map(|name| name.to_string()).collect();
         assert_eq!(s.called, published, "every published method is called");
     });
