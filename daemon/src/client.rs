@@ -1,6 +1,8 @@
 //! A small client of the daemon: it finds it through `$SEMANTICA_HOME/daemon.json` and
 //! the token file, and calls methods over HTTP on TCP, or on the Unix socket without a
-//! token ([`call_socket`]). The CLI and the end-to-end tests use it.
+//! token ([`call_socket`], through `semantica_client`). The CLI, the bench and the
+//! end-to-end tests use it. FIXME: the TCP side keeps jsonrpsee's pooled HTTP client
+//! (the bench measures through it); `semantica_client::Client` opens a connection per call.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -112,43 +114,22 @@ impl Client {
 }
 
 /// Calls `method` over the daemon's Unix socket (the file's mode is the access check: no
-/// token). One HTTP/1.1 request on a fresh connection.
+/// token), through `semantica_client`'s transport; a throttled call is not tried again.
 pub async fn call_socket(
     socket: &Path,
     method: &str,
     params: Map<String, Value>,
     timeout: Duration,
 ) -> Result<Value, ClientError> {
-    use http_body_util::BodyExt as _;
-    let call = async {
-        let stream = tokio::net::UnixStream::connect(socket)
-            .await
-            .map_err(|e| ClientError::NoDaemon(format!("{}: {e}", socket.display())))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| ClientError::NoDaemon(format!("{}: {e}", socket.display())))?;
-        let connection = tokio::spawn(connection);
-        let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
-        let request = http::Request::post("/")
-            .header(http::header::HOST, "localhost")
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-            .map_err(|e| ClientError::Other(e.to_string()))?;
-        let response = sender.send_request(request).await.map_err(|e| ClientError::NoDaemon(e.to_string()))?;
-        let body = response.into_body().collect().await.map_err(|e| ClientError::Other(e.to_string()))?.to_bytes();
-        connection.abort();
-        let answer: Value = serde_json::from_slice(&body)
-            .map_err(|e| ClientError::Other(format!("the daemon's answer is not JSON: {e}")))?;
-        match answer.get("error") {
-            Some(error) => Err(ClientError::Rpc {
-                code: error["code"].as_i64().unwrap_or(0) as i32,
-                message: error["message"].as_str().unwrap_or("").to_owned(),
-                data: error.get("data").cloned(),
-            }),
-            None => Ok(answer.get("result").cloned().unwrap_or(Value::Null)),
-        }
-    };
-    tokio::time::timeout(timeout, call)
-        .await
-        .map_err(|_| ClientError::Other(format!("no answer on {} within {timeout:?}", socket.display())))?
+    let config = semantica_client::Config { timeout, throttle_retries_max: 0, ..Default::default() };
+    let client = semantica_client::Client::with_socket(socket).config(config);
+    client.call(method, &params).await.map_err(|error| match error {
+        semantica_client::Error::Rpc(error) => ClientError::Rpc {
+            code: error.code,
+            message: error.message,
+            data: Some(error.data).filter(|data| !data.is_null()),
+        },
+        semantica_client::Error::DaemonNotRunning(detail) => ClientError::NoDaemon(detail),
+        semantica_client::Error::Transport(detail) => ClientError::Other(detail),
+    })
 }

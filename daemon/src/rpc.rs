@@ -25,7 +25,8 @@ use semantica_adapters::{engine_to_wall_ms, wall_to_engine_ms};
 
 use crate::config::ConfigChanges;
 use crate::service::{ReloadError, Service, ServiceError};
-use crate::wire::{self, WireError};
+use crate::wire::{self, to_json, WireError};
+use semantica_client::types;
 
 /// A request body larger than this is refused (413).
 pub const REQUEST_BYTES_MAX: u32 = 2 * 1024 * 1024;
@@ -99,14 +100,18 @@ fn text(map: &Map<String, Value>, key: &str) -> Result<Option<String>, ErrorObje
     }
 }
 
-fn enqueued(result: &Enqueued) -> Value {
-    json!({
-        "job_id": result.job_id.to_string(),
-        "queue": result.queue,
-        "state": result.state.as_str(),
-        "generation": result.generation,
-        "deduplicated": result.deduplicated,
-    })
+fn enqueued(result: &Enqueued) -> types::EnqueueResult {
+    types::EnqueueResult {
+        job_id: result.job_id.to_string(),
+        queue: result.queue.clone(),
+        state: wire::job_state(result.state),
+        generation: result.generation,
+        deduplicated: result.deduplicated,
+    }
+}
+
+fn enqueued_all(results: &[Enqueued]) -> Value {
+    to_json(&types::EnqueueResults { results: results.iter().map(enqueued).collect() })
 }
 
 fn unexpected(reply: Reply) -> ErrorObjectOwned {
@@ -117,7 +122,7 @@ async fn enqueue(service: Arc<Service>, params: Params<'static>) -> RpcResult {
     let request = Value::Object(params_object(&params)?);
     let request = wire::enqueue_request(&request).map_err(invalid)?;
     match service.run_request(Input::Enqueue(Box::new(request))).await.map_err(service_error)?.reply {
-        Reply::Enqueued(result) => Ok(enqueued(&result)),
+        Reply::Enqueued(result) => Ok(to_json(&enqueued(&result))),
         Reply::Rejected(rejection) => Err(to_rpc(WireError::rejection(&rejection))),
         other => Err(unexpected(other)),
     }
@@ -143,7 +148,7 @@ async fn enqueue_batch(service: Arc<Service>, params: Params<'static>) -> RpcRes
         .map(|(index, job)| wire::enqueue_request(job).map_err(|error| invalid(error.at_index(index))))
         .collect::<Result<Vec<_>, _>>()?;
     match service.run_request(Input::EnqueueBatch(requests)).await.map_err(service_error)?.reply {
-        Reply::EnqueuedBatch(results) => Ok(json!({ "results": results.iter().map(enqueued).collect::<Vec<_>>() })),
+        Reply::EnqueuedBatch(results) => Ok(enqueued_all(&results)),
         Reply::Rejected(rejection) => Err(to_rpc(WireError::rejection(&rejection))),
         other => Err(unexpected(other)),
     }
@@ -174,7 +179,7 @@ async fn cancel(service: Arc<Service>, params: Params<'static>) -> RpcResult {
             other => return Err(unexpected(other)),
         }
     }
-    Ok(json!({ "cancelled_count": cancelled }))
+    Ok(to_json(&types::CancelResult { cancelled_count: cancelled as u64 }))
 }
 
 async fn get(service: Arc<Service>, params: Params<'static>) -> RpcResult {
@@ -182,7 +187,7 @@ async fn get(service: Arc<Service>, params: Params<'static>) -> RpcResult {
     only_fields(&map, &["job_id"])?;
     let id = required_job_id(&map)?;
     match service.get(id).await.map_err(service_error)? {
-        Some(job) => Ok(wire::job_view(&job, service.clock.offset_ms())),
+        Some(job) => Ok(to_json(&wire::job_view(&job, service.clock.offset_ms()))),
         None => Err(to_rpc(WireError::rejection(&semantica_core::Rejection::NotFound(id)))),
     }
 }
@@ -207,7 +212,7 @@ async fn wait(service: Arc<Service>, params: Params<'static>) -> RpcResult {
         let job = service.get(id).await.map_err(service_error)?;
         let Some(job) = job else { return Err(to_rpc(WireError::rejection(&semantica_core::Rejection::NotFound(id)))) };
         if job.state.is_terminal() {
-            return Ok(wire::job_view(&job, service.clock.offset_ms()));
+            return Ok(to_json(&wire::job_view(&job, service.clock.offset_ms())));
         }
         loop {
             match tokio::time::timeout_at(deadline, finished.recv()).await {
@@ -217,9 +222,10 @@ async fn wait(service: Arc<Service>, params: Params<'static>) -> RpcResult {
                         return Err(to_rpc(WireError::rejection(&semantica_core::Rejection::NotFound(id))));
                     };
                     if job.state.is_terminal() {
-                        return Ok(wire::job_view(&job, service.clock.offset_ms()));
+                        return Ok(to_json(&wire::job_view(&job, service.clock.offset_ms())));
                     }
-                    return Ok(json!({ "timed_out": true, "job": wire::job_view(&job, service.clock.offset_ms()) }));
+                    let job = wire::job_view(&job, service.clock.offset_ms());
+                    return Ok(to_json(&types::WaitTimedOut { timed_out: true, job }));
                 }
                 Ok(Ok(ended)) if ended != id => continue,
                 // Ours, or notices were dropped (lagged): read again.
@@ -367,7 +373,7 @@ fn bounded_page(page: semantica_core::JobPage, offset_ms: i64) -> Value {
         bytes += view_bytes;
         items.push(view);
     }
-    json!({ "items": items, "next_cursor": next_after_seq.map(encode_cursor) })
+    to_json(&types::JobPage { items, next_cursor: next_after_seq.map(encode_cursor) })
 }
 
 async fn event(service: Arc<Service>, params: Params<'static>) -> RpcResult {
@@ -392,7 +398,7 @@ async fn event(service: Arc<Service>, params: Params<'static>) -> RpcResult {
             Reply::Released { count } => {
                 released += count;
                 if count < limits::EVENT_ROUND_JOBS_MAX {
-                    return Ok(json!({ "released_count": released }));
+                    return Ok(to_json(&types::EventResult { released_count: released as u64 }));
                 }
             }
             other => return Err(unexpected(other)),
@@ -421,7 +427,8 @@ async fn logs_tail(service: Arc<Service>, params: Params<'static>) -> RpcResult 
         .await
         .map_err(|_| service_error(ServiceError::EngineGone))?
         .map_err(|error| to_rpc(WireError::new(wire::SYSTEM_ERROR, "log_unreadable", error.to_string())))?;
-    Ok(json!({ "chunk": chunk.text, "next_offset": chunk.next_offset, "eof": chunk.at_end && job.state.is_terminal() }))
+    let eof = chunk.at_end && job.state.is_terminal();
+    Ok(to_json(&types::LogChunk { chunk: chunk.text, next_offset: chunk.next_offset, eof }))
 }
 
 async fn stats(service: Arc<Service>, params: Params<'static>) -> RpcResult {
@@ -440,31 +447,34 @@ async fn stats(service: Arc<Service>, params: Params<'static>) -> RpcResult {
     let file_size = |path: &Path| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let db = service.config.db_path.clone();
     let wal = db.with_extension(format!("{}-wal", db.extension().and_then(|e| e.to_str()).unwrap_or("")));
-    Ok(json!({
-        "queues": queues.iter().map(|q| json!({
-            "name": q.queue,
-            "queued": q.count(JobState::Queued),
-            "scheduled": q.count(JobState::Scheduled),
-            "running": q.count(JobState::Running),
-            "done": q.count(JobState::Done),
-            "failed": q.count(JobState::Failed),
-            "cancelled": q.count(JobState::Cancelled),
-            "superseded": q.count(JobState::Superseded),
-            "skipped": q.count(JobState::SkippedTtl) + q.count(JobState::SkippedDeadline),
-            "avg_wait_ms": q.avg_wait_ms,
-            "paused": paused.contains(&q.queue),
-            "oldest_wait_ms": q.oldest_queued_due_ms.map_or(0, |due| now_ms.saturating_sub(due)),
-        })).collect::<Vec<_>>(),
-        "system": {
-            "cpu_usage": system.cpu_load_percent,
-            "memory_usage": memory_percent,
-            "is_idle": system.is_idle,
-            "on_battery": !system.is_charging,
-            "db_size": file_size(&db),
-            "db_wal_size": file_size(&wal),
-            "uptime_ms": service.uptime().as_millis() as u64,
-            "version": env!("CARGO_PKG_VERSION"),
-        }
+    Ok(to_json(&types::Stats {
+        queues: queues
+            .iter()
+            .map(|q| types::QueueStats {
+                name: q.queue.clone(),
+                queued: q.count(JobState::Queued),
+                scheduled: q.count(JobState::Scheduled),
+                running: q.count(JobState::Running),
+                done: q.count(JobState::Done),
+                failed: q.count(JobState::Failed),
+                cancelled: q.count(JobState::Cancelled),
+                superseded: q.count(JobState::Superseded),
+                skipped: q.count(JobState::SkippedTtl) + q.count(JobState::SkippedDeadline),
+                avg_wait_ms: q.avg_wait_ms,
+                paused: paused.contains(&q.queue),
+                oldest_wait_ms: q.oldest_queued_due_ms.map_or(0, |due| now_ms.saturating_sub(due)),
+            })
+            .collect(),
+        system: types::SystemStats {
+            cpu_usage: system.cpu_load_percent,
+            memory_usage: memory_percent,
+            is_idle: system.is_idle,
+            on_battery: !system.is_charging,
+            db_size: file_size(&db),
+            db_wal_size: file_size(&wal),
+            uptime_ms: service.uptime().as_millis() as u64,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        },
     }))
 }
 
@@ -482,7 +492,7 @@ async fn set_paused(service: Arc<Service>, params: Params<'static>, paused: bool
     let queue = text(&map, "queue")?
         .ok_or_else(|| invalid(ValidationError::new("queue", ValidationKind::Missing, "is required")))?;
     match service.run_request(Input::PauseQueue { queue, paused }).await.map_err(service_error)?.reply {
-        Reply::QueuePaused { queue, paused } => Ok(json!({ "queue": queue, "paused": paused })),
+        Reply::QueuePaused { queue, paused } => Ok(to_json(&types::QueuePaused { queue, paused })),
         Reply::Rejected(rejection) => Err(to_rpc(WireError::rejection(&rejection))),
         other => Err(unexpected(other)),
     }
@@ -501,7 +511,7 @@ async fn retry(service: Arc<Service>, params: Params<'static>) -> RpcResult {
     };
     let request = RetryRequest { job_id: wire::job_id(&map, "job_id").map_err(invalid)?, filter, limit };
     match service.run_request(Input::Retry(Box::new(request))).await.map_err(service_error)?.reply {
-        Reply::Retried(results) => Ok(json!({ "results": results.iter().map(enqueued).collect::<Vec<_>>() })),
+        Reply::Retried(results) => Ok(enqueued_all(&results)),
         Reply::Rejected(rejection) => Err(to_rpc(WireError::rejection(&rejection))),
         other => Err(unexpected(other)),
     }
@@ -524,7 +534,7 @@ async fn recurring_set(service: Arc<Service>, params: Params<'static>) -> RpcRes
     match service.run_request(Input::SetRecurring(Box::new(request))).await.map_err(service_error)?.reply {
         Reply::RecurringSet { name, next_at_ms } => {
             let next_at = next_at_ms.map(|at| engine_to_wall_ms(at, offset_ms));
-            Ok(json!({ "name": name, "next_at": next_at }))
+            Ok(to_json(&types::RecurringSetResult { name, next_at }))
         }
         Reply::Rejected(rejection) => Err(to_rpc(WireError::rejection(&rejection))),
         other => Err(unexpected(other)),
@@ -537,7 +547,7 @@ async fn recurring_delete(service: Arc<Service>, params: Params<'static>) -> Rpc
     let name = text(&map, "name")?
         .ok_or_else(|| invalid(ValidationError::new("name", ValidationKind::Missing, "is required")))?;
     match service.run_request(Input::DeleteRecurring { name }).await.map_err(service_error)?.reply {
-        Reply::RecurringDeleted { deleted } => Ok(json!({ "deleted": deleted })),
+        Reply::RecurringDeleted { deleted } => Ok(to_json(&types::RecurringDeleteResult { deleted })),
         other => Err(unexpected(other)),
     }
 }
@@ -547,20 +557,18 @@ async fn recurring_list(service: Arc<Service>, params: Params<'static>) -> RpcRe
     only_fields(&map, &[])?;
     let items = service.read(|store| store.recurring_list()).await.map_err(service_error)?;
     let offset_ms = service.clock.offset_ms();
-    let items: Vec<Value> = items
+    let items = items
         .iter()
-        .map(|r| {
-            json!({
-                "name": r.name,
-                "cron": r.cron,
-                "timezone": r.timezone,
-                "job": wire::enqueue_request_json(&r.job),
-                "next_at": r.next_at_ms.map(|at| engine_to_wall_ms(at, offset_ms)),
-                "last_enqueued_job_id": r.last_enqueued_job_id.map(|id| id.to_string()),
-            })
+        .map(|r| types::RecurringJob {
+            name: r.name.clone(),
+            cron: r.cron.clone(),
+            timezone: r.timezone.clone(),
+            job: wire::enqueue_params(&r.job),
+            next_at: r.next_at_ms.map(|at| engine_to_wall_ms(at, offset_ms)),
+            last_enqueued_job_id: r.last_enqueued_job_id.map(|id| id.to_string()),
         })
         .collect();
-    Ok(json!({ "items": items }))
+    Ok(to_json(&types::RecurringList { items }))
 }
 
 /// The database is vacuumed when it grows past this.
@@ -596,12 +604,12 @@ async fn maintenance(service: Arc<Service>, params: Params<'static>) -> RpcResul
         .map_err(|_| service_error(ServiceError::EngineGone))?
         .map_err(|error| to_rpc(WireError::new(wire::DB_ERROR, "db_error", error)))?;
     }
-    Ok(json!({
-        "deleted_jobs": purged.jobs,
-        "deleted_logs": purged.logs,
-        "vacuumed": vacuum,
-        "db_size_before": db_size_before,
-        "db_size_after": size(&db),
+    Ok(to_json(&types::MaintenanceResult {
+        deleted_jobs: purged.jobs,
+        deleted_logs: purged.logs,
+        vacuumed: vacuum,
+        db_size_before,
+        db_size_after: size(&db),
     }))
 }
 
@@ -614,7 +622,12 @@ async fn reload(service: Arc<Service>, params: Params<'static>) -> RpcResult {
     match service.reload().await {
         Ok(changes) => {
             log_reloaded(&changes);
-            Ok(json!({ "reloaded": true, "changed": changes.changed, "restart_required": changes.restart_required }))
+            let names = |keys: &[&str]| keys.iter().map(|key| key.to_string()).collect();
+            Ok(to_json(&types::ReloadResult {
+                reloaded: true,
+                changed: names(&changes.changed),
+                restart_required: names(&changes.restart_required),
+            }))
         }
         Err(ReloadError::Invalid(error)) => {
             log_not_reloaded(&error);
@@ -622,6 +635,15 @@ async fn reload(service: Arc<Service>, params: Params<'static>) -> RpcResult {
         }
         Err(ReloadError::EngineGone) => Err(service_error(ServiceError::EngineGone)),
     }
+}
+
+/// `rpc.discover` (API.md v1.1): `{}` → the OpenRPC document of this daemon, generated
+/// from the wire types its answers are built from (`docs/openrpc.json` holds the same).
+async fn discover(_service: Arc<Service>, params: Params<'static>) -> RpcResult {
+    let map = params_object(&params)?;
+    only_fields(&map, &[])?;
+    static DOCUMENT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    Ok(DOCUMENT.get_or_init(|| semantica_client::openrpc::document(env!("CARGO_PKG_VERSION"))).clone())
 }
 
 /// The log line of a reload that took effect (SIGHUP or `admin.reload.v1`).
@@ -650,7 +672,7 @@ where
         .expect("method names are unique");
 }
 
-/// Every v1 method.
+/// Every method of API.md (v1 and v1.1) and `admin.reload.v1`.
 pub fn methods(service: Arc<Service>) -> Methods {
     let mut module = RpcModule::from_arc(service);
     register(&mut module, "dev.enqueue.v1", enqueue);
@@ -670,6 +692,7 @@ pub fn methods(service: Arc<Service>) -> Methods {
     register(&mut module, "dev.recurring.delete.v1", recurring_delete);
     register(&mut module, "dev.recurring.list.v1", recurring_list);
     register(&mut module, "admin.reload.v1", reload);
+    register(&mut module, "rpc.discover", discover);
     module
         .register_subscription(
             "logs.follow.v1",
@@ -713,17 +736,16 @@ async fn follow(
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         if !chunk.text.is_empty() {
-            let message =
-                serde_json::value::to_raw_value(&json!({ "chunk": chunk.text, "next_offset": chunk.next_offset }))
-                    .map_err(|e| e.to_string())?;
+            let item = types::FollowChunk { chunk: chunk.text, next_offset: chunk.next_offset, eof: None };
+            let message = serde_json::value::to_raw_value(&to_json(&item)).map_err(|e| e.to_string())?;
             sink.send(message).await.map_err(|e| e.to_string())?;
             offset = chunk.next_offset;
             continue;
         }
         if chunk.at_end && terminal {
             // JSON-RPC has no "end of subscription": a last notification with `eof` says so.
-            let last = json!({ "chunk": "", "next_offset": offset, "eof": true });
-            let message = serde_json::value::to_raw_value(&last).map_err(|e| e.to_string())?;
+            let last = types::FollowChunk { chunk: String::new(), next_offset: offset, eof: Some(true) };
+            let message = serde_json::value::to_raw_value(&to_json(&last)).map_err(|e| e.to_string())?;
             sink.send(message).await.map_err(|e| e.to_string())?;
             return Ok(());
         }

@@ -4,9 +4,10 @@
 
 use std::collections::BTreeMap;
 
+use semantica_client::types;
 use semantica_core::{
-    BackoffRequest, Conditions, EnqueueRequest, ExecRequest, Job, JobId, Rejection, ScheduleRequest, ValidationError,
-    ValidationKind,
+    BackoffRequest, Conditions, EnqueueRequest, ExecRequest, Job, JobId, JobState, Rejection, ScheduleRequest,
+    ValidationError, ValidationKind,
 };
 use serde_json::{json, Map, Value};
 
@@ -239,47 +240,48 @@ pub fn enqueue_request(params: &Value) -> Result<EnqueueRequest, ValidationError
 }
 
 /// A request back in the form [`enqueue_request`] reads (a recurring job's `job` in
-/// `dev.recurring.list.v1`): only the fields that were given.
-pub fn enqueue_request_json(request: &EnqueueRequest) -> Value {
-    let mut map = Map::new();
-    let mut put = |key: &str, value: Option<Value>| {
-        if let Some(value) = value {
-            map.insert(key.to_owned(), value);
-        }
-    };
-    put("job_type", request.job_type.clone().map(Value::from));
-    put("queue", request.queue.clone().map(Value::from));
-    put("subject_key", request.subject_key.clone().map(Value::from));
-    put("generation", request.generation.map(Value::from));
-    put("payload", request.payload_json.as_deref().map(parsed_json));
-    put("priority", request.priority.map(Value::from));
-    put(
-        "exec",
-        request.exec.as_ref().map(|e| json!({"command": e.command, "args": e.args, "env": e.env, "cwd": e.cwd})),
-    );
-    put("max_attempts", request.max_attempts.map(Value::from));
-    put(
-        "backoff",
-        request
-            .backoff
-            .map(|b| json!({"base_ms": b.base_ms, "factor": b.factor, "max_ms": b.max_ms, "jitter": b.jitter})),
-    );
-    put("timeout_ms", request.timeout_ms.map(Value::from));
-    put("ttl_ms", request.ttl_ms.map(Value::from));
-    put("deadline", request.deadline_ms.map(Value::from));
-    put("schedule", request.schedule.map(|s| json!({"at": s.at_ms, "delay_ms": s.delay_ms})));
-    put(
-        "conditions",
-        request.conditions.as_ref().map(|c| {
-            json!({"wait_for_idle": c.wait_for_idle, "require_charging": c.require_charging,
-                   "wait_for_event": c.wait_for_event})
+/// `dev.recurring.list.v1`): only the fields that were given. Stored requests were
+/// validated, so their numbers are in range; one that is not shows as 0.
+pub fn enqueue_params(request: &EnqueueRequest) -> types::EnqueueParams {
+    fn unsigned<T: TryFrom<i64> + Default>(value: i64) -> T {
+        T::try_from(value).unwrap_or_default()
+    }
+    types::EnqueueParams {
+        job_type: request.job_type.clone().unwrap_or_default(),
+        queue: request.queue.clone().unwrap_or_default(),
+        subject_key: request.subject_key.clone().unwrap_or_default(),
+        generation: request.generation.map(unsigned),
+        payload: request.payload_json.as_deref().map(parsed_json),
+        priority: request.priority.map(unsigned),
+        exec: request.exec.as_ref().map(|e| types::Exec {
+            command: e.command.clone().unwrap_or_default(),
+            args: e.args.clone(),
+            env: e.env.clone(),
+            cwd: e.cwd.clone(),
         }),
-    );
-    put("parent_job_id", request.parent_job_id.clone().map(Value::from));
-    put("tag", request.tag.clone().map(Value::from));
-    put("chain_group_id", request.chain_group_id.clone().map(Value::from));
-    put("trace_id", request.trace_id.clone().map(Value::from));
-    Value::Object(map)
+        max_attempts: request.max_attempts.map(unsigned),
+        backoff: request.backoff.map(|b| types::Backoff {
+            base_ms: b.base_ms.map(unsigned),
+            factor: b.factor,
+            max_ms: b.max_ms.map(unsigned),
+            jitter: b.jitter,
+        }),
+        timeout_ms: request.timeout_ms.map(unsigned),
+        ttl_ms: request.ttl_ms.map(unsigned),
+        deadline: request.deadline_ms.map(unsigned),
+        schedule: request
+            .schedule
+            .map(|s| types::Schedule { at: s.at_ms.map(unsigned), delay_ms: s.delay_ms.map(unsigned) }),
+        conditions: request.conditions.as_ref().map(|c| types::Conditions {
+            wait_for_idle: Some(c.wait_for_idle),
+            require_charging: Some(c.require_charging),
+            wait_for_event: c.wait_for_event.clone(),
+        }),
+        parent_job_id: request.parent_job_id.clone(),
+        tag: request.tag.clone(),
+        chain_group_id: request.chain_group_id.clone(),
+        trace_id: request.trace_id.clone(),
+    }
 }
 
 /// A job id param.
@@ -298,35 +300,63 @@ fn parsed_json(text: &str) -> Value {
 
 /// A job as clients see it; its times are wall-clock epoch ms (engine time plus
 /// `offset_ms`).
-pub fn job_view(job: &Job, offset_ms: i64) -> Value {
+pub fn job_view(job: &Job, offset_ms: i64) -> types::JobView {
     let wall = |engine_ms: u64| semantica_adapters::engine_to_wall_ms(engine_ms, offset_ms);
-    json!({
-        "id": job.id.to_string(),
-        "queue": job.queue,
-        "job_type": job.job_type,
-        "subject_key": job.subject_key,
-        "generation": job.generation,
-        "state": job.state.as_str(),
-        "priority": job.priority,
-        "payload": parsed_json(&job.payload_json),
-        "execution_mode": if job.exec.is_some() { "SUBPROCESS" } else { "IN_PROCESS" },
-        "pid": job.pid,
-        "attempts": job.attempts,
-        "max_attempts": job.max_attempts,
-        "created_at": wall(job.created_at_ms),
-        "scheduled_at": wall(job.due_at_ms),
-        "started_at": job.started_at_ms.map(wall),
-        "finished_at": job.finished_at_ms.map(wall),
-        "exit_code": job.exit_code,
-        "error": job.error.as_ref().map(|error| json!({"kind": error.kind.as_str(), "message": error.message})),
-        "result_summary": job.result_summary_json.as_deref().map(parsed_json),
-        "artifacts": job.artifacts.iter().map(|a| json!({"name": a.name, "bytes": a.bytes})).collect::<Vec<_>>(),
-        "tag": job.tag,
-        "chain_group_id": job.chain_group_id,
-        "parent_job_id": job.parent_job_id.map(|id| id.to_string()),
-        "trace_id": job.trace_id,
-        "retry_of": job.retry_of.map(|id| id.to_string()),
-    })
+    types::JobView {
+        id: job.id.to_string(),
+        queue: job.queue.clone(),
+        job_type: job.job_type.clone(),
+        subject_key: job.subject_key.clone(),
+        generation: job.generation,
+        state: job_state(job.state),
+        priority: job.priority,
+        payload: parsed_json(&job.payload_json),
+        execution_mode: if job.exec.is_some() {
+            types::ExecutionMode::Subprocess
+        } else {
+            types::ExecutionMode::InProcess
+        },
+        pid: job.pid,
+        attempts: job.attempts,
+        max_attempts: job.max_attempts,
+        created_at: wall(job.created_at_ms),
+        scheduled_at: wall(job.due_at_ms),
+        started_at: job.started_at_ms.map(wall),
+        finished_at: job.finished_at_ms.map(wall),
+        exit_code: job.exit_code,
+        error: job
+            .error
+            .as_ref()
+            .map(|error| types::JobError { kind: error.kind.as_str().to_owned(), message: error.message.clone() }),
+        result_summary: job.result_summary_json.as_deref().map(parsed_json),
+        artifacts: job.artifacts.iter().map(|a| types::Artifact { name: a.name.clone(), bytes: a.bytes }).collect(),
+        tag: job.tag.clone(),
+        chain_group_id: job.chain_group_id.clone(),
+        parent_job_id: job.parent_job_id.map(|id| id.to_string()),
+        trace_id: job.trace_id.clone(),
+        retry_of: job.retry_of.map(|id| id.to_string()),
+    }
+}
+
+/// Core's state as the wire names it.
+pub fn job_state(state: JobState) -> types::JobState {
+    match state {
+        JobState::Queued => types::JobState::Queued,
+        JobState::Scheduled => types::JobState::Scheduled,
+        JobState::Running => types::JobState::Running,
+        JobState::Done => types::JobState::Done,
+        JobState::Failed => types::JobState::Failed,
+        JobState::Cancelled => types::JobState::Cancelled,
+        JobState::Superseded => types::JobState::Superseded,
+        JobState::SkippedTtl => types::JobState::SkippedTtl,
+        JobState::SkippedDeadline => types::JobState::SkippedDeadline,
+    }
+}
+
+/// An answer as JSON: every answer is built from a wire type of `semantica_client::types`,
+/// so it cannot drift from the schema `rpc.discover` publishes.
+pub fn to_json<T: serde::Serialize>(answer: &T) -> Value {
+    serde_json::to_value(answer).expect("wire types serialize to JSON")
 }
 
 #[cfg(test)]
@@ -352,9 +382,37 @@ mod tests {
             "tag": "t", "chain_group_id": "g", "trace_id": "x"
         });
         let request = enqueue_request(&params).unwrap();
-        let shown = enqueue_request_json(&request);
+        let shown = to_json(&enqueue_params(&request));
         assert_eq!(enqueue_request(&shown).unwrap(), request, "{shown}");
         assert_eq!(shown["payload"], json!({"a": [1, null]}));
+    }
+
+    /// The published param schemas come from the typed params of `semantica_client`, the
+    /// answers of this validator from its own reading: what one reads, the other reads the same.
+    #[test]
+    fn typed_params_and_the_validator_agree() {
+        let samples = [
+            json!({"job_type": "noop", "queue": "q", "subject_key": "s"}),
+            json!({
+                "job_type": "sh", "queue": "q", "subject_key": "s", "generation": 3, "payload": {"a": [1, null]},
+                "priority": -4, "exec": {"command": "sh", "args": ["-c", "true"], "env": {"A": "b"}, "cwd": "/tmp"},
+                "max_attempts": 3, "backoff": {"base_ms": 10, "factor": 1.5, "max_ms": 100, "jitter": 0.5},
+                "timeout_ms": 5, "ttl_ms": 6, "deadline": 7, "schedule": {"at": 8},
+                "conditions": {"wait_for_idle": true, "require_charging": false, "wait_for_event": "e"},
+                "parent_job_id": "67e55044-10b1-426f-9247-bb680e5fe0c8", "tag": "t", "chain_group_id": "g",
+                "trace_id": "x"
+            }),
+            json!({"job_type": "noop", "queue": "q", "subject_key": "s", "exec": {"command": "x"},
+                   "backoff": {"factor": null}, "schedule": {"delay_ms": 1}, "conditions": {}, "tag": null}),
+        ];
+        for sample in samples {
+            let typed: types::EnqueueParams = serde_json::from_value(sample.clone()).expect("the typed params read it");
+            let from_typed = enqueue_request(&to_json(&typed)).expect("the validator reads what the types write");
+            assert_eq!(from_typed, enqueue_request(&sample).unwrap(), "{sample}");
+        }
+        let unknown = json!({"job_type": "noop", "queue": "q", "subject_key": "s", "colour": "red"});
+        assert!(serde_json::from_value::<types::EnqueueParams>(unknown.clone()).is_err());
+        assert!(enqueue_request(&unknown).is_err());
     }
 
     #[test]

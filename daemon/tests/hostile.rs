@@ -396,7 +396,16 @@ fn bad_inputs_get_the_contract_answer_and_the_daemon_keeps_serving() {
     }
 
     // Unknown methods: -32601.
-    for method in ["dev.nope.v1", "", "dev.enqueue.v2", "DEV.ENQUEUE.V1", "dev.enqueue.v1\u{0}", "rpc.discover"] {
+    // `rpc.discover` is served since API.md v1.1; its near-misses are not.
+    for method in [
+        "dev.nope.v1",
+        "",
+        "dev.enqueue.v2",
+        "DEV.ENQUEUE.V1",
+        "dev.enqueue.v1\u{0}",
+        "rpc.discover.v1",
+        "RPC.DISCOVER",
+    ] {
         c.call(&format!("unknown method {method:?}"), method, "{}", rpc_error(-32601));
     }
     c.call("a 64 KiB method name", &"m".repeat(64 * 1024), "{}", rpc_error(-32601));

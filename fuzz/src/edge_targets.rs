@@ -32,7 +32,7 @@ pub fn wire_enqueue(data: &[u8]) {
     }
     let (store, _) = crate::core_targets::enqueue_into_engine(request, &BUILTIN_JOB_TYPES);
     for job in store.jobs() {
-        let view = wire::job_view(job, 0);
+        let view = wire::to_json(&wire::job_view(job, 0));
         assert_eq!(view["id"], serde_json::json!(job.id.to_string()));
     }
 }

@@ -1,0 +1,434 @@
+//! The async client: finds the local daemon by itself, calls every method of API.md with
+//! typed params and results, follows pages and logs as streams, and waits out throttling.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::Stream;
+use http_body_util::BodyExt as _;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::error::{Error, ErrorKind, RpcError};
+use crate::types::*;
+
+/// Every method of `docs/openrpc.json` and the [`Client`] method that calls it. A test
+/// fails when the document has a method this table lacks.
+pub const METHODS: [(&str, &str); 19] = [
+    ("dev.enqueue.v1", "enqueue"),
+    ("dev.enqueue_batch.v1", "enqueue_batch"),
+    ("dev.cancel.v1", "cancel"),
+    ("dev.get.v1", "get"),
+    ("dev.wait.v1", "wait"),
+    ("dev.query_jobs.v1", "jobs"),
+    ("dev.event.v1", "event"),
+    ("logs.tail.v1", "logs"),
+    ("logs.follow.v1", "follow"),
+    ("admin.stats.v1", "stats"),
+    ("admin.maintenance.v1", "maintenance"),
+    ("admin.queue.pause.v1", "pause"),
+    ("admin.queue.resume.v1", "resume"),
+    ("dev.retry.v1", "retry"),
+    ("dev.recurring.set.v1", "recurring_set"),
+    ("dev.recurring.delete.v1", "recurring_delete"),
+    ("dev.recurring.list.v1", "recurring_list"),
+    ("admin.reload.v1", "reload"),
+    ("rpc.discover", "discover"),
+];
+
+/// How a client behaves.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Longest wait for one answer (a `wait` call adds its own timeout to this).
+    pub timeout: Duration,
+    /// How many times a throttled call (4003) is tried again, after `retry_after_ms`.
+    pub throttle_retries_max: u32,
+    /// The longest single wait before trying a throttled call again.
+    pub throttle_wait_max: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config { timeout: Duration::from_secs(60), throttle_retries_max: 5, throttle_wait_max: Duration::from_secs(5) }
+    }
+}
+
+/// Where to look for the daemon. [`Discovery::from_env`] reads `SEMANTICA_HOME`,
+/// `SEMANTICA_URL` and `SEMANTICA_TOKEN`.
+#[derive(Clone, Debug, Default)]
+pub struct Discovery {
+    /// The data directory (default `~/.semantica`).
+    pub home: Option<PathBuf>,
+    /// `http://host:port` (or `host:port`): TCP with a bearer token instead of the socket.
+    pub url: Option<String>,
+    /// The token for `url`; absent: `$SEMANTICA_HOME/token`.
+    pub token: Option<String>,
+}
+
+impl Discovery {
+    pub fn from_env() -> Discovery {
+        let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        Discovery {
+            home: var("SEMANTICA_HOME").map(PathBuf::from),
+            url: var("SEMANTICA_URL"),
+            token: var("SEMANTICA_TOKEN"),
+        }
+    }
+
+    fn home(&self) -> PathBuf {
+        self.home.clone().unwrap_or_else(|| {
+            std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".semantica")
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Endpoint {
+    /// The Unix socket: its file mode is the access check, no token.
+    Socket(PathBuf),
+    /// `host:port`, with the bearer token if one was found.
+    Tcp { addr: String, token: Option<String> },
+}
+
+/// A client of one daemon. Cheap to clone; each call opens its own connection.
+#[derive(Clone, Debug)]
+pub struct Client {
+    endpoint: Endpoint,
+    config: Config,
+}
+
+impl Client {
+    /// Finds the local daemon: `SEMANTICA_URL` (TCP, token from `SEMANTICA_TOKEN` or
+    /// `$SEMANTICA_HOME/token`), else `$SEMANTICA_HOME/daemon.json`'s Unix socket.
+    pub fn new() -> Result<Client, Error> {
+        Client::with_discovery(Discovery::from_env())
+    }
+
+    pub fn with_discovery(discovery: Discovery) -> Result<Client, Error> {
+        let home = discovery.home();
+        if let Some(url) = &discovery.url {
+            let token = discovery.token.clone().or_else(|| read_token(&home));
+            return Ok(Client::with_url(url, token.as_deref()));
+        }
+        let info = home.join("daemon.json");
+        let text =
+            std::fs::read_to_string(&info).map_err(|e| Error::DaemonNotRunning(format!("{}: {e}", info.display())))?;
+        let value: Value =
+            serde_json::from_str(&text).map_err(|e| Error::DaemonNotRunning(format!("{}: {e}", info.display())))?;
+        let socket = value["socket"]
+            .as_str()
+            .ok_or_else(|| Error::DaemonNotRunning(format!("{} names no socket", info.display())))?;
+        Ok(Client::with_socket(socket))
+    }
+
+    /// TCP to `url` (`http://host:port` or `host:port`) with `token`.
+    pub fn with_url(url: &str, token: Option<&str>) -> Client {
+        let addr = url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+        Client { endpoint: Endpoint::Tcp { addr, token: token.map(str::to_owned) }, config: Config::default() }
+    }
+
+    /// The Unix socket at `path`.
+    pub fn with_socket(path: impl AsRef<Path>) -> Client {
+        Client { endpoint: Endpoint::Socket(path.as_ref().to_owned()), config: Config::default() }
+    }
+
+    pub fn config(mut self, config: Config) -> Client {
+        self.config = config;
+        self
+    }
+
+    /// Calls `method` with `params`, trying a throttled call again after the daemon's
+    /// `retry_after_ms`, at most [`Config::throttle_retries_max`] times.
+    pub async fn call<P: Serialize, R: DeserializeOwned>(&self, method: &str, params: &P) -> Result<R, Error> {
+        self.call_within(method, params, self.config.timeout).await
+    }
+
+    async fn call_within<P: Serialize, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: &P,
+        timeout: Duration,
+    ) -> Result<R, Error> {
+        let params = serde_json::to_value(params).map_err(|e| Error::Transport(e.to_string()))?;
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+        let mut retries = 0;
+        let result = loop {
+            let answer = tokio::time::timeout(timeout, self.post(body.clone()))
+                .await
+                .map_err(|_| Error::Transport(format!("no answer to {method} within {timeout:?}")))?;
+            match answer {
+                Err(error) if error.kind() == ErrorKind::Throttled && retries < self.config.throttle_retries_max => {
+                    retries += 1;
+                    let wait = Duration::from_millis(error.retry_after_ms().unwrap_or(100));
+                    tokio::time::sleep(wait.min(self.config.throttle_wait_max)).await;
+                }
+                other => break other?,
+            }
+        };
+        serde_json::from_value(result)
+            .map_err(|e| Error::Transport(format!("{method}: an answer out of contract: {e}")))
+    }
+
+    /// One request on a fresh connection: the answer's `result`, or its `error`.
+    async fn post(&self, body: String) -> Result<Value, Error> {
+        match &self.endpoint {
+            Endpoint::Socket(path) => {
+                let stream = tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(|e| Error::DaemonNotRunning(format!("{}: {e}", path.display())))?;
+                exchange(stream, "localhost", None, body).await
+            }
+            Endpoint::Tcp { addr, token } => {
+                let stream = tokio::net::TcpStream::connect(addr.as_str())
+                    .await
+                    .map_err(|e| Error::DaemonNotRunning(format!("{addr}: {e}")))?;
+                exchange(stream, addr, token.as_deref(), body).await
+            }
+        }
+    }
+
+    pub async fn enqueue(&self, job: &EnqueueParams) -> Result<EnqueueResult, Error> {
+        self.call("dev.enqueue.v1", job).await
+    }
+
+    /// 1–1000 jobs, all or nothing; results in order.
+    pub async fn enqueue_batch(&self, jobs: Vec<EnqueueParams>) -> Result<Vec<EnqueueResult>, Error> {
+        let results: EnqueueResults = self.call("dev.enqueue_batch.v1", &EnqueueBatchParams { jobs }).await?;
+        Ok(results.results)
+    }
+
+    /// The number of jobs cancelled.
+    pub async fn cancel(&self, selector: &CancelParams) -> Result<u64, Error> {
+        let result: CancelResult = self.call("dev.cancel.v1", selector).await?;
+        Ok(result.cancelled_count)
+    }
+
+    pub async fn get(&self, job_id: &str) -> Result<JobView, Error> {
+        self.call("dev.get.v1", &JobIdParams { job_id: job_id.to_owned() }).await
+    }
+
+    /// The job once terminal, or as it is after `timeout` (at most 300 s).
+    pub async fn wait(&self, job_id: &str, timeout: Duration) -> Result<WaitResult, Error> {
+        let params = WaitParams { job_id: job_id.to_owned(), timeout_ms: timeout.as_millis() as u64 };
+        self.call_within("dev.wait.v1", &params, self.config.timeout + timeout).await
+    }
+
+    /// One page of `dev.query_jobs.v1`.
+    pub async fn jobs_page(&self, query: &QueryJobsParams) -> Result<JobPage, Error> {
+        self.call("dev.query_jobs.v1", query).await
+    }
+
+    /// Every job matching `query`, page after page (from `query.cursor` if given). The
+    /// stream ends after the first error.
+    pub fn jobs(&self, query: QueryJobsParams) -> impl Stream<Item = Result<JobView, Error>> + Send + 'static {
+        let state = (self.clone(), query, VecDeque::new(), false);
+        futures_util::stream::try_unfold(state, |(client, mut query, mut buffer, mut last)| async move {
+            loop {
+                if let Some(job) = buffer.pop_front() {
+                    return Ok(Some((job, (client, query, buffer, last))));
+                }
+                if last {
+                    return Ok(None);
+                }
+                let page = client.jobs_page(&query).await?;
+                // A page is never empty when more follow; should one be, stop rather than spin.
+                last = page.next_cursor.is_none() || page.items.is_empty();
+                query.cursor = page.next_cursor;
+                buffer.extend(page.items);
+            }
+        })
+    }
+
+    /// Releases the jobs waiting for `name`; the number released.
+    pub async fn event(&self, name: &str) -> Result<u64, Error> {
+        let result: EventResult = self.call("dev.event.v1", &NameParams { name: name.to_owned() }).await?;
+        Ok(result.released_count)
+    }
+
+    /// One chunk of a job's log from `offset` (`limit` bytes, default 64 KiB).
+    pub async fn logs(&self, job_id: &str, offset: u64, limit: Option<u64>) -> Result<LogChunk, Error> {
+        self.call("logs.tail.v1", &LogsTailParams { job_id: job_id.to_owned(), offset, limit }).await
+    }
+
+    /// The job's log text from `offset` as it is written, ending once the job is terminal
+    /// and its log drained (WebSocket, on TCP or on the Unix socket).
+    pub async fn follow(
+        &self,
+        job_id: &str,
+        offset: u64,
+    ) -> Result<impl Stream<Item = Result<String, Error>> + Send + 'static, Error> {
+        use jsonrpsee::core::client::SubscriptionClientT;
+        use jsonrpsee_ws_client::{HeaderMap, HeaderValue, WsClientBuilder};
+        let builder = WsClientBuilder::default().request_timeout(self.config.timeout);
+        let ws = match &self.endpoint {
+            Endpoint::Tcp { addr, token } => {
+                let mut headers = HeaderMap::new();
+                if let Some(token) = token {
+                    let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
+                        .map_err(|e| Error::Transport(e.to_string()))?;
+                    headers.insert("authorization", bearer);
+                }
+                let stream = tokio::net::TcpStream::connect(addr.as_str())
+                    .await
+                    .map_err(|e| Error::DaemonNotRunning(format!("{addr}: {e}")))?;
+                builder.set_headers(headers).build_with_stream(format!("ws://{addr}"), stream).await
+            }
+            Endpoint::Socket(path) => {
+                let stream = tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(|e| Error::DaemonNotRunning(format!("{}: {e}", path.display())))?;
+                builder.build_with_stream("ws://localhost", stream).await
+            }
+        }
+        .map_err(from_jsonrpsee)?;
+        let mut params = jsonrpsee::core::params::ObjectParams::new();
+        params.insert("job_id", job_id).map_err(|e| Error::Transport(e.to_string()))?;
+        params.insert("offset", offset).map_err(|e| Error::Transport(e.to_string()))?;
+        let subscription = ws
+            .subscribe::<FollowChunk, _>("logs.follow.v1", params, crate::openrpc::FOLLOW_UNSUBSCRIBE)
+            .await
+            .map_err(from_jsonrpsee)?;
+        Ok(futures_util::stream::unfold((ws, subscription, false), |(ws, mut subscription, ended)| async move {
+            if ended {
+                return None;
+            }
+            loop {
+                match subscription.next().await {
+                    None => {
+                        let error = Error::Transport("the daemon ended the follow before the job ended".into());
+                        return Some((Err(error), (ws, subscription, true)));
+                    }
+                    Some(Err(error)) => {
+                        return Some((Err(Error::Transport(error.to_string())), (ws, subscription, true)))
+                    }
+                    Some(Ok(chunk)) => {
+                        let eof = chunk.eof == Some(true);
+                        if chunk.chunk.is_empty() {
+                            if eof {
+                                return None;
+                            }
+                            continue;
+                        }
+                        return Some((Ok(chunk.chunk), (ws, subscription, eof)));
+                    }
+                }
+            }
+        }))
+    }
+
+    pub async fn stats(&self) -> Result<Stats, Error> {
+        self.call("admin.stats.v1", &NoParams {}).await
+    }
+
+    pub async fn maintenance(&self, force_vacuum: bool) -> Result<MaintenanceResult, Error> {
+        self.call("admin.maintenance.v1", &MaintenanceParams { force_vacuum: Some(force_vacuum) }).await
+    }
+
+    /// Enqueues ended jobs again (by `job_id`, or by `filter` up to `limit`).
+    pub async fn retry(&self, selector: &RetryParams) -> Result<Vec<EnqueueResult>, Error> {
+        let results: EnqueueResults = self.call("dev.retry.v1", selector).await?;
+        Ok(results.results)
+    }
+
+    pub async fn pause(&self, queue: &str) -> Result<QueuePaused, Error> {
+        self.call("admin.queue.pause.v1", &QueueParams { queue: queue.to_owned() }).await
+    }
+
+    pub async fn resume(&self, queue: &str) -> Result<QueuePaused, Error> {
+        self.call("admin.queue.resume.v1", &QueueParams { queue: queue.to_owned() }).await
+    }
+
+    pub async fn recurring_set(&self, recurring: &RecurringSetParams) -> Result<RecurringSetResult, Error> {
+        self.call("dev.recurring.set.v1", recurring).await
+    }
+
+    pub async fn recurring_list(&self) -> Result<Vec<RecurringJob>, Error> {
+        let list: RecurringList = self.call("dev.recurring.list.v1", &NoParams {}).await?;
+        Ok(list.items)
+    }
+
+    /// Whether a recurring job of that name existed.
+    pub async fn recurring_delete(&self, name: &str) -> Result<bool, Error> {
+        let result: RecurringDeleteResult =
+            self.call("dev.recurring.delete.v1", &NameParams { name: name.to_owned() }).await?;
+        Ok(result.deleted)
+    }
+
+    /// Reads `config.toml` again (`admin.reload.v1`, a daemon extra).
+    pub async fn reload(&self) -> Result<ReloadResult, Error> {
+        self.call("admin.reload.v1", &NoParams {}).await
+    }
+
+    /// The daemon's OpenRPC document (`rpc.discover`).
+    pub async fn discover(&self) -> Result<Value, Error> {
+        self.call("rpc.discover", &NoParams {}).await
+    }
+}
+
+fn read_token(home: &Path) -> Option<String> {
+    std::fs::read_to_string(home.join("token")).ok().map(|token| token.trim().to_owned())
+}
+
+fn from_jsonrpsee(error: jsonrpsee::core::ClientError) -> Error {
+    match error {
+        jsonrpsee::core::ClientError::Call(error) => Error::Rpc(RpcError {
+            code: error.code(),
+            message: error.message().to_owned(),
+            data: error.data().and_then(|raw| serde_json::from_str(raw.get()).ok()).unwrap_or(Value::Null),
+        }),
+        jsonrpsee::core::ClientError::Transport(error) => {
+            let text = error.to_string();
+            // The WebSocket handshake refused with 401: no token, or the wrong one.
+            if text.contains("401") {
+                return Error::Rpc(RpcError {
+                    code: codes::UNAUTHORIZED,
+                    message: "missing or wrong bearer token".into(),
+                    data: json!({"kind": "unauthorized", "details": text}),
+                });
+            }
+            Error::Transport(text)
+        }
+        other => Error::Transport(other.to_string()),
+    }
+}
+
+/// One HTTP/1.1 POST on `stream`; the JSON-RPC answer's `result` or `error`, whatever the
+/// HTTP status (the daemon's 401, 413 and 429 carry JSON-RPC errors).
+async fn exchange<S>(stream: S, host: &str, token: Option<&str>, body: String) -> Result<Value, Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .map_err(|e| Error::Transport(e.to_string()))?;
+    let connection = tokio::spawn(connection);
+    let mut request = http::Request::post("/")
+        .header(http::header::HOST, host)
+        .header(http::header::CONTENT_TYPE, "application/json");
+    if let Some(token) = token {
+        request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = request
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .map_err(|e| Error::Transport(e.to_string()))?;
+    let response = sender.send_request(request).await.map_err(|e| Error::Transport(e.to_string()))?;
+    let status = response.status();
+    let body = response.into_body().collect().await.map_err(|e| Error::Transport(e.to_string()))?.to_bytes();
+    connection.abort();
+    let answer: Value = serde_json::from_slice(&body).map_err(|_| {
+        Error::Transport(format!("HTTP {status}: not a JSON-RPC answer: {}", String::from_utf8_lossy(&body)))
+    })?;
+    match answer.get("error") {
+        Some(error) => Err(Error::Rpc(RpcError {
+            code: error["code"].as_i64().and_then(|code| i32::try_from(code).ok()).unwrap_or(0),
+            message: error["message"].as_str().unwrap_or_default().to_owned(),
+            data: error.get("data").cloned().unwrap_or(Value::Null),
+        })),
+        None => answer
+            .get("result")
+            .cloned()
+            .ok_or_else(|| Error::Transport(format!("HTTP {status}: an answer without result or error"))),
+    }
+}
