@@ -97,13 +97,16 @@ pub struct SqliteStore {
 }
 
 /// The SQL state list of non-terminal jobs.
-const LIVE: &str = "state IN ('QUEUED', 'SCHEDULED', 'RUNNING')";
+/// The state lists are ORs of equalities, written as migration 0006 writes the partial
+/// indexes' predicates (see there why not `IN`).
+const LIVE: &str = "(state = 'QUEUED' OR state = 'SCHEDULED' OR state = 'RUNNING')";
 /// Non-terminal or `reap_pending`: core's "active".
-const ACTIVE: &str = "(state IN ('QUEUED', 'SCHEDULED', 'RUNNING') OR reap_pending = 1)";
+const ACTIVE: &str = "((state = 'QUEUED' OR state = 'SCHEDULED' OR state = 'RUNNING') OR reap_pending = 1)";
 /// A process of the job may be alive.
 const OCCUPYING: &str = "(state = 'RUNNING' OR reap_pending = 1)";
 const WAITING: &str = "state IN ('QUEUED', 'SCHEDULED')";
-const TERMINAL: &str = "state IN ('DONE', 'FAILED', 'CANCELLED', 'SUPERSEDED', 'SKIPPED_TTL', 'SKIPPED_DEADLINE')";
+const TERMINAL: &str = "(state = 'DONE' OR state = 'FAILED' OR state = 'CANCELLED' OR state = 'SUPERSEDED' \
+                        OR state = 'SKIPPED_TTL' OR state = 'SKIPPED_DEADLINE')";
 
 /// A `LIMIT` clause for SQL text (`usize::MAX`: no limit). Written as a literal, never
 /// a bound parameter: SQLite plans with a bound LIMIT's value and then marks the
@@ -560,7 +563,8 @@ impl Store for SqliteStore {
             "state = 'QUEUED' AND queue = ?1 AND priority >= ?2
              AND NOT EXISTS (SELECT 1 FROM jobs AS other
                              WHERE other.subject_key = jobs.subject_key
-                               AND (other.state IN ('QUEUED', 'SCHEDULED', 'RUNNING') OR other.reap_pending = 1)
+                               AND ((other.state = 'QUEUED' OR other.state = 'SCHEDULED'
+                                    OR other.state = 'RUNNING') OR other.reap_pending = 1)
                                AND (other.state = 'RUNNING' OR other.reap_pending = 1))
              ORDER BY priority DESC, seq {}",
             limit_clause(limit)

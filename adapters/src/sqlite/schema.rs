@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../migrations/0004_queue_controls.sql"),
     },
     Migration { version: 5, name: "0005_wall_times.sql", sql: include_str!("../../../migrations/0005_wall_times.sql") },
+    Migration {
+        version: 6,
+        name: "0006_index_predicates.sql",
+        sql: include_str!("../../../migrations/0006_index_predicates.sql"),
+    },
 ];
 
 /// Why a database could not be brought to this binary's schema.
