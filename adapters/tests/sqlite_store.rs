@@ -523,6 +523,13 @@ fn hot_queries_use_their_indexes() {
             "SELECT count(*) FROM jobs WHERE (state = 'RUNNING' OR reap_pending = 1) AND queue = 'q'",
             vec!["jobs_processes"],
         ),
+        // Whether a subject is occupied (a claim, before it starts a job).
+        (
+            "SELECT id FROM jobs WHERE subject_key = 's' AND \
+             ((state = 'QUEUED' OR state = 'SCHEDULED' OR state = 'RUNNING') OR reap_pending = 1) \
+             AND (state = 'RUNNING' OR reap_pending = 1)",
+            vec!["jobs_active_subject"],
+        ),
         // Jobs to move after a wall-clock step.
         (
             "SELECT * FROM jobs WHERE wall_offset_ms IS NOT NULL AND wall_offset_ms <> 5 ORDER BY seq LIMIT 5",

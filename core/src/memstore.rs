@@ -132,6 +132,14 @@ impl Store for MemStore {
         Ok(self.list(usize::MAX, |job| job.subject_key == subject_key))
     }
 
+    fn occupying_job_ids(&self, subject_key: &str) -> StoreResult<Vec<JobId>> {
+        Ok(self
+            .list(usize::MAX, |job| job.subject_key == subject_key && job.occupies_subject())
+            .iter()
+            .map(|job| job.id)
+            .collect())
+    }
+
     fn claim_candidates(&self, queue: &str, min_priority: Option<i32>, limit: usize) -> StoreResult<Vec<Job>> {
         let occupied: BTreeSet<&str> =
             self.active_jobs().filter(|job| job.occupies_subject()).map(|job| job.subject_key.as_str()).collect();

@@ -185,6 +185,10 @@ pub trait Store {
     /// Active jobs of a subject.
     fn active_jobs_of_subject(&self, subject_key: &str) -> StoreResult<Vec<Job>>;
 
+    /// Ids of the subject's jobs that occupy it (`RUNNING` or `reap_pending`): what a
+    /// claim asks of the job it is about to start, without reading whole jobs.
+    fn occupying_job_ids(&self, subject_key: &str) -> StoreResult<Vec<JobId>>;
+
     /// `QUEUED` jobs of `queue` with `priority >= min_priority`, whose subject has no job
     /// that is `RUNNING` or `reap_pending`, in pop order: priority descending, then `seq`.
     fn claim_candidates(&self, queue: &str, min_priority: Option<i32>, limit: usize) -> StoreResult<Vec<Job>>;

@@ -150,7 +150,10 @@ impl<'s> Tx<'s> {
     }
 
     pub fn subject_occupied(&self, subject_key: &str) -> StoreResult<bool> {
-        Ok(self.active_jobs_of_subject(subject_key)?.iter().any(Job::occupies_subject))
+        // A stored occupant this step has written is judged by what it wrote.
+        let stored = self.store.occupying_job_ids(subject_key)?;
+        Ok(stored.iter().any(|id| !self.shadowed(*id))
+            || self.changed_of_subject(subject_key).any(Job::occupies_subject))
     }
 
     /// Up to `limit` candidates as the store sees them, minus those this step touched

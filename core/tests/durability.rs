@@ -29,6 +29,9 @@ impl Store for FlakyStore {
     fn active_jobs_of_subject(&self, subject_key: &str) -> StoreResult<Vec<semantica_core::Job>> {
         self.inner.active_jobs_of_subject(subject_key)
     }
+    fn occupying_job_ids(&self, subject_key: &str) -> StoreResult<Vec<semantica_core::JobId>> {
+        self.inner.occupying_job_ids(subject_key)
+    }
     fn claim_candidates(&self, queue: &str, min: Option<i32>, limit: usize) -> StoreResult<Vec<semantica_core::Job>> {
         self.inner.claim_candidates(queue, min, limit)
     }

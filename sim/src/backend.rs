@@ -170,6 +170,10 @@ impl Store for FaultyStore {
         self.inner.active_jobs_of_subject(subject_key)
     }
 
+    fn occupying_job_ids(&self, subject_key: &str) -> StoreResult<Vec<JobId>> {
+        self.read()?;
+        self.inner.occupying_job_ids(subject_key)
+    }
     fn claim_candidates(&self, queue: &str, min_priority: Option<i32>, limit: usize) -> StoreResult<Vec<Job>> {
         self.read()?;
         self.inner.claim_candidates(queue, min_priority, limit)

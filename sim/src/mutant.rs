@@ -82,6 +82,9 @@ impl Store for MutantStore {
     fn active_jobs_of_subject(&self, subject_key: &str) -> StoreResult<Vec<Job>> {
         self.inner.active_jobs_of_subject(subject_key)
     }
+    fn occupying_job_ids(&self, subject_key: &str) -> StoreResult<Vec<JobId>> {
+        self.inner.occupying_job_ids(subject_key)
+    }
     fn claim_candidates(&self, queue: &str, min_priority: Option<i32>, limit: usize) -> StoreResult<Vec<Job>> {
         let mut jobs = self.inner.claim_candidates(queue, min_priority, usize::MAX)?;
         if self.mutation == Mutation::IgnorePriority {

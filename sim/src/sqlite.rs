@@ -159,6 +159,9 @@ impl Store for SqliteBackend {
     fn active_jobs_of_subject(&self, subject_key: &str) -> StoreResult<Vec<Job>> {
         self.store().active_jobs_of_subject(subject_key)
     }
+    fn occupying_job_ids(&self, subject_key: &str) -> StoreResult<Vec<JobId>> {
+        self.store().occupying_job_ids(subject_key)
+    }
     fn claim_candidates(&self, queue: &str, min_priority: Option<i32>, limit: usize) -> StoreResult<Vec<Job>> {
         self.store().claim_candidates(queue, min_priority, limit)
     }

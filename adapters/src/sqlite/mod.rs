@@ -558,6 +558,19 @@ impl Store for SqliteStore {
         self.jobs(&SQL, [subject_key])
     }
 
+    fn occupying_job_ids(&self, subject_key: &str) -> StoreResult<Vec<JobId>> {
+        let mut statement = self
+            .conn
+            .prepare_cached(&format!("SELECT id FROM jobs WHERE subject_key = ?1 AND {ACTIVE} AND {OCCUPYING}"))
+            .map_err(store_error)?;
+        let ids = statement.query_map([subject_key], |row| row.get::<_, String>(0)).map_err(store_error)?;
+        ids.map(|id| {
+            let id = id.map_err(store_error)?;
+            id.parse::<JobId>().map_err(|e| StoreError::Corrupt(format!("jobs.id: {e}")))
+        })
+        .collect()
+    }
+
     fn claim_candidates(&self, queue: &str, min_priority: Option<i32>, limit: usize) -> StoreResult<Vec<Job>> {
         let sql = Self::select(&format!(
             "state = 'QUEUED' AND queue = ?1 AND priority >= ?2
