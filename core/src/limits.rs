@@ -33,8 +33,10 @@ pub const EXEC_ARGS_MAX: usize = 1024;
 pub const EXEC_ENV_MAX: usize = 256;
 /// `result_summary` a process may leave behind: bytes.
 pub const RESULT_SUMMARY_BYTES_MAX: usize = 64 * 1024;
-/// Candidates a claim reads first; almost always the first of them starts.
-pub const CLAIM_SCAN_FIRST: usize = 4;
+/// Candidates a claim reads first: almost always the first of them starts, and every
+/// job read costs a whole row decoded (four per claim were a fifth of a drain's writer
+/// instructions). A claim whose candidate is held back reads `CLAIM_SCAN_MAX` next.
+pub const CLAIM_SCAN_FIRST: usize = 1;
 /// Candidates one claim looks at before it gives up for this call.
 pub const CLAIM_SCAN_MAX: usize = 64;
 /// Jobs one `ClaimBatch` starts at most (the daemon asks for one per free worker).
