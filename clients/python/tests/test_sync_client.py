@@ -324,18 +324,14 @@ def test_an_unknown_method_is_method_not_found(client: Client) -> None:
     assert client.call("dev.event.v1", {"name": "nobody-waits"}) == {"released_count": 0}
 
 
-def test_discover_answers_the_openrpc_document_or_method_not_found(client: Client) -> None:
-    # FIXME: the daemon binary of this branch does not serve rpc.discover yet (-32601);
-    # once it does, it must answer an OpenRPC document of the daemon's own version.
-    try:
-        document = client.discover()
-    except MethodNotFoundError as error:
-        assert error.code == -32601
-        return
-    assert document["openrpc"].startswith("1.")
+def test_discover_answers_the_daemons_openrpc_document(client: Client) -> None:
+    document = client.discover()
+    assert document["openrpc"].startswith("1.3")
     assert document["info"]["version"] == client.health().version
     names = {method["name"] for method in document["methods"]}
     assert "dev.enqueue.v1" in names
+    missing = names - set(semantica.METHODS)
+    assert not missing, f"methods the daemon serves without a client method: {missing}"
 
 
 def test_the_client_retries_a_throttled_call_on_a_real_daemon(tmp_path: Path) -> None:
