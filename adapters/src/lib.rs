@@ -9,6 +9,7 @@
 
 pub mod clock;
 pub mod exec;
+pub mod histogram;
 pub mod ids;
 pub mod logs;
 pub mod probe;
