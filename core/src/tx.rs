@@ -459,9 +459,12 @@ impl<'s> Tx<'s> {
     }
 
     /// The step's writes, one per job, each carrying the version the store must hold.
-    pub fn into_parts(self) -> (WriteSet, Vec<Action>, bool, Vec<Job>) {
+    /// `written_from` holds, for each job of `written`, its state before the step (`None`:
+    /// inserted by it).
+    pub fn into_parts(self) -> (WriteSet, Vec<Action>, bool, Vec<Job>, Vec<Option<JobState>>) {
         let mut writes = Vec::with_capacity(self.touch_order.len());
         let mut written = Vec::new();
+        let mut written_from = Vec::new();
         for id in &self.touch_order {
             let original = &self.originals[id];
             if self.deleted.contains(id) {
@@ -484,6 +487,7 @@ impl<'s> Tx<'s> {
                     writes.push(Write::Update(job.clone()));
                 }
             }
+            written_from.push(original.as_ref().map(|original| original.state));
             written.push(job);
         }
         for (queue, paused) in self.paused {
@@ -495,7 +499,7 @@ impl<'s> Tx<'s> {
                 None => Write::DeleteRecurring { name },
             });
         }
-        (WriteSet { writes }, self.actions, self.may_claim, written)
+        (WriteSet { writes }, self.actions, self.may_claim, written, written_from)
     }
 }
 

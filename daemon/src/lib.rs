@@ -9,6 +9,7 @@ pub mod bench;
 pub mod client;
 pub mod clock_state;
 pub mod config;
+pub mod metrics;
 pub mod rpc;
 pub mod serve;
 pub mod service;

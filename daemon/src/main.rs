@@ -68,7 +68,11 @@ enum Command {
     /// Signal an event that jobs wait for.
     Event { name: String },
     /// Queues and the system.
-    Status,
+    Status {
+        /// Redraw the table every second until interrupted (Ctrl-C).
+        #[arg(long)]
+        watch: bool,
+    },
     /// Remove finished jobs past retention; vacuum when asked.
     Maintenance {
         #[arg(long)]
@@ -295,7 +299,9 @@ async fn serve() -> ExitCode {
 
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only for a person at a terminal: a log file or a pipe gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if json {
         builder.json().init();
     } else {
@@ -370,6 +376,57 @@ fn enqueue_params(args: &EnqueueArgs) -> Result<Map<String, Value>, ClientError>
         ("trace_id", args.trace_id.clone().map(Value::from)),
     ]);
     Ok(object(params))
+}
+
+/// The table of `semantica status`.
+fn status_table(stats: &Value) -> String {
+    let mut lines = vec![format!(
+        "{:<16} {:>6} {:>8} {:>9} {:>8} {:>8} {:>8} {:>9} {:>10} {:>8} {:>12} {:>15}",
+        "queue",
+        "paused",
+        "queued",
+        "scheduled",
+        "running",
+        "done",
+        "failed",
+        "cancelled",
+        "superseded",
+        "skipped",
+        "avg wait ms",
+        "oldest wait ms"
+    )];
+    for q in stats["queues"].as_array().into_iter().flatten() {
+        // Value's Display ignores widths: format each number as text first.
+        let n = |key: &str| q[key].to_string();
+        lines.push(format!(
+            "{:<16} {:>6} {:>8} {:>9} {:>8} {:>8} {:>8} {:>9} {:>10} {:>8} {:>12} {:>15}",
+            q["name"].as_str().unwrap_or(""),
+            if q["paused"] == true { "yes" } else { "no" },
+            n("queued"),
+            n("scheduled"),
+            n("running"),
+            n("done"),
+            n("failed"),
+            n("cancelled"),
+            n("superseded"),
+            n("skipped"),
+            n("avg_wait_ms"),
+            n("oldest_wait_ms")
+        ));
+    }
+    let system = &stats["system"];
+    lines.push(format!(
+        "cpu {}%  memory {}%  idle {}  on battery {}  db {} bytes (+{} wal)  up {} ms  version {}",
+        system["cpu_usage"],
+        system["memory_usage"],
+        system["is_idle"],
+        system["on_battery"],
+        system["db_size"],
+        system["db_wal_size"],
+        system["uptime_ms"],
+        system["version"].as_str().unwrap_or("")
+    ));
+    lines.join("\n")
 }
 
 fn print(value: &Value, json_output: bool, human: impl FnOnce(&Value) -> String) {
@@ -494,59 +551,21 @@ async fn client_command(command: Command, json_output: bool) -> Result<ExitCode,
             print(&result, json_output, |r| format!("released {}", r["released_count"]));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status => {
+        Command::Status { watch } => loop {
             let stats = client.call("admin.stats.v1", Map::new()).await?;
-            print(&stats, json_output, |stats| {
-                let mut lines = vec![format!(
-                    "{:<16} {:>6} {:>8} {:>9} {:>8} {:>8} {:>8} {:>9} {:>10} {:>8} {:>12} {:>15}",
-                    "queue",
-                    "paused",
-                    "queued",
-                    "scheduled",
-                    "running",
-                    "done",
-                    "failed",
-                    "cancelled",
-                    "superseded",
-                    "skipped",
-                    "avg wait ms",
-                    "oldest wait ms"
-                )];
-                for q in stats["queues"].as_array().into_iter().flatten() {
-                    // Value's Display ignores widths: format each number as text first.
-                    let n = |key: &str| q[key].to_string();
-                    lines.push(format!(
-                        "{:<16} {:>6} {:>8} {:>9} {:>8} {:>8} {:>8} {:>9} {:>10} {:>8} {:>12} {:>15}",
-                        q["name"].as_str().unwrap_or(""),
-                        if q["paused"] == true { "yes" } else { "no" },
-                        n("queued"),
-                        n("scheduled"),
-                        n("running"),
-                        n("done"),
-                        n("failed"),
-                        n("cancelled"),
-                        n("superseded"),
-                        n("skipped"),
-                        n("avg_wait_ms"),
-                        n("oldest_wait_ms")
-                    ));
-                }
-                let system = &stats["system"];
-                lines.push(format!(
-                    "cpu {}%  memory {}%  idle {}  on battery {}  db {} bytes (+{} wal)  up {} ms  version {}",
-                    system["cpu_usage"],
-                    system["memory_usage"],
-                    system["is_idle"],
-                    system["on_battery"],
-                    system["db_size"],
-                    system["db_wal_size"],
-                    system["uptime_ms"],
-                    system["version"].as_str().unwrap_or("")
-                ));
-                lines.join("\n")
-            });
-            Ok(ExitCode::SUCCESS)
-        }
+            if watch && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                // Clear the screen and go home, so the table redraws in place.
+                print!("\x1b[2J\x1b[H");
+            }
+            print(&stats, json_output, status_table);
+            if !watch {
+                return Ok(ExitCode::SUCCESS);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            }
+        },
         Command::Pause { queue } => {
             let result = client.call("admin.queue.pause.v1", object(vec![("queue", Some(json!(queue)))])).await?;
             print(&result, json_output, |r| format!("paused {}", r["queue"].as_str().unwrap_or("")));

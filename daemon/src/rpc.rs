@@ -667,7 +667,14 @@ where
     module
         .register_async_method(name, move |params, service, _| {
             let method = method.clone();
-            async move { method(service, params).await }
+            async move {
+                let started = std::time::Instant::now();
+                let metrics_service = Arc::clone(&service);
+                let result = method(service, params).await;
+                let code = result.as_ref().err().map_or(0, ErrorObjectOwned::code);
+                metrics_service.metrics.record_rpc(name, code, started.elapsed());
+                result
+            }
         })
         .expect("method names are unique");
 }
@@ -871,6 +878,7 @@ fn judge_body(body: &[u8]) -> Option<Value> {
 async fn handle<S>(
     request: HttpRequest<hyper::body::Incoming>,
     token: Option<Arc<str>>,
+    service: Arc<Service>,
     rpc: S,
 ) -> Result<HttpResponse, jsonrpsee::core::BoxError>
 where
@@ -886,6 +894,10 @@ where
         // Drain what the client sent so that its connection stays usable.
         let _ = read_body(request.into_body()).await;
         return Ok(response);
+    }
+    // Past the gate: the same authorization as a JSON-RPC call.
+    if request.method() == http::Method::GET && request.uri().path() == "/metrics" {
+        return Ok(crate::metrics::respond(&service).await);
     }
     if request.method() != http::Method::POST {
         // WebSocket upgrades and other methods: jsonrpsee answers them.
@@ -968,6 +980,7 @@ fn throttled(retry_after_ms: u64) -> HttpResponse {
 async fn serve<S, A, Fut>(
     mut accept: A,
     methods: Methods,
+    service: Arc<Service>,
     stop: StopHandle,
     token: Option<Arc<str>>,
     rate_per_second: u32,
@@ -998,6 +1011,7 @@ async fn serve<S, A, Fut>(
         let stop_for_service = stop.clone();
         let builder = builder.clone();
         let token = token.clone();
+        let app = Arc::clone(&service);
         let bucket = Arc::new(std::sync::Mutex::new(Bucket::new(rate_per_second)));
         let service = tower::service_fn(move |request: HttpRequest<hyper::body::Incoming>| -> BoxedResponse {
             if let Err(retry_after_ms) = bucket.lock().expect("bucket lock").take() {
@@ -1007,7 +1021,7 @@ async fn serve<S, A, Fut>(
                 });
             }
             let rpc = builder.clone().build(methods.clone(), stop_for_service.clone());
-            Box::pin(handle(request, token.clone(), rpc))
+            Box::pin(handle(request, token.clone(), Arc::clone(&app), rpc))
         });
         tokio::spawn(serve_with_graceful_shutdown(socket, service, stop.clone().shutdown()));
     }
@@ -1020,7 +1034,13 @@ pub struct Listeners {
 }
 
 /// Starts serving; the handle stops the listeners.
-pub fn start(listeners: Listeners, methods: Methods, token: String, rate_per_second: u32) -> ServerHandle {
+pub fn start(
+    listeners: Listeners,
+    methods: Methods,
+    service: Arc<Service>,
+    token: String,
+    rate_per_second: u32,
+) -> ServerHandle {
     let (stop, handle) = stop_channel();
     let Listeners { tcp, unix } = listeners;
     let token: Arc<str> = Arc::from(token);
@@ -1034,6 +1054,7 @@ pub fn start(listeners: Listeners, methods: Methods, token: String, rate_per_sec
             }
         },
         methods.clone(),
+        Arc::clone(&service),
         stop.clone(),
         Some(token),
         rate_per_second,
@@ -1047,6 +1068,7 @@ pub fn start(listeners: Listeners, methods: Methods, token: String, rate_per_sec
             }
         },
         methods,
+        service,
         stop,
         None,
         rate_per_second,

@@ -121,6 +121,8 @@ pub struct Service {
     reader: Mutex<Reader>,
     executor: Mutex<TokioExecutor>,
     pub clock: Arc<SystemClock>,
+    /// Counters and histograms of `GET /metrics`, recorded with atomics.
+    pub metrics: crate::metrics::Metrics,
     /// Earliest time the engine asked to be ticked (`u64::MAX`: none).
     next_wake_ms: AtomicU64,
     poke: Notify,
@@ -173,6 +175,7 @@ impl Service {
             reader: Mutex::new(reader),
             executor: Mutex::new(executor),
             clock,
+            metrics: crate::metrics::Metrics::default(),
             next_wake_ms: AtomicU64::new(u64::MAX),
             poke: Notify::new(),
             finished,
@@ -325,6 +328,7 @@ impl Service {
 
     /// `apply`, poking the scheduler to claim only when `claim_more` says so.
     fn apply_then(&self, step: &Step, claim_more: bool) {
+        self.metrics.record_step(step, || self.clock.now_ms());
         for action in &step.actions {
             match action {
                 Action::Spawn(job) => {
@@ -558,6 +562,11 @@ impl Service {
 
     pub fn system(&self) -> (SystemState, u32) {
         *self.system.lock().expect("system lock")
+    }
+
+    /// How long the writer's group commits took (`semantica_store_commit_seconds`).
+    pub fn commit_seconds(&self) -> semantica_adapters::histogram::HistogramReading {
+        self.writer.commit_seconds()
     }
 
     pub fn uptime(&self) -> Duration {

@@ -125,7 +125,7 @@ fn boolean(map: &Map<String, Value>, parent: &str, key: &str) -> Result<bool, Va
     }
 }
 
-const ENQUEUE_FIELDS: [&str; 18] = [
+const ENQUEUE_FIELDS: [&str; 19] = [
     "job_type",
     "queue",
     "subject_key",
@@ -144,6 +144,7 @@ const ENQUEUE_FIELDS: [&str; 18] = [
     "tag",
     "chain_group_id",
     "trace_id",
+    "traceparent",
 ];
 
 /// `dev.enqueue.v1` params into core's request.
@@ -235,8 +236,30 @@ pub fn enqueue_request(params: &Value) -> Result<EnqueueRequest, ValidationError
         parent_job_id: string(map, "", "parent_job_id")?,
         tag: string(map, "", "tag")?,
         chain_group_id: string(map, "", "chain_group_id")?,
-        trace_id: string(map, "", "trace_id")?,
+        trace_id: trace_id(map)?,
     })
+}
+
+/// The job's trace id: `traceparent`'s when given (API.md "Trace context"), else
+/// `trace_id` as given. Both given must name the same trace.
+fn trace_id(map: &Map<String, Value>) -> Result<Option<String>, ValidationError> {
+    let given = string(map, "", "trace_id")?;
+    let Some(traceparent) = string(map, "", "traceparent")? else { return Ok(given) };
+    let Some((trace_id, _parent_span_id)) = semantica_adapters::trace::parse_traceparent(&traceparent) else {
+        return Err(ValidationError::new(
+            "traceparent",
+            ValidationKind::InvalidFormat,
+            "must be W3C Trace Context: 00-<32 hex trace id>-<16 hex span id>-<2 hex flags>, ids not all zero",
+        ));
+    };
+    if given.as_deref().is_some_and(|given| given != trace_id) {
+        return Err(ValidationError::new(
+            "trace_id",
+            ValidationKind::InvalidFormat,
+            "differs from traceparent's trace id",
+        ));
+    }
+    Ok(Some(trace_id.to_owned()))
 }
 
 /// A request back in the form [`enqueue_request`] reads (a recurring job's `job` in
@@ -281,6 +304,8 @@ pub fn enqueue_params(request: &EnqueueRequest) -> types::EnqueueParams {
         tag: request.tag.clone(),
         chain_group_id: request.chain_group_id.clone(),
         trace_id: request.trace_id.clone(),
+        // Stored as the trace id it named.
+        traceparent: None,
     }
 }
 

@@ -128,3 +128,41 @@ fn man_prints_a_roff_page_of_every_subcommand() {
     assert!(enqueue.contains("delay") && enqueue.contains("DURATION"), "{enqueue}");
     assert_eq!(cli(home.path(), &["man", "nope"]).status.code(), Some(2));
 }
+
+/// `semantica status --watch` prints the table again every second until interrupted,
+/// and a Ctrl-C (SIGINT) ends it cleanly.
+#[test]
+fn status_watch_redraws_every_second_until_interrupted() {
+    let home = tempfile::tempdir().unwrap();
+    let _daemon = Daemon::start(home.path());
+    let child = Command::new(BIN)
+        .args(["status", "--watch"])
+        .env("SEMANTICA_HOME", home.path())
+        .env_remove("SEMANTICA_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = stdout(&output);
+    let tables = text.lines().filter(|line| line.starts_with("queue ")).count();
+    assert!((2..=4).contains(&tables), "{tables} tables in 2.5 s:\n{text}");
+    assert!(!text.contains('\x1b'), "no screen control codes when stdout is not a terminal:\n{text}");
+}
+
+/// The daemon's human log written to a file (not a terminal) carries no colour codes.
+#[test]
+fn a_log_written_to_a_file_has_no_colour_codes() {
+    let home = tempfile::tempdir().unwrap();
+    let log_path = home.path().join("serve.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut daemon = Daemon::start_logging_to(home.path(), &[], std::process::Stdio::from(log));
+    let enqueued = enqueue_json(home.path(), &["--job-type", "noop", "--subject", "s"]);
+    let _ = cli(home.path(), &["wait", enqueued["job_id"].as_str().unwrap()]);
+    daemon.stop();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(text.contains("job ended"), "the log was written: {text}");
+    assert!(!text.contains("\x1b["), "colour codes in a log file:\n{text}");
+}

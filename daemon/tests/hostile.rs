@@ -1319,6 +1319,8 @@ fn a_subprocess_sees_only_the_allowlist_its_env_and_semantica_variables() {
     let allowed: BTreeSet<&str> = ["PATH", "HOME", "LANG", "TZ", "TMPDIR", "JOB_VAR"]
         .into_iter()
         .chain(["SEMANTICA_JOB_ID", "SEMANTICA_RESULT_PATH", "SEMANTICA_ARTIFACT_DIR"])
+        // API.md v1.1 "Trace context": the attempt's span, set by the daemon.
+        .chain(["TRACEPARENT"])
         .collect();
     let names: BTreeSet<&str> = output.lines().filter_map(|line| line.split_once('=').map(|(name, _)| name)).collect();
     let extra: Vec<&&str> = names.difference(&allowed).collect();

@@ -48,6 +48,7 @@ fn step(writes: Vec<Write>, reply: Reply, actions: Vec<Action>) -> Step {
         wake_at_ms: None,
         may_claim: false,
         written: Vec::new(),
+        written_from: Vec::new(),
         memory: Default::default(),
     }
 }

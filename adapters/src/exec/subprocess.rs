@@ -139,6 +139,8 @@ pub async fn run(
     command
         .envs(&exec.env)
         .env("SEMANTICA_JOB_ID", job.id.to_string())
+        // The attempt's span, so that a traced tool continues the job's trace.
+        .env("TRACEPARENT", crate::trace::traceparent(job))
         .env("SEMANTICA_RESULT_PATH", &result_path)
         .env("SEMANTICA_ARTIFACT_DIR", &artifact_dir)
         .stdin(Stdio::null())

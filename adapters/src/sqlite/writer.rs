@@ -28,6 +28,8 @@ use std::time::Duration;
 use semantica_core::{Clock, Config, Engine, Input, Memory, Reply, Step, StoreError, SystemState, WriteSet};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::histogram::{AtomicHistogram, HistogramReading};
+
 use super::{store_error, OpenError, SqliteOptions, SqliteStore};
 
 /// The writer's limits.
@@ -222,6 +224,11 @@ impl WriterHandle {
         self.stats.get()
     }
 
+    /// How long the group commits' `COMMIT` statements took, since the writer started.
+    pub fn commit_seconds(&self) -> HistogramReading {
+        self.stats.commit_seconds.read()
+    }
+
     /// Lets the writer finish what was queued before this call, stops it and waits for
     /// its thread; inputs queued after it get [`WriteError::Closed`]. Re-raises a panic of
     /// the writer thread. Blocking: from async code call it through `spawn_blocking`.
@@ -322,6 +329,8 @@ struct Counters {
     batches: AtomicU64,
     steps: AtomicU64,
     batches_failed: AtomicU64,
+    /// How long each group's `COMMIT` took (atomics only: the writer never waits on a reader).
+    commit_seconds: AtomicHistogram,
 }
 
 impl Counters {
@@ -576,6 +585,7 @@ impl WriterThread {
             wake_at_ms: None,
             may_claim: false,
             written: Vec::new(),
+            written_from: Vec::new(),
             memory: memory.clone(),
         };
         self.engine.committed(&restore);
@@ -591,7 +601,9 @@ impl WriterThread {
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
         self.execute("COMMIT")?;
+        self.stats.commit_seconds.record(started.elapsed());
         assert!(self.store.connection().is_autocommit(), "COMMIT succeeded but the transaction is open");
         Ok(())
     }

@@ -87,6 +87,10 @@ pub struct EnqueueParams {
     /// ≤ 128 chars; generated when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// W3C Trace Context (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`): the job's
+    /// `trace_id` is then its trace id, and the job's spans continue that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl EnqueueParams {
