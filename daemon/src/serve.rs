@@ -149,7 +149,8 @@ pub async fn serve(config: DaemonConfig) -> Result<(), StartError> {
         }
     }
     let listeners = rpc::Listeners { tcp, unix };
-    let handle = rpc::start(listeners, rpc::methods(std::sync::Arc::clone(&service)), token, rate_per_second);
+    let methods = rpc::methods(std::sync::Arc::clone(&service));
+    let handle = rpc::start(listeners, methods, token, rate_per_second, std::sync::Arc::clone(&service.ui));
     let info = json!({
         "pid": std::process::id(),
         "rpc_addr": rpc_addr.to_string(),
