@@ -146,6 +146,7 @@ async fn workload(client: &semantica_daemon::client::Client) {
     }
     jobs.push(json!({"job_type": "noop", "queue": "reports", "subject_key": "report/monthly", "schedule": {"delay_ms": 3_600_000}}));
     client.call("dev.enqueue_batch.v1", params(json!({"jobs": jobs}))).await.unwrap();
+    client.call("dev.enqueue.v1", params(shell("builds", "build/warmup", "echo warming up; sleep 4"))).await.unwrap();
     client.call("admin.queue.pause.v1", params(json!({"queue": "imports"}))).await.unwrap();
     for i in 0..3 {
         let job = json!({"job_type": "noop", "queue": "imports", "subject_key": format!("import/{i}")});
