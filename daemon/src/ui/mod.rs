@@ -386,6 +386,27 @@ mod tests {
     }
 
     #[test]
+    fn the_whole_page_stays_under_300_kib() {
+        let bytes = INDEX_HTML.len() + APP_CSS.len() + APP_JS.len() + FAVICON_SVG.len();
+        assert!(bytes < 300 * 1024, "the dashboard's assets are {bytes} bytes");
+    }
+
+    #[test]
+    fn pages_need_a_session_and_assets_do_not() {
+        let (ui, session) = signed_in();
+        let none = http::HeaderMap::new();
+        let page = ui.route("/ui/", None, &none).unwrap();
+        assert_eq!((page.status().as_u16(), page.headers()["location"].to_str().unwrap()), (303, "/ui/signin"));
+        assert_eq!(ui.route("/ui/app.js", None, &none).unwrap().status(), 200);
+        let cookie = format!("{COOKIE_NAME}={session}");
+        let own = headers(&[("cookie", cookie.as_str()), ("host", "127.0.0.1:4000")]);
+        assert_eq!(ui.route("/ui/", None, &own).unwrap().status(), 200);
+        let rebound = headers(&[("cookie", cookie.as_str()), ("host", "attacker.example:4000")]);
+        assert_eq!(ui.route("/ui/", None, &rebound).unwrap().status(), 403);
+        assert!(ui.route("/metrics", None, &own).is_none(), "not the dashboard's");
+    }
+
+    #[test]
     fn throughput_keeps_the_last_hour_only() {
         let throughput = Throughput::default();
         throughput.record(3, 1);
