@@ -14,4 +14,5 @@ pub mod rpc;
 pub mod serve;
 pub mod service;
 pub mod time_args;
+pub mod ui;
 pub mod wire;

@@ -91,6 +91,13 @@ enum Command {
     Recurring(RecurringCommand),
     /// Make the daemon read config.toml again (as SIGHUP does), over its Unix socket.
     Reload,
+    /// Open the web dashboard: asks the daemon (over its Unix socket) for a one-time
+    /// sign-in link, prints it and opens it in the browser.
+    Ui {
+        /// Print the link only; do not start a browser.
+        #[arg(long)]
+        no_open: bool,
+    },
     /// Print a completion script: `semantica completions bash > /etc/bash_completion.d/semantica`.
     Completions {
         #[arg(value_enum)]
@@ -475,9 +482,17 @@ async fn client_command(command: Command, json_output: bool) -> Result<ExitCode,
     if let Command::Reload = command {
         return reload(&home, json_output).await;
     }
+    if let Command::Ui { no_open } = command {
+        return ui(&home, no_open, json_output).await;
+    }
     let client = Client::connect(&home, Duration::from_secs(310))?;
     match command {
-        Command::Serve | Command::Bench(_) | Command::Reload | Command::Completions { .. } | Command::Man { .. } => {
+        Command::Serve
+        | Command::Bench(_)
+        | Command::Reload
+        | Command::Ui { .. }
+        | Command::Completions { .. }
+        | Command::Man { .. } => {
             unreachable!("handled above")
         }
         Command::Enqueue(args) => {
@@ -646,6 +661,27 @@ async fn reload(home: &std::path::Path, json_output: bool) -> Result<ExitCode, C
         }
         text
     });
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `semantica ui`: `admin.ui_login.v1` on the Unix socket, then the browser.
+async fn ui(home: &std::path::Path, no_open: bool, json_output: bool) -> Result<ExitCode, ClientError> {
+    let info = read_daemon_info(home)?;
+    let login = call_socket(&info.socket, "admin.ui_login.v1", Map::new(), Duration::from_secs(30)).await?;
+    let url = login["url"].as_str().unwrap_or_default().to_owned();
+    print(&login, json_output, |_| format!("{url}\n(a one-time link, valid for 60 seconds)"));
+    if !no_open {
+        // The browser outlives us; its output is not ours to show.
+        let opened = std::process::Command::new("xdg-open")
+            .arg(&url)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        if let Err(error) = opened {
+            eprintln!("could not start a browser (xdg-open: {error}); open the link above yourself");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -646,6 +646,23 @@ async fn discover(_service: Arc<Service>, params: Params<'static>) -> RpcResult 
     Ok(DOCUMENT.get_or_init(|| semantica_client::openrpc::document(env!("CARGO_PKG_VERSION"))).clone())
 }
 
+/// `admin.ui_login.v1` (API.md "Web dashboard"): `{}` → a one-time sign-in link. Over the
+/// Unix socket or with the bearer token only: a dashboard session cannot make more.
+fn ui_login(service: &Service, params: &Params, by_cookie: bool) -> RpcResult {
+    if by_cookie {
+        return Err(to_rpc(WireError::new(
+            wire::UNAUTHORIZED,
+            "unauthorized",
+            "sign-in links are given over the Unix socket or with the bearer token",
+        )));
+    }
+    only_fields(&params_object(params)?, &[])?;
+    let (url, expires_at) = service.ui.issue_code().ok_or_else(|| {
+        to_rpc(WireError::new(wire::INTERNAL_ERROR, "internal", "the dashboard is not served (no TCP listener yet)"))
+    })?;
+    Ok(to_json(&types::UiLogin { url, expires_at }))
+}
+
 /// The log line of a reload that took effect (SIGHUP or `admin.reload.v1`).
 pub fn log_reloaded(changes: &ConfigChanges) {
     info!(changed = ?changes.changed, restart_required = ?changes.restart_required, "config reloaded");
@@ -700,6 +717,11 @@ pub fn methods(service: Arc<Service>) -> Methods {
     register(&mut module, "dev.recurring.list.v1", recurring_list);
     register(&mut module, "admin.reload.v1", reload);
     register(&mut module, "rpc.discover", discover);
+    module
+        .register_async_method("admin.ui_login.v1", |params, service, extensions| async move {
+            ui_login(&service, &params, extensions.get::<crate::ui::CookieSession>().is_some())
+        })
+        .expect("method names are unique");
     module
         .register_subscription(
             "logs.follow.v1",
@@ -784,12 +806,34 @@ fn error_body(code: i32, kind: &str, message: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message, "data": {"kind": kind, "details": message}}})
 }
 
-/// What runs before the body is read: health and the token. A refused request's body is
-/// drained (up to [`DRAIN_BYTES_MAX`]) so that the keep-alive connection stays usable.
-fn gate(request: &HttpRequest<hyper::body::Incoming>, token: Option<&str>) -> Option<HttpResponse> {
+/// What runs before the body is read: health, the dashboard's pages, the token or the
+/// dashboard's session cookie. A refused request's body is drained (up to
+/// [`DRAIN_BYTES_MAX`]) so that the keep-alive connection stays usable.
+fn gate(request: &HttpRequest<hyper::body::Incoming>, token: Option<&str>, ui: Option<&crate::ui::Ui>) -> Admission {
     if request.method() == http::Method::GET && request.uri().path() == "/health" {
-        return Some(json_response(200, json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")})));
+        return Admission::Answered(json_response(200, json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")})));
     }
+    if let Some(ui) = ui.filter(|_| request.method() == http::Method::GET) {
+        if let Some(page) = ui.route(request.uri().path(), request.uri().query(), request.headers()) {
+            return Admission::Answered(page);
+        }
+    }
+    authorized(request, token, ui)
+}
+
+/// What the gate decided about a request.
+pub enum Admission {
+    /// The token, or the Unix socket.
+    Admitted,
+    /// The dashboard's session cookie, from the daemon's own origin and host.
+    ByCookie,
+    /// Answered before jsonrpsee: health, a dashboard page, or a refusal (401, 403).
+    Answered(HttpResponse),
+}
+
+/// Whether a TCP request may go on: the bearer token, or else the dashboard's session
+/// cookie from the daemon's own origin (`ByCookie`; another origin or host is 403). `token` is `None` on the Unix socket. `GET /metrics` is judged by the same.
+pub fn authorized<B>(request: &HttpRequest<B>, token: Option<&str>, ui: Option<&crate::ui::Ui>) -> Admission {
     if let Some(token) = token {
         let given = request
             .headers()
@@ -798,13 +842,18 @@ fn gate(request: &HttpRequest<hyper::body::Incoming>, token: Option<&str>) -> Op
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
         if !same_token(given.as_bytes(), token.as_bytes()) {
-            return Some(json_response(
+            match ui.map(|ui| ui.authorized(request.headers())) {
+                Some(crate::ui::Access::Session) => return Admission::ByCookie,
+                Some(crate::ui::Access::Refused) => return Admission::Answered(crate::ui::forbidden()),
+                Some(crate::ui::Access::NoSession) | None => {}
+            }
+            return Admission::Answered(json_response(
                 401,
                 error_body(wire::UNAUTHORIZED, "unauthorized", "missing or wrong bearer token"),
             ));
         }
     }
-    None
+    Admission::Admitted
 }
 
 /// A body over the limit is read and thrown away up to this much, so that the client
@@ -879,6 +928,7 @@ async fn handle<S>(
     request: HttpRequest<hyper::body::Incoming>,
     token: Option<Arc<str>>,
     service: Arc<Service>,
+    ui: Option<Arc<crate::ui::Ui>>,
     rpc: S,
 ) -> Result<HttpResponse, jsonrpsee::core::BoxError>
 where
@@ -890,10 +940,17 @@ where
         >,
 {
     let mut rpc = rpc;
-    if let Some(response) = gate(&request, token.as_deref()) {
-        // Drain what the client sent so that its connection stays usable.
-        let _ = read_body(request.into_body()).await;
-        return Ok(response);
+    let mut request = request;
+    match gate(&request, token.as_deref(), ui.as_deref()) {
+        Admission::Answered(response) => {
+            // Drain what the client sent so that its connection stays usable.
+            let _ = read_body(request.into_body()).await;
+            return Ok(response);
+        }
+        Admission::ByCookie => {
+            request.extensions_mut().insert(crate::ui::CookieSession);
+        }
+        Admission::Admitted => {}
     }
     // Past the gate: the same authorization as a JSON-RPC call.
     if request.method() == http::Method::GET && request.uri().path() == "/metrics" {
@@ -983,6 +1040,7 @@ async fn serve<S, A, Fut>(
     service: Arc<Service>,
     stop: StopHandle,
     token: Option<Arc<str>>,
+    ui: Option<Arc<crate::ui::Ui>>,
     rate_per_second: u32,
 ) where
     A: FnMut() -> Fut,
@@ -1012,6 +1070,7 @@ async fn serve<S, A, Fut>(
         let builder = builder.clone();
         let token = token.clone();
         let app = Arc::clone(&service);
+        let ui = ui.clone();
         let bucket = Arc::new(std::sync::Mutex::new(Bucket::new(rate_per_second)));
         let service = tower::service_fn(move |request: HttpRequest<hyper::body::Incoming>| -> BoxedResponse {
             if let Err(retry_after_ms) = bucket.lock().expect("bucket lock").take() {
@@ -1021,7 +1080,7 @@ async fn serve<S, A, Fut>(
                 });
             }
             let rpc = builder.clone().build(methods.clone(), stop_for_service.clone());
-            Box::pin(handle(request, token.clone(), Arc::clone(&app), rpc))
+            Box::pin(handle(request, token.clone(), Arc::clone(&app), ui.clone(), rpc))
         });
         tokio::spawn(serve_with_graceful_shutdown(socket, service, stop.clone().shutdown()));
     }
@@ -1034,15 +1093,20 @@ pub struct Listeners {
 }
 
 /// Starts serving; the handle stops the listeners.
+/// `ui` is served on TCP only (`/ui/`), and learns there the address it is bound to.
 pub fn start(
     listeners: Listeners,
     methods: Methods,
     service: Arc<Service>,
     token: String,
     rate_per_second: u32,
+    ui: Arc<crate::ui::Ui>,
 ) -> ServerHandle {
     let (stop, handle) = stop_channel();
     let Listeners { tcp, unix } = listeners;
+    if let Ok(addr) = tcp.local_addr() {
+        ui.bind(addr);
+    }
     let token: Arc<str> = Arc::from(token);
     info!(addr = %tcp.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving JSON-RPC on TCP");
     tokio::spawn(serve(
@@ -1057,6 +1121,7 @@ pub fn start(
         Arc::clone(&service),
         stop.clone(),
         Some(token),
+        Some(ui),
         rate_per_second,
     ));
     tokio::spawn(serve(
@@ -1070,6 +1135,7 @@ pub fn start(
         methods,
         service,
         stop,
+        None,
         None,
         rate_per_second,
     ));

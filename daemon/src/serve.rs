@@ -149,12 +149,14 @@ pub async fn serve(config: DaemonConfig) -> Result<(), StartError> {
         }
     }
     let listeners = rpc::Listeners { tcp, unix };
+    let methods = rpc::methods(std::sync::Arc::clone(&service));
     let handle = rpc::start(
         listeners,
-        rpc::methods(std::sync::Arc::clone(&service)),
+        methods,
         std::sync::Arc::clone(&service),
         token,
         rate_per_second,
+        std::sync::Arc::clone(&service.ui),
     );
     let info = json!({
         "pid": std::process::id(),

@@ -127,6 +127,8 @@ pub struct Service {
     next_wake_ms: AtomicU64,
     poke: Notify,
     finished: broadcast::Sender<JobId>,
+    /// The web dashboard's sessions and throughput (`crate::ui`).
+    pub ui: Arc<crate::ui::Ui>,
     started: Instant,
     system: Mutex<(SystemState, u32)>,
     /// No more claims (shutdown began).
@@ -165,6 +167,7 @@ impl Service {
         let (report_sender, reports) = mpsc::unbounded_channel();
         let executor = TokioExecutor::new(tokio::runtime::Handle::current(), exec_config, handlers, report_sender);
         let (finished, _) = broadcast::channel(1024);
+        let ui = Arc::new(crate::ui::Ui::new(config.workers));
         let service = Arc::new(Service {
             file: RwLock::new(config.file.clone()),
             reloading: tokio::sync::Mutex::new(()),
@@ -179,6 +182,7 @@ impl Service {
             next_wake_ms: AtomicU64::new(u64::MAX),
             poke: Notify::new(),
             finished,
+            ui,
             started: Instant::now(),
             system: Mutex::new((SystemState::UNKNOWN, 0)),
             stopping: AtomicBool::new(false),
@@ -341,10 +345,17 @@ impl Service {
                 }
             }
         }
+        let (mut done, mut failed) = (0, 0);
         for job in step.written.iter().filter(|job| job.state.is_terminal()) {
             info!(job_id = %job.id, trace_id = %job.trace_id, state = %job.state, "job ended");
             let _ = self.finished.send(job.id);
+            if job.state == semantica_core::JobState::Done {
+                done += 1;
+            } else {
+                failed += 1;
+            }
         }
+        self.ui.throughput.record(done, failed);
         if let Some(wake_ms) = step.wake_at_ms {
             if self.next_wake_ms.fetch_min(wake_ms, Ordering::AcqRel) > wake_ms {
                 self.poke.notify_one();

@@ -222,6 +222,8 @@ fn every_answer_validates_against_the_published_schema() {
         assert_eq!(list["items"][0]["job"]["exec"]["command"], "true");
         s.call(&client, "dev.recurring.delete.v1", NameParams { name: "nightly".into() }).await;
         s.call(&client, "admin.reload.v1", NoParams {}).await;
+        let login = s.call(&client, "admin.ui_login.v1", NoParams {}).await;
+        assert!(login["url"].as_str().unwrap().starts_with(&format!("http://{}/ui/login?code=", daemon.rpc_addr)));
 
         // Errors validate as the published error object.
         let unknown = "67e55044-10b1-426f-9247-bb680e5fe0c8";

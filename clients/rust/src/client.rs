@@ -16,7 +16,7 @@ use crate::types::*;
 
 /// Every method of `docs/openrpc.json` and the [`Client`] method that calls it. A test
 /// fails when the document has a method this table lacks.
-pub const METHODS: [(&str, &str); 19] = [
+pub const METHODS: [(&str, &str); 20] = [
     ("dev.enqueue.v1", "enqueue"),
     ("dev.enqueue_batch.v1", "enqueue_batch"),
     ("dev.cancel.v1", "cancel"),
@@ -35,6 +35,7 @@ pub const METHODS: [(&str, &str); 19] = [
     ("dev.recurring.delete.v1", "recurring_delete"),
     ("dev.recurring.list.v1", "recurring_list"),
     ("admin.reload.v1", "reload"),
+    ("admin.ui_login.v1", "ui_login"),
     ("rpc.discover", "discover"),
 ];
 
@@ -359,6 +360,11 @@ impl Client {
     /// Reads `config.toml` again (`admin.reload.v1`, a daemon extra).
     pub async fn reload(&self) -> Result<ReloadResult, Error> {
         self.call("admin.reload.v1", &NoParams {}).await
+    }
+
+    /// A one-time sign-in link to the web dashboard (`admin.ui_login.v1`).
+    pub async fn ui_login(&self) -> Result<UiLogin, Error> {
+        self.call("admin.ui_login.v1", &NoParams {}).await
     }
 
     /// The daemon's OpenRPC document (`rpc.discover`).

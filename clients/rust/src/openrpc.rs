@@ -25,7 +25,7 @@ pub const FOLLOW_NOTIFICATION: &str = "logs.chunk";
 pub const FOLLOW_UNSUBSCRIBE: &str = "logs.unfollow.v1";
 
 /// Every method the document describes, in its order.
-pub const METHODS: [&str; 19] = [
+pub const METHODS: [&str; 20] = [
     "dev.enqueue.v1",
     "dev.enqueue_batch.v1",
     "dev.cancel.v1",
@@ -44,6 +44,7 @@ pub const METHODS: [&str; 19] = [
     "dev.recurring.delete.v1",
     "dev.recurring.list.v1",
     "admin.reload.v1",
+    "admin.ui_login.v1",
     "rpc.discover",
 ];
 
@@ -163,6 +164,11 @@ pub fn document(version: &str) -> Value {
         "admin.reload.v1",
         "Read config.toml again, as SIGHUP does (a daemon extra).",
         "reloaded",
+    );
+    b.method::<NoParams, UiLogin>(
+        "admin.ui_login.v1",
+        "A one-time sign-in link to the web dashboard (Unix socket or bearer token only).",
+        "login",
     );
     let discover_params = b.params::<NoParams>();
     b.push(

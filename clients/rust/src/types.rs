@@ -488,6 +488,16 @@ pub struct ReloadResult {
     pub restart_required: Vec<String>,
 }
 
+/// `admin.ui_login.v1` result: a one-time sign-in link to the web dashboard (single use,
+/// valid 60 s). Only given over the Unix socket or with the bearer token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct UiLogin {
+    /// `http://HOST:PORT/ui/login?code=…`
+    pub url: String,
+    /// Epoch ms after which the code is refused.
+    pub expires_at: u64,
+}
+
 /// `SUBPROCESS` (the job has `exec`) or `IN_PROCESS`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

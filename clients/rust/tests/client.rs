@@ -233,6 +233,9 @@ async fn every_method_answers_typed() {
     note("recurring_delete");
     assert!(client.reload().await.unwrap().reloaded);
     note("reload");
+    let login = client.ui_login().await.unwrap();
+    assert!(login.url.contains("/ui/login?code="), "{}", login.url);
+    note("ui_login");
     let document = client.discover().await.unwrap();
     assert_eq!(document["info"]["version"], env!("CARGO_PKG_VERSION"));
     note("discover");
