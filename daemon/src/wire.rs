@@ -11,14 +11,8 @@ use semantica_core::{
 };
 use serde_json::{json, Map, Value};
 
-pub const VALIDATION_ERROR: i32 = 4000;
-pub const NOT_FOUND: i32 = 4001;
-pub const CONFLICT: i32 = 4002;
-pub const THROTTLED: i32 = 4003;
-pub const UNAUTHORIZED: i32 = 4010;
-pub const INTERNAL_ERROR: i32 = 5000;
-pub const DB_ERROR: i32 = 5001;
-pub const SYSTEM_ERROR: i32 = 5002;
+/// The contract's error codes, defined once with the wire types.
+pub use semantica_client::types::codes::*;
 
 /// A JSON-RPC error as API.md shapes it: `{code, message, data: {kind, details, field?, …}}`.
 #[derive(Clone, Debug, PartialEq)]

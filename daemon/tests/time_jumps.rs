@@ -23,18 +23,14 @@ fn libfaketime() -> PathBuf {
     found.expect("libfaketime is missing: apt-get install faketime (run .ci/run)")
 }
 
-fn real_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
-}
-
-#[test]
-fn durations_count_real_time_when_the_wall_clock_is_stepped_back_or_forward() {
-    let home = tempfile::tempdir().unwrap();
-    let offset_file = home.path().join("faketime");
+/// A daemon whose `CLOCK_REALTIME` is the real one shifted by what the returned file
+/// says (`+0` at first); the test rewrites it to step the wall clock.
+fn daemon_on_a_fake_wall_clock(home: &std::path::Path) -> (Daemon, PathBuf) {
+    let offset_file = home.join("faketime");
     std::fs::write(&offset_file, "+0").unwrap();
     let preload = libfaketime();
     let daemon = Daemon::start_with(
-        home.path(),
+        home,
         &[
             ("LD_PRELOAD", preload.to_str().unwrap()),
             ("FAKETIME_TIMESTAMP_FILE", offset_file.to_str().unwrap()),
@@ -42,6 +38,17 @@ fn durations_count_real_time_when_the_wall_clock_is_stepped_back_or_forward() {
             ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
         ],
     );
+    (daemon, offset_file)
+}
+
+fn real_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+#[test]
+fn durations_count_real_time_when_the_wall_clock_is_stepped_back_or_forward() {
+    let home = tempfile::tempdir().unwrap();
+    let (daemon, offset_file) = daemon_on_a_fake_wall_clock(home.path());
     let client = daemon.client();
     runtime().block_on(async {
         // Stepped back an hour: a 3 s delay and a 2 s timeout still take about that long.
@@ -117,18 +124,7 @@ fn durations_count_real_time_when_the_wall_clock_is_stepped_back_or_forward() {
 #[test]
 fn absolute_times_given_before_a_step_follow_the_wall_clock() {
     let home = tempfile::tempdir().unwrap();
-    let offset_file = home.path().join("faketime");
-    std::fs::write(&offset_file, "+0").unwrap();
-    let preload = libfaketime();
-    let daemon = Daemon::start_with(
-        home.path(),
-        &[
-            ("LD_PRELOAD", preload.to_str().unwrap()),
-            ("FAKETIME_TIMESTAMP_FILE", offset_file.to_str().unwrap()),
-            ("FAKETIME_NO_CACHE", "1"),
-            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
-        ],
-    );
+    let (daemon, offset_file) = daemon_on_a_fake_wall_clock(home.path());
     let client = daemon.client();
     runtime().block_on(async {
         let enqueue = |job: serde_json::Value| {
