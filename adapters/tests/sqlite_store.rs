@@ -645,3 +645,92 @@ fn partial_index_predicates_build_no_temporary_tables() {
         assert!(list.matches(',').count() < 2, "index {name} tests a list of three or more: {sql}");
     }
 }
+
+/// Every statement the store writes a job with, explained: none opens a temporary table.
+/// SQLite builds one for `x IN (a, b, c)` (three or more) in a CHECK or a partial index
+/// predicate, for every row written (migrations 0006 and 0007).
+#[test]
+fn writing_a_job_builds_no_temporary_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let conn = store.connection();
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('jobs')")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(columns.len() > 40, "{columns:?}");
+    let placeholders = vec!["?"; columns.len()].join(", ");
+    let set = columns.iter().filter(|c| *c != "seq").map(|c| format!("{c} = ?")).collect::<Vec<_>>().join(", ");
+    for sql in [
+        format!("INSERT INTO jobs ({}) VALUES ({placeholders})", columns.join(", ")),
+        format!("UPDATE jobs SET {set} WHERE seq = ? AND id = ? AND version = ?"),
+        "DELETE FROM jobs WHERE id = ?1 AND version = ?2".to_owned(),
+    ] {
+        let mut explain = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
+        let nulls = vec![rusqlite::types::Value::Null; explain.parameter_count()];
+        let opcodes: Vec<String> = explain
+            .query_map(rusqlite::params_from_iter(nulls), |row| row.get(1))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(!opcodes.is_empty());
+        assert!(!opcodes.iter().any(|op| op == "OpenEphemeral"), "{sql} opens a temporary table: {opcodes:?}");
+    }
+}
+
+/// A database of schema 6 (the state CHECK as an IN list) is rebuilt in place by 0007:
+/// every job, subject, count and the sequence come through unchanged.
+#[test]
+fn a_version_6_database_is_rebuilt_in_place() {
+    let source = tempfile::tempdir().unwrap();
+    let mut mem = MemStore::new();
+    let jobs: Vec<Job> = (1..=40)
+        .map(|n| {
+            let state = JobState::ALL[n as usize % JobState::ALL.len()];
+            Job { state, finished_at_ms: state.is_terminal().then_some(9000), wake_at_ms: None, ..full_job(n) }
+        })
+        .collect();
+    {
+        let mut sql = open(&source);
+        check(&mut mem, &mut sql, jobs.iter().cloned().map(Write::Insert).collect()).unwrap();
+    }
+    let target = tempfile::tempdir().unwrap();
+    let path = target.path().join("jobs.db");
+    {
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        assert_eq!(schema::migrate(&mut conn, &MIGRATIONS[..6]).unwrap(), 6);
+        let table: String =
+            conn.query_row("SELECT sql FROM sqlite_master WHERE name = 'jobs'", [], |row| row.get(0)).unwrap();
+        assert!(table.contains("state IN ("), "schema 6 as released: {table}");
+        conn.execute("ATTACH DATABASE ?1 AS source", [source.path().join("jobs.db").to_str().unwrap()]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO jobs SELECT * FROM source.jobs;
+             INSERT INTO subjects SELECT * FROM source.subjects;
+             DELETE FROM queue_counts; INSERT INTO queue_counts SELECT * FROM source.queue_counts;
+             UPDATE counters SET max_seq = (SELECT max_seq FROM source.counters);
+             DETACH DATABASE source;",
+        )
+        .unwrap();
+    }
+    let mut sql = SqliteStore::open(&path, &SqliteOptions::default()).unwrap();
+    assert_eq!(sql.schema_version().unwrap(), 7);
+    let table: String =
+        sql.connection().query_row("SELECT sql FROM sqlite_master WHERE name = 'jobs'", [], |row| row.get(0)).unwrap();
+    assert!(!table.contains("state IN ("), "{table}");
+    for job in &jobs {
+        assert_eq!(sql.get(job.id).unwrap().as_ref(), Some(job));
+    }
+    assert_eq!(sql.queue_stats().unwrap(), mem.queue_stats().unwrap());
+    assert_eq!(sql.max_seq().unwrap(), 40);
+    for n in 0..3 {
+        let subject = format!("subject-{n}");
+        assert_eq!(sql.max_generation(&subject).unwrap(), mem.max_generation(&subject).unwrap());
+    }
+    // The rebuilt table still refuses what the old one refused, and takes new jobs.
+    let bad = sql.connection().execute("UPDATE jobs SET state = 'LOST' WHERE seq = 1", []);
+    assert!(bad.is_err(), "a state outside the nine is refused");
+    check(&mut mem, &mut sql, vec![Write::Insert(full_job(41))]).unwrap();
+}
