@@ -81,7 +81,8 @@ impl Pair {
     fn new(seed: u64) -> Pair {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("semantica.db");
-        let sql = SqliteStore::open(&path, &SqliteOptions::default()).unwrap();
+        let mut sql = SqliteStore::open(&path, &SqliteOptions::default()).unwrap();
+        checked_cache(&mut sql);
         let mut pair = Pair {
             _dir: dir,
             path,
@@ -146,6 +147,7 @@ impl Pair {
         self.sql_engine = engine(seed);
         // The file must hold everything: read it through a new connection.
         self.sql = SqliteStore::open(&self.path, &SqliteOptions::default()).unwrap();
+        checked_cache(&mut self.sql);
         self.runs.clear();
         self.step(Input::Recover);
         self.step(Input::SystemChanged(self.system));
@@ -437,4 +439,11 @@ fn random_sequences_reach_every_state() {
         states.extend(pair.states);
     }
     assert_eq!(states, JobState::ALL.into_iter().collect::<BTreeSet<_>>());
+}
+
+/// The writer's cache of committed jobs, as the daemon runs it but small (so that it
+/// evicts), with every answer it gives checked against the file.
+fn checked_cache(store: &mut SqliteStore) {
+    store.enable_cache(64 << 10);
+    store.verify_cache(true);
 }

@@ -80,7 +80,7 @@ fn enqueue(subject: &str) -> Input {
 /// Inputs queued together so that they share one transaction: `batch_max` equals their
 /// number and `wait_max` is long, so the writer commits exactly when the last one is in.
 fn batch_options(size: usize) -> WriterOptions {
-    WriterOptions { batch_max: size, wait_max: Duration::from_secs(10), queue_max: 64 }
+    WriterOptions { batch_max: size, wait_max: Duration::from_secs(10), queue_max: 64, ..WriterOptions::default() }
 }
 
 fn submit_together(writer: &WriterHandle, inputs: Vec<Input>) -> Vec<Result<Step, WriteError>> {
@@ -124,7 +124,8 @@ fn every_acknowledged_enqueue_from_many_threads_is_there_after_reopening() {
     const THREADS: usize = 16;
     const PER_THREAD: usize = 100;
     let dir = tempfile::tempdir().unwrap();
-    let options = WriterOptions { batch_max: 64, wait_max: Duration::from_millis(1), queue_max: 32 };
+    let options =
+        WriterOptions { batch_max: 64, wait_max: Duration::from_millis(1), queue_max: 32, ..WriterOptions::default() };
     let writer = spawn(&dir, 1, options);
     let acknowledged: Vec<JobId> = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..THREADS)
@@ -168,7 +169,8 @@ fn claims_from_many_threads_hand_out_each_job_once_in_pop_order() {
     const JOBS: usize = 300;
     const THREADS: usize = 4;
     let dir = tempfile::tempdir().unwrap();
-    let options = WriterOptions { batch_max: 16, wait_max: Duration::from_millis(1), queue_max: 16 };
+    let options =
+        WriterOptions { batch_max: 16, wait_max: Duration::from_millis(1), queue_max: 16, ..WriterOptions::default() };
     let writer = spawn(&dir, JOBS, options);
     // Priorities out of enqueue order, with ties that must break on the sequence.
     let requests: Vec<EnqueueRequest> =
@@ -218,7 +220,10 @@ fn claims_from_many_threads_hand_out_each_job_once_in_pop_order() {
 #[test]
 fn a_failed_read_and_a_rejection_leave_the_rest_of_their_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let writer = spawn_on(open(&dir), 1, batch_options(4));
+    // Another connection writes below, which a writer's cache of committed jobs is not
+    // made for (the daemon's writer is its file's only writer): without one, the writer
+    // reads the broken row.
+    let writer = spawn_on(open(&dir), 1, WriterOptions { cache_bytes: 0, ..batch_options(4) });
     let answers = submit_together(&writer, vec![Input::Recover, enqueue("broken"), enqueue("b"), enqueue("c")]);
     let broken = enqueued_id(&answers[1]);
     // Another connection breaks the row, so that reading it fails to decode.
@@ -333,12 +338,16 @@ fn a_failed_commit_fails_every_step_of_its_batch_and_shows_nothing_of_it() {
     let writer = spawn_on(store, 1, batch_options(4));
     let answers = submit_together(&writer, vec![Input::Recover, enqueue("a"), enqueue("b"), enqueue("c")]);
     answers.iter().skip(1).for_each(assert_enqueued);
+    let a = enqueued_id(&answers[1]);
     let seq_before = reader.max_seq().unwrap();
     let before = writer.stats();
 
+    // The cancel of `a` is written in the batch, then undone with it: the writer must not
+    // remember `a` as cancelled (its cache of committed jobs keeps nothing of the batch).
+    let cancel_a = || Input::Cancel(CancelRequest { job_id: Some(a), ..CancelRequest::default() });
     let answers = submit_together(
         &writer,
-        vec![enqueue("d"), enqueue("poison"), Input::Enqueue(Box::new(request("", 0))), enqueue("e")],
+        vec![enqueue("d"), cancel_a(), enqueue("poison"), Input::Enqueue(Box::new(request("", 0)))],
     );
     for answer in &answers {
         assert!(matches!(answer, Err(WriteError::Store(_))), "every caller of the batch: {answer:?}");
@@ -349,10 +358,14 @@ fn a_failed_commit_fails_every_step_of_its_batch_and_shows_nothing_of_it() {
     assert_eq!(all_jobs(&reader).len(), 3);
     assert!(reader.active_jobs_of_subject("d").unwrap().is_empty());
 
+    assert_eq!(reader.get(a).unwrap().unwrap().state, JobState::Queued);
+
     // The writer goes on, and a batch without the poison commits.
     let answers = submit_together(&writer, vec![enqueue("d"), enqueue("e"), enqueue("f"), enqueue("g")]);
     answers.iter().for_each(assert_enqueued);
     assert_eq!(all_jobs(&reader).len(), 7);
+    writer.submit(cancel_a()).unwrap();
+    assert_eq!(reader.get(a).unwrap().unwrap().state, JobState::Cancelled, "cancelled now, for good");
     writer.shutdown();
 }
 
@@ -380,7 +393,11 @@ fn a_full_queue_refuses_try_submit_and_a_locked_database_fails_only_while_locked
     let dir = tempfile::tempdir().unwrap();
     let options = SqliteOptions { busy_timeout_ms: 300, ..SqliteOptions::default() };
     let store = SqliteStore::open(dir.path().join("jobs.db"), &options).unwrap();
-    let writer = spawn_on(store, 1, WriterOptions { batch_max: 1, wait_max: Duration::ZERO, queue_max: 1 });
+    let writer = spawn_on(
+        store,
+        1,
+        WriterOptions { batch_max: 1, wait_max: Duration::ZERO, queue_max: 1, ..WriterOptions::default() },
+    );
     recover(&writer);
     // Another connection holds the write lock: the writer's BEGIN waits for it.
     let locker = open(&dir);

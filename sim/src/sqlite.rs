@@ -48,7 +48,8 @@ impl SqliteBackend {
         // The default (WAL, synchronous NORMAL) is what the daemon runs: a commit that
         // returned survives a crash of the process, which is the crash simulated here.
         let options = SqliteOptions::default();
-        let store = SqliteStore::open(&path, &options).map_err(|error| error.to_string())?;
+        let mut store = SqliteStore::open(&path, &options).map_err(|error| error.to_string())?;
+        checked_cache(&mut store);
         Ok(SqliteBackend { store: Some(store), path, options, reopens: 0, directory })
     }
 
@@ -134,8 +135,9 @@ impl Backend for SqliteBackend {
         // then replaces what it wrote, so the reopen sees only what a crash leaves.
         drop(self.store.take());
         self.restore_crash_image(&image).map_err(io)?;
-        let store = SqliteStore::open(&self.path, &self.options)
+        let mut store = SqliteStore::open(&self.path, &self.options)
             .map_err(|error| StoreError::Unavailable(format!("reopen after a simulated crash: {error}")))?;
+        checked_cache(&mut store);
         let integrity = store.integrity_check()?;
         if integrity != ["ok"] {
             return Err(StoreError::Corrupt(format!("integrity_check after a simulated crash: {integrity:?}")));
@@ -216,4 +218,11 @@ impl Store for SqliteBackend {
     fn commit(&mut self, writes: &WriteSet) -> StoreResult<()> {
         self.store_mut().commit(writes)
     }
+}
+
+/// The writer's cache of committed jobs, as the daemon runs it but small (so that it
+/// evicts), with every answer it gives checked against the file.
+fn checked_cache(store: &mut SqliteStore) {
+    store.enable_cache(64 << 10);
+    store.verify_cache(true);
 }

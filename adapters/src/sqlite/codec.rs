@@ -284,6 +284,12 @@ where
 }
 
 /// The job of one row selected with [`select_list`].
+/// The job id of a row selected with [`select_list`], without decoding the rest.
+pub(crate) fn row_id(row: &Row<'_>) -> StoreResult<JobId> {
+    let text = row.get_ref(1).map_err(|e| corrupt("id", e))?.as_str().map_err(|e| corrupt("id", e))?;
+    text.parse::<JobId>().map_err(|e| corrupt("id", e))
+}
+
 pub(crate) fn decode(row: &Row<'_>) -> StoreResult<Job> {
     let mut c = Cells { row, index: 0 };
     let seq = c.u64()?;

@@ -11,11 +11,13 @@
 //! the trait: errors come back as [`StoreError`]. The schema comes only from the numbered
 //! files of `migrations/`.
 
+mod cache;
 mod codec;
 mod recurring;
 pub mod schema;
 pub mod writer;
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -94,6 +96,10 @@ impl From<MigrationError> for OpenError {
 pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
+    /// Off unless [`SqliteStore::enable_cache`]: only the file's one writer may keep one.
+    cache: RefCell<Option<cache::JobCache>>,
+    /// Every answer the cache gives is checked against the file (tests).
+    verify_cache: bool,
 }
 
 /// The SQL state list of non-terminal jobs.
@@ -200,11 +206,61 @@ impl SqliteStore {
                 .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |row| row.get(0))
                 .map_err(unavailable)?;
         }
-        Ok(SqliteStore { conn, path })
+        Ok(SqliteStore { conn, path, cache: RefCell::new(None), verify_cache: false })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Keeps up to `bytes_max` bytes of committed jobs in memory, so that the engine's
+    /// reads of jobs it has seen need no decoding (see `cache.rs`). Only for the one
+    /// connection that writes the file: another writer's commits would not be seen. A
+    /// caller that runs its own transactions through [`SqliteStore::connection`] tells
+    /// the store how each ended with [`SqliteStore::transaction_ended`] (one it is not
+    /// told of counts as rolled back: nothing wrong is kept, only less).
+    pub fn enable_cache(&mut self, bytes_max: usize) {
+        *self.cache.get_mut() = Some(cache::JobCache::new(bytes_max));
+    }
+
+    /// Checks every job the cache answers with against the file, and panics on a
+    /// difference: for the differential tests.
+    pub fn verify_cache(&mut self, on: bool) {
+        self.verify_cache = on;
+    }
+
+    /// The transaction the caller began on [`SqliteStore::connection`] has committed
+    /// (`true`) or rolled back.
+    pub fn transaction_ended(&self, committed: bool) {
+        if let Some(cache) = self.cache.borrow_mut().as_mut() {
+            if committed {
+                cache.committed();
+            } else {
+                cache.rolled_back();
+            }
+        }
+    }
+
+    /// Drops every cached job (after writes the cache did not see).
+    pub fn clear_cache(&self) {
+        if let Some(cache) = self.cache.borrow_mut().as_mut() {
+            cache.clear();
+        }
+    }
+
+    /// A transaction that wrote through the cache is over and nobody said how: count it
+    /// as rolled back.
+    fn settle_cache(&self) {
+        if self.conn.is_autocommit() {
+            if let Some(cache) = self.cache.borrow_mut().as_mut().filter(|cache| cache.in_transaction()) {
+                cache.rolled_back();
+            }
+        }
+    }
+
+    /// The cached job, checked against `decoded` (the file's) in verify mode.
+    fn cached(&self, id: JobId) -> Option<Job> {
+        self.cache.borrow().as_ref().and_then(|cache| cache.get(id).cloned())
     }
 
     /// The schema version the database is at.
@@ -225,11 +281,34 @@ impl SqliteStore {
     }
 
     fn jobs(&self, sql: &str, params: impl rusqlite::Params) -> StoreResult<Vec<Job>> {
+        self.settle_cache();
+        let caching = self.cache.borrow().is_some();
         let mut statement = self.conn.prepare_cached(sql).map_err(store_error)?;
         let mut rows = statement.query(params).map_err(store_error)?;
         let mut jobs = Vec::new();
         while let Some(row) = rows.next().map_err(store_error)? {
-            jobs.push(codec::decode(row)?);
+            if !caching {
+                jobs.push(codec::decode(row)?);
+                continue;
+            }
+            // The id alone first: a job the cache holds is not decoded again.
+            let cached = codec::row_id(row).ok().and_then(|id| self.cached(id));
+            let job = match cached {
+                Some(job) if !self.verify_cache => job,
+                Some(job) => {
+                    let decoded = codec::decode(row)?;
+                    assert_eq!(job, decoded, "the cache differs from the file");
+                    job
+                }
+                None => {
+                    let job = codec::decode(row)?;
+                    if let Some(cache) = self.cache.borrow_mut().as_mut() {
+                        cache.read(&job);
+                    }
+                    job
+                }
+            };
+            jobs.push(job);
         }
         Ok(jobs)
     }
@@ -293,11 +372,9 @@ impl SqliteStore {
         }
     }
 
-    fn update(&self, job: &Job, counts: &mut CountDeltas) -> StoreResult<()> {
-        assert!(job.version >= 2, "an update of job {} carries version {}", job.id, job.version);
-        // What the row counted for before (a rowid lookup of the page the UPDATE writes).
-        let before: Option<Counted> = self
-            .conn
+    /// What the job's row counted for at the version the engine read.
+    fn counted_before(&self, job: &Job) -> StoreResult<Option<Counted>> {
+        self.conn
             .prepare_cached(
                 "SELECT queue, state, started_at_ms, due_at_ms FROM jobs WHERE seq = ?1 AND id = ?2 AND version = ?3",
             )
@@ -309,7 +386,24 @@ impl SqliteStore {
                 .optional()
             })
             .map_err(store_error)?
-            .transpose()?;
+            .transpose()
+    }
+
+    fn update(&self, job: &Job, counts: &mut CountDeltas) -> StoreResult<()> {
+        assert!(job.version >= 2, "an update of job {} carries version {}", job.id, job.version);
+        // What the row counted for before: the cached job when it is the version read,
+        // else a rowid lookup of the page the UPDATE writes.
+        let cached = self.cached(job.id).filter(|cached| cached.version + 1 == job.version).map(|c| Counted::of(&c));
+        let before: Option<Counted> = match cached {
+            Some(cached) if !self.verify_cache => Some(cached),
+            cached => {
+                let before = self.counted_before(job)?;
+                if cached.is_some() {
+                    assert_eq!(cached, before, "the cache differs from the file on job {}", job.id);
+                }
+                before
+            }
+        };
         // ?1 = seq … ?45 = artifacts_json (the row), ?46 = the version read; only the
         // mutable columns are set.
         static SQL: LazyLock<String> = LazyLock::new(|| {
@@ -431,6 +525,27 @@ impl SqliteStore {
     }
 
     fn apply(&self, writes: &WriteSet) -> StoreResult<()> {
+        self.settle_cache();
+        let mark = self.cache.borrow().as_ref().map(|cache| cache.mark());
+        let result = self.apply_uncached(writes);
+        if let Some(cache) = self.cache.borrow_mut().as_mut() {
+            match &result {
+                Ok(()) => {
+                    for write in &writes.writes {
+                        match write {
+                            Write::Insert(job) | Write::Update(job) => cache.written(job.id, Some(job)),
+                            Write::Delete { id, .. } => cache.written(*id, None),
+                            _ => {}
+                        }
+                    }
+                }
+                Err(_) => cache.undo_to(mark.unwrap_or(0)),
+            }
+        }
+        result
+    }
+
+    fn apply_uncached(&self, writes: &WriteSet) -> StoreResult<()> {
         // Inserts are judged against the store as it was before the set, as MemStore does;
         // a set without one (a claim, a report) need not read it.
         let has_insert = writes.writes.iter().any(|write| matches!(write, Write::Insert(_)));
@@ -467,6 +582,7 @@ impl SqliteStore {
 }
 
 /// What a job counts for in `queue_counts`.
+#[derive(PartialEq, Debug)]
 struct Counted {
     queue: String,
     state: JobState,
@@ -529,6 +645,12 @@ fn write_error(job_id: JobId, error: rusqlite::Error) -> StoreError {
 
 impl Store for SqliteStore {
     fn get(&self, id: JobId) -> StoreResult<Option<Job>> {
+        self.settle_cache();
+        if !self.verify_cache {
+            if let Some(job) = self.cached(id) {
+                return Ok(Some(job));
+            }
+        }
         static SQL: LazyLock<String> = LazyLock::new(|| SqliteStore::select("id = ?1"));
         let mut jobs = self.jobs(&SQL, [id.to_string()])?;
         if jobs.len() > 1 {
@@ -829,10 +951,21 @@ impl Store for SqliteStore {
             ("SAVEPOINT write_set", "RELEASE write_set", "ROLLBACK TO write_set; RELEASE write_set")
         };
         self.execute_cached(begin)?;
+        let mark = self.cache.borrow().as_ref().map(|cache| cache.mark());
         let result = self.apply(writes).and_then(|()| self.execute_cached(end));
         if result.is_err() && !self.conn.is_autocommit() {
             // Best effort: SQLite may have rolled back already (full disk, I/O error).
             let _ = self.conn.execute_batch(undo);
+        }
+        if let Some(cache) = self.cache.borrow_mut().as_mut() {
+            match (&result, outermost) {
+                (Ok(()), true) => cache.committed(),
+                (Ok(()), false) => {}
+                // Undone to the savepoint, or the whole transaction gone: either way the
+                // set's writes are not in the file.
+                (Err(_), _) if outermost || self.conn.is_autocommit() => cache.rolled_back(),
+                (Err(_), _) => cache.undo_to(mark.unwrap_or(0)),
+            }
         }
         result
     }

@@ -42,6 +42,8 @@ pub struct WriterOptions {
     pub wait_max: Duration,
     /// Inputs waiting for the writer at most (back-pressure).
     pub queue_max: usize,
+    /// Bytes of committed jobs the writer keeps decoded (see `cache.rs`); 0: none.
+    pub cache_bytes: usize,
 }
 
 impl WriterOptions {
@@ -52,7 +54,7 @@ impl WriterOptions {
 
 impl Default for WriterOptions {
     fn default() -> WriterOptions {
-        WriterOptions { batch_max: 256, wait_max: Duration::ZERO, queue_max: 4_096 }
+        WriterOptions { batch_max: 256, wait_max: Duration::ZERO, queue_max: 4_096, cache_bytes: 16 << 20 }
     }
 }
 
@@ -105,7 +107,7 @@ impl Writer {
     /// `Input::Recover`. The thread ends once every handle is dropped and the queue is
     /// drained, or at [`WriterHandle::shutdown`].
     pub fn spawn(
-        store: SqliteStore,
+        mut store: SqliteStore,
         engine: Engine,
         clock: Arc<dyn Clock + Send + Sync>,
         options: WriterOptions,
@@ -123,6 +125,13 @@ impl Writer {
         let stats = Arc::new(Counters::default());
         let path = store.path().to_path_buf();
         let checkpointer = Checkpointer::spawn(&path, &store)?;
+        // The data directory's lock makes this the file's one writer: it may cache.
+        if options.cache_bytes > 0 {
+            store.enable_cache(options.cache_bytes);
+            // Like a debug assertion: in debug builds (every test of the daemon) each
+            // answer of the cache is checked against the file.
+            store.verify_cache(cfg!(debug_assertions));
+        }
         let thread = WriterThread {
             store,
             engine,
@@ -602,7 +611,11 @@ impl WriterThread {
 
     fn commit(&mut self) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
-        self.execute("COMMIT")?;
+        if let Err(error) = self.execute("COMMIT") {
+            self.store.transaction_ended(false);
+            return Err(error);
+        }
+        self.store.transaction_ended(true);
         self.stats.commit_seconds.record(started.elapsed());
         assert!(self.store.connection().is_autocommit(), "COMMIT succeeded but the transaction is open");
         Ok(())
@@ -614,6 +627,7 @@ impl WriterThread {
             // batch's `begin` tries again; nothing of it was acknowledged.
             let _ = self.execute("ROLLBACK");
         }
+        self.store.transaction_ended(false);
     }
 
     fn execute(&self, sql: &str) -> Result<(), StoreError> {

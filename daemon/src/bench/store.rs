@@ -67,6 +67,8 @@ fn store_measure(db_path: &Path, jobs: u64, workers: usize) -> BenchResult<(Dura
     let mut store = SqliteStore::open(db_path, &SqliteOptions::default())
         .map_err(|e| format!("store: {}: {e}", db_path.display()))?;
     store.connection().execute_batch("PRAGMA temp_store = MEMORY").map_err(|e| format!("store: {e}"))?;
+    // As the daemon's writer runs it.
+    store.enable_cache(semantica_adapters::sqlite::writer::WriterOptions::default().cache_bytes);
     let config = Config::new(workers, ["noop"]);
     let mut engine = Engine::new(config, Box::new(SeededIds::new(7)), Box::new(SplitMix64::new(7)));
     let mut now_ms = now_ms();
@@ -102,6 +104,7 @@ fn store_measure(db_path: &Path, jobs: u64, workers: usize) -> BenchResult<(Dura
             return Err("store: a claim batch was not answered with jobs".into());
         };
         store.connection().execute_batch("COMMIT").map_err(|e| format!("store: {e}"))?;
+        store.transaction_ended(true);
         if claimed.is_empty() && finished < jobs {
             return Err(format!("store: nothing to claim with {finished} of {jobs} finished"));
         }

@@ -1,0 +1,226 @@
+//! The writer's cache of jobs as committed, so that the engine's hot reads (the job a
+//! report names, the candidate a claim starts, the state an update counts from) need not
+//! decode a 49-column row each time.
+//!
+//! It is sound only for the one connection that writes the file: the data directory's
+//! lock makes the daemon's writer that connection, and every other connection (readers,
+//! the CLI's offline commands) runs without a cache. Rules:
+//! - A job written by the open transaction is never answered from the cache until the
+//!   transaction ends: it is removed when written and read from the file meanwhile (the
+//!   file shows the transaction its own writes).
+//! - What a transaction wrote enters the cache only when it has committed; a rollback (or
+//!   a transaction that ended without the store being told how) drops it.
+//! - A job read from the file while no write of the open transaction touched it is the
+//!   committed job, and is kept.
+//!
+//! Bounded by bytes (`Job::data_bytes` plus a fixed estimate of the rest); jobs over an
+//! eighth of the bound are never kept. The oldest entry goes first.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use semantica_core::{Job, JobId};
+
+/// What a job costs besides its data bytes (the struct, map entry and small strings).
+const JOB_OVERHEAD_BYTES: usize = 512;
+
+pub(crate) struct JobCache {
+    jobs: HashMap<JobId, (Job, u64)>,
+    /// Entries in the order they came, with the stamp they came with: an entry replaced
+    /// since has another stamp, and its old place in the line is skipped.
+    order: VecDeque<(JobId, u64)>,
+    next_stamp: u64,
+    bytes: usize,
+    bytes_max: usize,
+    /// Writes of the open transaction, in order (`None`: deleted).
+    pending: Vec<(JobId, Option<Job>)>,
+    /// Every job the open transaction wrote, also in steps undone since.
+    dirty: HashSet<JobId>,
+}
+
+fn size_of(job: &Job) -> usize {
+    job.data_bytes() + JOB_OVERHEAD_BYTES
+}
+
+impl JobCache {
+    pub(crate) fn new(bytes_max: usize) -> JobCache {
+        JobCache {
+            jobs: HashMap::new(),
+            order: VecDeque::new(),
+            next_stamp: 0,
+            bytes: 0,
+            bytes_max,
+            pending: Vec::new(),
+            dirty: HashSet::new(),
+        }
+    }
+
+    /// The committed job, if kept and not written by the open transaction.
+    pub(crate) fn get(&self, id: JobId) -> Option<&Job> {
+        if self.dirty.contains(&id) {
+            return None;
+        }
+        self.jobs.get(&id).map(|(job, _)| job)
+    }
+
+    /// A job just read from the file.
+    pub(crate) fn read(&mut self, job: &Job) {
+        if !self.dirty.contains(&job.id) && !self.jobs.contains_key(&job.id) {
+            self.keep(job.clone());
+        }
+    }
+
+    /// A write of the open transaction; `None` for a delete.
+    pub(crate) fn written(&mut self, id: JobId, job: Option<&Job>) {
+        self.remove(id);
+        self.dirty.insert(id);
+        let kept = job.filter(|job| size_of(job) <= self.bytes_max / 8).cloned();
+        self.pending.push((id, kept));
+    }
+
+    /// Where the open transaction's writes stand, for [`JobCache::undo_to`].
+    pub(crate) fn mark(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Forgets the writes after `mark` (a write set or step that was rolled back to its
+    /// savepoint). Their jobs stay out of the cache until the transaction ends.
+    pub(crate) fn undo_to(&mut self, mark: usize) {
+        self.pending.truncate(mark);
+    }
+
+    /// The open transaction committed: its writes are what the file holds now.
+    pub(crate) fn committed(&mut self) {
+        self.dirty.clear();
+        for (id, job) in std::mem::take(&mut self.pending) {
+            self.remove(id);
+            if let Some(job) = job {
+                self.keep(job);
+            }
+        }
+    }
+
+    /// The open transaction was rolled back, or ended and nobody said how: none of its
+    /// writes is kept (they were removed when written).
+    pub(crate) fn rolled_back(&mut self) {
+        self.pending.clear();
+        self.dirty.clear();
+    }
+
+    /// Whether a transaction has written through the cache since it was last told one
+    /// ended.
+    pub(crate) fn in_transaction(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.jobs.clear();
+        self.order.clear();
+        self.bytes = 0;
+        self.rolled_back();
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    fn keep(&mut self, job: Job) {
+        let size = size_of(&job);
+        if size > self.bytes_max / 8 {
+            return;
+        }
+        while self.bytes + size > self.bytes_max {
+            let Some((id, stamp)) = self.order.pop_front() else { break };
+            if self.jobs.get(&id).is_some_and(|(_, kept)| *kept == stamp) {
+                self.remove(id);
+            }
+        }
+        let stamp = self.next_stamp;
+        self.next_stamp += 1;
+        self.bytes += size;
+        self.order.push_back((job.id, stamp));
+        self.jobs.insert(job.id, (job, stamp));
+        // Replaced and removed entries leave their place in the line behind; do not let
+        // those pile up.
+        if self.order.len() > 2 * self.jobs.len() + 64 {
+            let jobs = &self.jobs;
+            self.order.retain(|(id, stamp)| jobs.get(id).is_some_and(|(_, kept)| kept == stamp));
+        }
+    }
+
+    fn remove(&mut self, id: JobId) {
+        if let Some((job, _)) = self.jobs.remove(&id) {
+            self.bytes -= size_of(&job);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(n: u128, version: u64) -> Job {
+        Job { version, ..Job::blank(JobId::from_u128(n)) }
+    }
+
+    #[test]
+    fn a_write_is_kept_only_once_its_transaction_commits() {
+        let mut cache = JobCache::new(1 << 20);
+        cache.read(&job(1, 1));
+        assert_eq!(cache.get(JobId::from_u128(1)).map(|j| j.version), Some(1));
+        cache.written(JobId::from_u128(1), Some(&job(1, 2)));
+        assert!(cache.get(JobId::from_u128(1)).is_none(), "the open transaction's write is read from the file");
+        cache.read(&job(1, 2));
+        assert!(cache.get(JobId::from_u128(1)).is_none(), "nor kept when read back in the transaction");
+        cache.committed();
+        assert_eq!(cache.get(JobId::from_u128(1)).map(|j| j.version), Some(2));
+    }
+
+    #[test]
+    fn a_rollback_keeps_nothing_of_the_transaction() {
+        let mut cache = JobCache::new(1 << 20);
+        cache.read(&job(1, 1));
+        cache.written(JobId::from_u128(1), Some(&job(1, 2)));
+        cache.written(JobId::from_u128(2), Some(&job(2, 1)));
+        cache.rolled_back();
+        assert!(cache.get(JobId::from_u128(1)).is_none());
+        assert!(cache.get(JobId::from_u128(2)).is_none());
+        cache.read(&job(1, 1));
+        assert_eq!(cache.get(JobId::from_u128(1)).map(|j| j.version), Some(1));
+    }
+
+    #[test]
+    fn a_step_undone_to_its_savepoint_leaves_the_earlier_steps_writes() {
+        let mut cache = JobCache::new(1 << 20);
+        cache.written(JobId::from_u128(1), Some(&job(1, 1)));
+        let mark = cache.mark();
+        cache.written(JobId::from_u128(1), Some(&job(1, 2)));
+        cache.written(JobId::from_u128(2), Some(&job(2, 1)));
+        cache.undo_to(mark);
+        cache.committed();
+        assert_eq!(cache.get(JobId::from_u128(1)).map(|j| j.version), Some(1));
+        assert!(cache.get(JobId::from_u128(2)).is_none());
+    }
+
+    #[test]
+    fn a_delete_removes_the_job_at_commit() {
+        let mut cache = JobCache::new(1 << 20);
+        cache.read(&job(1, 3));
+        cache.written(JobId::from_u128(1), None);
+        cache.committed();
+        assert!(cache.get(JobId::from_u128(1)).is_none());
+    }
+
+    #[test]
+    fn the_oldest_entries_go_first_when_full() {
+        let mut cache = JobCache::new(10 * (JOB_OVERHEAD_BYTES + 64));
+        for n in 0..100 {
+            cache.read(&job(n, 1));
+        }
+        assert!((5..=cache.bytes_max / JOB_OVERHEAD_BYTES).contains(&cache.len()), "{}", cache.len());
+        assert!(cache.get(JobId::from_u128(99)).is_some());
+        assert!(cache.get(JobId::from_u128(0)).is_none());
+        assert!(cache.bytes <= cache.bytes_max);
+        assert!(cache.order.len() <= 2 * cache.jobs.len() + 64);
+    }
+}
