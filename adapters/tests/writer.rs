@@ -364,7 +364,8 @@ fn a_failed_commit_fails_every_step_of_its_batch_and_shows_nothing_of_it() {
     let answers = submit_together(&writer, vec![enqueue("d"), enqueue("e"), enqueue("f"), enqueue("g")]);
     answers.iter().for_each(assert_enqueued);
     assert_eq!(all_jobs(&reader).len(), 7);
-    writer.submit(cancel_a()).unwrap();
+    let cancelled = writer.submit(cancel_a()).unwrap();
+    assert!(!cancelled.persist.is_empty(), "the cancel is written: {:?}", cancelled.reply);
     assert_eq!(reader.get(a).unwrap().unwrap().state, JobState::Cancelled, "cancelled now, for good");
     writer.shutdown();
 }
