@@ -465,6 +465,9 @@ impl<'s> Tx<'s> {
         let mut writes = Vec::with_capacity(self.touch_order.len());
         let mut written = Vec::new();
         let mut written_from = Vec::new();
+        // Consumed: each changed job moves out once instead of being cloned (a job
+        // appears once in `touch_order`).
+        let mut changed = self.changed;
         for id in &self.touch_order {
             let original = &self.originals[id];
             if self.deleted.contains(id) {
@@ -472,7 +475,7 @@ impl<'s> Tx<'s> {
                 writes.push(Write::Delete { id: *id, version: original.version });
                 continue;
             }
-            let mut job = self.changed[id].clone();
+            let mut job = changed.remove(id).expect("a touched job that is not deleted is changed");
             match original {
                 None => {
                     job.version = 1;
