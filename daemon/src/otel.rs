@@ -7,7 +7,11 @@
 //! `semantica_adapters::trace` derives from the job (the subprocess's `TRACEPARENT` names
 //! the run span), handed to the SDK through [`JobIds`] on the thread that closes the span.
 //! Parents: `enqueue`'s is the span of the enqueue's `traceparent` when one was given
-//! (else it is a root); `run`'s is the job's `enqueue` span.
+//! (else it is a root); `run`'s is the job's `enqueue` span. Only `dev.enqueue.v1` and
+//! `dev.enqueue_batch.v1` open `enqueue` spans: a job made otherwise (a recurring slot,
+//! `dev.retry.v1`) has `run` spans whose parent was never exported. The flags of a
+//! caller's `traceparent` are not read: every accepted job is sampled (its `TRACEPARENT`
+//! says so too), unless `OTEL_TRACES_SAMPLER` decides otherwise.
 //!
 //! Promises: with neither `OTEL_EXPORTER_OTLP_ENDPOINT` nor
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` set, nothing here runs (no exporter, no thread, no
