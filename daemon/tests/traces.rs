@@ -344,6 +344,53 @@ fn a_batch_exports_one_span_per_accepted_job_and_none_for_a_deduplicated_or_refu
 }
 
 #[test]
+fn every_attempt_exports_a_run_span_with_the_state_it_left_the_job_in() {
+    let home = tempfile::tempdir().unwrap();
+    let runtime = runtime();
+    let receiver = runtime.block_on(Receiver::start());
+    let mut env = export_env(&receiver.endpoint());
+    // The log filter does not reach the export: the bench and many services run so.
+    env.push(("RUST_LOG", "warn".to_owned()));
+    let mut daemon = start_exporting(home.path(), &env);
+    let client = daemon.client();
+    let traceparent = format!("00-{TRACE_ID}-{PARENT_SPAN_ID}-01");
+    runtime.block_on(async {
+        let job = json!({"job_type": "fail", "queue": "flaky", "subject_key": "f", "traceparent": traceparent,
+                         "max_attempts": 2, "backoff": {"base_ms": 10, "jitter": 0.0}});
+        let id = client.call("dev.enqueue.v1", params(job)).await.unwrap()["job_id"].clone();
+        let done = client.call("dev.wait.v1", params(json!({"job_id": id, "timeout_ms": 30_000}))).await.unwrap();
+        assert_eq!(done["state"], "FAILED", "{done}");
+    });
+    runtime.block_on(receiver.wait_for(TRACE_ID, 3));
+    assert!(stop_within(&mut daemon) < Duration::from_secs(30));
+    let spans: Vec<Received> = receiver.spans().into_iter().filter(|r| hex(&r.span.trace_id) == TRACE_ID).collect();
+    let enqueue = only(&spans, "enqueue flaky");
+    let mut runs: Vec<(i64, String, i32, Vec<u8>)> = spans
+        .iter()
+        .filter(|r| r.span.name == "run fail")
+        .map(|r| {
+            assert_eq!(r.span.parent_span_id, enqueue.span.span_id, "every attempt's parent is the enqueue span");
+            let attributes = &r.span.attributes;
+            let status = r.span.status.as_ref().map_or(0, |status| status.code);
+            (
+                int_attribute(attributes, "semantica.job.attempt").unwrap(),
+                string_attribute(attributes, "semantica.job.state").unwrap(),
+                status,
+                r.span.span_id.clone(),
+            )
+        })
+        .collect();
+    runs.sort();
+    assert_eq!(runs.len(), 2, "{spans:#?}");
+    assert_eq!((runs[0].0, runs[1].0), (1, 2));
+    assert_ne!(runs[0].1, "FAILED", "the first attempt left the job to be retried: {runs:?}");
+    assert_eq!(runs[1].1, "FAILED");
+    // Status code 2 is ERROR in OTLP.
+    assert_eq!((runs[0].2, runs[1].2), (2, 2), "{runs:?}");
+    assert_ne!(runs[0].3, runs[1].3, "each attempt has a span of its own");
+}
+
+#[test]
 fn an_unreachable_collector_slows_no_job_drops_spans_countably_and_holds_up_no_shutdown() {
     // A loopback port nobody listens on: every export is refused.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
