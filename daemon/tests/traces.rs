@@ -444,6 +444,32 @@ fn an_unreachable_collector_slows_no_job_drops_spans_countably_and_holds_up_no_s
 }
 
 #[test]
+fn a_collector_that_never_answers_holds_up_neither_jobs_nor_shutdown() {
+    // Bound but never accepting: the kernel completes connections, nobody answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let home = tempfile::tempdir().unwrap();
+    let mut daemon = start_exporting(home.path(), &export_env(&endpoint));
+    let client = daemon.client();
+    runtime().block_on(async {
+        for index in 0..20 {
+            let call = Instant::now();
+            let job = json!({"job_type": "noop", "queue": "silent", "subject_key": format!("s{index}")});
+            let id = client.call("dev.enqueue.v1", params(job)).await.unwrap()["job_id"].clone();
+            assert!(call.elapsed() < Duration::from_secs(5), "enqueue took {:?}", call.elapsed());
+            let done = client.call("dev.wait.v1", params(json!({"job_id": id, "timeout_ms": 30_000}))).await.unwrap();
+            assert_eq!(done["state"], "DONE", "{done}");
+        }
+        // Give the export thread time to be stuck in a request (it sends every 100 ms).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    });
+    // The export request would wait 10 s for an answer; shutdown gives it 3.
+    let stopped = stop_within(&mut daemon);
+    assert!(stopped < Duration::from_secs(15), "shutdown took {stopped:?}");
+    drop(silent);
+}
+
+#[test]
 fn without_the_otlp_variables_nothing_is_exported_or_started() {
     let home = tempfile::tempdir().unwrap();
     let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", ""), ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")];
