@@ -5,7 +5,7 @@
 //! into OpenTelemetry spans; the SDK's batch span processor hands them to the OTLP
 //! exporter on a thread of its own. Their ids are not drawn at random: they are the ones
 //! `semantica_adapters::trace` derives from the job (the subprocess's `TRACEPARENT` names
-//! the run span), handed to the SDK through [`JobIds`] on the thread that closes the span.
+//! the run span), handed to the SDK through `JobIds` on the thread that closes the span.
 //! Parents: `enqueue`'s is the span of the enqueue's `traceparent` when one was given
 //! (else it is a root); `run`'s is the job's `enqueue` span. Only `dev.enqueue.v1` and
 //! `dev.enqueue_batch.v1` open `enqueue` spans: a job made otherwise (a recurring slot,
