@@ -305,15 +305,17 @@ async fn serve() -> ExitCode {
 }
 
 fn init_logging(json: bool) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     // Colour only for a person at a terminal: a log file or a pipe gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    let log = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let log = if json { log.json().boxed() } else { log.boxed() };
+    // RUST_LOG filters the log only: the span export layer has a filter of its own.
+    tracing_subscriber::registry().with(log.with_filter(filter)).with(semantica_daemon::otel::layer()).init();
+    semantica_daemon::otel::log_status();
 }
 
 fn object(pairs: Vec<(&str, Option<Value>)>) -> Map<String, Value> {

@@ -272,7 +272,7 @@ fn families(metrics: &Metrics, gauges: &Gauges) -> Vec<MetricFamily> {
     let mut build = family("semantica_build_info", "Always 1; the daemon's version.", MetricType::GAUGE);
     push(&mut build, &[("version", env!("CARGO_PKG_VERSION"))], gauge(1.0));
 
-    vec![
+    let mut families = vec![
         enqueued,
         finished,
         attempts,
@@ -288,7 +288,18 @@ fn families(metrics: &Metrics, gauges: &Gauges) -> Vec<MetricFamily> {
         commit,
         db_size,
         build,
-    ]
+    ];
+    // Not in API.md's table: only while spans are exported (`crate::otel`).
+    if let Some(dropped) = crate::otel::dropped_spans() {
+        let mut family = family(
+            "semantica_trace_spans_dropped_total",
+            "Trace spans dropped because the export queue was full.",
+            MetricType::COUNTER,
+        );
+        push(&mut family, &[], counter(dropped));
+        families.push(family);
+    }
+    families
 }
 
 fn family(name: &str, help: &str, kind: MetricType) -> MetricFamily {

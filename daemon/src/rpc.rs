@@ -120,8 +120,13 @@ fn unexpected(reply: Reply) -> ErrorObjectOwned {
 
 async fn enqueue(service: Arc<Service>, params: Params<'static>) -> RpcResult {
     let request = Value::Object(params_object(&params)?);
+    let spans = crate::otel::EnqueueSpans::start(std::iter::once(request.get("traceparent").and_then(Value::as_str)));
     let request = wire::enqueue_request(&request).map_err(invalid)?;
-    match service.run_request(Input::Enqueue(Box::new(request))).await.map_err(service_error)?.reply {
+    let step = service.run_request(Input::Enqueue(Box::new(request))).await.map_err(service_error)?;
+    if let Some(spans) = spans {
+        spans.finish(&step);
+    }
+    match step.reply {
         Reply::Enqueued(result) => Ok(to_json(&enqueued(&result))),
         Reply::Rejected(rejection) => Err(to_rpc(WireError::rejection(&rejection))),
         other => Err(unexpected(other)),
@@ -147,7 +152,12 @@ async fn enqueue_batch(service: Arc<Service>, params: Params<'static>) -> RpcRes
         .enumerate()
         .map(|(index, job)| wire::enqueue_request(job).map_err(|error| invalid(error.at_index(index))))
         .collect::<Result<Vec<_>, _>>()?;
-    match service.run_request(Input::EnqueueBatch(requests)).await.map_err(service_error)?.reply {
+    let spans = crate::otel::EnqueueSpans::start(jobs.iter().map(|job| job.get("traceparent").and_then(Value::as_str)));
+    let step = service.run_request(Input::EnqueueBatch(requests)).await.map_err(service_error)?;
+    if let Some(spans) = spans {
+        spans.finish(&step);
+    }
+    match step.reply {
         Reply::EnqueuedBatch(results) => Ok(enqueued_all(&results)),
         Reply::Rejected(rejection) => Err(to_rpc(WireError::rejection(&rejection))),
         other => Err(unexpected(other)),

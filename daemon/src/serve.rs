@@ -177,6 +177,7 @@ pub async fn serve(config: DaemonConfig) -> Result<(), StartError> {
     info!("stopping: no new work; running jobs get {} s", shutdown_grace.as_secs());
     let _ = handle.stop();
     service.shutdown(shutdown_grace).await;
+    crate::otel::shutdown().await;
     let _ = fs::remove_file(&daemon_json);
     let _ = fs::remove_file(&socket_path);
     info!("stopped");

@@ -333,6 +333,7 @@ impl Service {
     /// `apply`, poking the scheduler to claim only when `claim_more` says so.
     fn apply_then(&self, step: &Step, claim_more: bool) {
         self.metrics.record_step(step, || self.clock.now_ms());
+        crate::otel::record_step(step);
         for action in &step.actions {
             match action {
                 Action::Spawn(job) => {

@@ -88,3 +88,32 @@ fn an_unknown_scenario_is_refused_before_anything_starts() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("unknown scenario \"warp_speed\""), "{stderr}");
 }
+
+/// `--observe` scrapes `/metrics` and keeps a dashboard open while a scenario runs, and
+/// says how often each answered, next to the scenario's own figures.
+#[test]
+fn observe_scrapes_and_polls_the_dashboard_while_a_scenario_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("bench.json");
+    // e2e runs for at least a second: long enough for the first scrape and refresh.
+    let output = Command::new(BIN)
+        .args(["bench", "--scale", "0.001", "--scenario", "e2e", "--observe", "--dir"])
+        .arg(dir.path())
+        .arg("--json")
+        .arg(&json_path)
+        .env_remove("SEMANTICA_HOME")
+        .env_remove("SEMANTICA_TOKEN")
+        .output()
+        .expect("run semantica bench");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "semantica bench failed: {}\n{stderr}", output.status);
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_eq!(report["observe"], true, "{report:#}");
+    let row = &report["scenarios"][0];
+    assert_eq!(row["scenario"], "e2e", "{report:#}");
+    let figure = |key: &str| row["figures"][key].as_u64().unwrap_or_else(|| panic!("no {key} in {row}"));
+    assert_eq!(figure("observe_errors"), 0, "{row}");
+    assert!(figure("observe_scrapes") >= 1, "{row}");
+    assert!(figure("observe_dashboard_polls") >= 1, "{row}");
+    assert!(row["figures"]["jobs_per_s"].as_f64().is_some_and(|x| x > 0.0), "{row}");
+}

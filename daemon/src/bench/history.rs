@@ -24,7 +24,7 @@ impl Bench {
                 return Err(error);
             }
         };
-        let daemon = start_daemon(exe, &home, *workers)?;
+        let daemon = self.observed(start_daemon(exe, &home, *workers)?);
         let client = daemon.client()?;
         let stats_started = Instant::now();
         let stored = counts(&client, &done_labels.queue).await?;

@@ -33,6 +33,7 @@ mod drain;
 mod e2e;
 mod enqueue;
 mod history;
+mod observe;
 mod restart;
 mod store;
 mod storm;
@@ -130,6 +131,11 @@ pub struct BenchArgs {
     /// Where the bench's temp data directories go (default: the system temp dir).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// While each scenario runs, scrape `/metrics` every second and keep a dashboard
+    /// overview page open (its sign-in, assets and 2-second refresh); the counts of both
+    /// come out as `observe_*` figures. Compare with a run without it.
+    #[arg(long)]
+    pub observe: bool,
     /// With the global `--json`: write the results there (without PATH: JSON on stdout).
     #[arg(value_name = "PATH")]
     pub json_path: Option<PathBuf>,
@@ -173,13 +179,14 @@ async fn run(args: BenchArgs, json_output: bool) -> BenchResult<bool> {
         .filter(|name| args.scenarios.is_empty() || args.scenarios.iter().any(|s| s == name))
         .collect();
     let target = Target::from_args(&args)?;
-    let bench = Bench { scale: args.scale, target, run_id: run_id() };
+    let bench = Bench { scale: args.scale, target, run_id: run_id(), observe: args.observe };
     eprintln!(
-        "semantica bench: scale {}, {} run(s), scenarios {}, {}",
+        "semantica bench: scale {}, {} run(s), scenarios {}, {}{}",
         args.scale,
         args.runs,
         selected.join(" "),
-        bench.target.describe()
+        bench.target.describe(),
+        if args.observe { ", observed (a /metrics scrape every second and an open dashboard)" } else { "" }
     );
     let mut runs: Vec<Vec<Row>> = Vec::new();
     let mut failed = Vec::new();
@@ -214,6 +221,7 @@ async fn run(args: BenchArgs, json_output: bool) -> BenchResult<bool> {
         "workers": bench.target.workers(),
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "target": bench.target.describe(),
+        "observe": args.observe,
         "scenarios": rows.iter().map(|row| json!({
             "scenario": row.scenario,
             "parameters": row.parameters,
@@ -361,6 +369,8 @@ struct Bench {
     pub(crate) scale: f64,
     pub(crate) target: Target,
     pub(crate) run_id: String,
+    /// `--observe`: every daemon a scenario measures is scraped and has a dashboard open.
+    pub(crate) observe: bool,
 }
 
 /// What every job of one scenario shares: its queue (so counts are its own) and tag (so a
@@ -390,14 +400,23 @@ impl Bench {
     }
 
     fn daemon(&self, scenario: &str, run: usize, variant: &str) -> BenchResult<Daemon> {
-        match &self.target {
+        let daemon = match &self.target {
             Target::Fresh { exe, base_dir, workers } => {
-                start_daemon(exe, &self.home(base_dir, scenario, run, variant), *workers)
+                start_daemon(exe, &self.home(base_dir, scenario, run, variant), *workers)?
             }
             Target::Running { addr, token, pid } => {
-                Ok(Daemon { addr: addr.clone(), token: token.clone(), pid: *pid, child: None, home: None })
+                Daemon { addr: addr.clone(), token: token.clone(), pid: *pid, child: None, home: None, observer: None }
             }
+        };
+        Ok(self.observed(daemon))
+    }
+
+    /// `daemon`, watched from now on if `--observe` asks for it.
+    fn observed(&self, mut daemon: Daemon) -> Daemon {
+        if self.observe {
+            daemon.observer = Some(observe::Observer::start(&daemon));
         }
+        daemon
     }
 
     async fn scenario(&self, name: &'static str, run: usize) -> BenchResult<Vec<Row>> {
@@ -439,6 +458,9 @@ impl Bench {
     async fn finish(&self, daemon: &Daemon, labels: &Labels, figures: &mut Map<String, Value>) -> BenchResult<()> {
         if let Some(mib) = daemon.peak_rss_mib() {
             figures.insert("peak_rss_mib".into(), json!(round3(mib)));
+        }
+        if let Some(observer) = &daemon.observer {
+            observer.figures(figures);
         }
         if daemon.child.is_none() {
             cancel_tag(&daemon.client()?, &labels.tag).await?;

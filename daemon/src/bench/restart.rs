@@ -32,7 +32,7 @@ impl Bench {
         let home = first.home.take().expect("a fresh daemon has a home");
         drop(first);
         let started = Instant::now();
-        let mut second = start_daemon(exe, &home, *workers)?;
+        let mut second = self.observed(start_daemon(exe, &home, *workers)?);
         let daemon_json = started.elapsed();
         let client = second.client()?;
         let answered = loop {

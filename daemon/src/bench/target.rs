@@ -75,6 +75,8 @@ pub(crate) struct Daemon {
     pub(crate) pid: Option<u32>,
     pub(crate) child: Option<Child>,
     pub(crate) home: Option<PathBuf>,
+    /// `--observe`'s scraper and dashboard (they stop with the daemon).
+    pub(crate) observer: Option<super::observe::Observer>,
 }
 
 impl Daemon {
@@ -161,6 +163,7 @@ pub(crate) fn start_daemon(exe: &Path, home: &Path, workers: Option<usize>) -> B
                     pid: Some(info.pid),
                     child: Some(child),
                     home: Some(home.to_owned()),
+                    observer: None,
                 });
             }
         }

@@ -1,0 +1,195 @@
+//! `--observe`: while a scenario runs, what watching the daemon costs it. A Prometheus
+//! scraper (`GET /metrics` every second, with the token) and an open dashboard overview
+//! page, doing what `ui/assets/app.js` does: sign in through `admin.ui_login.v1` and the
+//! one-time link, load the page and its assets once, then every `REFRESH_MS` call
+//! `admin.stats.v1` (with the cookie and the daemon's Origin, as the browser sends a
+//! POST) and `GET /ui/api/overview`. Each side keeps one HTTP/1.1 connection alive, as a
+//! scraper and a browser do.
+//!
+//! It measures nothing itself: it counts what it did (`observe_scrapes`,
+//! `observe_dashboard_polls`, `observe_errors`) next to the scenario's figures, so that a
+//! run with `--observe` can be compared with one without. An error is counted, never
+//! fatal: the scenario's figures are the point.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use serde_json::{json, Map, Value};
+
+use super::target::Daemon;
+use super::BenchResult;
+use crate::client::Client;
+
+/// How often the scraper scrapes.
+pub(crate) const SCRAPE_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the overview page refreshes (`REFRESH_MS` in `ui/assets/app.js`).
+pub(crate) const DASHBOARD_INTERVAL: Duration = Duration::from_millis(2000);
+/// One observer request that takes longer is counted as an error.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The assets an overview page loads once.
+const PAGE_ASSETS: [&str; 4] = ["/ui/", "/ui/app.css", "/ui/app.js", "/ui/favicon.svg"];
+
+#[derive(Default)]
+struct Counts {
+    scrapes: AtomicU64,
+    dashboard_polls: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// The scraper and the dashboard of one daemon; they stop when this is dropped.
+pub(crate) struct Observer {
+    counts: Arc<Counts>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        self.tasks.iter().for_each(tokio::task::JoinHandle::abort);
+    }
+}
+
+impl Observer {
+    /// Starts watching `daemon` (inside the bench's runtime).
+    pub(crate) fn start(daemon: &Daemon) -> Observer {
+        let counts = Arc::new(Counts::default());
+        let scraper = tokio::spawn(scrape(daemon.addr.clone(), daemon.token.clone(), Arc::clone(&counts)));
+        let client = daemon.client();
+        let dashboard = tokio::spawn(dashboard(daemon.addr.clone(), client, Arc::clone(&counts)));
+        Observer { counts, tasks: vec![scraper, dashboard] }
+    }
+
+    /// What it did so far.
+    pub(crate) fn figures(&self, figures: &mut Map<String, Value>) {
+        figures.insert("observe_scrapes".into(), json!(self.counts.scrapes.load(Ordering::Relaxed)));
+        figures.insert("observe_dashboard_polls".into(), json!(self.counts.dashboard_polls.load(Ordering::Relaxed)));
+        figures.insert("observe_errors".into(), json!(self.counts.errors.load(Ordering::Relaxed)));
+    }
+}
+
+async fn scrape(addr: String, token: String, counts: Arc<Counts>) {
+    let mut connection = Connection::new(&addr);
+    let mut ticks = tokio::time::interval(SCRAPE_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let request = connection.get("/metrics").header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        match connection.send(request, Bytes::new()).await {
+            Ok((200, body)) if body.starts_with(b"# HELP") => counts.scrapes.fetch_add(1, Ordering::Relaxed),
+            _ => counts.errors.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
+async fn dashboard(addr: String, client: BenchResult<Client>, counts: Arc<Counts>) {
+    let mut connection = Connection::new(&addr);
+    let cookie = match sign_in(&mut connection, client).await {
+        Ok(cookie) => cookie,
+        Err(_) => {
+            counts.errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    for path in PAGE_ASSETS {
+        let request = connection.get(path).header(http::header::COOKIE, &cookie);
+        if !matches!(connection.send(request, Bytes::new()).await, Ok((200, _))) {
+            counts.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let origin = format!("http://{addr}");
+    let mut ticks = tokio::time::interval(DASHBOARD_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for id in 1u64.. {
+        ticks.tick().await;
+        // The page sends both at once and waits for both (`Promise.all`); over one
+        // connection they go one after the other.
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": "admin.stats.v1", "params": {}}).to_string();
+        let stats = connection
+            .post("/")
+            .header(http::header::COOKIE, &cookie)
+            .header(http::header::ORIGIN, &origin)
+            .header(http::header::CONTENT_TYPE, "application/json");
+        let stats_ok = matches!(connection.send(stats, Bytes::from(body)).await, Ok((200, body)) if is_result(&body));
+        let overview = connection.get("/ui/api/overview").header(http::header::COOKIE, &cookie);
+        let overview_ok = matches!(connection.send(overview, Bytes::new()).await, Ok((200, _)));
+        if stats_ok && overview_ok {
+            counts.dashboard_polls.fetch_add(1, Ordering::Relaxed);
+        } else {
+            counts.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn is_result(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body).is_ok_and(|answer| answer.get("result").is_some())
+}
+
+/// A one-time link from `admin.ui_login.v1` (with the token), redeemed for the session
+/// cookie (`name=value`).
+async fn sign_in(connection: &mut Connection, client: BenchResult<Client>) -> BenchResult<String> {
+    let answer = client?.call("admin.ui_login.v1", Map::new()).await.map_err(|e| e.to_string())?;
+    let url = answer["url"].as_str().ok_or("admin.ui_login.v1 gave no url")?;
+    let path = url.find("/ui/login").map(|start| &url[start..]).ok_or_else(|| format!("sign-in link {url:?}"))?;
+    let response = connection.send_full(connection.get(path), Bytes::new()).await?;
+    let cookie = response
+        .headers()
+        .get(http::header::SET_COOKIE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .ok_or("the sign-in link set no cookie")?;
+    Ok(cookie.to_owned())
+}
+
+/// One HTTP/1.1 connection to the daemon, kept alive and opened again after an error.
+struct Connection {
+    addr: String,
+    sender: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+}
+
+impl Connection {
+    fn new(addr: &str) -> Connection {
+        Connection { addr: addr.to_owned(), sender: None }
+    }
+
+    fn get(&self, path: &str) -> http::request::Builder {
+        http::Request::get(path).header(http::header::HOST, &self.addr)
+    }
+
+    fn post(&self, path: &str) -> http::request::Builder {
+        http::Request::post(path).header(http::header::HOST, &self.addr)
+    }
+
+    /// The status and body of the answer.
+    async fn send(&mut self, request: http::request::Builder, body: Bytes) -> BenchResult<(u16, Bytes)> {
+        let response = self.send_full(request, body).await?;
+        Ok((response.status().as_u16(), response.into_body()))
+    }
+
+    async fn send_full(&mut self, request: http::request::Builder, body: Bytes) -> BenchResult<http::Response<Bytes>> {
+        let request = request.body(Full::new(body)).map_err(|e| e.to_string())?;
+        let answer = tokio::time::timeout(REQUEST_TIMEOUT, self.round_trip(request)).await;
+        let answer = answer.map_err(|_| "timed out".to_owned()).and_then(|answer| answer);
+        if answer.is_err() {
+            self.sender = None; // a fresh connection next time
+        }
+        answer
+    }
+
+    async fn round_trip(&mut self, request: http::Request<Full<Bytes>>) -> BenchResult<http::Response<Bytes>> {
+        if self.sender.as_ref().is_none_or(|sender| sender.is_closed()) {
+            let stream = tokio::net::TcpStream::connect(&self.addr).await.map_err(|e| e.to_string())?;
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let (sender, connection) = hyper::client::conn::http1::handshake(io).await.map_err(|e| e.to_string())?;
+            tokio::spawn(connection);
+            self.sender = Some(sender);
+        }
+        let sender = self.sender.as_mut().expect("connected above");
+        sender.ready().await.map_err(|e| e.to_string())?;
+        let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(http::Response::from_parts(parts, body))
+    }
+}
