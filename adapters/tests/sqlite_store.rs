@@ -292,31 +292,13 @@ fn a_version_1_database_gets_its_queue_counts_in_place() {
             ..bare_job(n)
         })
         .collect();
+    let source = tempfile::tempdir().unwrap();
     {
-        let mut sql = open(&dir);
+        let mut sql = open(&source);
         check(&mut mem, &mut sql, jobs.iter().cloned().map(Write::Insert).collect()).unwrap();
-        // Back to what a binary of schema 1 left behind.
-        sql.connection()
-            .execute_batch(
-                "DROP TABLE queue_counts;
-                 DROP INDEX jobs_live_tag; DROP INDEX jobs_live_group; DROP INDEX jobs_live_parent;
-                 CREATE INDEX jobs_occupying ON jobs (subject_key, seq) WHERE state = 'RUNNING' OR reap_pending = 1;
-                 CREATE INDEX jobs_live_tag ON jobs (tag, seq) WHERE state IN ('QUEUED', 'SCHEDULED', 'RUNNING');
-                 CREATE INDEX jobs_live_group ON jobs (chain_group_id, seq)
-                     WHERE state IN ('QUEUED', 'SCHEDULED', 'RUNNING');
-                 CREATE INDEX jobs_live_parent ON jobs (parent_job_id, seq)
-                     WHERE state IN ('QUEUED', 'SCHEDULED', 'RUNNING');
-                 DROP INDEX jobs_queued_due; DROP INDEX recurring_next;
-                 DROP TABLE paused_queues; DROP TABLE recurring;
-                 ALTER TABLE jobs DROP COLUMN retry_of;
-                 DROP INDEX jobs_wall_timed;
-                 ALTER TABLE jobs DROP COLUMN deadline_wall_ms; ALTER TABLE jobs DROP COLUMN at_wall_ms;
-                 ALTER TABLE jobs DROP COLUMN wall_offset_ms;
-                 DELETE FROM schema_version WHERE version >= 2;",
-            )
-            .unwrap();
-        assert_eq!(sql.schema_version().unwrap(), 1);
     }
+    // What a binary of schema 1 left behind, with the same jobs.
+    database_at(1, &dir.path().join("jobs.db"), &source.path().join("jobs.db"));
     let mut sql = open(&dir);
     assert_eq!(sql.schema_version().unwrap(), MIGRATIONS.last().unwrap().version);
     assert_eq!(sql.queue_stats().unwrap(), mem.queue_stats().unwrap());
@@ -654,20 +636,26 @@ fn writing_a_job_builds_no_temporary_table() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let conn = store.connection();
-    let columns: Vec<String> = conn
-        .prepare("SELECT name FROM pragma_table_info('jobs')")
-        .unwrap()
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    assert!(columns.len() > 40, "{columns:?}");
-    let placeholders = vec!["?"; columns.len()].join(", ");
+    let columns_of = |table: &str| -> Vec<String> {
+        conn.prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let (columns, spec_columns) = (columns_of("jobs"), columns_of("job_specs"));
+    assert!(columns.len() > 30 && spec_columns.len() > 10, "{columns:?} {spec_columns:?}");
+    let insert = |table: &str, columns: &[String]| {
+        format!("INSERT INTO {table} ({}) VALUES ({})", columns.join(", "), vec!["?"; columns.len()].join(", "))
+    };
     let set = columns.iter().filter(|c| *c != "seq").map(|c| format!("{c} = ?")).collect::<Vec<_>>().join(", ");
     for sql in [
-        format!("INSERT INTO jobs ({}) VALUES ({placeholders})", columns.join(", ")),
+        insert("jobs", &columns),
+        insert("job_specs", &spec_columns),
         format!("UPDATE jobs SET {set} WHERE seq = ? AND id = ? AND version = ?"),
         "DELETE FROM jobs WHERE id = ?1 AND version = ?2".to_owned(),
+        "DELETE FROM job_specs WHERE seq = ?1".to_owned(),
     ] {
         let mut explain = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
         let nulls = vec![rusqlite::types::Value::Null; explain.parameter_count()];
@@ -681,8 +669,9 @@ fn writing_a_job_builds_no_temporary_table() {
     }
 }
 
-/// A database of schema 6 (the state CHECK as an IN list) is rebuilt in place by 0007:
-/// every job, subject, count and the sequence come through unchanged.
+/// A database of schema 6 (one row per job, the state CHECK as an IN list) is rebuilt in
+/// place by 0007 into hot rows and specs: every job, subject, count and the sequence come
+/// through unchanged.
 #[test]
 fn a_version_6_database_is_rebuilt_in_place() {
     let source = tempfile::tempdir().unwrap();
@@ -699,27 +688,21 @@ fn a_version_6_database_is_rebuilt_in_place() {
     }
     let target = tempfile::tempdir().unwrap();
     let path = target.path().join("jobs.db");
+    database_at(6, &path, &source.path().join("jobs.db"));
     {
-        let mut conn = rusqlite::Connection::open(&path).unwrap();
-        assert_eq!(schema::migrate(&mut conn, &MIGRATIONS[..6]).unwrap(), 6);
+        let conn = rusqlite::Connection::open(&path).unwrap();
         let table: String =
             conn.query_row("SELECT sql FROM sqlite_master WHERE name = 'jobs'", [], |row| row.get(0)).unwrap();
         assert!(table.contains("state IN ("), "schema 6 as released: {table}");
-        conn.execute("ATTACH DATABASE ?1 AS source", [source.path().join("jobs.db").to_str().unwrap()]).unwrap();
-        conn.execute_batch(
-            "INSERT INTO jobs SELECT * FROM source.jobs;
-             INSERT INTO subjects SELECT * FROM source.subjects;
-             DELETE FROM queue_counts; INSERT INTO queue_counts SELECT * FROM source.queue_counts;
-             UPDATE counters SET max_seq = (SELECT max_seq FROM source.counters);
-             DETACH DATABASE source;",
-        )
-        .unwrap();
     }
     let mut sql = SqliteStore::open(&path, &SqliteOptions::default()).unwrap();
     assert_eq!(sql.schema_version().unwrap(), 7);
     let table: String =
         sql.connection().query_row("SELECT sql FROM sqlite_master WHERE name = 'jobs'", [], |row| row.get(0)).unwrap();
     assert!(!table.contains("state IN ("), "{table}");
+    assert!(!table.contains("payload_json"), "the payload is no longer in the hot row: {table}");
+    let specs: i64 = sql.connection().query_row("SELECT count(*) FROM job_specs", [], |row| row.get(0)).unwrap();
+    assert_eq!(specs, 40);
     for job in &jobs {
         assert_eq!(sql.get(job.id).unwrap().as_ref(), Some(job));
     }
@@ -733,4 +716,33 @@ fn a_version_6_database_is_rebuilt_in_place() {
     let bad = sql.connection().execute("UPDATE jobs SET state = 'LOST' WHERE seq = 1", []);
     assert!(bad.is_err(), "a state outside the nine is refused");
     check(&mut mem, &mut sql, vec![Write::Insert(full_job(41))]).unwrap();
+}
+
+/// Makes a database at schema `version` (the migrations up to it, as a binary of that
+/// schema made it) at `path`, holding the jobs, subjects, counts and sequence of the
+/// current store at `source`: one row per job before 0007, so the two halves joined.
+fn database_at(version: u32, path: &std::path::Path, source: &std::path::Path) {
+    let mut conn = rusqlite::Connection::open(path).unwrap();
+    assert_eq!(schema::migrate(&mut conn, &MIGRATIONS[..version as usize]).unwrap(), version);
+    conn.execute("ATTACH DATABASE ?1 AS source", [source.to_str().unwrap()]).unwrap();
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('jobs')")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let columns = columns.join(", ");
+    let from = if version < 7 { "source.jobs LEFT JOIN source.job_specs USING (seq)" } else { "source.jobs" };
+    conn.execute_batch(&format!(
+        "INSERT INTO jobs ({columns}) SELECT {columns} FROM {from};
+         INSERT INTO subjects SELECT * FROM source.subjects;
+         UPDATE counters SET max_seq = (SELECT max_seq FROM source.counters);"
+    ))
+    .unwrap();
+    if version >= 2 {
+        conn.execute_batch("DELETE FROM queue_counts; INSERT INTO queue_counts SELECT * FROM source.queue_counts;")
+            .unwrap();
+    }
+    conn.execute_batch("DETACH DATABASE source").unwrap();
 }

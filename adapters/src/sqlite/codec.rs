@@ -64,6 +64,31 @@ pub(crate) const COLUMNS: [&str; 49] = [
     "wall_offset_ms",
 ];
 
+/// The columns of `job_specs`, written once when the job is inserted (migration 0007);
+/// `seq` joins them to the job's row in `jobs`, which holds every other column.
+pub(crate) const SPEC_COLUMNS: [&str; 15] = [
+    "seq",
+    "payload_json",
+    "exec_command",
+    "exec_args_json",
+    "exec_env_json",
+    "exec_cwd",
+    "max_attempts",
+    "backoff_base_ms",
+    "backoff_factor",
+    "backoff_max_ms",
+    "backoff_jitter",
+    "timeout_ms",
+    "ttl_ms",
+    "trace_id",
+    "retry_of",
+];
+
+/// What a SELECT of whole jobs reads from: the hot row, and its spec by `seq` (a LEFT
+/// JOIN, so that the hot row drives every plan and a row without its spec decodes as
+/// the damage it is instead of vanishing).
+pub(crate) const JOBS_FROM: &str = "jobs LEFT JOIN job_specs USING (seq)";
+
 /// The columns an update may change: core fixes everything else of a job when it is
 /// inserted (`Tx::update` asserts it), so an UPDATE leaves those columns, and the indexes
 /// made only of them (`id`'s), alone.

@@ -314,7 +314,7 @@ impl SqliteStore {
     }
 
     fn select(where_order: &str) -> String {
-        format!("SELECT {} FROM jobs WHERE {where_order}", codec::select_list())
+        format!("SELECT {} FROM {} WHERE {where_order}", codec::select_list(), codec::JOBS_FROM)
     }
 
     fn stored_max_seq(&self) -> StoreResult<u64> {
@@ -330,22 +330,34 @@ impl SqliteStore {
     }
 
     fn insert(&self, job: &Job, max_seq_before: u64) -> StoreResult<()> {
-        static SQL: LazyLock<String> = LazyLock::new(|| {
-            format!(
-                "INSERT INTO jobs ({}) VALUES ({})",
-                codec::select_list(),
-                (1..=codec::COLUMNS.len()).map(|n| format!("?{n}")).collect::<Vec<_>>().join(", ")
-            )
+        // Two statements, each binding its own columns of the one encoded row.
+        static SQL: LazyLock<[(String, Vec<usize>); 2]> = LazyLock::new(|| {
+            let statement = |table: &str, spec: bool| {
+                let positions: Vec<usize> = (0..codec::COLUMNS.len())
+                    .filter(|&n| codec::COLUMNS[n] == "seq" || codec::SPEC_COLUMNS.contains(&codec::COLUMNS[n]) == spec)
+                    .collect();
+                let names: Vec<&str> = positions.iter().map(|&n| codec::COLUMNS[n]).collect();
+                let sql = format!(
+                    "INSERT INTO {table} ({}) VALUES ({})",
+                    names.join(", "),
+                    (1..=names.len()).map(|n| format!("?{n}")).collect::<Vec<_>>().join(", ")
+                );
+                (sql, positions)
+            };
+            [statement("jobs", false), statement("job_specs", true)]
         });
-        let inserted = self
-            .conn
-            .prepare_cached(&SQL)
-            .and_then(|mut s| s.execute(params_from_iter(codec::encode(job))))
-            .map_err(|e| write_error(job.id, e))
-            .map_err(|error| self.insert_conflict(job.id, error))?;
-        if inserted != 1 {
-            // Only a schema that is not ours (a trigger, a damaged file) does this.
-            return Err(StoreError::Corrupt(format!("inserting job {} changed {inserted} rows", job.id)));
+        let row = codec::encode(job);
+        for (sql, positions) in SQL.iter() {
+            let inserted = self
+                .conn
+                .prepare_cached(sql)
+                .and_then(|mut s| s.execute(params_from_iter(positions.iter().map(|&n| &row[n]))))
+                .map_err(|e| write_error(job.id, e))
+                .map_err(|error| self.insert_conflict(job.id, error))?;
+            if inserted != 1 {
+                // Only a schema that is not ours (a trigger, a damaged file) does this.
+                return Err(StoreError::Corrupt(format!("inserting job {} changed {inserted} rows", job.id)));
+            }
         }
         // Judged after the INSERT, whose UNIQUE constraint catches a taken id without a read
         // first (`write_error`); a refused set is undone whole by the caller.
@@ -456,21 +468,29 @@ impl SqliteStore {
         let mut statement = self
             .conn
             .prepare_cached(
-                "DELETE FROM jobs WHERE id = ?1 AND version = ?2 RETURNING queue, state, started_at_ms, due_at_ms",
+                "DELETE FROM jobs WHERE id = ?1 AND version = ?2 RETURNING queue, state, started_at_ms, due_at_ms, seq",
             )
             .map_err(store_error)?;
         let mut rows = statement.query((id.to_string(), codec::ordered(version, "version"))).map_err(store_error)?;
-        let mut deleted = 0;
+        let mut deleted = Vec::new();
         while let Some(row) = rows.next().map_err(store_error)? {
-            deleted += 1;
             let counted = Counted::read(row)?;
             counts.add(&counted, -1);
+            deleted.push(row.get::<_, i64>(4).map_err(store_error)?);
         }
-        match deleted {
-            0 => Err(conflict(id, "version changed since it was read")),
-            1 => Ok(()),
+        drop(rows);
+        drop(statement);
+        match deleted[..] {
+            [] => Err(conflict(id, "version changed since it was read")),
+            [seq] => {
+                self.conn
+                    .prepare_cached("DELETE FROM job_specs WHERE seq = ?1")
+                    .and_then(|mut s| s.execute([seq]))
+                    .map_err(store_error)?;
+                Ok(())
+            }
             // The primary key says this cannot happen; a damaged file can still say it.
-            n => Err(StoreError::Corrupt(format!("jobs.id {id} was on {n} rows"))),
+            _ => Err(StoreError::Corrupt(format!("jobs.id {id} was on {} rows", deleted.len()))),
         }
     }
 
@@ -795,7 +815,7 @@ impl Store for SqliteStore {
         // Named: without statistics the planner would rather scan every job in seq order
         // than sort the few that hold a process (restart recovery with a million waiting).
         let sql = format!(
-            "SELECT {} FROM jobs INDEXED BY jobs_processes WHERE {OCCUPYING} ORDER BY seq {}",
+            "SELECT {} FROM jobs INDEXED BY jobs_processes LEFT JOIN job_specs USING (seq) WHERE {OCCUPYING} ORDER BY seq {}",
             codec::select_list(),
             limit_clause(limit)
         );

@@ -39,11 +39,7 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0006_index_predicates.sql",
         sql: include_str!("../../../migrations/0006_index_predicates.sql"),
     },
-    Migration {
-        version: 7,
-        name: "0007_state_check.sql",
-        sql: include_str!("../../../migrations/0007_state_check.sql"),
-    },
+    Migration { version: 7, name: "0007_hot_rows.sql", sql: include_str!("../../../migrations/0007_hot_rows.sql") },
 ];
 
 /// Why a database could not be brought to this binary's schema.

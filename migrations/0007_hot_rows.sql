@@ -1,11 +1,49 @@
--- 0007: the job table rebuilt with its state CHECK written as an OR of equalities.
--- SQLite checks `state IN (nine names)` by building a temporary table of the list for
--- every row written: one temporary b-tree created and dropped per INSERT and UPDATE of a
--- job (found with callgrind: sqlite3BtreeCreateTable once per write). An OR of
--- equalities is compared in place. Columns, their order and every other constraint are
--- as before; a CHECK cannot be changed in place, so the table is copied (SQLite's
--- documented way to change a table), then its indexes are made again as they were.
+-- 0007: the hot row. A job's row is split in two: `jobs` keeps what an engine step may
+-- change (state, attempts, times, pid, wake time, version, outcome) and what the indexes
+-- and queries name; `job_specs` keeps what is written once at enqueue and only read
+-- afterwards (payload, exec spec, retry and timeout policies, trace id). A state change
+-- then rewrites a row of a few dozen bytes instead of one that carries the payload
+-- (a 1 MiB payload was rewritten, overflow pages and all, at every transition). The
+-- outcome (exit code, error, result summary, artifacts) stays in the hot row: it is
+-- written once, at the end, when the row stops changing, and a table of its own would
+-- cost one more statement per finished job.
+--
+-- The state CHECK is also written as an OR of equalities: SQLite checks `state IN (nine
+-- names)` by building a temporary table of the list for every row written (one
+-- temporary b-tree created and dropped per INSERT and UPDATE of a job, found with
+-- callgrind). A table's columns and CHECKs cannot be changed in place, so both tables
+-- are made new and filled from the old one (SQLite's documented way), and the indexes
+-- are made again as they were. Every job keeps its seq, which joins the two halves.
 -- Never edit this file once released.
+
+CREATE TABLE job_specs (
+    seq                   INTEGER PRIMARY KEY CHECK (seq >= 1),
+    payload_json          TEXT    NOT NULL,
+    -- exec: NULL command = the in-process handler of job_type. args is a JSON array of
+    -- strings, env a JSON object of strings.
+    exec_command          TEXT,
+    exec_args_json        TEXT,
+    exec_env_json         TEXT,
+    exec_cwd              TEXT,
+    max_attempts          INTEGER NOT NULL CHECK (max_attempts >= 0),
+    backoff_base_ms       INTEGER NOT NULL CHECK (backoff_base_ms >= 0),
+    -- No column affinity, so SQLite keeps the double bit for bit (a REAL column would
+    -- store an integral value as an integer and lose the sign of -0.0).
+    backoff_factor        ANY     NOT NULL CHECK (typeof(backoff_factor) = 'real'),
+    backoff_max_ms        INTEGER NOT NULL CHECK (backoff_max_ms >= 0),
+    backoff_jitter        ANY     NOT NULL CHECK (typeof(backoff_jitter) = 'real'),
+    timeout_ms            INTEGER CHECK (timeout_ms >= 0),
+    ttl_ms                INTEGER CHECK (ttl_ms >= 0),
+    trace_id              TEXT    NOT NULL,
+    retry_of              TEXT,
+    CHECK (exec_command IS NOT NULL OR (exec_args_json IS NULL AND exec_env_json IS NULL AND exec_cwd IS NULL))
+) STRICT;
+
+INSERT INTO job_specs (seq, payload_json, exec_command, exec_args_json, exec_env_json, exec_cwd,
+    max_attempts, backoff_base_ms, backoff_factor, backoff_max_ms, backoff_jitter, timeout_ms,
+    ttl_ms, trace_id, retry_of) SELECT seq, payload_json, exec_command, exec_args_json,
+    exec_env_json, exec_cwd, max_attempts, backoff_base_ms, backoff_factor, backoff_max_ms,
+    backoff_jitter, timeout_ms, ttl_ms, trace_id, retry_of FROM jobs;
 
 CREATE TABLE jobs_0007 (
     -- Enqueue sequence, also the rowid: query and purge walk the table in this order.
@@ -22,23 +60,7 @@ CREATE TABLE jobs_0007 (
                                         OR state = 'SUPERSEDED' OR state = 'SKIPPED_TTL'
                                         OR state = 'SKIPPED_DEADLINE'),
     priority              INTEGER NOT NULL,
-    payload_json          TEXT    NOT NULL,
-    -- exec: NULL command = the in-process handler of job_type. args is a JSON array of
-    -- strings, env a JSON object of strings.
-    exec_command          TEXT,
-    exec_args_json        TEXT,
-    exec_env_json         TEXT,
-    exec_cwd              TEXT,
     attempts              INTEGER NOT NULL CHECK (attempts >= 0),
-    max_attempts          INTEGER NOT NULL CHECK (max_attempts >= 0),
-    backoff_base_ms       INTEGER NOT NULL CHECK (backoff_base_ms >= 0),
-    -- No column affinity, so SQLite keeps the double bit for bit (a REAL column would
-    -- store an integral value as an integer and lose the sign of -0.0).
-    backoff_factor        ANY     NOT NULL CHECK (typeof(backoff_factor) = 'real'),
-    backoff_max_ms        INTEGER NOT NULL CHECK (backoff_max_ms >= 0),
-    backoff_jitter        ANY     NOT NULL CHECK (typeof(backoff_jitter) = 'real'),
-    timeout_ms            INTEGER CHECK (timeout_ms >= 0),
-    ttl_ms                INTEGER CHECK (ttl_ms >= 0),
     deadline_ms           INTEGER CHECK (deadline_ms >= 0),
     wait_for_idle         INTEGER NOT NULL CHECK (wait_for_idle IN (0, 1)),
     require_charging      INTEGER NOT NULL CHECK (require_charging IN (0, 1)),
@@ -49,7 +71,6 @@ CREATE TABLE jobs_0007 (
     parent_pending        INTEGER NOT NULL CHECK (parent_pending IN (0, 1)),
     tag                   TEXT,
     chain_group_id        TEXT,
-    trace_id              TEXT    NOT NULL,
     created_at_ms         INTEGER NOT NULL CHECK (created_at_ms >= 0),
     due_at_ms             INTEGER NOT NULL CHECK (due_at_ms >= 0),
     started_at_ms         INTEGER CHECK (started_at_ms >= 0),
@@ -64,15 +85,23 @@ CREATE TABLE jobs_0007 (
     result_summary_json   TEXT,
     -- JSON array of [name, bytes] pairs.
     artifacts_json        TEXT    NOT NULL,
-    retry_of              TEXT,
     deadline_wall_ms      INTEGER CHECK (deadline_wall_ms IS NULL OR deadline_wall_ms >= 0),
     at_wall_ms            INTEGER CHECK (at_wall_ms IS NULL OR at_wall_ms >= 0),
     wall_offset_ms        INTEGER,
-    CHECK (exec_command IS NOT NULL OR (exec_args_json IS NULL AND exec_env_json IS NULL AND exec_cwd IS NULL)),
     CHECK ((error_kind IS NULL) = (error_message IS NULL))
 ) STRICT;
 
-INSERT INTO jobs_0007 SELECT * FROM jobs;
+INSERT INTO jobs_0007 (seq, id, version, queue, job_type, subject_key, generation, state,
+    priority, attempts, deadline_ms, wait_for_idle, require_charging, wait_for_event,
+    event_released, parent_job_id, parent_pending, tag, chain_group_id, created_at_ms,
+    due_at_ms, started_at_ms, finished_at_ms, wake_at_ms, pid, pid_started_at, reap_pending,
+    exit_code, error_kind, error_message, result_summary_json, artifacts_json, deadline_wall_ms,
+    at_wall_ms, wall_offset_ms) SELECT seq, id, version, queue, job_type, subject_key,
+    generation, state, priority, attempts, deadline_ms, wait_for_idle, require_charging,
+    wait_for_event, event_released, parent_job_id, parent_pending, tag, chain_group_id,
+    created_at_ms, due_at_ms, started_at_ms, finished_at_ms, wake_at_ms, pid, pid_started_at,
+    reap_pending, exit_code, error_kind, error_message, result_summary_json, artifacts_json,
+    deadline_wall_ms, at_wall_ms, wall_offset_ms FROM jobs;
 DROP TABLE jobs;
 ALTER TABLE jobs_0007 RENAME TO jobs;
 
