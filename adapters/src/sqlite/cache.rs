@@ -13,8 +13,8 @@
 //! - A job read from the file while no write of the open transaction touched it is the
 //!   committed job, and is kept.
 //!
-//! Bounded by bytes (`Job::data_bytes` plus a fixed estimate of the rest); jobs over an
-//! eighth of the bound are never kept. The oldest entry goes first.
+//! Bounded by bytes (`Job::data_bytes` plus a fixed estimate of the rest); jobs over 64 KiB
+//! (or an eighth of the bound) are never kept. The oldest entry goes first.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -22,6 +22,9 @@ use semantica_core::{Job, JobId};
 
 /// What a job costs besides its data bytes (the struct, map entry and small strings).
 const JOB_OVERHEAD_BYTES: usize = 512;
+/// Larger jobs are not kept: decoding is cheap next to their size, and a few of them
+/// would crowd out thousands of small ones.
+const JOB_BYTES_MAX: usize = 64 << 10;
 
 pub(crate) struct JobCache {
     jobs: HashMap<JobId, (Job, u64)>,
@@ -73,7 +76,7 @@ impl JobCache {
     pub(crate) fn written(&mut self, id: JobId, job: Option<&Job>) {
         self.remove(id);
         self.dirty.insert(id);
-        let kept = job.filter(|job| size_of(job) <= self.bytes_max / 8).cloned();
+        let kept = job.filter(|job| self.fits(job)).cloned();
         self.pending.push((id, kept));
     }
 
@@ -126,7 +129,7 @@ impl JobCache {
 
     fn keep(&mut self, job: Job) {
         let size = size_of(&job);
-        if size > self.bytes_max / 8 {
+        if !self.fits(&job) {
             return;
         }
         while self.bytes + size > self.bytes_max {
@@ -146,6 +149,10 @@ impl JobCache {
             let jobs = &self.jobs;
             self.order.retain(|(id, stamp)| jobs.get(id).is_some_and(|(_, kept)| kept == stamp));
         }
+    }
+
+    fn fits(&self, job: &Job) -> bool {
+        size_of(job) <= JOB_BYTES_MAX.min(self.bytes_max / 8)
     }
 
     fn remove(&mut self, id: JobId) {
