@@ -54,7 +54,7 @@ impl WriterOptions {
 
 impl Default for WriterOptions {
     fn default() -> WriterOptions {
-        WriterOptions { batch_max: 256, wait_max: Duration::ZERO, queue_max: 4_096, cache_bytes: 16 << 20 }
+        WriterOptions { batch_max: 256, wait_max: Duration::ZERO, queue_max: 4_096, cache_bytes: 4 << 20 }
     }
 }
 
