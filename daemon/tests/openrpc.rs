@@ -11,7 +11,6 @@ use std::time::Duration;
 use common::*;
 use semantica_client::openrpc;
 use semantica_client::types::*;
-use semantica_daemon::client::{Client, ClientError};
 use serde_json::{json, Value};
 
 /// Judges instances against the schemas of one document.
@@ -49,11 +48,11 @@ impl Schemas {
     /// Calls `name` expecting an error, which must validate as the published error object.
     async fn call_error(&self, client: &Client, name: &str, sent: Value) -> (i32, Value) {
         match client.call(name, params(sent)).await {
-            Err(ClientError::Rpc { code, message, data }) => {
-                let error = json!({"code": code, "message": message, "data": data});
+            Err(ClientError::Rpc(error)) => {
+                let (code, message, data) = (error.code, error.message, error.data);
                 let error = match data {
-                    Some(_) => error,
-                    None => json!({"code": code, "message": message}),
+                    Value::Null => json!({"code": code, "message": message}),
+                    data => json!({"code": code, "message": message, "data": data}),
                 };
                 self.check(&json!({"$ref": "#/components/schemas/Error"}), &error, &format!("the error of {name}"));
                 (code, error)
