@@ -7,12 +7,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use jsonrpsee::core::middleware::{Batch, BatchEntry, Notification, RpcServiceBuilder, RpcServiceT};
+use jsonrpsee::core::server::{BatchResponseBuilder, MethodResponse};
 use jsonrpsee::server::{
     serve_with_graceful_shutdown, stop_channel, HttpBody, HttpRequest, HttpResponse, Methods, RpcModule, Server,
     ServerConfig, ServerHandle, StopHandle,
 };
-use jsonrpsee::core::middleware::{Batch, BatchEntry, Notification, RpcServiceBuilder, RpcServiceT};
-use jsonrpsee::core::server::{BatchResponseBuilder, MethodResponse};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use semantica_adapters::logs::{read_chunk, CHUNK_BYTES_DEFAULT, CHUNK_BYTES_MAX};
 use semantica_core::{
@@ -893,30 +893,42 @@ async fn read_body(body: hyper::body::Incoming) -> Result<bytes::Bytes, BodyRefu
     Ok(bytes::Bytes::from(kept))
 }
 
-/// The envelope of a single call, as far as it must be judged before jsonrpsee: its id.
+/// The envelope of a single call, as far as it must be judged before jsonrpsee: its id,
+/// version and method.
 #[derive(serde::Deserialize)]
 struct Envelope<'a> {
     #[serde(borrow, default)]
     id: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    jsonrpc: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    method: Option<&'a serde_json::value::RawValue>,
 }
 
 /// What JSON-RPC 2.0 says of a body that is not a request jsonrpsee should see: not
 /// UTF-8 or not JSON (-32700), JSON that is no call (-32600), an id that is neither a
-/// number, a string nor null (-32600).
+/// number, a string nor null, a `jsonrpc` other than "2.0", a `method` that is missing
+/// or no string, an empty batch (-32600). jsonrpsee would refuse these too, but without
+/// the `data.kind` every error of the contract has.
 fn judge_body(body: &[u8]) -> Option<Value> {
     let parse_error = || Some(error_body(-32700, "parse_error", "the body is not valid JSON"));
     let invalid = || Some(error_body(-32600, "invalid_request", "not a JSON-RPC request"));
     let Ok(text) = std::str::from_utf8(body) else { return parse_error() };
     match text.trim_start().as_bytes().first() {
         Some(b'{') => match serde_json::from_str::<Envelope>(text) {
-            Ok(envelope) => match envelope.id.map(|id| id.get().as_bytes()[0]) {
-                None | Some(b'"' | b'-' | b'0'..=b'9' | b'n') => None,
-                Some(_) => invalid(),
-            },
+            Ok(envelope) => {
+                let version = envelope.jsonrpc.is_some_and(|version| version.get() == r#""2.0""#);
+                let method = envelope.method.is_some_and(|method| method.get().starts_with('"'));
+                match envelope.id.map(|id| id.get().as_bytes()[0]) {
+                    None | Some(b'"' | b'-' | b'0'..=b'9' | b'n') if version && method => None,
+                    _ => invalid(),
+                }
+            }
             Err(error) if error.is_data() => invalid(),
             Err(_) => parse_error(),
         },
         Some(b'[') => match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Ok(_) if text.trim_start()[1..].trim_start().starts_with(']') => invalid(),
             Ok(_) => None,
             Err(_) => parse_error(),
         },
@@ -1051,8 +1063,11 @@ fn with_error_kind(response: MethodResponse, id: jsonrpsee::types::Id<'_>) -> Me
 
 impl<S> RpcServiceT for ContractErrors<S>
 where
-    S: RpcServiceT<MethodResponse = MethodResponse, BatchResponse = MethodResponse, NotificationResponse = MethodResponse>
-        + Clone
+    S: RpcServiceT<
+            MethodResponse = MethodResponse,
+            BatchResponse = MethodResponse,
+            NotificationResponse = MethodResponse,
+        > + Clone
         + Send
         + Sync
         + 'static,

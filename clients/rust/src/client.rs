@@ -103,11 +103,13 @@ impl DaemonInfo {
         let not_running = |detail: String| Error::DaemonNotRunning(format!("{}: {detail}", path.display()));
         let text = std::fs::read_to_string(&path).map_err(|e| not_running(e.to_string()))?;
         let value: Value = serde_json::from_str(&text).map_err(|e| not_running(e.to_string()))?;
-        let text_of = |name: &str| {
-            value[name].as_str().map(str::to_owned).ok_or_else(|| not_running(format!("no {name}")))
-        };
+        let text_of =
+            |name: &str| value[name].as_str().map(str::to_owned).ok_or_else(|| not_running(format!("no {name}")));
         Ok(DaemonInfo {
-            pid: value["pid"].as_u64().and_then(|pid| u32::try_from(pid).ok()).ok_or_else(|| not_running("no pid".into()))?,
+            pid: value["pid"]
+                .as_u64()
+                .and_then(|pid| u32::try_from(pid).ok())
+                .ok_or_else(|| not_running("no pid".into()))?,
             rpc_addr: text_of("rpc_addr")?,
             socket: PathBuf::from(text_of("socket")?),
         })
@@ -283,7 +285,9 @@ impl Client {
         }
         let not_running = |error: std::io::Error| Error::DaemonNotRunning(format!("{}: {error}", self.place()));
         match &self.endpoint {
-            Endpoint::Socket(path) => handshake(tokio::net::UnixStream::connect(path).await.map_err(not_running)?).await,
+            Endpoint::Socket(path) => {
+                handshake(tokio::net::UnixStream::connect(path).await.map_err(not_running)?).await
+            }
             Endpoint::Tcp { addr, .. } => {
                 let stream = tokio::net::TcpStream::connect(addr.as_str()).await.map_err(not_running)?;
                 // Small requests and answers: no waiting for Nagle.

@@ -369,7 +369,7 @@ async fn sequential_calls_reuse_one_connection() {
     ] {
         for index in 0..100 {
             let caller = if index % 2 == 0 { client.clone() } else { client.clone().config(Config::default()) };
-            let job = caller.enqueue(&EnqueueParams::new("noop", "default", &format!("keep-{index}"))).await.unwrap();
+            let job = caller.enqueue(&EnqueueParams::new("noop", "default", format!("keep-{index}"))).await.unwrap();
             assert_eq!(caller.get(&job.job_id).await.unwrap().id, job.job_id);
         }
         assert_eq!(count.load(Ordering::SeqCst), 1, "200 sequential calls took more than one connection");

@@ -38,7 +38,9 @@ impl Bench {
         let answered = loop {
             match client.call::<_, Value>("dev.get.v1", &params(&[("job_id", job_id.clone())])).await {
                 Ok(_) => break started.elapsed(),
-                Err(ClientError::DaemonNotRunning(_) | ClientError::Transport(_)) if started.elapsed() < START_TIMEOUT => {
+                Err(ClientError::DaemonNotRunning(_) | ClientError::Transport(_))
+                    if started.elapsed() < START_TIMEOUT =>
+                {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
                 Err(error) => return Err(format!("the restarted daemon did not answer: {error}")),
