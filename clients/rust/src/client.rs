@@ -172,6 +172,64 @@ impl Client {
         Ok(Client::with_socket(DaemonInfo::read(&home)?.socket))
     }
 
+    /// The local daemon's client, after starting `semantica serve` in the background when
+    /// none answers: the binary is `SEMANTICA_BIN`, else `semantica` on `PATH`. See
+    /// [`Client::ensure_daemon_with`].
+    pub async fn ensure_daemon() -> Result<Client, Error> {
+        let bin = std::env::var_os("SEMANTICA_BIN").filter(|bin| !bin.is_empty()).unwrap_or_else(|| "semantica".into());
+        let mut serve = std::process::Command::new(bin);
+        serve.arg("serve");
+        Client::ensure_daemon_with(Discovery::from_env(), serve).await
+    }
+
+    /// The client `discovery` finds, once its daemon answers a call. When none answers and
+    /// `discovery` names no URL (a remote daemon is not ours to start), runs `serve` (its
+    /// `SEMANTICA_HOME` set to the discovery's data directory, no terminal, in a process
+    /// group of its own so that it outlives the caller) and waits up to
+    /// [`ENSURE_DAEMON_WAIT`] for its `daemon.json` and a first answer.
+    pub async fn ensure_daemon_with(discovery: Discovery, mut serve: std::process::Command) -> Result<Client, Error> {
+        let first = match answering(&discovery).await {
+            Ok(client) => return Ok(client),
+            Err(error) if discovery.url.is_none() && is_absent(&error) => error,
+            Err(error) => return Err(error),
+        };
+        use std::os::unix::process::CommandExt as _;
+        let mut child = serve
+            .env("SEMANTICA_HOME", discovery.home())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| Error::DaemonNotRunning(format!("{first}; starting {serve:?} failed: {e}")))?;
+        let started = std::time::Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            match answering(&discovery).await {
+                Ok(client) => {
+                    // Reaped when it ends, so that it leaves no zombie while we run.
+                    std::thread::spawn(move || child.wait());
+                    return Ok(client);
+                }
+                Err(error) if !is_absent(&error) => return Err(error),
+                Err(error) => {
+                    // Exit code 2 with another daemon on the home: that one answers soon.
+                    let exited = child.try_wait().ok().flatten().filter(|status| status.code() != Some(2));
+                    if let Some(status) = exited {
+                        return Err(Error::DaemonNotRunning(format!("`semantica serve` exited ({status}): {error}")));
+                    }
+                    if started.elapsed() > ENSURE_DAEMON_WAIT {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return Err(Error::DaemonNotRunning(format!(
+                            "`semantica serve` did not answer within {ENSURE_DAEMON_WAIT:?}: {error}"
+                        )));
+                    }
+                }
+            }
+        }
+    }
+
     /// TCP to `url` (`http://host:port` or `host:port`) with `token`.
     pub fn with_url(url: &str, token: Option<&str>) -> Client {
         let addr = url.trim_start_matches("http://").trim_end_matches('/').to_owned();
@@ -486,6 +544,25 @@ impl Client {
     pub async fn discover(&self) -> Result<Value, Error> {
         self.call("rpc.discover", &NoParams {}).await
     }
+}
+
+/// How long [`Client::ensure_daemon`] waits for a daemon it started.
+pub const ENSURE_DAEMON_WAIT: Duration = Duration::from_secs(30);
+
+/// The client `discovery` finds, if its daemon answers `admin.stats.v1`.
+async fn answering(discovery: &Discovery) -> Result<Client, Error> {
+    let client = Client::with_discovery(discovery.clone())?;
+    let short = Config { timeout: Duration::from_secs(10), throttle_retries_max: 0, ..client.config.clone() };
+    match client.clone().config(short).call::<_, Value>("admin.stats.v1", &NoParams {}).await {
+        // Any answer, an error too, means a daemon is there.
+        Ok(_) | Err(Error::Rpc(_)) => Ok(client),
+        Err(error) => Err(error),
+    }
+}
+
+/// No daemon there, or one still starting (a socket that refuses or hangs up).
+fn is_absent(error: &Error) -> bool {
+    matches!(error, Error::DaemonNotRunning(_) | Error::Transport(_))
 }
 
 fn read_token(home: &Path) -> Option<String> {

@@ -22,5 +22,5 @@ mod error;
 pub mod openrpc;
 pub mod types;
 
-pub use client::{Client, Config, DaemonInfo, Discovery, METHODS};
+pub use client::{Client, Config, DaemonInfo, Discovery, ENSURE_DAEMON_WAIT, METHODS};
 pub use error::{Error, ErrorKind, RpcError};

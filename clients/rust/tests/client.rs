@@ -375,3 +375,50 @@ async fn sequential_calls_reuse_one_connection() {
         assert_eq!(count.load(Ordering::SeqCst), 1, "200 sequential calls took more than one connection");
     }
 }
+
+/// `ensure_daemon` starts `semantica serve` on a data directory where none runs, returns a
+/// client of it, and starts no second one when called again.
+#[tokio::test(flavor = "multi_thread")]
+async fn ensure_daemon_starts_one_only_when_none_answers() {
+    let home = tempfile::tempdir().unwrap();
+    let discovery = Discovery { home: Some(home.path().to_owned()), ..Default::default() };
+    let serve = || {
+        let mut serve = std::process::Command::new(common::binary());
+        serve.arg("serve").env("SEMANTICA_RPC_ADDR", "127.0.0.1:0").env("SEMANTICA_WORKERS", "2");
+        serve.env_remove("SEMANTICA_TOKEN").env_remove("SEMANTICA_DB_PATH").env_remove("SEMANTICA_SOCKET");
+        serve
+    };
+    let client = Client::ensure_daemon_with(discovery.clone(), serve()).await.unwrap();
+    let pid = semantica_client::DaemonInfo::read(home.path()).unwrap().pid;
+    let stop = StopOnDrop(pid);
+    let job = client.enqueue(&EnqueueParams::new("noop", "default", "ensured")).await.unwrap();
+    assert_eq!(ended(&client, &job.job_id).await.state, JobState::Done);
+
+    let again = Client::ensure_daemon_with(discovery, serve()).await.unwrap();
+    assert_eq!(again.get(&job.job_id).await.unwrap().state, JobState::Done);
+    assert_eq!(semantica_client::DaemonInfo::read(home.path()).unwrap().pid, pid, "a second daemon was started");
+    drop(stop);
+
+    // A binary that is not there: the "not running" error, saying what failed.
+    let empty = tempfile::tempdir().unwrap();
+    let nowhere = Discovery { home: Some(empty.path().to_owned()), ..Default::default() };
+    let error = Client::ensure_daemon_with(nowhere, std::process::Command::new("/nonexistent/semantica")).await;
+    let error = error.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::DaemonNotRunning, "{error}");
+    assert!(error.to_string().contains("semantica serve"), "{error}");
+}
+
+/// SIGTERM to a daemon the test started, and a wait for it to go.
+struct StopOnDrop(u32);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").arg(self.0.to_string()).status();
+        for _ in 0..200 {
+            if !std::path::Path::new(&format!("/proc/{}", self.0)).exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
