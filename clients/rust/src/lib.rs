@@ -1,7 +1,8 @@
 //! # semantica-client
 //!
 //! The wire contract of the semantica daemon (API.md) as Rust types ([`types`]), the
-//! OpenRPC document generated from them ([`openrpc`]), and an async client ([`Client`]).
+//! OpenRPC document generated from them ([`openrpc`]), an async client ([`Client`]) and a
+//! blocking one ([`blocking::Client`]).
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), semantica_client::Error> {
@@ -17,6 +18,7 @@
 //! these types and publishes their schemas, so an answer cannot drift from its schema.
 //! It must never hold a rule of the engine: params are judged by the daemon.
 
+pub mod blocking;
 mod client;
 mod error;
 pub mod openrpc;
