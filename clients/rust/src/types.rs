@@ -554,7 +554,8 @@ pub struct Artifact {
 }
 
 /// A JSON-RPC error as API.md shapes it: every error of the daemon has `data` with its
-/// `kind`, JSON-RPC's own (-32700, -32600, -32601) included.
+/// `kind`, JSON-RPC's own (-32700, -32600, -32601) included. (Not yet: jsonrpsee's answer
+/// to a WebSocket message that is no JSON-RPC request at all.)
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorObject {
     pub code: i32,
