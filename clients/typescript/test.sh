@@ -6,3 +6,5 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 npm ci --no-audit --no-fund
 npm run build
 npm test
+# The README's example, in a fresh npm project installing this folder as a checkout has it.
+bash ../readme_examples.sh typescript

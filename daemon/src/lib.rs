@@ -6,7 +6,6 @@
 //! format is converted here and nowhere deeper.
 
 pub mod bench;
-pub mod client;
 pub mod clock_state;
 pub mod config;
 pub mod metrics;

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use semantica_daemon::client::{call_socket, read_daemon_info, Client, ClientError};
 use semantica_daemon::config::{home_from_env, DaemonConfig};
 use semantica_daemon::time_args;
 use serde_json::{json, Map, Value};
@@ -318,6 +317,54 @@ fn init_logging(json: bool) {
     semantica_daemon::otel::log_status();
 }
 
+/// What ends a client command: a failed call, or the command's own trouble.
+#[derive(Debug)]
+enum ClientError {
+    Call(semantica_client::Error),
+    Other(String),
+}
+
+impl From<semantica_client::Error> for ClientError {
+    fn from(error: semantica_client::Error) -> ClientError {
+        ClientError::Call(error)
+    }
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::Call(error) => error.fmt(f),
+            ClientError::Other(detail) => f.write_str(detail),
+        }
+    }
+}
+
+/// The daemon, through the Rust client (`semantica-client`): found as its discovery
+/// finds it (the Unix socket of `home`, or `SEMANTICA_URL` with a token). Answers stay
+/// JSON, so that `--json` prints exactly what the daemon sent.
+#[derive(Clone)]
+struct Client(semantica_client::Client);
+
+impl Client {
+    /// `via_socket`: the Unix socket even when `SEMANTICA_URL` is set (methods that the
+    /// daemon gives only there, or only to its own user).
+    fn connect(home: &std::path::Path, via_socket: bool) -> Result<Client, ClientError> {
+        let mut discovery = semantica_client::Discovery { home: Some(home.to_owned()), ..Default::default() };
+        if !via_socket {
+            let from_env = semantica_client::Discovery::from_env();
+            discovery.url = from_env.url;
+            discovery.token = from_env.token;
+        }
+        // `dev.wait.v1` waits up to 300 s; a throttled call is tried again (the default).
+        let config = semantica_client::Config { timeout: Duration::from_secs(310), ..Default::default() };
+        Ok(Client(semantica_client::Client::with_discovery(discovery)?.config(config)))
+    }
+
+    async fn call(&self, method: &str, params: Map<String, Value>) -> Result<Value, ClientError> {
+        Ok(self.0.call(method, &params).await?)
+    }
+}
+
 fn object(pairs: Vec<(&str, Option<Value>)>) -> Map<String, Value> {
     pairs.into_iter().filter_map(|(key, value)| value.map(|v| (key.to_owned(), v))).collect()
 }
@@ -487,7 +534,7 @@ async fn client_command(command: Command, json_output: bool) -> Result<ExitCode,
     if let Command::Ui { no_open } = command {
         return ui(&home, no_open, json_output).await;
     }
-    let client = Client::connect(&home, Duration::from_secs(310))?;
+    let client = Client::connect(&home, false)?;
     match command {
         Command::Serve
         | Command::Bench(_)
@@ -646,8 +693,7 @@ async fn retry(client: &Client, args: RetryArgs, json_output: bool) -> Result<Ex
 
 /// `semantica reload`: `admin.reload.v1` on the Unix socket.
 async fn reload(home: &std::path::Path, json_output: bool) -> Result<ExitCode, ClientError> {
-    let info = read_daemon_info(home)?;
-    let result = call_socket(&info.socket, "admin.reload.v1", Map::new(), Duration::from_secs(30)).await?;
+    let result = Client::connect(home, true)?.call("admin.reload.v1", Map::new()).await?;
     print(&result, json_output, |r| {
         let keys = |key: &str| {
             let keys: Vec<&str> = r[key].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
@@ -668,8 +714,7 @@ async fn reload(home: &std::path::Path, json_output: bool) -> Result<ExitCode, C
 
 /// `semantica ui`: `admin.ui_login.v1` on the Unix socket, then the browser.
 async fn ui(home: &std::path::Path, no_open: bool, json_output: bool) -> Result<ExitCode, ClientError> {
-    let info = read_daemon_info(home)?;
-    let login = call_socket(&info.socket, "admin.ui_login.v1", Map::new(), Duration::from_secs(30)).await?;
+    let login = Client::connect(home, true)?.call("admin.ui_login.v1", Map::new()).await?;
     let url = login["url"].as_str().unwrap_or_default().to_owned();
     print(&login, json_output, |_| format!("{url}\n(a one-time link, valid for 60 seconds)"));
     if !no_open {

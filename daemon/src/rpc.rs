@@ -7,6 +7,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use jsonrpsee::core::middleware::{Batch, BatchEntry, Notification, RpcServiceBuilder, RpcServiceT};
+use jsonrpsee::core::server::{BatchResponseBuilder, MethodResponse};
 use jsonrpsee::server::{
     serve_with_graceful_shutdown, stop_channel, HttpBody, HttpRequest, HttpResponse, Methods, RpcModule, Server,
     ServerConfig, ServerHandle, StopHandle,
@@ -30,6 +32,8 @@ use semantica_client::types;
 
 /// A request body larger than this is refused (413).
 pub const REQUEST_BYTES_MAX: u32 = 2 * 1024 * 1024;
+/// jsonrpsee's bound on one answer (a batch's answers together).
+const RESPONSE_BYTES_MAX: u32 = 64 * 1024 * 1024;
 /// What a throttled client is told to wait before trying again.
 const RETRY_AFTER_MS: u64 = 100;
 /// `dev.wait.v1`'s longest wait.
@@ -64,7 +68,7 @@ fn params_object(params: &Params) -> Result<Map<String, Value>, ErrorObjectOwned
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(invalid(ValidationError::new("params", ValidationKind::InvalidFormat, "must be an object"))),
         // Valid JSON to the envelope's reader, not to ours (a number beyond f64).
-        Err(error) => Err(ErrorObjectOwned::owned(-32700, format!("params: {error}"), None::<()>)),
+        Err(error) => Err(to_rpc(WireError::new(-32700, "parse_error", format!("params: {error}")))),
     }
 }
 
@@ -899,30 +903,42 @@ async fn read_body(body: hyper::body::Incoming) -> Result<bytes::Bytes, BodyRefu
     Ok(bytes::Bytes::from(kept))
 }
 
-/// The envelope of a single call, as far as it must be judged before jsonrpsee: its id.
+/// The envelope of a single call, as far as it must be judged before jsonrpsee: its id,
+/// version and method.
 #[derive(serde::Deserialize)]
 struct Envelope<'a> {
     #[serde(borrow, default)]
     id: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    jsonrpc: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    method: Option<&'a serde_json::value::RawValue>,
 }
 
 /// What JSON-RPC 2.0 says of a body that is not a request jsonrpsee should see: not
 /// UTF-8 or not JSON (-32700), JSON that is no call (-32600), an id that is neither a
-/// number, a string nor null (-32600).
+/// number, a string nor null, a `jsonrpc` other than "2.0", a `method` that is missing
+/// or no string, an empty batch (-32600). jsonrpsee would refuse these too, but without
+/// the `data.kind` every error of the contract has.
 fn judge_body(body: &[u8]) -> Option<Value> {
     let parse_error = || Some(error_body(-32700, "parse_error", "the body is not valid JSON"));
     let invalid = || Some(error_body(-32600, "invalid_request", "not a JSON-RPC request"));
     let Ok(text) = std::str::from_utf8(body) else { return parse_error() };
     match text.trim_start().as_bytes().first() {
         Some(b'{') => match serde_json::from_str::<Envelope>(text) {
-            Ok(envelope) => match envelope.id.map(|id| id.get().as_bytes()[0]) {
-                None | Some(b'"' | b'-' | b'0'..=b'9' | b'n') => None,
-                Some(_) => invalid(),
-            },
+            Ok(envelope) => {
+                let version = envelope.jsonrpc.is_some_and(|version| version.get() == r#""2.0""#);
+                let method = envelope.method.is_some_and(|method| method.get().starts_with('"'));
+                match envelope.id.map(|id| id.get().as_bytes()[0]) {
+                    None | Some(b'"' | b'-' | b'0'..=b'9' | b'n') if version && method => None,
+                    _ => invalid(),
+                }
+            }
             Err(error) if error.is_data() => invalid(),
             Err(_) => parse_error(),
         },
         Some(b'[') => match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Ok(_) if text.trim_start()[1..].trim_start().starts_with(']') => invalid(),
             Ok(_) => None,
             Err(_) => parse_error(),
         },
@@ -1008,6 +1024,124 @@ where
 
 type BoxedResponse = Pin<Box<dyn Future<Output = Result<HttpResponse, jsonrpsee::core::BoxError>> + Send>>;
 
+/// The shape API.md ("Errors") gives every error, `data.kind` and `data.details`, on the
+/// answers jsonrpsee makes itself (-32601 for an unknown method, -32600 for a batch entry
+/// that is no request, a batch answer too large), where it sends no `data`. Answers our
+/// methods make already have it and pass untouched.
+#[derive(Clone)]
+struct ContractErrors<S> {
+    inner: S,
+}
+
+/// The `data.kind` of a JSON-RPC error code that jsonrpsee answers by itself.
+fn protocol_kind(code: i32) -> &'static str {
+    match code {
+        -32700 => "parse_error",
+        -32600 => "invalid_request",
+        -32601 => "method_not_found",
+        -32602 => "invalid_params",
+        -32603 => "internal",
+        _ => "server_error",
+    }
+}
+
+/// `response` with `data.kind` added when it is an error without one.
+fn with_error_kind(response: MethodResponse, id: jsonrpsee::types::Id<'_>) -> MethodResponse {
+    if response.as_error_code().is_none() {
+        return response;
+    }
+    let Ok(answer) = serde_json::from_str::<Value>(response.as_json().get()) else { return response };
+    let error = &answer["error"];
+    if error["data"]["kind"].is_string() {
+        return response;
+    }
+    let code = error["code"].as_i64().and_then(|code| i32::try_from(code).ok()).unwrap_or(-32603);
+    let message = error["message"].as_str().unwrap_or_default();
+    let mut data = json!({"kind": protocol_kind(code), "details": message});
+    if let Some(sent) = error.get("data").filter(|sent| !sent.is_null()) {
+        data["sent"] = sent.clone();
+    }
+    let object = ErrorObjectOwned::owned(code, message, Some(data));
+    let extensions = response.extensions().clone();
+    let rebuilt = if response.is_subscription() {
+        MethodResponse::subscription_error(id, object)
+    } else {
+        MethodResponse::error(id, object)
+    };
+    rebuilt.with_extensions(extensions)
+}
+
+impl<S> RpcServiceT for ContractErrors<S>
+where
+    S: RpcServiceT<
+            MethodResponse = MethodResponse,
+            BatchResponse = MethodResponse,
+            NotificationResponse = MethodResponse,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    type MethodResponse = MethodResponse;
+    type NotificationResponse = MethodResponse;
+    type BatchResponse = MethodResponse;
+
+    fn call<'a>(&self, request: jsonrpsee::types::Request<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+        let inner = self.inner.clone();
+        async move {
+            let id = request.id.clone().into_owned();
+            let subscription = request.method_name() == "logs.follow.v1";
+            let response = inner.call(request).await;
+            // jsonrpsee answers a subscription over plain HTTP with -32603, a code the
+            // contract has no place for: it is a request this transport cannot carry.
+            if subscription && response.as_error_code() == Some(-32603) {
+                let message = "logs.follow.v1 is a subscription: call it over a WebSocket";
+                let data = json!({"kind": "websocket_required", "details": message});
+                let extensions = response.extensions().clone();
+                return MethodResponse::error(id, ErrorObjectOwned::owned(-32600, message, Some(data)))
+                    .with_extensions(extensions);
+            }
+            with_error_kind(response, id)
+        }
+    }
+
+    /// jsonrpsee's own batch loop calls its inner service, past this layer: so the loop
+    /// is here again, each call going through [`ContractErrors::call`].
+    fn batch<'a>(&self, batch: Batch<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+        let this = self.clone();
+        async move {
+            let mut answers = BatchResponseBuilder::new_with_limit(RESPONSE_BYTES_MAX as usize);
+            let mut notified = false;
+            for entry in batch {
+                let answer = match entry {
+                    Ok(BatchEntry::Call(request)) => this.call(request).await,
+                    Ok(BatchEntry::Notification(notification)) => {
+                        notified = true;
+                        this.inner.notification(notification).await;
+                        continue;
+                    }
+                    Err(error) => {
+                        let (error, id) = error.into_parts();
+                        with_error_kind(MethodResponse::error(id.clone(), error), id)
+                    }
+                };
+                if let Err(too_large) = answers.append(answer) {
+                    return with_error_kind(too_large, jsonrpsee::types::Id::Null);
+                }
+            }
+            if answers.is_empty() && notified {
+                MethodResponse::notification()
+            } else {
+                MethodResponse::from_batch(answers.finish())
+            }
+        }
+    }
+
+    fn notification<'a>(&self, notification: Notification<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+        self.inner.notification(notification)
+    }
+}
+
 /// Serves connections from `accept` until `stop`, each through the gate.
 /// A token bucket per connection: `per_second` requests a second, bursts of twice that.
 struct Bucket {
@@ -1059,10 +1193,11 @@ async fn serve<S, A, Fut>(
 {
     let config = ServerConfig::builder()
         .max_request_body_size(REQUEST_BYTES_MAX)
-        .max_response_body_size(64 * 1024 * 1024)
+        .max_response_body_size(RESPONSE_BYTES_MAX)
         .max_connections(10_000)
         .build();
-    let builder = Server::builder().set_config(config).to_service_builder();
+    let errors = RpcServiceBuilder::new().layer_fn(|inner| ContractErrors { inner });
+    let builder = Server::builder().set_config(config).set_rpc_middleware(errors).to_service_builder();
     loop {
         let socket = tokio::select! {
             accepted = accept() => match accepted {

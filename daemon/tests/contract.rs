@@ -6,7 +6,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use semantica_daemon::client::Client;
 use serde_json::{json, Value};
 
 async fn enqueue(client: &Client, job: Value) -> Value {

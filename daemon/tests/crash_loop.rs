@@ -25,7 +25,7 @@ fn alive_pids(pids: &BTreeSet<u64>) -> Vec<u64> {
 }
 
 /// Every job in the store, by id (paged through dev.query_jobs.v1).
-async fn all_jobs(client: &semantica_daemon::client::Client) -> Vec<Value> {
+async fn all_jobs(client: &Client) -> Vec<Value> {
     let mut jobs = Vec::new();
     let mut cursor = Value::Null;
     loop {

@@ -131,7 +131,7 @@ fn shell(queue: &str, subject: &str, script: &str) -> Value {
 }
 
 /// A little of everything, so that the pages have something to show.
-async fn workload(client: &semantica_daemon::client::Client) {
+async fn workload(client: &Client) {
     let mut jobs = Vec::new();
     for i in 0..12 {
         jobs.push(

@@ -9,7 +9,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-use semantica_daemon::client::{Client, ClientError};
 use serde_json::{json, Map, Value};
 
 fn write_config(home: &Path, text: &str) {
@@ -27,7 +26,7 @@ fn peak_rss_kib(home: &Path) -> u64 {
 
 async fn enqueue(client: &Client, params_: Value) -> Result<Value, (i32, Value)> {
     client.call("dev.enqueue.v1", params(params_)).await.map_err(|error| match error {
-        ClientError::Rpc { code, data, .. } => (code, data.unwrap_or(Value::Null)),
+        ClientError::Rpc(error) => (error.code, error.data),
         other => panic!("enqueue failed off the contract: {other}"),
     })
 }

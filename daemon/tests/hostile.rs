@@ -222,6 +222,21 @@ fn error_is(response: &Value, code: i64, field: Option<&str>) -> Verdict {
     Ok(())
 }
 
+/// API.md "Errors": every error answer has `data.kind` (snake_case) and `data.details`,
+/// jsonrpsee's own (-32601, a batch's -32600) included. The first error of `response`
+/// (one answer or a batch's) without them.
+fn error_off_contract(response: &Value) -> Option<Value> {
+    let answers = match response {
+        Value::Array(answers) => answers.iter().collect(),
+        answer => vec![answer],
+    };
+    answers.into_iter().filter_map(|answer| answer.get("error")).find_map(|error| {
+        let kind = error["data"]["kind"].as_str().unwrap_or_default();
+        let snake = !kind.is_empty() && kind.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        (!snake || !error["data"]["details"].is_string()).then(|| error.clone())
+    })
+}
+
 fn rpc_error(code: i64) -> impl Fn(&Response) -> Verdict {
     move |response| error_is(&response.json(), code, None)
 }
@@ -293,6 +308,9 @@ impl Catalogue<'_> {
                 response.status,
                 preview(&response.body)
             ));
+        }
+        if let Some(error) = error_off_contract(&response.json()) {
+            self.violations.push(format!("{name}: an error without data.kind and data.details: {error}"));
         }
         if has_internal_error(&response.json()) || response.status == 500 {
             self.violations.push(format!("{name}: a 5000/500 answer: {} {}", response.status, preview(&response.body)));

@@ -11,7 +11,6 @@ use std::time::Duration;
 use common::*;
 use semantica_client::openrpc;
 use semantica_client::types::*;
-use semantica_daemon::client::{Client, ClientError};
 use serde_json::{json, Value};
 
 /// Judges instances against the schemas of one document.
@@ -49,11 +48,11 @@ impl Schemas {
     /// Calls `name` expecting an error, which must validate as the published error object.
     async fn call_error(&self, client: &Client, name: &str, sent: Value) -> (i32, Value) {
         match client.call(name, params(sent)).await {
-            Err(ClientError::Rpc { code, message, data }) => {
-                let error = json!({"code": code, "message": message, "data": data});
+            Err(ClientError::Rpc(error)) => {
+                let (code, message, data) = (error.code, error.message, error.data);
                 let error = match data {
-                    Some(_) => error,
-                    None => json!({"code": code, "message": message}),
+                    Value::Null => json!({"code": code, "message": message}),
+                    data => json!({"code": code, "message": message, "data": data}),
                 };
                 self.check(&json!({"$ref": "#/components/schemas/Error"}), &error, &format!("the error of {name}"));
                 (code, error)
@@ -235,7 +234,10 @@ fn every_answer_validates_against_the_published_schema() {
         let (code, error) =
             s.call_error(&client, "dev.enqueue_batch.v1", json!({"jobs": [{"job_type": "noop", "queue": "q", "subject_key": "s"}, {"job_type": 1}]})).await;
         assert_eq!((code, error["data"]["index"].as_u64()), (4000, Some(1)));
-        assert_eq!(s.call_error(&client, "dev.nothing.v1", json!({})).await.0, -32601);
+        // jsonrpsee's own answer to an unknown method has the contract's shape too.
+        let (code, error) = s.call_error(&client, "dev.nothing.v1", json!({})).await;
+        assert_eq!((code, error["data"]["kind"].as_str()), (-32601, Some("method_not_found")), "{error}");
+        assert!(error["data"]["details"].is_string(), "{error}");
 
         // A refusal before jsonrpsee (a wrong token) has the same error object.
         let stream = std::net::TcpStream::connect(&daemon.rpc_addr).unwrap();
@@ -244,6 +246,14 @@ fn every_answer_validates_against_the_published_schema() {
         let body: Value = serde_json::from_str(&body).unwrap();
         assert_eq!((status, body["error"]["code"].as_i64()), (401, Some(4010)));
         s.check(&json!({"$ref": "#/components/schemas/Error"}), &body["error"], "the 401 answer");
+
+        // A subscription over plain HTTP: the contract's shape, not jsonrpsee's -32603.
+        let stream = std::net::TcpStream::connect(&daemon.rpc_addr).unwrap();
+        let follow = json!({"jsonrpc": "2.0", "id": 1, "method": "logs.follow.v1", "params": {"job_id": shell_id}});
+        let (_, body) = raw_http(stream, &post(&follow.to_string(), Some(&daemon.token)));
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!((body["error"]["code"].as_i64(), body["error"]["data"]["kind"].as_str()), (Some(-32600), Some("websocket_required")), "{body}");
+        s.check(&json!({"$ref": "#/components/schemas/Error"}), &body["error"], "a follow over HTTP");
 
         let published: BTreeSet<String> = openrpc::METHODS.iter().map(|name| name.to_string()).collect();
         assert_eq!(s.called, published, "every published method is called");

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use nix::sys::signal::Signal;
-use semantica_daemon::client::{Client, ClientError};
 use serde_json::{json, Map, Value};
 
 fn write_config(home: &Path, text: &str) {
@@ -224,8 +223,8 @@ async fn gone(client: &Client, id: &Value, log: &Path) {
     let started = Instant::now();
     loop {
         match client.call("dev.get.v1", params(json!({"job_id": id}))).await {
-            Err(ClientError::Rpc { code: 4001, .. }) if !log.exists() => return,
-            Err(ClientError::Rpc { code: 4001, .. }) => {}
+            Err(ClientError::Rpc(error)) if error.code == 4001 && !log.exists() => return,
+            Err(ClientError::Rpc(error)) if error.code == 4001 => {}
             Err(other) => panic!("dev.get.v1 failed: {other}"),
             Ok(job) => assert!(
                 started.elapsed() < Duration::from_secs(30),

@@ -22,7 +22,7 @@ const PARENT_SPAN_ID: &str = "00f067aa0ba902b7";
 
 /// Runs `echo "$TRACEPARENT"` as a subprocess job with `extra` params and returns the
 /// job's view and what it printed.
-async fn echo_traceparent(client: &semantica_daemon::client::Client, subject: &str, extra: Value) -> (Value, String) {
+async fn echo_traceparent(client: &Client, subject: &str, extra: Value) -> (Value, String) {
     let mut job = json!({
         "job_type": "sh", "queue": "traced", "subject_key": subject,
         "exec": {"command": "sh", "args": ["-c", "echo \"$TRACEPARENT\""]}

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::Stream;
@@ -85,6 +86,36 @@ impl Discovery {
     }
 }
 
+/// Where a running daemon listens, as it wrote in `$SEMANTICA_HOME/daemon.json`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaemonInfo {
+    pub pid: u32,
+    /// `host:port` of JSON-RPC over TCP (with the bearer token).
+    pub rpc_addr: String,
+    /// The Unix socket (no token).
+    pub socket: PathBuf,
+}
+
+impl DaemonInfo {
+    /// Reads `home/daemon.json`; [`Error::DaemonNotRunning`] when it is missing or unreadable.
+    pub fn read(home: &Path) -> Result<DaemonInfo, Error> {
+        let path = home.join("daemon.json");
+        let not_running = |detail: String| Error::DaemonNotRunning(format!("{}: {detail}", path.display()));
+        let text = std::fs::read_to_string(&path).map_err(|e| not_running(e.to_string()))?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| not_running(e.to_string()))?;
+        let text_of =
+            |name: &str| value[name].as_str().map(str::to_owned).ok_or_else(|| not_running(format!("no {name}")));
+        Ok(DaemonInfo {
+            pid: value["pid"]
+                .as_u64()
+                .and_then(|pid| u32::try_from(pid).ok())
+                .ok_or_else(|| not_running("no pid".into()))?,
+            rpc_addr: text_of("rpc_addr")?,
+            socket: PathBuf::from(text_of("socket")?),
+        })
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Endpoint {
     /// The Unix socket: its file mode is the access check, no token.
@@ -93,11 +124,36 @@ enum Endpoint {
     Tcp { addr: String, token: Option<String> },
 }
 
-/// A client of one daemon. Cheap to clone; each call opens its own connection.
+type Body = http_body_util::Full<bytes::Bytes>;
+type Sender = hyper::client::conn::http1::SendRequest<Body>;
+
+/// The idle keep-alive connections of one client, shared by its clones. A call takes one
+/// (or opens one) and gives it back as soon as its answer is read, before it returns: so
+/// sequential calls travel on one connection, and calls at the same time each get their
+/// own. (hyper-util's pooled client gives a connection back later, from a spawned task,
+/// so a quick next call often opened a second connection.)
+#[derive(Clone, Debug, Default)]
+struct Pool(Arc<std::sync::Mutex<Vec<Sender>>>);
+
+impl Pool {
+    fn take(&self) -> Option<Sender> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop()
+    }
+
+    fn give_back(&self, sender: Sender) {
+        if !sender.is_closed() {
+            self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(sender);
+        }
+    }
+}
+
+/// A client of one daemon. Cheap to clone; clones share one pool of keep-alive
+/// connections, so sequential calls travel on one connection.
 #[derive(Clone, Debug)]
 pub struct Client {
     endpoint: Endpoint,
     config: Config,
+    pool: Pool,
 }
 
 impl Client {
@@ -113,26 +169,80 @@ impl Client {
             let token = discovery.token.clone().or_else(|| read_token(&home));
             return Ok(Client::with_url(url, token.as_deref()));
         }
-        let info = home.join("daemon.json");
-        let text =
-            std::fs::read_to_string(&info).map_err(|e| Error::DaemonNotRunning(format!("{}: {e}", info.display())))?;
-        let value: Value =
-            serde_json::from_str(&text).map_err(|e| Error::DaemonNotRunning(format!("{}: {e}", info.display())))?;
-        let socket = value["socket"]
-            .as_str()
-            .ok_or_else(|| Error::DaemonNotRunning(format!("{} names no socket", info.display())))?;
-        Ok(Client::with_socket(socket))
+        Ok(Client::with_socket(DaemonInfo::read(&home)?.socket))
+    }
+
+    /// The local daemon's client, after starting `semantica serve` in the background when
+    /// none answers: the binary is `SEMANTICA_BIN`, else `semantica` on `PATH`. See
+    /// [`Client::ensure_daemon_with`].
+    pub async fn ensure_daemon() -> Result<Client, Error> {
+        let bin = std::env::var_os("SEMANTICA_BIN").filter(|bin| !bin.is_empty()).unwrap_or_else(|| "semantica".into());
+        let mut serve = std::process::Command::new(bin);
+        serve.arg("serve");
+        Client::ensure_daemon_with(Discovery::from_env(), serve).await
+    }
+
+    /// The client `discovery` finds, once its daemon answers a call. When none answers and
+    /// `discovery` names no URL (a remote daemon is not ours to start), runs `serve` (its
+    /// `SEMANTICA_HOME` set to the discovery's data directory, no terminal, in a process
+    /// group of its own so that it outlives the caller) and waits up to
+    /// [`ENSURE_DAEMON_WAIT`] for its `daemon.json` and a first answer.
+    pub async fn ensure_daemon_with(discovery: Discovery, mut serve: std::process::Command) -> Result<Client, Error> {
+        let first = match answering(&discovery).await {
+            Ok(client) => return Ok(client),
+            Err(error) if discovery.url.is_none() && is_absent(&error) => error,
+            Err(error) => return Err(error),
+        };
+        use std::os::unix::process::CommandExt as _;
+        let mut child = serve
+            .env("SEMANTICA_HOME", discovery.home())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| Error::DaemonNotRunning(format!("{first}; starting {serve:?} failed: {e}")))?;
+        let started = std::time::Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            match answering(&discovery).await {
+                Ok(client) => {
+                    // Reaped when it ends, so that it leaves no zombie while we run.
+                    std::thread::spawn(move || child.wait());
+                    return Ok(client);
+                }
+                Err(error) if !is_absent(&error) => return Err(error),
+                Err(error) => {
+                    // Exit code 2 with another daemon on the home: that one answers soon.
+                    let exited = child.try_wait().ok().flatten().filter(|status| status.code() != Some(2));
+                    if let Some(status) = exited {
+                        return Err(Error::DaemonNotRunning(format!("`semantica serve` exited ({status}): {error}")));
+                    }
+                    if started.elapsed() > ENSURE_DAEMON_WAIT {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return Err(Error::DaemonNotRunning(format!(
+                            "`semantica serve` did not answer within {ENSURE_DAEMON_WAIT:?}: {error}"
+                        )));
+                    }
+                }
+            }
+        }
     }
 
     /// TCP to `url` (`http://host:port` or `host:port`) with `token`.
     pub fn with_url(url: &str, token: Option<&str>) -> Client {
         let addr = url.trim_start_matches("http://").trim_end_matches('/').to_owned();
-        Client { endpoint: Endpoint::Tcp { addr, token: token.map(str::to_owned) }, config: Config::default() }
+        Client::with_endpoint(Endpoint::Tcp { addr, token: token.map(str::to_owned) })
     }
 
     /// The Unix socket at `path`.
     pub fn with_socket(path: impl AsRef<Path>) -> Client {
-        Client { endpoint: Endpoint::Socket(path.as_ref().to_owned()), config: Config::default() }
+        Client::with_endpoint(Endpoint::Socket(path.as_ref().to_owned()))
+    }
+
+    fn with_endpoint(endpoint: Endpoint) -> Client {
+        Client { endpoint, config: Config::default(), pool: Pool::default() }
     }
 
     pub fn config(mut self, config: Config) -> Client {
@@ -172,21 +282,84 @@ impl Client {
             .map_err(|e| Error::Transport(format!("{method}: an answer out of contract: {e}")))
     }
 
-    /// One request on a fresh connection: the answer's `result`, or its `error`.
+    /// One request on a kept connection (or a new one): the answer's `result`, or its
+    /// `error`. A request that a kept connection could not send (the daemon closed it
+    /// while idle) goes on the next one; one that was sent is never sent again.
     async fn post(&self, body: String) -> Result<Value, Error> {
+        let host = match &self.endpoint {
+            Endpoint::Socket(_) => "localhost",
+            Endpoint::Tcp { addr, .. } => addr.as_str(),
+        };
+        let mut request = http::Request::post("/")
+            .header(http::header::HOST, host)
+            .header(http::header::CONTENT_TYPE, "application/json");
+        if let Endpoint::Tcp { token: Some(token), .. } = &self.endpoint {
+            request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let mut request =
+            request.body(Body::new(bytes::Bytes::from(body))).map_err(|e| Error::Transport(e.to_string()))?;
+        loop {
+            let (mut sender, kept) = match self.pool.take() {
+                Some(sender) => (sender, true),
+                None => (self.connect().await?, false),
+            };
+            // Waits until the connection has finished its previous exchange.
+            if let Err(error) = sender.ready().await {
+                if kept {
+                    continue;
+                }
+                return Err(Error::Transport(format!("{}: {error}", self.place())));
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    let status = response.status();
+                    let body = response.into_body().collect().await;
+                    let body = body.map_err(|e| Error::Transport(format!("{}: {e}", self.place())))?.to_bytes();
+                    self.pool.give_back(sender);
+                    return answer_of(status, &body);
+                }
+                Err(mut error) => match error.take_message() {
+                    Some(unsent) if kept => request = unsent,
+                    _ => return Err(Error::Transport(format!("{}: {}", self.place(), error.error()))),
+                },
+            }
+        }
+    }
+
+    /// A new HTTP/1.1 connection; its I/O runs on a task of its own until the daemon or
+    /// the last of this client's clones lets go of it.
+    async fn connect(&self) -> Result<Sender, Error> {
+        async fn handshake<S>(stream: S) -> Result<Sender, Error>
+        where
+            S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+        {
+            let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| Error::Transport(e.to_string()))?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            Ok(sender)
+        }
+        let not_running = |error: std::io::Error| Error::DaemonNotRunning(format!("{}: {error}", self.place()));
         match &self.endpoint {
             Endpoint::Socket(path) => {
-                let stream = tokio::net::UnixStream::connect(path)
-                    .await
-                    .map_err(|e| Error::DaemonNotRunning(format!("{}: {e}", path.display())))?;
-                exchange(stream, "localhost", None, body).await
+                handshake(tokio::net::UnixStream::connect(path).await.map_err(not_running)?).await
             }
-            Endpoint::Tcp { addr, token } => {
-                let stream = tokio::net::TcpStream::connect(addr.as_str())
-                    .await
-                    .map_err(|e| Error::DaemonNotRunning(format!("{addr}: {e}")))?;
-                exchange(stream, addr, token.as_deref(), body).await
+            Endpoint::Tcp { addr, .. } => {
+                let stream = tokio::net::TcpStream::connect(addr.as_str()).await.map_err(not_running)?;
+                // Small requests and answers: no waiting for Nagle.
+                stream.set_nodelay(true).map_err(|e| Error::Transport(e.to_string()))?;
+                handshake(stream).await
             }
+        }
+    }
+
+    /// The daemon's address, for messages.
+    fn place(&self) -> String {
+        match &self.endpoint {
+            Endpoint::Socket(path) => path.display().to_string(),
+            Endpoint::Tcp { addr, .. } => addr.clone(),
         }
     }
 
@@ -373,6 +546,25 @@ impl Client {
     }
 }
 
+/// How long [`Client::ensure_daemon`] waits for a daemon it started.
+pub const ENSURE_DAEMON_WAIT: Duration = Duration::from_secs(30);
+
+/// The client `discovery` finds, if its daemon answers `admin.stats.v1`.
+async fn answering(discovery: &Discovery) -> Result<Client, Error> {
+    let client = Client::with_discovery(discovery.clone())?;
+    let short = Config { timeout: Duration::from_secs(10), throttle_retries_max: 0, ..client.config.clone() };
+    match client.clone().config(short).call::<_, Value>("admin.stats.v1", &NoParams {}).await {
+        // Any answer, an error too, means a daemon is there.
+        Ok(_) | Err(Error::Rpc(_)) => Ok(client),
+        Err(error) => Err(error),
+    }
+}
+
+/// No daemon there, or one still starting (a socket that refuses or hangs up).
+fn is_absent(error: &Error) -> bool {
+    matches!(error, Error::DaemonNotRunning(_) | Error::Transport(_))
+}
+
 fn read_token(home: &Path) -> Option<String> {
     std::fs::read_to_string(home.join("token")).ok().map(|token| token.trim().to_owned())
 }
@@ -400,31 +592,11 @@ fn from_jsonrpsee(error: jsonrpsee::core::ClientError) -> Error {
     }
 }
 
-/// One HTTP/1.1 POST on `stream`; the JSON-RPC answer's `result` or `error`, whatever the
-/// HTTP status (the daemon's 401, 413 and 429 carry JSON-RPC errors).
-async fn exchange<S>(stream: S, host: &str, token: Option<&str>, body: String) -> Result<Value, Error>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
-{
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .map_err(|e| Error::Transport(e.to_string()))?;
-    let connection = tokio::spawn(connection);
-    let mut request = http::Request::post("/")
-        .header(http::header::HOST, host)
-        .header(http::header::CONTENT_TYPE, "application/json");
-    if let Some(token) = token {
-        request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
-    }
-    let request = request
-        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-        .map_err(|e| Error::Transport(e.to_string()))?;
-    let response = sender.send_request(request).await.map_err(|e| Error::Transport(e.to_string()))?;
-    let status = response.status();
-    let body = response.into_body().collect().await.map_err(|e| Error::Transport(e.to_string()))?.to_bytes();
-    connection.abort();
-    let answer: Value = serde_json::from_slice(&body).map_err(|_| {
-        Error::Transport(format!("HTTP {status}: not a JSON-RPC answer: {}", String::from_utf8_lossy(&body)))
+/// The JSON-RPC answer's `result` or `error`, whatever the HTTP status (the daemon's 401,
+/// 413 and 429 carry JSON-RPC errors).
+fn answer_of(status: http::StatusCode, body: &[u8]) -> Result<Value, Error> {
+    let answer: Value = serde_json::from_slice(body).map_err(|_| {
+        Error::Transport(format!("HTTP {status}: not a JSON-RPC answer: {}", String::from_utf8_lossy(body)))
     })?;
     match answer.get("error") {
         Some(error) => Err(Error::Rpc(RpcError {

@@ -1,7 +1,8 @@
 //! # semantica-client
 //!
 //! The wire contract of the semantica daemon (API.md) as Rust types ([`types`]), the
-//! OpenRPC document generated from them ([`openrpc`]), and an async client ([`Client`]).
+//! OpenRPC document generated from them ([`openrpc`]), an async client ([`Client`]) and a
+//! blocking one ([`blocking::Client`]).
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), semantica_client::Error> {
@@ -17,10 +18,11 @@
 //! these types and publishes their schemas, so an answer cannot drift from its schema.
 //! It must never hold a rule of the engine: params are judged by the daemon.
 
+pub mod blocking;
 mod client;
 mod error;
 pub mod openrpc;
 pub mod types;
 
-pub use client::{Client, Config, Discovery, METHODS};
+pub use client::{Client, Config, DaemonInfo, Discovery, ENSURE_DAEMON_WAIT, METHODS};
 pub use error::{Error, ErrorKind, RpcError};

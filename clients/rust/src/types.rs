@@ -553,13 +553,14 @@ pub struct Artifact {
     pub bytes: u64,
 }
 
-/// A JSON-RPC error as API.md shapes it.
+/// A JSON-RPC error as API.md shapes it: every error of the daemon has `data` with its
+/// `kind`, JSON-RPC's own (-32700, -32600, -32601) included. (Not yet: jsonrpsee's answer
+/// to a WebSocket message that is no JSON-RPC request at all.)
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorObject {
     pub code: i32,
     pub message: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<ErrorData>,
+    pub data: ErrorData,
 }
 
 /// `error.data`: `kind` always; the rest where it applies.

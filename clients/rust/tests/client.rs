@@ -3,6 +3,8 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::Daemon;
@@ -264,7 +266,7 @@ async fn a_throttled_call_is_tried_again_after_retry_after_ms() {
             let status = if throttled { "429 Too Many Requests" } else { "200 OK" };
             let body = body.to_string();
             let response = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
             );
             tokio::io::AsyncWriteExt::write_all(&mut socket, response.as_bytes()).await.unwrap();
@@ -299,5 +301,124 @@ async fn read_request(socket: &mut tokio::net::TcpStream) {
             }
         }
         assert!(n > 0, "the request ended early");
+    }
+}
+
+/// Relays every connection accepted by `listener` to what `connect` opens, counting them.
+fn counting_relay<L, S, F, Fut>(mut accept: L, connect: F) -> Arc<AtomicUsize>
+where
+    L: FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = S> + Send>> + Send + 'static,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = S> + Send + 'static,
+{
+    let count = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&count);
+    let connect = Arc::new(connect);
+    tokio::spawn(async move {
+        loop {
+            let mut inbound = accept().await;
+            counted.fetch_add(1, Ordering::SeqCst);
+            let connect = Arc::clone(&connect);
+            tokio::spawn(async move {
+                let mut outbound = connect().await;
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            });
+        }
+    });
+    count
+}
+
+/// Sequential calls travel on one keep-alive connection, on TCP and on the Unix socket;
+/// a clone shares its connections.
+#[tokio::test(flavor = "multi_thread")]
+async fn sequential_calls_reuse_one_connection() {
+    let home = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(home.path());
+
+    let listener = Arc::new(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+    let relay_addr = listener.local_addr().unwrap().to_string();
+    let target = daemon.rpc_addr.clone();
+    let tcp_count = counting_relay(
+        move || {
+            let listener = Arc::clone(&listener);
+            Box::pin(async move { listener.accept().await.unwrap().0 })
+        },
+        move || {
+            let target = target.clone();
+            async move { tokio::net::TcpStream::connect(target).await.unwrap() }
+        },
+    );
+    let relay_socket = home.path().join("relay.sock");
+    let unix_listener = Arc::new(tokio::net::UnixListener::bind(&relay_socket).unwrap());
+    let daemon_socket = daemon.socket.clone();
+    let unix_count = counting_relay(
+        move || {
+            let listener = Arc::clone(&unix_listener);
+            Box::pin(async move { listener.accept().await.unwrap().0 })
+        },
+        move || {
+            let socket = daemon_socket.clone();
+            async move { tokio::net::UnixStream::connect(socket).await.unwrap() }
+        },
+    );
+
+    for (client, count) in [
+        (Client::with_url(&relay_addr, Some(&daemon.token)), &tcp_count),
+        (Client::with_socket(&relay_socket), &unix_count),
+    ] {
+        for index in 0..100 {
+            let caller = if index % 2 == 0 { client.clone() } else { client.clone().config(Config::default()) };
+            let job = caller.enqueue(&EnqueueParams::new("noop", "default", format!("keep-{index}"))).await.unwrap();
+            assert_eq!(caller.get(&job.job_id).await.unwrap().id, job.job_id);
+        }
+        assert_eq!(count.load(Ordering::SeqCst), 1, "200 sequential calls took more than one connection");
+    }
+}
+
+/// `ensure_daemon` starts `semantica serve` on a data directory where none runs, returns a
+/// client of it, and starts no second one when called again.
+#[tokio::test(flavor = "multi_thread")]
+async fn ensure_daemon_starts_one_only_when_none_answers() {
+    let home = tempfile::tempdir().unwrap();
+    let discovery = Discovery { home: Some(home.path().to_owned()), ..Default::default() };
+    let serve = || {
+        let mut serve = std::process::Command::new(common::binary());
+        serve.arg("serve").env("SEMANTICA_RPC_ADDR", "127.0.0.1:0").env("SEMANTICA_WORKERS", "2");
+        serve.env_remove("SEMANTICA_TOKEN").env_remove("SEMANTICA_DB_PATH").env_remove("SEMANTICA_SOCKET");
+        serve
+    };
+    let client = Client::ensure_daemon_with(discovery.clone(), serve()).await.unwrap();
+    let pid = semantica_client::DaemonInfo::read(home.path()).unwrap().pid;
+    let stop = StopOnDrop(pid);
+    let job = client.enqueue(&EnqueueParams::new("noop", "default", "ensured")).await.unwrap();
+    assert_eq!(ended(&client, &job.job_id).await.state, JobState::Done);
+
+    let again = Client::ensure_daemon_with(discovery, serve()).await.unwrap();
+    assert_eq!(again.get(&job.job_id).await.unwrap().state, JobState::Done);
+    assert_eq!(semantica_client::DaemonInfo::read(home.path()).unwrap().pid, pid, "a second daemon was started");
+    drop(stop);
+
+    // A binary that is not there: the "not running" error, saying what failed.
+    let empty = tempfile::tempdir().unwrap();
+    let nowhere = Discovery { home: Some(empty.path().to_owned()), ..Default::default() };
+    let error = Client::ensure_daemon_with(nowhere, std::process::Command::new("/nonexistent/semantica")).await;
+    let error = error.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::DaemonNotRunning, "{error}");
+    assert!(error.to_string().contains("semantica serve"), "{error}");
+}
+
+/// SIGTERM to a daemon the test started, and a wait for it to go.
+struct StopOnDrop(u32);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").arg(self.0.to_string()).status();
+        for _ in 0..200 {
+            if !std::path::Path::new(&format!("/proc/{}", self.0)).exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }

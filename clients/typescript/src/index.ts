@@ -4,6 +4,7 @@
  * params and results, and throws one error class per contract error code.
  */
 export * from './client.js';
+export * from './ensure.js';
 export * from './errors.js';
 export * from './types.js';
 export { resolveEndpoint, homeDirectory, type Endpoint, type EndpointOptions } from './transport.js';

@@ -9,12 +9,11 @@ use super::*;
 /// One call; THROTTLED answers wait `retry_after_ms` and try again (counted).
 pub(crate) async fn call(client: &Client, method: &str, params: &Value, throttled: &AtomicU64) -> BenchResult<Value> {
     for _ in 0..THROTTLED_RETRIES_MAX {
-        let map = params.as_object().cloned().unwrap_or_default();
-        match client.call(method, map).await {
+        match client.call(method, params).await {
             Ok(value) => return Ok(value),
-            Err(ClientError::Rpc { code: 4003, data, .. }) => {
+            Err(error) if error.kind() == ErrorKind::Throttled => {
                 throttled.fetch_add(1, Ordering::Relaxed);
-                let wait_ms = data.as_ref().and_then(|d| d["retry_after_ms"].as_u64()).unwrap_or(10).clamp(1, 1000);
+                let wait_ms = error.retry_after_ms().unwrap_or(10).clamp(1, 1000);
                 tokio::time::sleep(Duration::from_millis(wait_ms)).await;
             }
             Err(error) => return Err(format!("{method}: {error}")),

@@ -25,7 +25,7 @@ use semantica_adapters::{SqliteOptions, SqliteStore};
 use semantica_core::{IdGen, Job, JobState, SeededIds, Store, Write, WriteSet};
 use serde_json::{json, Map, Value};
 
-use crate::client::{read_daemon_info, Client, ClientError};
+use semantica_client::{Client, DaemonInfo, Error as ClientError, ErrorKind};
 
 mod big_payloads;
 mod calls;

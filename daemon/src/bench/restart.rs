@@ -36,9 +36,11 @@ impl Bench {
         let daemon_json = started.elapsed();
         let client = second.client()?;
         let answered = loop {
-            match client.call("dev.get.v1", params(&[("job_id", job_id.clone())])).await {
+            match client.call::<_, Value>("dev.get.v1", &params(&[("job_id", job_id.clone())])).await {
                 Ok(_) => break started.elapsed(),
-                Err(ClientError::NoDaemon(_)) if started.elapsed() < START_TIMEOUT => {
+                Err(ClientError::DaemonNotRunning(_) | ClientError::Transport(_))
+                    if started.elapsed() < START_TIMEOUT =>
+                {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
                 Err(error) => return Err(format!("the restarted daemon did not answer: {error}")),

@@ -20,7 +20,7 @@ impl Target {
             return Ok(Target::Running { addr: addr.clone(), token, pid: None });
         }
         if let Some(home) = &args.home {
-            let info = read_daemon_info(home).map_err(|e| e.to_string())?;
+            let info = DaemonInfo::read(home).map_err(|e| e.to_string())?;
             let token = match std::env::var("SEMANTICA_TOKEN").ok().filter(|t| !t.is_empty()) {
                 Some(token) => token,
                 None => std::fs::read_to_string(home.join("token"))
@@ -81,7 +81,9 @@ pub(crate) struct Daemon {
 
 impl Daemon {
     pub(crate) fn client(&self) -> BenchResult<Client> {
-        Client::with_token(&self.addr, &self.token, CALL_TIMEOUT).map_err(|e| e.to_string())
+        // THROTTLED answers are waited out (and counted) by `calls::call`, not the client.
+        let config = semantica_client::Config { timeout: CALL_TIMEOUT, throttle_retries_max: 0, ..Default::default() };
+        Ok(Client::with_url(&self.addr, Some(&self.token)).config(config))
     }
 
     /// The daemon's peak resident memory so far (VmHWM), in MiB, when it runs here.
@@ -154,7 +156,7 @@ pub(crate) fn start_daemon(exe: &Path, home: &Path, workers: Option<usize>) -> B
     let mut child = command.spawn().map_err(|e| format!("cannot start {} serve: {e}", exe.display()))?;
     let started = Instant::now();
     loop {
-        if let Ok(info) = read_daemon_info(home) {
+        if let Ok(info) = DaemonInfo::read(home) {
             if info.pid == child.id() {
                 let token = std::fs::read_to_string(home.join("token")).map_err(|e| e.to_string())?.trim().to_owned();
                 return Ok(Daemon {

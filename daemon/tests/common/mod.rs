@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use semantica_daemon::client::{Client, ClientError};
+pub use semantica_client::Error as ClientError;
 use serde_json::{json, Map, Value};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_semantica");
@@ -72,7 +72,7 @@ impl Daemon {
     }
 
     pub fn client(&self) -> Client {
-        Client::with_token(&self.rpc_addr, &self.token, Duration::from_secs(60)).unwrap()
+        Client::tcp(&self.rpc_addr, &self.token)
     }
 
     pub fn pid(&self) -> i32 {
@@ -113,6 +113,26 @@ impl Drop for Daemon {
     }
 }
 
+/// The tests' calls, through the Rust client over TCP with the token; answers as JSON.
+/// A THROTTLED answer is returned, not waited out.
+#[derive(Clone)]
+pub struct Client(semantica_client::Client);
+
+impl Client {
+    pub fn tcp(rpc_addr: &str, token: &str) -> Client {
+        let config = semantica_client::Config {
+            timeout: Duration::from_secs(60),
+            throttle_retries_max: 0,
+            ..Default::default()
+        };
+        Client(semantica_client::Client::with_url(rpc_addr, Some(token)).config(config))
+    }
+
+    pub async fn call(&self, method: &str, params: Map<String, Value>) -> Result<Value, ClientError> {
+        self.0.call(method, &params).await
+    }
+}
+
 pub fn params(value: Value) -> Map<String, Value> {
     value.as_object().expect("params are an object").clone()
 }
@@ -142,7 +162,7 @@ pub fn post(body: &str, token: Option<&str>) -> String {
 
 pub fn rpc_code(error: ClientError) -> (i32, Value) {
     match error {
-        ClientError::Rpc { code, data, .. } => (code, data.unwrap_or(Value::Null)),
+        ClientError::Rpc(error) => (error.code, error.data),
         other => panic!("expected a JSON-RPC error, got {other}"),
     }
 }

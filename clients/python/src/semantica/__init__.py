@@ -4,11 +4,14 @@
 (``$SEMANTICA_HOME/daemon.json`` and its Unix socket, or ``SEMANTICA_URL`` with a bearer
 token), call every method of the wire contract with typed results, and raise a typed
 error for every error code. They never start a daemon: when none runs they say so
-(:class:`DaemonNotRunningError`).
+(:class:`DaemonNotRunningError`); :func:`ensure_daemon` starts one when none answers.
+The error classes are also named as the issue that made them names them (``NotFound``,
+``Conflict``, ``Throttled``, ``Unauthorized``, ``DaemonNotRunning``).
 """
 
 from ._client import AsyncClient, Client
 from ._core import METHODS, Endpoint, __version__, find_daemon
+from ._ensure import ENSURE_WAIT_S, ensure_daemon
 from ._errors import (
     ConflictError,
     DaemonNotRunningError,
@@ -29,7 +32,15 @@ from ._errors import (
     ValidationError,
     WaitTimeoutError,
 )
-from ._types import (
+
+# The short names (the same classes).
+NotFound = NotFoundError
+Conflict = ConflictError
+Throttled = ThrottledError
+Unauthorized = UnauthorizedError
+DaemonNotRunning = DaemonNotRunningError
+
+from ._types import (  # noqa: E402
     TERMINAL_STATES,
     Artifact,
     Backoff,
@@ -58,6 +69,13 @@ from ._types import (
 )
 
 __all__ = [
+    "ENSURE_WAIT_S",
+    "Conflict",
+    "DaemonNotRunning",
+    "NotFound",
+    "Throttled",
+    "Unauthorized",
+    "ensure_daemon",
     "METHODS",
     "TERMINAL_STATES",
     "Artifact",
