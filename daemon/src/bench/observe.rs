@@ -21,7 +21,7 @@ use serde_json::{json, Map, Value};
 
 use super::target::Daemon;
 use super::BenchResult;
-use crate::client::Client;
+use semantica_client::Client;
 
 /// How often the scraper scrapes.
 pub(crate) const SCRAPE_INTERVAL: Duration = Duration::from_secs(1);
@@ -129,7 +129,7 @@ fn is_result(body: &[u8]) -> bool {
 /// A one-time link from `admin.ui_login.v1` (with the token), redeemed for the session
 /// cookie (`name=value`).
 async fn sign_in(connection: &mut Connection, client: BenchResult<Client>) -> BenchResult<String> {
-    let answer = client?.call("admin.ui_login.v1", Map::new()).await.map_err(|e| e.to_string())?;
+    let answer = client?.call::<_, Value>("admin.ui_login.v1", &Map::new()).await.map_err(|e| e.to_string())?;
     let url = answer["url"].as_str().ok_or("admin.ui_login.v1 gave no url")?;
     let path = url.find("/ui/login").map(|start| &url[start..]).ok_or_else(|| format!("sign-in link {url:?}"))?;
     let response = connection.send_full(connection.get(path), Bytes::new()).await?;
