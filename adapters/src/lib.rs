@@ -12,10 +12,12 @@ pub mod exec;
 pub mod histogram;
 pub mod ids;
 pub mod logs;
+pub mod postgres;
 pub mod probe;
 pub mod sqlite;
 pub mod trace;
 
 pub use clock::{engine_to_wall_ms, wall_to_engine_ms, ClockState, OsTime, SystemClock, TimeSource};
 pub use ids::{random_seed, UuidIds};
+pub use postgres::{PgOptions, PgStore};
 pub use sqlite::{OpenError, SqliteOptions, SqliteStore, Synchronous};

@@ -12,7 +12,7 @@
 //! files of `migrations/`.
 
 mod codec;
-mod recurring;
+pub(crate) mod recurring;
 pub mod schema;
 pub mod writer;
 
