@@ -187,6 +187,16 @@ impl PgStore {
         Ok(PgStore { client: RefCell::new(client), statements: RefCell::new(HashMap::new()) })
     }
 
+    /// Drops `schema` and everything in it: for throwaway schemas (tests, the simulator),
+    /// never called by the daemon.
+    pub fn drop_schema(url: &str, schema: &str) -> Result<(), String> {
+        if !valid_schema_name(schema) {
+            return Err(format!("schema {schema:?} is not a name PgStore makes"));
+        }
+        let mut client = Client::connect(url, NoTls).map_err(|e| describe(&e))?;
+        client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).map_err(|e| describe(&e))
+    }
+
     /// The schema version the database is at.
     pub fn schema_version(&self) -> StoreResult<u32> {
         schema::current_version(&mut self.client.borrow_mut()).map_err(|e| StoreError::Unavailable(e.to_string()))
