@@ -15,7 +15,7 @@ use jsonrpsee::types::{ErrorObjectOwned, Params};
 use semantica_adapters::logs::{read_chunk, CHUNK_BYTES_DEFAULT, CHUNK_BYTES_MAX};
 use semantica_core::{
     limits, CancelRequest, Clock, Enqueued, Input, JobId, JobQuery, JobState, RecurringRequest, Reply, RetryRequest,
-    Store, ValidationError, ValidationKind,
+    ValidationError, ValidationKind,
 };
 use serde_json::{json, Map, Value};
 use tokio::net::{TcpListener, UnixListener};

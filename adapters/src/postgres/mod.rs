@@ -19,7 +19,7 @@
 mod codec;
 pub mod schema;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use postgres::error::SqlState;
@@ -30,7 +30,7 @@ use semantica_core::{
 };
 
 use crate::sqlite::recurring::{decode_request, encode_request};
-use crate::sqlite::OpenError;
+use crate::sqlite::{Control, GroupCommitStore, OpenError};
 use codec::{bound, ordered, Param};
 pub use schema::PG_MIGRATIONS;
 
@@ -57,6 +57,19 @@ pub struct PgStore {
     client: RefCell<Client>,
     /// Statements prepared on this connection, by their text (looked up, never iterated).
     statements: RefCell<HashMap<String, Statement>>,
+    /// The group-commit writer's transaction ([`GroupCommitStore`]), when one is open.
+    writer_tx: Cell<WriterTx>,
+}
+
+/// Where the writer's transaction stands. Postgres aborts a transaction whose statement
+/// failed, and then refuses everything but a rollback (and answers `COMMIT` with a
+/// silent rollback): the store remembers it, so that the writer never takes an aborted
+/// transaction for a committed one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct WriterTx {
+    open: bool,
+    savepoint: bool,
+    aborted: bool,
 }
 
 fn store_error(error: postgres::Error) -> StoreError {
@@ -184,7 +197,11 @@ impl PgStore {
             client.batch_execute(&format!("SET search_path TO \"{name}\"")).map_err(unavailable)?;
         }
         schema::migrate(&mut client, PG_MIGRATIONS)?;
-        Ok(PgStore { client: RefCell::new(client), statements: RefCell::new(HashMap::new()) })
+        Ok(PgStore {
+            client: RefCell::new(client),
+            statements: RefCell::new(HashMap::new()),
+            writer_tx: Cell::new(WriterTx::default()),
+        })
     }
 
     /// Drops `schema` and everything in it: for throwaway schemas (tests, the simulator),
@@ -204,8 +221,20 @@ impl PgStore {
 
     fn rows(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<Vec<postgres::Row>> {
         let mut client = self.client.borrow_mut();
-        let statement = statement(&self.statements, &mut *client, sql).map_err(store_error)?;
-        client.query(&statement, params).map_err(store_error)
+        let rows =
+            statement(&self.statements, &mut *client, sql).and_then(|statement| client.query(&statement, params));
+        if rows.is_err() {
+            self.mark_aborted();
+        }
+        rows.map_err(store_error)
+    }
+
+    fn mark_aborted(&self) {
+        let mut tx = self.writer_tx.get();
+        if tx.open {
+            tx.aborted = true;
+            self.writer_tx.set(tx);
+        }
     }
 
     fn jobs(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<Vec<Job>> {
@@ -249,13 +278,13 @@ fn decode_recurring(row: &postgres::Row) -> StoreResult<Recurring> {
     })
 }
 
-/// One write set inside the transaction `tx`.
-struct Apply<'a, 't> {
-    tx: &'a mut postgres::Transaction<'t>,
+/// One write set inside the transaction that `tx` holds open.
+struct Apply<'a, C: GenericClient> {
+    tx: &'a mut C,
     statements: &'a RefCell<HashMap<String, Statement>>,
 }
 
-impl Apply<'_, '_> {
+impl<C: GenericClient> Apply<'_, C> {
     fn execute(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, postgres::Error> {
         let statement = statement(self.statements, self.tx, sql)?;
         self.tx.execute(&statement, params)
@@ -696,5 +725,73 @@ impl Store for PgStore {
             // The deferred constraints are checked here.
             Ok(()) => tx.commit().map_err(|error| commit_error(writes, error)),
         }
+    }
+}
+
+/// The group-commit writer on Postgres: one transaction per batch, a savepoint per step.
+/// The deferred constraints are checked at the end of each step (`SET CONSTRAINTS ALL
+/// IMMEDIATE`), so a step that breaks one fails alone, under its savepoint, instead of
+/// taking the whole batch with it at `COMMIT`.
+impl GroupCommitStore for PgStore {
+    fn in_transaction(&self) -> bool {
+        let tx = self.writer_tx.get();
+        tx.open && (!tx.aborted || tx.savepoint) && !self.client.borrow().is_closed()
+    }
+
+    fn control(&self, control: Control) -> Result<(), StoreError> {
+        let mut tx = self.writer_tx.get();
+        let sql = match control {
+            Control::Begin => "BEGIN",
+            Control::Savepoint => "SAVEPOINT step",
+            Control::Release => "RELEASE step",
+            Control::RollbackToSavepoint => "ROLLBACK TO step",
+            Control::Commit if tx.aborted => {
+                let _ = self.client.borrow_mut().batch_execute("ROLLBACK");
+                self.writer_tx.set(WriterTx::default());
+                return Err(StoreError::Unavailable("the transaction was aborted by a failed statement".into()));
+            }
+            Control::Commit => "COMMIT",
+            Control::Rollback if !tx.open => return Ok(()),
+            Control::Rollback => "ROLLBACK",
+        };
+        let result = self.client.borrow_mut().batch_execute(sql);
+        match control {
+            Control::Begin => tx = WriterTx { open: result.is_ok(), ..WriterTx::default() },
+            // Whatever COMMIT or ROLLBACK answered, the transaction has ended.
+            Control::Commit | Control::Rollback => tx = WriterTx::default(),
+            Control::Savepoint => tx.savepoint = result.is_ok(),
+            Control::Release => tx.savepoint = false,
+            Control::RollbackToSavepoint => tx.aborted = result.is_err(),
+        }
+        if result.is_err() && tx.open {
+            tx.aborted = true;
+        }
+        self.writer_tx.set(tx);
+        result.map_err(store_error)
+    }
+
+    fn apply_within(&self, writes: &WriteSet) -> Result<(), StoreError> {
+        assert!(self.writer_tx.get().open, "apply_within outside a transaction");
+        let result = {
+            let mut client = self.client.borrow_mut();
+            Apply { tx: &mut *client, statements: &self.statements }.all(writes).and_then(|()| {
+                client
+                    .batch_execute("SET CONSTRAINTS ALL IMMEDIATE; SET CONSTRAINTS ALL DEFERRED")
+                    .map_err(|error| commit_error(writes, error))
+            })
+        };
+        if result.is_err() {
+            // The writer rolls back to the step's savepoint, which clears it.
+            self.mark_aborted();
+        }
+        result
+    }
+
+    fn start_companion(&self) -> std::io::Result<Box<dyn Send>> {
+        Ok(Box::new(()))
+    }
+
+    fn file(&self) -> Option<std::path::PathBuf> {
+        None
     }
 }

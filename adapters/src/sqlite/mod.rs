@@ -27,7 +27,9 @@ use semantica_core::{
 };
 
 pub use schema::{Migration, MigrationError, MIGRATIONS};
-pub use writer::{Pending, Reader, WriteError, Writer, WriterHandle, WriterOptions, WriterStats};
+pub use writer::{
+    Control, GroupCommitStore, Pending, Reader, WriteError, Writer, WriterHandle, WriterOptions, WriterStats,
+};
 
 /// Prepared statements kept per connection; above the number of distinct statements.
 const STATEMENT_CACHE_CAPACITY: usize = 64;
