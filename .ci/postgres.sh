@@ -17,7 +17,9 @@
 semantica_pg_start() {
     local sudo="" bin
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+    # `|| true`: .ci/run sources this under `set -euo pipefail`, and on a fresh machine
+    # the glob matches nothing.
+    bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)"
     if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
         $sudo apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql

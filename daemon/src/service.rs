@@ -112,15 +112,15 @@ fn exec_config(config: &DaemonConfig, file: &FileConfig) -> ExecConfig {
 /// The connection reads go through, beside the writer's.
 enum StoreReader {
     Sqlite(Reader),
-    /// `None` only while it is dropped.
-    Postgres(Option<PgStore>),
+    /// `None` only while it is dropped. Boxed: a client is large, and read once per call.
+    Postgres(Option<Box<PgStore>>),
 }
 
 impl StoreReader {
     fn store(&self) -> &dyn Store {
         match self {
             StoreReader::Sqlite(reader) => &**reader,
-            StoreReader::Postgres(store) => store.as_ref().expect("the reader is open"),
+            StoreReader::Postgres(store) => store.as_deref().expect("the reader is open"),
         }
     }
 }
@@ -199,7 +199,7 @@ impl Service {
                 .map_err(|e| format!("opening the Postgres store: {e}"))??;
                 let writer =
                     Writer::spawn(store, engine, engine_clock, WriterOptions::default()).map_err(cannot_start)?;
-                (writer, StoreReader::Postgres(Some(reader)))
+                (writer, StoreReader::Postgres(Some(Box::new(reader))))
             }
             None => {
                 let options = SqliteOptions {
