@@ -593,7 +593,8 @@ async fn maintenance(service: Arc<Service>, params: Params<'static>) -> RpcResul
     let db_size_before = size(&db);
     // The same purge the daemon runs by itself every `maintenance_interval_seconds`.
     let purged = service.purge_expired().await.map_err(service_error)?;
-    let vacuum = force_vacuum || db_size_before > DB_BYTES_VACUUM;
+    // VACUUM is SQLite's: a Postgres store is vacuumed by its server (autovacuum).
+    let vacuum = service.config.store_url.is_none() && (force_vacuum || db_size_before > DB_BYTES_VACUUM);
     if vacuum {
         let path = db.clone();
         tokio::task::spawn_blocking(move || -> Result<(), String> {
