@@ -497,7 +497,19 @@ impl Store for PgStore {
     }
 
     fn ready_queues(&self) -> StoreResult<Vec<String>> {
-        let rows = self.rows("SELECT DISTINCT queue FROM jobs WHERE state = 'QUEUED' ORDER BY queue", &[])?;
+        // A skip scan of the queued jobs' index, one seek per queue: a claim asks this each
+        // time, and DISTINCT would read every queued job (the backlog may be a million).
+        let rows = self.rows(
+            "WITH RECURSIVE queues (queue) AS (
+                 (SELECT queue FROM jobs WHERE state = 'QUEUED' ORDER BY queue LIMIT 1)
+                 UNION ALL
+                 SELECT (SELECT jobs.queue FROM jobs WHERE jobs.state = 'QUEUED' AND jobs.queue > queues.queue
+                         ORDER BY jobs.queue LIMIT 1)
+                 FROM queues WHERE queues.queue IS NOT NULL
+             )
+             SELECT queue FROM queues WHERE queue IS NOT NULL",
+            &[],
+        )?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
