@@ -4,8 +4,16 @@
 # whole stores compared, crashes reopening the SQLite files), a short swarm with SQLite
 # as the primary store, and the determinism check (each seed run twice, trace hashes
 # compared) on both stores. The two differential halves run side by side, one per core.
+# Then the same on the Postgres store (one engine): a differential swarm against
+# MemStore with crashes reconnecting, and the determinism check, in about a minute. It
+# needs SEMANTICA_TEST_PG_URL (`source .ci/postgres.sh`, as .ci/run does) and fails
+# without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ -z "${SEMANTICA_TEST_PG_URL:-}" ]; then
+    echo "sim/ci.sh: SEMANTICA_TEST_PG_URL is not set; run \`source .ci/postgres.sh\` first" >&2
+    exit 1
+fi
 cargo build --release --locked -p semantica-sim
 target="${CARGO_TARGET_DIR:-target}"
 sim="$target/release/semantica-sim"
@@ -30,13 +38,19 @@ wait "$second_half"
 sqlite_swarm=$!
 "$sim" --seed 400000 --seeds 10 --steps 1000 --backend sqlite --check-determinism > "$target"/sim-sqlite-determinism.log
 wait "$sqlite_swarm"
+"$sim" --seed 500000 --seeds 40 --steps 2000 --backend postgres --differential > "$target"/sim-postgres.log &
+postgres_swarm=$!
+"$sim" --seed 600000 --seeds 10 --steps 1000 --backend postgres --check-determinism \
+    > "$target"/sim-postgres-determinism.log
+wait "$postgres_swarm"
 
 leftovers=$(find "$scratch" -mindepth 1 | head -5)
 if [ -n "$leftovers" ]; then
     printf 'the simulator left temporary files behind:\n%s\n' "$leftovers" >&2
     exit 1
 fi
-for log in sim-swarm sim-differential-1 sim-differential-2 sim-determinism sim-sqlite sim-sqlite-determinism; do
+for log in sim-swarm sim-differential-1 sim-differential-2 sim-determinism sim-sqlite sim-sqlite-determinism \
+    sim-postgres sim-postgres-determinism; do
     printf '%s: %s seeds ok\n' "$target/$log.log" "$(grep -c 'result=ok' "$target/$log.log")"
 done
 echo "simulator: $(( $(date +%s) - start )) s"

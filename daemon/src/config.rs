@@ -14,6 +14,9 @@ use serde::Deserialize;
 pub struct DaemonConfig {
     pub home: PathBuf,
     pub db_path: PathBuf,
+    /// `SEMANTICA_STORE_URL`, else `store_url` of `config.toml`: a `postgres://` URL puts
+    /// the jobs in that database instead of the SQLite file at `db_path`.
+    pub store_url: Option<String>,
     pub socket_path: PathBuf,
     pub rpc_addr: SocketAddr,
     /// `SEMANTICA_TOKEN`, when set; otherwise the token file is read or created.
@@ -54,6 +57,9 @@ pub struct FileConfig {
     /// Most bytes one job's log file grows to; output past it is dropped and noted in the
     /// log (the job goes on). Default 64 MiB.
     pub log_max_bytes: Option<u64>,
+    /// `postgres://…`: the jobs live in that database (API.md, "Several daemons on one
+    /// Postgres"); `SEMANTICA_STORE_URL` overrides it. Default: the SQLite file.
+    pub store_url: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -106,7 +112,8 @@ pub struct ConfigChanges {
 impl FileConfig {
     /// Keys of `config.toml` that are read once at start: the store's options and the
     /// listeners' rate limit.
-    pub const RESTART_REQUIRED: [&'static str; 3] = ["db_max_bytes", "durable_commits", "rate_limit_per_second"];
+    pub const RESTART_REQUIRED: [&'static str; 4] =
+        ["db_max_bytes", "durable_commits", "rate_limit_per_second", "store_url"];
 
     /// The keys whose value differs between `self` (running) and `new`, in name order.
     pub fn changes(&self, new: &FileConfig) -> ConfigChanges {
@@ -123,6 +130,7 @@ impl FileConfig {
             durable_commits: _,
             db_max_bytes: _,
             log_max_bytes: _,
+            store_url: _,
         } = new;
         let differs = [
             ("db_max_bytes", self.db_max_bytes != new.db_max_bytes),
@@ -135,6 +143,7 @@ impl FileConfig {
             ("rate_limit_per_second", self.rate_limit_per_second != new.rate_limit_per_second),
             ("retention_days", self.retention_days != new.retention_days),
             ("shutdown_grace_seconds", self.shutdown_grace_seconds != new.shutdown_grace_seconds),
+            ("store_url", self.store_url != new.store_url),
             ("throttle", self.throttle != new.throttle),
         ];
         let changed: Vec<&'static str> = differs.iter().filter(|(_, differs)| *differs).map(|(key, _)| *key).collect();
@@ -174,9 +183,16 @@ impl DaemonConfig {
         };
         let log_json = var("SEMANTICA_LOG_FORMAT").is_some_and(|format| format.eq_ignore_ascii_case("json"));
         let file = read_file_config(&home.join("config.toml"))?;
+        let store_url = var("SEMANTICA_STORE_URL").or_else(|| file.store_url.clone());
+        if let Some(url) = &store_url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err("SEMANTICA_STORE_URL / store_url: want a postgres:// URL (unset: the SQLite file)".into());
+            }
+        }
         Ok(DaemonConfig {
             home,
             db_path,
+            store_url,
             socket_path,
             rpc_addr,
             token_override: var("SEMANTICA_TOKEN"),

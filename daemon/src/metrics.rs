@@ -171,10 +171,7 @@ pub struct Gauges {
 /// The text of `GET /metrics`.
 pub async fn scrape(service: &Arc<Service>) -> Result<String, String> {
     let (queues, paused) = service
-        .read(|store| {
-            use semantica_core::Store;
-            Ok((store.queue_stats()?, store.paused_queues()?))
-        })
+        .read(|store| Ok((store.queue_stats()?, store.paused_queues()?)))
         .await
         .map_err(|error| error.to_string())?;
     let gauges = Gauges {

@@ -17,7 +17,7 @@ use jsonrpsee::types::{ErrorObjectOwned, Params};
 use semantica_adapters::logs::{read_chunk, CHUNK_BYTES_DEFAULT, CHUNK_BYTES_MAX};
 use semantica_core::{
     limits, CancelRequest, Clock, Enqueued, Input, JobId, JobQuery, JobState, RecurringRequest, Reply, RetryRequest,
-    Store, ValidationError, ValidationKind,
+    ValidationError, ValidationKind,
 };
 use serde_json::{json, Map, Value};
 use tokio::net::{TcpListener, UnixListener};
@@ -607,7 +607,8 @@ async fn maintenance(service: Arc<Service>, params: Params<'static>) -> RpcResul
     let db_size_before = size(&db);
     // The same purge the daemon runs by itself every `maintenance_interval_seconds`.
     let purged = service.purge_expired().await.map_err(service_error)?;
-    let vacuum = force_vacuum || db_size_before > DB_BYTES_VACUUM;
+    // VACUUM is SQLite's: a Postgres store is vacuumed by its server (autovacuum).
+    let vacuum = service.config.store_url.is_none() && (force_vacuum || db_size_before > DB_BYTES_VACUUM);
     if vacuum {
         let path = db.clone();
         tokio::task::spawn_blocking(move || -> Result<(), String> {

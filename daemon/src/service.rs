@@ -1,4 +1,5 @@
-//! The running daemon: the engine behind the SQLite store's group-commit writer, the executor, the
+//! The running daemon: the engine behind the store's group-commit writer (SQLite's file,
+//! or Postgres when `store_url` is set), the executor, the
 //! scheduler that turns wake-ups and free workers into `Tick` and `Claim`, and the
 //! operations the RPC methods call. Every decision is the engine's; this file carries
 //! out steps in the order core prescribes: commit, then actions, then the reply.
@@ -12,7 +13,9 @@ use std::time::{Duration, Instant};
 use semantica_adapters::exec::{ExecConfig, Handlers, TokioExecutor};
 use semantica_adapters::probe::ProcProbe;
 use semantica_adapters::sqlite::{Reader, WriteError, Writer, WriterHandle, WriterOptions};
-use semantica_adapters::{random_seed, SqliteOptions, SqliteStore, Synchronous, SystemClock, UuidIds};
+use semantica_adapters::{
+    random_seed, PgOptions, PgStore, SqliteOptions, SqliteStore, Synchronous, SystemClock, UuidIds,
+};
 use semantica_core::{
     limits, Action, Clock, Config, Engine, Executor, Input, Job, JobId, Reply, Report, SplitMix64, Step, Store,
     StoreError, SystemProbe, SystemState,
@@ -106,6 +109,34 @@ fn exec_config(config: &DaemonConfig, file: &FileConfig) -> ExecConfig {
     exec_config
 }
 
+/// The connection reads go through, beside the writer's.
+enum StoreReader {
+    Sqlite(Reader),
+    /// `None` only while it is dropped. Boxed: a client is large, and read once per call.
+    Postgres(Option<Box<PgStore>>),
+}
+
+impl StoreReader {
+    fn store(&self) -> &dyn Store {
+        match self {
+            StoreReader::Sqlite(reader) => &**reader,
+            StoreReader::Postgres(store) => store.as_deref().expect("the reader is open"),
+        }
+    }
+}
+
+impl Drop for StoreReader {
+    fn drop(&mut self) {
+        // The `postgres` client blocks on its own runtime when it closes, which tokio
+        // forbids on the daemon's async threads: it closes on a thread of its own.
+        if let StoreReader::Postgres(store) = self {
+            if let Some(store) = store.take() {
+                let _ = std::thread::Builder::new().name("semantica-pg-close".into()).spawn(move || drop(store));
+            }
+        }
+    }
+}
+
 pub struct Service {
     /// As it was at start; `config.toml`'s part that reloads is in `file`.
     pub config: DaemonConfig,
@@ -118,7 +149,7 @@ pub struct Service {
     /// Wakes the retention task when its interval may have changed.
     maintenance_changed: Notify,
     writer: WriterHandle,
-    reader: Mutex<Reader>,
+    reader: Mutex<StoreReader>,
     executor: Mutex<TokioExecutor>,
     pub clock: Arc<SystemClock>,
     /// Counters and histograms of `GET /metrics`, recorded with atomics.
@@ -145,13 +176,6 @@ impl Service {
     /// Opens the store, recovers, and starts the engine thread, scheduler, report pump and
     /// probe. Must run inside a tokio runtime.
     pub async fn start(config: DaemonConfig) -> Result<Arc<Service>, String> {
-        let options = SqliteOptions {
-            synchronous: if config.file.durable_commits { Synchronous::Full } else { Synchronous::Normal },
-            max_bytes: config.file.db_max_bytes,
-            ..SqliteOptions::default()
-        };
-        let store =
-            SqliteStore::open(&config.db_path, &options).map_err(|e| format!("{}: {e}", config.db_path.display()))?;
         let handlers = Handlers::builtin();
         let job_types: BTreeSet<String> = handlers.job_types().map(str::to_owned).collect();
         let engine_config = engine_config(config.workers, &job_types, &config.file);
@@ -159,10 +183,38 @@ impl Service {
         info!(seed, workers = config.workers, "engine starting");
         let engine = Engine::new(engine_config, Box::new(UuidIds), Box::new(SplitMix64::new(seed)));
         let clock = Arc::new(crate::clock_state::resume(&config.home));
-        let writer =
-            Writer::spawn(store, engine, Arc::clone(&clock) as Arc<dyn Clock + Send + Sync>, WriterOptions::default())
-                .map_err(|e| format!("cannot start the writer: {e}"))?;
-        let reader = writer.open_reader(&options).map_err(|e| format!("{}: {e}", config.db_path.display()))?;
+        let engine_clock = Arc::clone(&clock) as Arc<dyn Clock + Send + Sync>;
+        let cannot_start = |e: std::io::Error| format!("cannot start the writer: {e}");
+        let (writer, reader) = match &config.store_url {
+            // The URL may hold a password: errors name the store, never the URL.
+            Some(url) => {
+                // The `postgres` client is blocking: opened off the async threads.
+                let url = url.clone();
+                let (store, reader) = tokio::task::spawn_blocking(move || {
+                    let open =
+                        || PgStore::open(&url, &PgOptions::default()).map_err(|e| format!("the Postgres store: {e}"));
+                    Ok::<_, String>((open()?, open()?))
+                })
+                .await
+                .map_err(|e| format!("opening the Postgres store: {e}"))??;
+                let writer =
+                    Writer::spawn(store, engine, engine_clock, WriterOptions::default()).map_err(cannot_start)?;
+                (writer, StoreReader::Postgres(Some(Box::new(reader))))
+            }
+            None => {
+                let options = SqliteOptions {
+                    synchronous: if config.file.durable_commits { Synchronous::Full } else { Synchronous::Normal },
+                    max_bytes: config.file.db_max_bytes,
+                    ..SqliteOptions::default()
+                };
+                let store = SqliteStore::open(&config.db_path, &options)
+                    .map_err(|e| format!("{}: {e}", config.db_path.display()))?;
+                let writer =
+                    Writer::spawn(store, engine, engine_clock, WriterOptions::default()).map_err(cannot_start)?;
+                let reader = writer.open_reader(&options).map_err(|e| format!("{}: {e}", config.db_path.display()))?;
+                (writer, StoreReader::Sqlite(reader))
+            }
+        };
         let exec_config = exec_config(&config, &config.file);
         let (report_sender, reports) = mpsc::unbounded_channel();
         let executor = TokioExecutor::new(tokio::runtime::Handle::current(), exec_config, handlers, report_sender);
@@ -550,10 +602,10 @@ impl Service {
     /// A read on the reader connection, off the async threads.
     pub async fn read<T: Send + 'static>(
         self: &Arc<Service>,
-        read: impl FnOnce(&SqliteStore) -> Result<T, StoreError> + Send + 'static,
+        read: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, ServiceError> {
         let service = Arc::clone(self);
-        tokio::task::spawn_blocking(move || read(&service.reader.lock().expect("reader lock")))
+        tokio::task::spawn_blocking(move || read(service.reader.lock().expect("reader lock").store()))
             .await
             .map_err(|_| ServiceError::EngineGone)?
             .map_err(ServiceError::Store)

@@ -49,6 +49,7 @@ fn daemon() -> &'static Daemon {
         std::fs::create_dir_all(&home).expect("create the fuzz home");
         let config = DaemonConfig {
             db_path: home.join("jobs.db"),
+            store_url: None,
             socket_path: home.join("semantica.sock"),
             rpc_addr: "127.0.0.1:0".parse().expect("an address"),
             token_override: None,

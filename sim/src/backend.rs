@@ -38,13 +38,16 @@ pub fn memstore() -> Box<dyn Backend> {
     Box::new(MemStore::new())
 }
 
-/// The stores the command line chooses from (`--backend memory|sqlite`).
+/// The stores the command line chooses from (`--backend memory|sqlite|postgres`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum BackendKind {
     /// [`MemStore`], the reference.
     Memory,
     /// The real [`semantica_adapters::SqliteStore`] on a temporary file.
     Sqlite,
+    /// The real [`semantica_adapters::PgStore`] in a schema of its own on the server
+    /// that `SEMANTICA_TEST_PG_URL` names.
+    Postgres,
 }
 
 impl BackendKind {
@@ -52,6 +55,7 @@ impl BackendKind {
         match name {
             "memory" => Some(BackendKind::Memory),
             "sqlite" => Some(BackendKind::Sqlite),
+            "postgres" => Some(BackendKind::Postgres),
             _ => None,
         }
     }
@@ -61,6 +65,7 @@ impl BackendKind {
         match self {
             BackendKind::Memory => "memory",
             BackendKind::Sqlite => "sqlite",
+            BackendKind::Postgres => "postgres",
         }
     }
 
@@ -68,6 +73,7 @@ impl BackendKind {
         match self {
             BackendKind::Memory => memstore,
             BackendKind::Sqlite => crate::sqlite::sqlite,
+            BackendKind::Postgres => crate::postgres::postgres,
         }
     }
 
@@ -76,7 +82,7 @@ impl BackendKind {
     pub fn counterpart(self) -> BackendKind {
         match self {
             BackendKind::Memory => BackendKind::Sqlite,
-            BackendKind::Sqlite => BackendKind::Memory,
+            BackendKind::Sqlite | BackendKind::Postgres => BackendKind::Memory,
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! A deterministic simulator for Semantica's engine: one thread, simulated time, the
 //! real [`semantica_core::Engine`] over a real store (the reference `MemStore`, or the
-//! daemon's SQLite store on a temporary file), a simulated executor, system probe
+//! daemon's SQLite store on a temporary file, or its Postgres store in a schema of its
+//! own), a simulated executor, system probe
 //! and clients, and injected faults (crashes at any step, failing store reads and commits,
 //! late and duplicated executor reports). An invariant checker that shares no code with
 //! the engine runs after every step; after the faults stop, a liveness phase must bring
@@ -21,6 +22,7 @@ pub mod checker;
 pub mod describe;
 pub mod executor;
 pub mod mutant;
+pub mod postgres;
 pub mod probe;
 pub mod sim;
 pub mod sqlite;
@@ -29,5 +31,6 @@ pub mod workload;
 
 pub use backend::{Backend, BackendKind, FaultyStore};
 pub use checker::{Checker, Observation, Violation};
+pub use postgres::PostgresBackend;
 pub use sim::{run, FaultRates, RunReport, SimOptions};
 pub use sqlite::SqliteBackend;

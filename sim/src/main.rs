@@ -1,13 +1,15 @@
 //! `semantica-sim`: runs seeds of the deterministic simulator.
 //!
 //! ```text
-//! semantica-sim [--seed N] [--seeds K] [--steps S] [--backend memory|sqlite] [--differential]
+//! semantica-sim [--seed N] [--seeds K] [--steps S] [--backend memory|sqlite|postgres] [--differential]
 //!               [--check-determinism] [--verbose] [--trace]
 //! ```
 //!
 //! `--backend` chooses the store the engine runs on (`memory` by default); with
 //! `--differential` the other one runs beside it on the same inputs (memory against
-//! SQLite), and every answer and the whole stores are compared.
+//! SQLite, or Postgres against memory), and every answer and the whole stores are
+//! compared. `--backend postgres` runs on the server that `SEMANTICA_TEST_PG_URL` names,
+//! one schema per run.
 //!
 //! Every seed prints `SEED=<n>` with what it drew, and ends with exactly one line
 //! `SEED=<n> steps=<n> trace_hash=<hex> result=ok|fail`. A failing seed prints the
@@ -21,7 +23,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use semantica_sim::{run, BackendKind, SimOptions};
 
 const USAGE: &str =
-    "usage: semantica-sim [--seed N] [--seeds K] [--steps S] [--backend memory|sqlite] [--differential] \
+    "usage: semantica-sim [--seed N] [--seeds K] [--steps S] [--backend memory|sqlite|postgres] [--differential] \
                      [--check-determinism] [--verbose] [--trace]";
 
 struct Args {
@@ -58,8 +60,8 @@ fn parse_args() -> Result<Args, String> {
             "--steps" => args.steps = number("--steps")?,
             "--backend" => {
                 let name = iter.next().ok_or("--backend needs a value")?;
-                args.backend =
-                    BackendKind::parse(&name).ok_or_else(|| format!("--backend: {name:?} is not memory or sqlite"))?;
+                args.backend = BackendKind::parse(&name)
+                    .ok_or_else(|| format!("--backend: {name:?} is not memory, sqlite or postgres"))?;
             }
             "--differential" => args.differential = true,
             "--check-determinism" => args.check_determinism = true,

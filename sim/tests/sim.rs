@@ -1,5 +1,6 @@
-//! The simulator as a whole: it replays, a short swarm passes on both stores and in
-//! differential mode (memory against SQLite), and it catches broken stores end to end.
+//! The simulator as a whole: it replays, a short swarm passes on every store and in
+//! differential mode (memory against SQLite, Postgres against memory), and it catches
+//! broken stores end to end.
 
 use semantica_core::{Config, EnqueueRequest, Input, Reply, SeededIds, SplitMix64, Store};
 use semantica_sim::backend::{all_jobs, Backend};
@@ -87,6 +88,33 @@ fn sqlite_survives_the_simulated_crashes_of_a_swarm() {
         crashes += report.stats.crashes - 1;
     }
     assert!(crashes >= 5, "only {crashes} crashes: the swarm no longer tests reopening");
+}
+
+/// The same seeds on Postgres (`SEMANTICA_TEST_PG_URL`, from `source .ci/postgres.sh`):
+/// the trace of each is the one on `MemStore`, and crashes (a dropped connection and a
+/// new one) bring back exactly what was committed, compared with MemStore step by step.
+#[test]
+fn postgres_backend_gives_the_same_trace_hash_as_memory_and_survives_crashes() {
+    assert!(
+        std::env::var("SEMANTICA_TEST_PG_URL").is_ok_and(|url| !url.is_empty()),
+        "SEMANTICA_TEST_PG_URL is not set: run `source .ci/postgres.sh` (it starts a throwaway Postgres cluster \
+         and exports the URL), then the tests from that shell"
+    );
+    for seed in [0, 42, 30_001] {
+        let memory = run(&SimOptions::new(seed, 600));
+        let postgres = run(&SimOptions::on(BackendKind::Postgres, seed, 600));
+        assert!(postgres.passed(), "{}", postgres.failure_text().unwrap_or_default());
+        assert_eq!(postgres.trace_hash, memory.trace_hash, "seed {seed}: Postgres changed the run");
+        assert_eq!(postgres.backend, "postgres");
+    }
+    let mut crashes = 0;
+    for seed in 40_000..40_006 {
+        let report = run(&SimOptions { differential: true, ..SimOptions::on(BackendKind::Postgres, seed, 800) });
+        assert!(report.passed(), "{}", report.failure_text().unwrap_or_default());
+        assert_eq!((report.backend, report.secondary), ("postgres", Some("memstore")));
+        crashes += report.stats.crashes - 1;
+    }
+    assert!(crashes >= 2, "only {crashes} crashes: the swarm no longer tests reconnecting");
 }
 
 fn enqueue(subject: &str) -> Input {

@@ -13,7 +13,7 @@
 
 mod cache;
 mod codec;
-mod recurring;
+pub(crate) mod recurring;
 pub mod schema;
 pub mod writer;
 
@@ -29,7 +29,9 @@ use semantica_core::{
 };
 
 pub use schema::{Migration, MigrationError, MIGRATIONS};
-pub use writer::{Pending, Reader, WriteError, Writer, WriterHandle, WriterOptions, WriterStats};
+pub use writer::{
+    Control, GroupCommitStore, Pending, Reader, WriteError, Writer, WriterHandle, WriterOptions, WriterStats,
+};
 
 /// Prepared statements kept per connection; above the number of distinct statements.
 const STATEMENT_CACHE_CAPACITY: usize = 64;

@@ -41,7 +41,7 @@ struct StoredRequest {
     trace_id: Option<String>,
 }
 
-fn encode_request(request: &EnqueueRequest) -> String {
+pub(crate) fn encode_request(request: &EnqueueRequest) -> String {
     let stored = StoredRequest {
         job_type: request.job_type.clone(),
         queue: request.queue.clone(),
@@ -68,7 +68,7 @@ fn encode_request(request: &EnqueueRequest) -> String {
     serde_json::to_string(&stored).expect("a request serializes")
 }
 
-fn decode_request(text: &str) -> StoreResult<EnqueueRequest> {
+pub(crate) fn decode_request(text: &str) -> StoreResult<EnqueueRequest> {
     let stored: StoredRequest = serde_json::from_str(text)
         .map_err(|error| StoreError::Corrupt(format!("recurring.job_json does not decode: {error}")))?;
     Ok(EnqueueRequest {

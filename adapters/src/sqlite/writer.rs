@@ -17,6 +17,9 @@
 //!
 //! **Never.** No rule of the engine lives here, and nothing else writes through this
 //! store while the writer runs; readers use connections of their own ([`Reader`]).
+//!
+//! The store is any [`GroupCommitStore`]: SQLite's, or Postgres' (`crate::postgres`),
+//! whose transactions and savepoints the writer drives the same way.
 
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
@@ -25,12 +28,107 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use semantica_core::{Clock, Config, Engine, Input, Memory, Reply, Step, StoreError, SystemState, WriteSet};
+use semantica_core::{Clock, Config, Engine, Input, Memory, Reply, Step, Store, StoreError, SystemState, WriteSet};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::histogram::{AtomicHistogram, HistogramReading};
 
 use super::{store_error, OpenError, SqliteOptions, SqliteStore};
+
+/// A statement of the writer's transaction control.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Open the batch's transaction (taking the write lock at once where the store has one).
+    Begin,
+    /// A savepoint around one step's writes.
+    Savepoint,
+    Release,
+    /// Undo the step's writes; the transaction goes on.
+    RollbackToSavepoint,
+    Commit,
+    Rollback,
+}
+
+/// What the writer needs of a store beyond [`Store`]: one connection whose transaction
+/// and savepoints it opens and closes itself, and the writes of a step applied inside
+/// them.
+pub trait GroupCommitStore: Store + Send + 'static {
+    /// Whether a transaction is open and can still be committed or rolled back to a
+    /// savepoint. `false` after the store has lost it (SQLite rolls back on a full disk;
+    /// Postgres aborts a transaction whose statement failed outside a savepoint).
+    fn in_transaction(&self) -> bool;
+
+    /// Runs one transaction-control statement.
+    fn control(&self, control: Control) -> Result<(), StoreError>;
+
+    /// The writes of one step, inside the transaction and savepoint the writer holds.
+    fn apply_within(&self, writes: &WriteSet) -> Result<(), StoreError>;
+
+    /// Work beside the writer for as long as it runs (SQLite's checkpointer); dropped
+    /// when the writer ends.
+    fn start_companion(&self) -> std::io::Result<Box<dyn Send>>;
+
+    /// The database file, for [`WriterHandle::open_reader`]; `None` for a server.
+    fn file(&self) -> Option<PathBuf>;
+
+    /// Told once, before the first step, that the writer is now the only connection that
+    /// writes: a store may then keep up to `cache_bytes` of committed jobs in memory
+    /// (SQLite's does, see `cache.rs`). A store shared with other writers ignores it.
+    fn become_only_writer(&mut self, cache_bytes: usize) {
+        let _ = cache_bytes;
+    }
+}
+
+impl GroupCommitStore for SqliteStore {
+    fn in_transaction(&self) -> bool {
+        !self.connection().is_autocommit()
+    }
+
+    fn control(&self, control: Control) -> Result<(), StoreError> {
+        if control == Control::Rollback && self.connection().is_autocommit() {
+            return Ok(());
+        }
+        let sql = match control {
+            Control::Begin => "BEGIN IMMEDIATE",
+            Control::Savepoint => "SAVEPOINT step",
+            Control::Release => "RELEASE step",
+            Control::RollbackToSavepoint => "ROLLBACK TO step",
+            Control::Commit => "COMMIT",
+            Control::Rollback => "ROLLBACK",
+        };
+        let done = self.connection().prepare_cached(sql).and_then(|mut statement| statement.execute([]));
+        // The cache of committed jobs takes in the transaction's writes only once it has
+        // committed (a step undone to its savepoint was forgotten by the store already).
+        match control {
+            Control::Commit => self.transaction_ended(done.is_ok()),
+            Control::Rollback => self.transaction_ended(false),
+            _ => {}
+        }
+        done.map_err(store_error)?;
+        Ok(())
+    }
+
+    fn apply_within(&self, writes: &WriteSet) -> Result<(), StoreError> {
+        SqliteStore::apply_within(self, writes)
+    }
+
+    fn start_companion(&self) -> std::io::Result<Box<dyn Send>> {
+        Ok(Box::new(Checkpointer::spawn(self.path(), self)?))
+    }
+
+    fn file(&self) -> Option<PathBuf> {
+        Some(self.path().to_path_buf())
+    }
+
+    fn become_only_writer(&mut self, cache_bytes: usize) {
+        if cache_bytes > 0 {
+            self.enable_cache(cache_bytes);
+            // Like a debug assertion: in debug builds (every test of the daemon) each
+            // answer of the cache is checked against the file.
+            self.verify_cache(cfg!(debug_assertions));
+        }
+    }
+}
 
 /// The writer's limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,7 +140,8 @@ pub struct WriterOptions {
     pub wait_max: Duration,
     /// Inputs waiting for the writer at most (back-pressure).
     pub queue_max: usize,
-    /// Bytes of committed jobs the writer keeps decoded (see `cache.rs`); 0: none.
+    /// Bytes of committed jobs the writer's store may keep decoded (see `cache.rs`); 0:
+    /// none.
     pub cache_bytes: usize,
 }
 
@@ -106,8 +205,8 @@ impl Writer {
     /// be new (it has handled no input): the first input submitted must be
     /// `Input::Recover`. The thread ends once every handle is dropped and the queue is
     /// drained, or at [`WriterHandle::shutdown`].
-    pub fn spawn(
-        mut store: SqliteStore,
+    pub fn spawn<S: GroupCommitStore>(
+        mut store: S,
         engine: Engine,
         clock: Arc<dyn Clock + Send + Sync>,
         options: WriterOptions,
@@ -115,7 +214,8 @@ impl Writer {
         assert!((1..=WriterOptions::BATCH_MAX_LIMIT).contains(&options.batch_max), "batch_max {}", options.batch_max);
         assert!((1..=WriterOptions::QUEUE_MAX_LIMIT).contains(&options.queue_max), "queue_max {}", options.queue_max);
         assert!(options.wait_max <= WriterOptions::WAIT_MAX_LIMIT, "wait_max {:?}", options.wait_max);
-        assert!(store.connection().is_autocommit(), "the writer's store is inside a transaction");
+        assert!(!store.in_transaction(), "the writer's store is inside a transaction");
+        store.become_only_writer(options.cache_bytes);
         // What can be checked of "new": a used engine has usually seen the system.
         assert_eq!(engine.system(), SystemState::UNKNOWN, "the writer needs an engine that has handled no input");
         // Only for the timed wait of `collect`: tokio's channel serves both blocking and
@@ -123,15 +223,8 @@ impl Writer {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
         let (sender, receiver) = mpsc::channel(options.queue_max);
         let stats = Arc::new(Counters::default());
-        let path = store.path().to_path_buf();
-        let checkpointer = Checkpointer::spawn(&path, &store)?;
-        // The data directory's lock makes this the file's one writer: it may cache.
-        if options.cache_bytes > 0 {
-            store.enable_cache(options.cache_bytes);
-            // Like a debug assertion: in debug builds (every test of the daemon) each
-            // answer of the cache is checked against the file.
-            store.verify_cache(cfg!(debug_assertions));
-        }
+        let path = store.file();
+        let companion = store.start_companion()?;
         let thread = WriterThread {
             store,
             engine,
@@ -142,7 +235,7 @@ impl Writer {
             memory: Memory::default(),
             last_now_ms: 0,
             stats: Arc::clone(&stats),
-            _checkpointer: checkpointer,
+            _companion: companion,
         };
         let join = std::thread::Builder::new().name("semantica-writer".into()).spawn(move || thread.run())?;
         Ok(WriterHandle { sender, join: Arc::new(Mutex::new(Some(join))), stats, path })
@@ -156,7 +249,8 @@ pub struct WriterHandle {
     sender: mpsc::Sender<Message>,
     join: Arc<Mutex<Option<JoinHandle<()>>>>,
     stats: Arc<Counters>,
-    path: PathBuf,
+    /// The database file (`None`: the store is a server).
+    path: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for WriterHandle {
@@ -218,15 +312,16 @@ impl WriterHandle {
         answer.blocking_recv().map_err(|_| WriteError::Closed)
     }
 
-    /// Opens a read-only connection to the writer's database. It sees every committed
-    /// step and never blocks the writer (WAL).
+    /// Opens a read-only connection to the writer's SQLite database. It sees every
+    /// committed step and never blocks the writer (WAL).
     pub fn open_reader(&self, options: &SqliteOptions) -> Result<Reader, OpenError> {
-        Reader::open(&self.path, options)
+        let path = self.path.as_ref().ok_or_else(|| OpenError::Unavailable("the writer's store is no file".into()))?;
+        Reader::open(path, options)
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The database file (`None`: the store is a server).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     pub fn stats(&self) -> WriterStats {
@@ -361,8 +456,8 @@ enum StepError {
     Batch(StoreError),
 }
 
-struct WriterThread {
-    store: SqliteStore,
+struct WriterThread<S: GroupCommitStore> {
+    store: S,
     engine: Engine,
     clock: Arc<dyn Clock + Send + Sync>,
     options: WriterOptions,
@@ -373,8 +468,8 @@ struct WriterThread {
     memory: Memory,
     last_now_ms: u64,
     stats: Arc<Counters>,
-    /// Stops the checkpoint thread when the writer ends (dropped with it).
-    _checkpointer: Checkpointer,
+    /// The store's companion (SQLite's checkpoint thread), stopped when the writer ends.
+    _companion: Box<dyn Send>,
 }
 
 /// Copies the WAL back into the database file on a thread of its own, so that the
@@ -416,7 +511,7 @@ impl Drop for Checkpointer {
     }
 }
 
-impl WriterThread {
+impl<S: GroupCommitStore> WriterThread<S> {
     fn run(mut self) {
         loop {
             let (batch, after) = self.collect();
@@ -535,7 +630,7 @@ impl WriterThread {
 
     /// Decides one input and writes its step inside the open transaction.
     fn write_step(&mut self, input: Input) -> Result<Step, StepError> {
-        assert!(!self.store.connection().is_autocommit(), "a step outside the batch's transaction");
+        assert!(self.store.in_transaction(), "a step outside the batch's transaction");
         // The engine asserts this; one caller's mistake must not stop the writer for all.
         if !self.recovered() && input != Input::Recover {
             return Err(StepError::Alone(WriteError::NotRecovered));
@@ -545,19 +640,19 @@ impl WriterThread {
         if step.persist.is_empty() {
             return Ok(step);
         }
-        self.execute("SAVEPOINT step").map_err(|error| self.step_failed(error))?;
+        self.store.control(Control::Savepoint).map_err(|error| self.step_failed(error))?;
         match self.store.apply_within(&step.persist) {
             Ok(()) => {
-                self.execute("RELEASE step").map_err(StepError::Batch)?;
+                self.store.control(Control::Release).map_err(StepError::Batch)?;
                 Ok(step)
             }
             Err(error) => {
                 // Nothing of the step may stay in the batch.
-                if self.store.connection().is_autocommit() {
+                if !self.store.in_transaction() {
                     return Err(StepError::Batch(error));
                 }
-                self.execute("ROLLBACK TO step").map_err(StepError::Batch)?;
-                self.execute("RELEASE step").map_err(StepError::Batch)?;
+                self.store.control(Control::RollbackToSavepoint).map_err(StepError::Batch)?;
+                self.store.control(Control::Release).map_err(StepError::Batch)?;
                 Err(StepError::Alone(WriteError::Store(error)))
             }
         }
@@ -566,7 +661,7 @@ impl WriterThread {
     /// A failed read or write fails the step alone, unless SQLite took the whole
     /// transaction with it (it may, on a full disk, an I/O error or out of memory).
     fn step_failed(&self, error: StoreError) -> StepError {
-        if self.store.connection().is_autocommit() {
+        if !self.store.in_transaction() {
             StepError::Batch(error)
         } else {
             StepError::Alone(WriteError::Store(error))
@@ -602,40 +697,24 @@ impl WriterThread {
     }
 
     fn begin(&mut self) -> Result<(), StoreError> {
-        if !self.store.connection().is_autocommit() {
-            // Left open by a rollback that failed: try once more before giving up.
-            self.rollback();
-        }
-        self.execute("BEGIN IMMEDIATE")
+        // Left open by a rollback that failed (or lost but not ended, on Postgres): try
+        // once more before giving up.
+        self.rollback();
+        self.store.control(Control::Begin)
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
-        if let Err(error) = self.execute("COMMIT") {
-            self.store.transaction_ended(false);
-            return Err(error);
-        }
-        self.store.transaction_ended(true);
+        self.store.control(Control::Commit)?;
         self.stats.commit_seconds.record(started.elapsed());
-        assert!(self.store.connection().is_autocommit(), "COMMIT succeeded but the transaction is open");
+        assert!(!self.store.in_transaction(), "COMMIT succeeded but the transaction is open");
         Ok(())
     }
 
     fn rollback(&mut self) {
-        if !self.store.connection().is_autocommit() {
-            // Best effort: a failed ROLLBACK leaves the transaction open and the next
-            // batch's `begin` tries again; nothing of it was acknowledged.
-            let _ = self.execute("ROLLBACK");
-        }
-        self.store.transaction_ended(false);
-    }
-
-    fn execute(&self, sql: &str) -> Result<(), StoreError> {
-        self.store
-            .connection()
-            .prepare_cached(sql)
-            .and_then(|mut statement| statement.execute([]))
-            .map_err(store_error)?;
-        Ok(())
+        // Best effort: a failed ROLLBACK leaves the transaction open and the next batch's
+        // `begin` tries again; nothing of it was acknowledged. Unconditional: a store
+        // may hold a transaction it can no longer commit (`in_transaction` is false).
+        let _ = self.store.control(Control::Rollback);
     }
 }

@@ -33,6 +33,7 @@ pub fn spawn_logging_to(home: &Path, env: &[(&str, &str)], stderr: Stdio) -> Chi
         .env_remove("SEMANTICA_TOKEN")
         .env_remove("SEMANTICA_DB_PATH")
         .env_remove("SEMANTICA_SOCKET")
+        .env_remove("SEMANTICA_STORE_URL")
         .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(stderr)

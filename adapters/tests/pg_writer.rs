@@ -1,0 +1,142 @@
+//! The group-commit writer on the Postgres store: acknowledged steps are committed, many
+//! per transaction, and a step that the database refuses because another daemon's
+//! transaction took its subject first fails alone while the writer goes on. Needs
+//! `SEMANTICA_TEST_PG_URL` (`source .ci/postgres.sh`).
+
+#[path = "support/pg.rs"]
+mod pg;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use semantica_adapters::sqlite::{Control, GroupCommitStore, Pending, WriteError, Writer, WriterHandle, WriterOptions};
+use semantica_core::{
+    Clock, Config, Engine, EnqueueRequest, Input, Job, JobId, JobQuery, JobState, Reply, SeededIds, SplitMix64, Step,
+    Store, StoreError, Write, WriteSet,
+};
+
+/// A clock that moves one millisecond every time it is read.
+struct TickingClock {
+    next_ms: AtomicU64,
+}
+
+impl Clock for TickingClock {
+    fn now_ms(&self) -> u64 {
+        self.next_ms.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+fn engine(workers: usize) -> Engine {
+    Engine::new(Config::new(workers, ["work"]), Box::new(SeededIds::new(7)), Box::new(SplitMix64::new(7)))
+}
+
+fn clock() -> Arc<TickingClock> {
+    Arc::new(TickingClock { next_ms: AtomicU64::new(1_700_000_000_000) })
+}
+
+/// A writer on the schema, recovered.
+fn spawn(schema: &pg::TestSchema, workers: usize, options: WriterOptions) -> WriterHandle {
+    let writer = Writer::spawn(schema.open(), engine(workers), clock(), options).unwrap();
+    let step = writer.submit(Input::Recover).unwrap();
+    assert!(matches!(step.reply, Reply::Recovered { .. }), "{:?}", step.reply);
+    writer
+}
+
+fn enqueue(subject: &str) -> Input {
+    Input::Enqueue(Box::new(EnqueueRequest {
+        job_type: Some("work".into()),
+        queue: Some("default".into()),
+        subject_key: Some(subject.into()),
+        ..EnqueueRequest::default()
+    }))
+}
+
+fn enqueued_id(answer: &Result<Step, WriteError>) -> JobId {
+    match answer {
+        Ok(Step { reply: Reply::Enqueued(enqueued), .. }) => enqueued.job_id,
+        other => panic!("expected an enqueue, got {other:?}"),
+    }
+}
+
+fn claimed(answer: Result<Step, WriteError>) -> Option<Job> {
+    match answer {
+        Ok(Step { reply: Reply::Claimed(job), .. }) => job.map(|job| *job),
+        other => panic!("expected a claim, got {other:?}"),
+    }
+}
+
+#[test]
+fn group_commit_on_postgres_commits_every_acknowledged_step() {
+    let schema = pg::TestSchema::new("writer_batch");
+    // Six inputs per transaction, and the writer waits for the sixth: recovery and five
+    // enqueues share the first, six claims the second.
+    let batch = 6;
+    let options = WriterOptions {
+        batch_max: batch,
+        wait_max: Duration::from_secs(10),
+        queue_max: 64,
+        ..WriterOptions::default()
+    };
+    let writer = Writer::spawn(schema.open(), engine(3), clock(), options).unwrap();
+    let together = |inputs: Vec<Input>| -> Vec<Result<Step, WriteError>> {
+        let pending: Vec<Pending> = inputs.into_iter().map(|input| writer.try_submit(input).unwrap()).collect();
+        pending.into_iter().map(Pending::wait).collect()
+    };
+    let mut first = vec![Input::Recover];
+    first.extend((0..batch - 1).map(|n| enqueue(&format!("s{n}"))));
+    let answers = together(first);
+    assert!(matches!(&answers[0], Ok(Step { reply: Reply::Recovered { .. }, .. })), "{:?}", answers[0]);
+    let ids: Vec<JobId> = answers[1..].iter().map(enqueued_id).collect();
+    let claims = together((0..batch).map(|_| Input::Claim { queue: None }).collect());
+    let started: Vec<JobId> = claims.into_iter().filter_map(claimed).map(|job| job.id).collect();
+    assert_eq!(started, ids[..3].to_vec(), "three workers: the first three in pop order");
+    let stats = writer.stats();
+    assert_eq!((stats.batches, stats.steps), (2, 2 * batch as u64), "six steps per transaction");
+    writer.shutdown();
+    let reader = schema.open();
+    let page = reader.query(&JobQuery { limit: 200, ..JobQuery::default() }).unwrap();
+    let states: Vec<JobState> = page.items.iter().map(|job| job.state).collect();
+    assert_eq!(states, [[JobState::Running; 3].as_slice(), &[JobState::Queued; 2]].concat());
+}
+
+#[test]
+fn a_claim_that_another_daemon_overtook_fails_alone_and_the_writer_goes_on() {
+    let schema = pg::TestSchema::new("writer_race");
+    let writer = spawn(&schema, 2, WriterOptions::default());
+    let queued = enqueued_id(&writer.submit(enqueue("hot")));
+    // Another daemon starts a job of the same subject and has not committed yet: this
+    // writer's engine reads the subject as free.
+    let other = schema.open();
+    let theirs = Job {
+        seq: 1_000,
+        subject_key: "hot".into(),
+        // A newer generation: only subject exclusivity stands between the two.
+        generation: 2,
+        state: JobState::Running,
+        attempts: 1,
+        started_at_ms: Some(1),
+        ..Job::blank(JobId::from_u128(0xB0B))
+    };
+    other.control(Control::Begin).unwrap();
+    other.apply_within(&WriteSet { writes: vec![Write::Insert(theirs.clone())] }).unwrap();
+    let claim = {
+        let writer = writer.clone();
+        std::thread::spawn(move || writer.submit(Input::Claim { queue: None }))
+    };
+    // The claim waits for the other transaction at its constraint check, then loses.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!claim.is_finished(), "the claim must wait for the other daemon's transaction");
+    other.control(Control::Commit).unwrap();
+    match claim.join().unwrap() {
+        Err(WriteError::Store(StoreError::Conflict { job_id, .. })) => assert_eq!(job_id, queued),
+        other => panic!("expected the claim to be refused as a conflict, got {other:?}"),
+    }
+    // Nothing of the refused step stayed; the next claim reads the subject as taken.
+    assert_eq!(other.get(queued).unwrap().unwrap().state, JobState::Queued);
+    assert_eq!(claimed(writer.submit(Input::Claim { queue: None })), None);
+    assert_eq!(other.occupying_job_ids("hot").unwrap(), vec![theirs.id]);
+    // The writer goes on with other work.
+    let cold = enqueued_id(&writer.submit(enqueue("cold")));
+    assert_eq!(claimed(writer.submit(Input::Claim { queue: None })).map(|job| job.id), Some(cold));
+}

@@ -1,0 +1,150 @@
+//! End to end on the Postgres store: the real `semantica serve` with
+//! `SEMANTICA_STORE_URL` naming a fresh schema of the test cluster runs jobs to their
+//! ends, keeps them in Postgres (not in a SQLite file), and finds them again after a
+//! restart. Needs `SEMANTICA_TEST_PG_URL` (`source .ci/postgres.sh`).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use semantica_adapters::{PgOptions, PgStore};
+use semantica_core::{JobQuery, JobState, Store};
+use serde_json::{json, Value};
+
+/// A schema of its own on the test cluster, dropped when the guard goes.
+struct Schema {
+    url: String,
+    name: String,
+}
+
+impl Schema {
+    fn new() -> Schema {
+        let url = std::env::var("SEMANTICA_TEST_PG_URL").ok().filter(|url| !url.is_empty()).unwrap_or_else(|| {
+            panic!(
+                "SEMANTICA_TEST_PG_URL is not set: this test needs a Postgres server. Run `source .ci/postgres.sh` \
+                 (it starts a throwaway cluster and exports the URL), then the tests from that shell."
+            )
+        });
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        Schema { url, name: format!("t_daemon_{}_{nanos}", std::process::id()) }
+    }
+
+    /// A store on the schema (created and migrated at the first open).
+    fn open(&self) -> PgStore {
+        PgStore::open(&self.url, &PgOptions { schema: Some(self.name.clone()) }).unwrap()
+    }
+
+    /// The URL a daemon gets: the schema first on the connection's search path.
+    fn daemon_url(&self) -> String {
+        let separator = if self.url.contains('?') { '&' } else { '?' };
+        format!("{}{separator}options=-csearch_path%3D{}", self.url, self.name)
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let _ = PgStore::drop_schema(&self.url, &self.name);
+    }
+}
+
+#[test]
+fn serve_on_postgres_runs_jobs_and_keeps_them_across_a_restart() {
+    let schema = Schema::new();
+    drop(schema.open());
+    let url = schema.daemon_url();
+    let home = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start_with(home.path(), &[("SEMANTICA_STORE_URL", url.as_str())]);
+    let client = daemon.client();
+    let ids: Vec<Value> = runtime().block_on(async {
+        let mut ids = Vec::new();
+        for n in 0..12 {
+            let enqueued = client
+                .call(
+                    "dev.enqueue.v1",
+                    params(json!({"job_type": "echo", "queue": "default", "subject_key": format!("s{}", n % 4), "payload": {"n": n}})),
+                )
+                .await
+                .unwrap();
+            ids.push(enqueued["job_id"].clone());
+        }
+        // A newer generation of a subject whose older one may still wait supersedes it;
+        // a deduplicated enqueue answers with the live job.
+        let first = client
+            .call(
+                "dev.enqueue.v1",
+                params(json!({"job_type": "sleep", "queue": "default", "subject_key": "hot", "generation": 5,
+                                                     "payload": {"ms": 300}})),
+            )
+            .await
+            .unwrap();
+        let again = client
+            .call(
+                "dev.enqueue.v1",
+                params(json!({"job_type": "sleep", "queue": "default", "subject_key": "hot", "generation": 5,
+                                                     "payload": {"ms": 300}})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(again["deduplicated"], true, "{again}");
+        assert_eq!(again["job_id"], first["job_id"]);
+        ids.push(first["job_id"].clone());
+        for id in &ids {
+            let job = client.call("dev.wait.v1", params(json!({"job_id": id, "timeout_ms": 20_000}))).await.unwrap();
+            assert_eq!(job["state"], "DONE", "{job}");
+        }
+        let stats = client.call("admin.stats.v1", serde_json::Map::new()).await.unwrap();
+        assert_eq!(stats["queues"][0]["done"], 13, "{stats}");
+        // VACUUM is SQLite's: on Postgres maintenance purges and leaves vacuuming to the server.
+        let maintained =
+            client.call("admin.maintenance.v1", params(json!({"force_vacuum": true}))).await.unwrap();
+        assert_eq!(maintained["vacuumed"], false, "{maintained}");
+        ids
+    });
+    // The jobs are in Postgres, and no SQLite file was made.
+    let store = schema.open();
+    let page = store.query(&JobQuery { limit: 200, ..JobQuery::default() }).unwrap();
+    assert_eq!(page.items.len(), 13);
+    assert!(page.items.iter().all(|job| job.state == JobState::Done));
+    assert!(!home.path().join("jobs.db").exists(), "a SQLite file was created beside a Postgres store");
+    assert!(daemon.stop().success());
+
+    // A restart finds every job, and runs new ones.
+    let daemon = Daemon::start_with(home.path(), &[("SEMANTICA_STORE_URL", url.as_str())]);
+    let client = daemon.client();
+    runtime().block_on(async {
+        for id in &ids {
+            let job = client.call("dev.get.v1", params(json!({"job_id": id}))).await.unwrap();
+            assert_eq!(job["state"], "DONE", "{job}");
+        }
+        let enqueued = client
+            .call(
+                "dev.enqueue.v1",
+                params(json!({"job_type": "echo", "queue": "default", "subject_key": "after", "payload": 1})),
+            )
+            .await
+            .unwrap();
+        let job = client
+            .call("dev.wait.v1", params(json!({"job_id": enqueued["job_id"], "timeout_ms": 20_000})))
+            .await
+            .unwrap();
+        assert_eq!(job["state"], "DONE", "{job}");
+    });
+    assert_eq!(schema.open().max_seq().unwrap(), 14);
+    std::thread::sleep(Duration::from_millis(10));
+}
+
+#[test]
+fn serve_refuses_a_store_url_that_is_not_postgres() {
+    let home = tempfile::tempdir().unwrap();
+    let mut child = spawn_logging_to(
+        home.path(),
+        &[("SEMANTICA_STORE_URL", "mysql://localhost/jobs")],
+        std::process::Stdio::piped(),
+    );
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("postgres://"), "{stderr}");
+}
