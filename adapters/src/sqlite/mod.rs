@@ -99,7 +99,7 @@ pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
     /// Off unless [`SqliteStore::enable_cache`]: only the file's one writer may keep one.
-    cache: RefCell<Option<cache::JobCache>>,
+    cache: RefCell<Option<Box<cache::JobCache>>>,
     /// Every answer the cache gives is checked against the file (tests).
     verify_cache: bool,
 }
@@ -222,7 +222,7 @@ impl SqliteStore {
     /// the store how each ended with [`SqliteStore::transaction_ended`] (one it is not
     /// told of counts as rolled back: nothing wrong is kept, only less).
     pub fn enable_cache(&mut self, bytes_max: usize) {
-        *self.cache.get_mut() = Some(cache::JobCache::new(bytes_max));
+        *self.cache.get_mut() = Some(Box::new(cache::JobCache::new(bytes_max)));
     }
 
     /// Checks every job the cache answers with against the file, and panics on a
