@@ -193,7 +193,9 @@ impl Service {
                 let (store, reader) = tokio::task::spawn_blocking(move || {
                     let open =
                         || PgStore::open(&url, &PgOptions::default()).map_err(|e| format!("the Postgres store: {e}"));
-                    Ok::<_, String>((open()?, open()?))
+                    let store = open()?;
+                    store.hold_sole_daemon_lock().map_err(|e| format!("the Postgres store: {e}"))?;
+                    Ok::<_, String>((store, open()?))
                 })
                 .await
                 .map_err(|e| format!("opening the Postgres store: {e}"))??;

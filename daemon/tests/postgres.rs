@@ -148,3 +148,50 @@ fn serve_refuses_a_store_url_that_is_not_postgres() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(stderr.contains("postgres://"), "{stderr}");
 }
+
+/// Until leases exist, one daemon per database: a second one on the same schema refuses
+/// to start (its recovery would take the first one's running jobs for lost ones), and
+/// the first goes on.
+#[test]
+fn a_second_daemon_on_the_same_database_refuses_to_start() {
+    let schema = Schema::new();
+    drop(schema.open());
+    let url = schema.daemon_url();
+    let first_home = tempfile::tempdir().unwrap();
+    let mut first = Daemon::start_with(first_home.path(), &[("SEMANTICA_STORE_URL", url.as_str())]);
+    let second_home = tempfile::tempdir().unwrap();
+    let mut second =
+        spawn_logging_to(second_home.path(), &[("SEMANTICA_STORE_URL", url.as_str())], std::process::Stdio::piped());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("a second daemon started on a database another daemon runs on");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("another semantica daemon already runs on this database"), "{stderr}");
+    let client = first.client();
+    runtime().block_on(async {
+        let enqueued = client
+            .call(
+                "dev.enqueue.v1",
+                params(json!({"job_type": "echo", "queue": "default", "subject_key": "s", "payload": 1})),
+            )
+            .await
+            .unwrap();
+        let job = client
+            .call("dev.wait.v1", params(json!({"job_id": enqueued["job_id"], "timeout_ms": 20_000})))
+            .await
+            .unwrap();
+        assert_eq!(job["state"], "DONE", "{job}");
+    });
+    assert!(first.stop().success());
+}

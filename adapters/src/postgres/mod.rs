@@ -204,6 +204,26 @@ impl PgStore {
         })
     }
 
+    /// Takes the database's one daemon place for as long as this connection lives (a
+    /// session advisory lock, one per schema), or says which way it is taken. Until
+    /// leases exist a second daemon must not start on the same jobs: its restart recovery
+    /// would take the first one's running jobs for its own lost ones.
+    pub fn hold_sole_daemon_lock(&self) -> Result<(), String> {
+        let taken: bool = self
+            .client
+            .borrow_mut()
+            .query_one("SELECT pg_try_advisory_lock(hashtextextended('semantica.daemon:' || current_schema(), 0))", &[])
+            .and_then(|row| row.try_get(0))
+            .map_err(|e| describe(&e))?;
+        if taken {
+            Ok(())
+        } else {
+            Err("another semantica daemon already runs on this database (its schema); several daemons on one \
+                 database need leases, which are not built yet: stop the other one first"
+                .to_owned())
+        }
+    }
+
     /// Drops `schema` and everything in it: for throwaway schemas (tests, the simulator),
     /// never called by the daemon.
     pub fn drop_schema(url: &str, schema: &str) -> Result<(), String> {
