@@ -227,7 +227,10 @@ class Client:
                     opening = ws_sync.unix_connect(endpoint.socket_path, endpoint.ws_uri, **options)
                 else:
                     opening = ws_sync.connect(endpoint.ws_uri, **options)
-                connection = stack.enter_context(opening)
+                # Entering gives the connection back; websockets < 16 (what Python 3.9 gets)
+                # types that as the base `Connection`, so keep the `ClientConnection` itself.
+                connection = opening
+                stack.enter_context(connection)
             except websockets.InvalidStatus as error:
                 raise self._core.ws_rejected(error.response.status_code, bytes(error.response.body or b"")) from None
             except (OSError, TimeoutError, websockets.WebSocketException) as error:

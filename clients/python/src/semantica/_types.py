@@ -2,7 +2,9 @@
 
 Params are ``TypedDict``s (what a caller writes is plain JSON-shaped data); results are
 frozen dataclasses built by ``from_wire``. A result keeps every field it does not know
-in ``extra``, so a newer daemon that adds fields never breaks an older client.
+in ``extra``, so a newer daemon that adds fields never breaks an older client. Results are
+built by keyword; their fields list the required ones first (no ``kw_only``, which needs
+Python 3.10).
 """
 
 from __future__ import annotations
@@ -130,7 +132,7 @@ def _list(data: Any, name: str) -> list[Any]:
     return data
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class JobError:
     kind: str
     message: str | None = None
@@ -141,7 +143,7 @@ class JobError:
         return _build(cls, data)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class Artifact:
     name: str
     bytes: int
@@ -152,7 +154,7 @@ class Artifact:
         return _build(cls, data)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class Job:
     """The job view of ``dev.get.v1``. Times are wall-clock epoch ms."""
 
@@ -199,7 +201,7 @@ class Job:
         return _build(cls, data, **converted)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class JobPage:
     """One page of ``dev.query_jobs.v1``; ``next_cursor`` is ``None`` on the last."""
 
@@ -213,7 +215,7 @@ class JobPage:
         return _build(cls, data, items=[Job.from_wire(item) for item in _list(items, "items")])
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class Enqueued:
     """The answer to one enqueue (also each item of a batch or a retry)."""
 
@@ -234,7 +236,7 @@ class Enqueued:
         return [cls.from_wire(item) for item in _list(results, "results")]
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class LogChunk:
     """A piece of a job's log; ``eof`` once a terminal job's log has been read to its end."""
 
@@ -248,7 +250,7 @@ class LogChunk:
         return _build(cls, data)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class QueueStats:
     name: str
     queued: int = 0
@@ -269,7 +271,7 @@ class QueueStats:
         return _build(cls, data)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class SystemStats:
     cpu_usage: float | None = None
     memory_usage: float | None = None
@@ -286,7 +288,7 @@ class SystemStats:
         return _build(cls, data)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class Stats:
     queues: list[QueueStats]
     system: SystemStats
@@ -308,7 +310,7 @@ class Stats:
         )
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class Maintenance:
     deleted_jobs: int
     deleted_logs: int
@@ -322,7 +324,7 @@ class Maintenance:
         return _build(cls, data)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class QueueState:
     """The answer of ``admin.queue.pause.v1`` and ``resume.v1``."""
 
@@ -335,7 +337,7 @@ class QueueState:
         return _build(cls, data)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class RecurringSet:
     name: str
     next_at: int | None = None
@@ -346,7 +348,7 @@ class RecurringSet:
         return _build(cls, data)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class Recurring:
     """A recurring job as ``dev.recurring.list.v1`` shows it; ``job`` is its enqueue params."""
 
@@ -368,7 +370,7 @@ class Recurring:
         return [cls.from_wire(item) for item in _list(items, "items")]
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class Reload:
     """The answer of ``admin.reload.v1``: which ``config.toml`` keys changed."""
 
@@ -382,7 +384,7 @@ class Reload:
         return _build(cls, data)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class UiLogin:
     """The answer of ``admin.ui_login.v1``: a one-time sign-in URL for the dashboard."""
 
@@ -395,7 +397,7 @@ class UiLogin:
         return _build(cls, data)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class Health:
     """``GET /health``: answered without a token."""
 
