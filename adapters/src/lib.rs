@@ -12,6 +12,7 @@ pub mod clock;
 pub mod exec;
 pub mod histogram;
 pub mod ids;
+mod job_columns;
 pub mod logs;
 pub mod postgres;
 pub mod probe;

@@ -11,58 +11,7 @@ use semantica_core::{
     Artifact, Backoff, Conditions, ErrorKind, ExecSpec, Job, JobError, JobId, JobState, StoreError, StoreResult,
 };
 
-/// Every column of `jobs`, in the order [`encode`] fills them and [`decode`] reads them.
-pub(crate) const COLUMNS: [&str; 49] = [
-    "seq",
-    "id",
-    "version",
-    "queue",
-    "job_type",
-    "subject_key",
-    "generation",
-    "state",
-    "priority",
-    "payload_json",
-    "exec_command",
-    "exec_args_json",
-    "exec_env_json",
-    "exec_cwd",
-    "attempts",
-    "max_attempts",
-    "backoff_base_ms",
-    "backoff_factor",
-    "backoff_max_ms",
-    "backoff_jitter",
-    "timeout_ms",
-    "ttl_ms",
-    "deadline_ms",
-    "wait_for_idle",
-    "require_charging",
-    "wait_for_event",
-    "event_released",
-    "parent_job_id",
-    "parent_pending",
-    "tag",
-    "chain_group_id",
-    "trace_id",
-    "created_at_ms",
-    "due_at_ms",
-    "started_at_ms",
-    "finished_at_ms",
-    "wake_at_ms",
-    "pid",
-    "pid_started_at",
-    "reap_pending",
-    "exit_code",
-    "error_kind",
-    "error_message",
-    "result_summary_json",
-    "artifacts_json",
-    "retry_of",
-    "deadline_wall_ms",
-    "at_wall_ms",
-    "wall_offset_ms",
-];
+pub(crate) use crate::job_columns::{select_list, COLUMNS, COUNTER_MAX, MUTABLE_COLUMNS};
 
 /// The columns of `job_specs`, written once when the job is inserted (migration 0007);
 /// `seq` joins them to the job's row in `jobs`, which holds every other column.
@@ -88,42 +37,6 @@ pub(crate) const SPEC_COLUMNS: [&str; 15] = [
 /// JOIN, so that the hot row drives every plan and a row without its spec decodes as
 /// the damage it is instead of vanishing).
 pub(crate) const JOBS_FROM: &str = "jobs LEFT JOIN job_specs USING (seq)";
-
-/// The columns an update may change: core fixes everything else of a job when it is
-/// inserted (`Tx::update` asserts it), so an UPDATE leaves those columns, and the indexes
-/// made only of them (`id`'s), alone.
-pub(crate) const MUTABLE_COLUMNS: [&str; 19] = [
-    "version",
-    "deadline_ms",
-    "wall_offset_ms",
-    "state",
-    "attempts",
-    "due_at_ms",
-    "started_at_ms",
-    "finished_at_ms",
-    "wake_at_ms",
-    "pid",
-    "pid_started_at",
-    "reap_pending",
-    "event_released",
-    "parent_pending",
-    "exit_code",
-    "error_kind",
-    "error_message",
-    "result_summary_json",
-    "artifacts_json",
-];
-
-/// `seq, id, …` for a SELECT. Built once: the store's hot statements are looked up in
-/// the statement cache by their text, and formatting it anew per call showed in profiles.
-pub(crate) fn select_list() -> &'static str {
-    static LIST: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| COLUMNS.join(", "));
-    &LIST
-}
-
-/// Highest seq or version a store holds: counted up by one per job or write, they never
-/// get near it; a file that says otherwise is damaged, and one more would not fit.
-pub(crate) const COUNTER_MAX: u64 = 1 << 62;
 
 /// An ordered integer (seq, generation, a time): core keeps these below 2^63 so that SQL
 /// compares them as it compares u64.
