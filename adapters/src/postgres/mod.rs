@@ -654,16 +654,24 @@ impl Store for PgStore {
         // One more than asked: whether it exists decides `next_after_seq`.
         let limit = param(Box::new((query.limit + 1) as i64), &mut params);
         let sql = select(&format!("{filter} ORDER BY seq {direction} LIMIT {limit}"));
-        let rows = self.rows(&sql, &refs(&params))?;
+        // Row by row as the server sends them (not every row of the LIMIT at once), so that
+        // a page of large jobs stops at `bytes_max`: memory follows the bound, as on SQLite.
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut client = self.client.borrow_mut();
+        let params = refs(&params);
+        let mut rows = statement(&self.statements, &mut *client, &sql)
+            .and_then(|statement| client.query_raw(&statement, params.iter().copied()))
+            .inspect_err(|_| self.mark_aborted())
+            .map_err(store_error)?;
         let mut items: Vec<Job> = Vec::new();
         let mut bytes = 0;
         let mut more = false;
-        for row in &rows {
+        while let Some(row) = rows.next().inspect_err(|_| self.mark_aborted()).map_err(store_error)? {
             if items.len() == query.limit || query.full_by_bytes(items.len(), bytes) {
                 more = true;
                 break;
             }
-            let job = codec::decode(row)?;
+            let job = codec::decode(&row)?;
             if !query.matches(&job) {
                 return Err(StoreError::Corrupt(format!("the query returned job {} that does not match it", job.id)));
             }

@@ -901,7 +901,8 @@ impl Store for SqliteStore {
     }
 
     fn queue_stats(&self) -> StoreResult<Vec<QueueStats>> {
-        // The counts migration 0002's triggers keep: a few rows per queue, never a scan.
+        // The counts every write set keeps up to date (`write_counts`, table from migration
+        // 0002): a few rows per queue, never a scan.
         let mut statement = self
             .conn
             .prepare_cached(
