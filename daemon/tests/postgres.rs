@@ -117,18 +117,7 @@ fn serve_on_postgres_runs_jobs_and_keeps_them_across_a_restart() {
             let job = client.call("dev.get.v1", params(json!({"job_id": id}))).await.unwrap();
             assert_eq!(job["state"], "DONE", "{job}");
         }
-        let enqueued = client
-            .call(
-                "dev.enqueue.v1",
-                params(json!({"job_type": "echo", "queue": "default", "subject_key": "after", "payload": 1})),
-            )
-            .await
-            .unwrap();
-        let job = client
-            .call("dev.wait.v1", params(json!({"job_id": enqueued["job_id"], "timeout_ms": 20_000})))
-            .await
-            .unwrap();
-        assert_eq!(job["state"], "DONE", "{job}");
+        echo_runs_to_done(&client, "after").await;
     });
     assert_eq!(schema.open().max_seq().unwrap(), 14);
     std::thread::sleep(Duration::from_millis(10));
@@ -179,19 +168,20 @@ fn a_second_daemon_on_the_same_database_refuses_to_start() {
     std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(stderr.contains("another semantica daemon already runs on this database"), "{stderr}");
     let client = first.client();
-    runtime().block_on(async {
-        let enqueued = client
-            .call(
-                "dev.enqueue.v1",
-                params(json!({"job_type": "echo", "queue": "default", "subject_key": "s", "payload": 1})),
-            )
-            .await
-            .unwrap();
-        let job = client
-            .call("dev.wait.v1", params(json!({"job_id": enqueued["job_id"], "timeout_ms": 20_000})))
-            .await
-            .unwrap();
-        assert_eq!(job["state"], "DONE", "{job}");
-    });
+    runtime().block_on(echo_runs_to_done(&client, "s"));
     assert!(first.stop().success());
+}
+
+/// Enqueues an `echo` job on `subject` and waits for it to end `DONE`.
+async fn echo_runs_to_done(client: &Client, subject: &str) {
+    let enqueued = client
+        .call(
+            "dev.enqueue.v1",
+            params(json!({"job_type": "echo", "queue": "default", "subject_key": subject, "payload": 1})),
+        )
+        .await
+        .unwrap();
+    let job =
+        client.call("dev.wait.v1", params(json!({"job_id": enqueued["job_id"], "timeout_ms": 20_000}))).await.unwrap();
+    assert_eq!(job["state"], "DONE", "{job}");
 }
