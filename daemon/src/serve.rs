@@ -81,10 +81,9 @@ fn token(config: &DaemonConfig) -> Result<String, StartError> {
     }
 }
 
-/// 16 bytes from the operating system's random source (through a v4 UUID's generator).
+/// 16 bytes from the operating system's random source (a v4 UUID's).
 fn uuid_bytes() -> Vec<u8> {
-    let mut ids = semantica_adapters::UuidIds;
-    semantica_core::IdGen::next_id(&mut ids).as_u128().to_le_bytes().to_vec()
+    semantica_adapters::random_bytes().to_vec()
 }
 
 fn bind_socket(path: &Path) -> Result<UnixListener, StartError> {

@@ -261,13 +261,9 @@ fn wall_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// 32 random bytes in hex, from the operating system's random source (through v4 UUIDs).
+/// 32 bytes in hex from the operating system's random source (two v4 UUIDs' worth).
 fn random_hex() -> String {
-    let mut ids = semantica_adapters::UuidIds;
-    (0..2)
-        .flat_map(|_| semantica_core::IdGen::next_id(&mut ids).as_u128().to_le_bytes())
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    (0..2).flat_map(|_| semantica_adapters::random_bytes()).map(|byte| format!("{byte:02x}")).collect()
 }
 
 fn session_cookie(headers: &http::HeaderMap) -> Option<String> {
