@@ -450,26 +450,26 @@ fn hot_queries_use_their_indexes() {
         (
             "SELECT * FROM jobs WHERE state = 'QUEUED' AND queue = 'q' AND priority >= 0 AND NOT EXISTS \
              (SELECT 1 FROM jobs AS other WHERE other.subject_key = jobs.subject_key \
-              AND ((other.state = 'QUEUED' OR other.state = 'SCHEDULED' OR other.state = 'RUNNING') OR other.reap_pending = 1) \
+              AND (other.finished_at_ms IS NULL OR other.reap_pending = 1) \
               AND (other.state = 'RUNNING' OR other.reap_pending = 1)) ORDER BY priority DESC, seq LIMIT 5",
             vec!["jobs_queued", "jobs_active_subject"],
         ),
         (
             "SELECT * FROM jobs WHERE wake_at_ms IS NOT NULL AND wake_at_ms <= 5 AND \
-             ((state = 'QUEUED' OR state = 'SCHEDULED' OR state = 'RUNNING') OR reap_pending = 1) ORDER BY wake_at_ms, seq LIMIT 5",
+             (finished_at_ms IS NULL OR reap_pending = 1) ORDER BY wake_at_ms, seq LIMIT 5",
             vec!["jobs_wake"],
         ),
         (
             "SELECT * FROM jobs WHERE subject_key = 's' AND \
-             ((state = 'QUEUED' OR state = 'SCHEDULED' OR state = 'RUNNING') OR reap_pending = 1) ORDER BY seq",
+             (finished_at_ms IS NULL OR reap_pending = 1) ORDER BY seq",
             vec!["jobs_active_subject"],
         ),
         (
-            "SELECT * FROM jobs WHERE tag = 't' AND (state = 'QUEUED' OR state = 'SCHEDULED' OR state = 'RUNNING') ORDER BY seq LIMIT 5",
+            "SELECT * FROM jobs WHERE tag = 't' AND finished_at_ms IS NULL ORDER BY seq LIMIT 5",
             vec!["jobs_live_tag"],
         ),
         (
-            "SELECT * FROM jobs WHERE parent_job_id = 'p' AND (state = 'QUEUED' OR state = 'SCHEDULED' OR state = 'RUNNING') \
+            "SELECT * FROM jobs WHERE parent_job_id = 'p' AND finished_at_ms IS NULL \
              ORDER BY seq LIMIT 5",
             vec!["jobs_live_parent"],
         ),
@@ -479,7 +479,7 @@ fn hot_queries_use_their_indexes() {
             vec!["jobs_event_waiters"],
         ),
         (
-            "SELECT * FROM jobs WHERE chain_group_id = 'g' AND (state = 'QUEUED' OR state = 'SCHEDULED' OR state = 'RUNNING') \
+            "SELECT * FROM jobs WHERE chain_group_id = 'g' AND finished_at_ms IS NULL \
              ORDER BY seq LIMIT 5",
             vec!["jobs_live_group"],
         ),
@@ -489,8 +489,7 @@ fn hot_queries_use_their_indexes() {
             vec!["jobs_system_waiters"],
         ),
         (
-            "SELECT * FROM jobs WHERE (state = 'DONE' OR state = 'FAILED' OR state = 'CANCELLED' OR state = 'SUPERSEDED' \
-             OR state = 'SKIPPED_TTL' OR state = 'SKIPPED_DEADLINE') AND reap_pending = 0 AND finished_at_ms IS NOT NULL AND finished_at_ms < 5 \
+            "SELECT * FROM jobs WHERE finished_at_ms IS NOT NULL AND reap_pending = 0 AND finished_at_ms < 5 \
              ORDER BY seq LIMIT 5",
             vec!["jobs_finished"],
         ),
@@ -508,7 +507,7 @@ fn hot_queries_use_their_indexes() {
         // Whether a subject is occupied (a claim, before it starts a job).
         (
             "SELECT id FROM jobs WHERE subject_key = 's' AND \
-             ((state = 'QUEUED' OR state = 'SCHEDULED' OR state = 'RUNNING') OR reap_pending = 1) \
+             (finished_at_ms IS NULL OR reap_pending = 1) \
              AND (state = 'RUNNING' OR reap_pending = 1)",
             vec!["jobs_active_subject"],
         ),
@@ -669,6 +668,41 @@ fn writing_a_job_builds_no_temporary_table() {
     }
 }
 
+/// A claim's UPDATE (the columns a start changes, as the store sets only what changed)
+/// and a queued job's next attempt open no cursor on the indexes of live jobs by subject,
+/// tag, group or parent, nor on the finished index: their predicates name
+/// `finished_at_ms`, which neither changes (migration 0008). With the state in their
+/// predicates (schema 7) SQLite rewrote each of those entries in place at every claim.
+#[test]
+fn a_claim_leaves_the_indexes_of_live_jobs_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let conn = store.connection();
+    let root = |index: &str| -> i64 {
+        conn.query_row("SELECT rootpage FROM sqlite_master WHERE name = ?1", [index], |row| row.get(0)).unwrap()
+    };
+    let untouched = ["jobs_active_subject", "jobs_live_tag", "jobs_live_group", "jobs_live_parent", "jobs_finished"];
+    let touched = ["jobs_queued", "jobs_processes"];
+    let claim = "UPDATE jobs SET version = ?4, state = ?5, attempts = ?6, started_at_ms = ?7 \
+                 WHERE seq = ?1 AND id = ?2 AND version = ?3";
+    let mut explain = conn.prepare(&format!("EXPLAIN {claim}")).unwrap();
+    let nulls = vec![rusqlite::types::Value::Null; explain.parameter_count()];
+    let opened: std::collections::BTreeSet<i64> = explain
+        .query_map(rusqlite::params_from_iter(nulls), |row| Ok((row.get::<_, String>(1)?, row.get::<_, i64>(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .filter(|(opcode, _)| opcode == "OpenWrite" || opcode == "OpenRead")
+        .map(|(_, page)| page)
+        .collect();
+    for index in untouched {
+        assert!(!opened.contains(&root(index)), "a claim opens {index}");
+    }
+    // The check sees cursors at all: the claim does move the job between these two.
+    for index in touched {
+        assert!(opened.contains(&root(index)), "a claim does not open {index}: {opened:?}");
+    }
+}
+
 /// A database of schema 6 (one row per job, the state CHECK as an IN list) is rebuilt in
 /// place by 0007 into hot rows and specs: every job, subject, count and the sequence come
 /// through unchanged.
@@ -696,7 +730,7 @@ fn a_version_6_database_is_rebuilt_in_place() {
         assert!(table.contains("state IN ("), "schema 6 as released: {table}");
     }
     let mut sql = SqliteStore::open(&path, &SqliteOptions::default()).unwrap();
-    assert_eq!(sql.schema_version().unwrap(), 7);
+    assert_eq!(sql.schema_version().unwrap(), 8);
     let table: String =
         sql.connection().query_row("SELECT sql FROM sqlite_master WHERE name = 'jobs'", [], |row| row.get(0)).unwrap();
     assert!(!table.contains("state IN ("), "{table}");

@@ -250,6 +250,8 @@ pub struct Job {
     /// When the current attempt becomes due (schedule, or the end of a retry back-off).
     pub due_at_ms: u64,
     pub started_at_ms: Option<u64>,
+    /// When the job became terminal: set exactly then, and never while it is live (every
+    /// write asserts it), so a store may tell live jobs by it.
     pub finished_at_ms: Option<u64>,
     /// The earliest time at which time alone changes this job (schedule due, TTL, deadline,
     /// timeout); `None` for terminal jobs. Stores index it to find due work.

@@ -381,6 +381,7 @@ impl<'s> Tx<'s> {
 
     pub fn insert(&mut self, job: Job) {
         assert!(!self.originals.contains_key(&job.id), "job {} inserted twice in one step", job.id);
+        assert_finished_marks_end(&job);
         let mut job = job;
         job.version = 1;
         self.touch(job.id, None);
@@ -409,6 +410,7 @@ impl<'s> Tx<'s> {
         assert!(!self.deleted.contains(&job.id), "job {} updated after its purge", job.id);
         assert_terminal_kept(&current, &job);
         assert_spec_kept(&current, &job);
+        assert_finished_marks_end(&job);
         let started_or_freed =
             current.state != job.state && (job.state == JobState::Queued || current.state == JobState::Running);
         if started_or_freed || (current.reap_pending && !job.reap_pending) {
@@ -531,6 +533,20 @@ fn assert_spec_kept(before: &Job, after: &Job) {
         )
     }
     assert!(spec(before) == spec(after), "job {}: what was fixed at enqueue changed", before.id);
+}
+
+/// A job has `finished_at_ms` exactly when it is terminal: SQL stores may ask "is it
+/// live?" of that column instead of the state (the SQLite store's partial indexes do, so
+/// that a claim, which changes the state of a live job, leaves them alone).
+fn assert_finished_marks_end(job: &Job) {
+    assert_eq!(
+        job.state.is_terminal(),
+        job.finished_at_ms.is_some(),
+        "job {}: {} with finished_at_ms {:?}",
+        job.id,
+        job.state,
+        job.finished_at_ms
+    );
 }
 
 fn assert_terminal_kept(before: &Job, after: &Job) {

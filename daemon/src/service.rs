@@ -111,7 +111,8 @@ fn exec_config(config: &DaemonConfig, file: &FileConfig) -> ExecConfig {
 
 /// The connection reads go through, beside the writer's.
 enum StoreReader {
-    Sqlite(Reader),
+    /// Boxed like the other: the variants differ in size.
+    Sqlite(Box<Reader>),
     /// `None` only while it is dropped. Boxed: a client is large, and read once per call.
     Postgres(Option<Box<PgStore>>),
 }
@@ -119,7 +120,7 @@ enum StoreReader {
 impl StoreReader {
     fn store(&self) -> &dyn Store {
         match self {
-            StoreReader::Sqlite(reader) => &**reader,
+            StoreReader::Sqlite(reader) => &***reader,
             StoreReader::Postgres(store) => store.as_deref().expect("the reader is open"),
         }
     }
@@ -214,7 +215,7 @@ impl Service {
                 let writer =
                     Writer::spawn(store, engine, engine_clock, WriterOptions::default()).map_err(cannot_start)?;
                 let reader = writer.open_reader(&options).map_err(|e| format!("{}: {e}", config.db_path.display()))?;
-                (writer, StoreReader::Sqlite(reader))
+                (writer, StoreReader::Sqlite(Box::new(reader)))
             }
         };
         let exec_config = exec_config(&config, &config.file);

@@ -125,6 +125,67 @@ pub(crate) fn encode(job: &Job) -> Vec<Value> {
     row
 }
 
+/// The values of [`MUTABLE_COLUMNS`], in that order: what an update binds. Never the
+/// payload or anything else fixed at enqueue, which an update leaves alone (encoding them
+/// copied a job's payload at every state change).
+pub(crate) fn encode_mutable(job: &Job) -> [Value; MUTABLE_COLUMNS.len()] {
+    let artifacts: Vec<(&str, u64)> = job.artifacts.iter().map(|a| (a.name.as_str(), a.bytes)).collect();
+    [
+        Value::Integer(ordered(job.version, "version")),
+        ordered_opt(job.deadline_ms, "deadline_ms"),
+        job.wall_offset_ms.map_or(Value::Null, Value::Integer),
+        Value::Text(job.state.as_str().to_owned()),
+        Value::Integer(job.attempts.into()),
+        Value::Integer(ordered(job.due_at_ms, "due_at_ms")),
+        ordered_opt(job.started_at_ms, "started_at_ms"),
+        ordered_opt(job.finished_at_ms, "finished_at_ms"),
+        ordered_opt(job.wake_at_ms, "wake_at_ms"),
+        job.pid.map_or(Value::Null, |p| Value::Integer(p.into())),
+        job.pid_started_at.map_or(Value::Null, |t| Value::Integer(t as i64)),
+        flag(job.reap_pending),
+        flag(job.event_released),
+        flag(job.parent_pending),
+        job.exit_code.map_or(Value::Null, |c| Value::Integer(c.into())),
+        text_opt(job.error.as_ref().map(|e| e.kind.as_str())),
+        text_opt(job.error.as_ref().map(|e| e.message.as_str())),
+        text_opt(job.result_summary_json.as_deref()),
+        Value::Text(serde_json::to_string(&artifacts).expect("artifacts serialize")),
+    ]
+}
+
+/// Which of [`MUTABLE_COLUMNS`] differ between two versions of a job: bit `i` for column
+/// `i`. An UPDATE that sets only those leaves every index that names none of them (in
+/// its key or its predicate) untouched; one that sets every column makes SQLite visit
+/// each index whose predicate holds before or after, and rewrite the entry when it holds
+/// both times.
+pub(crate) fn changed_columns(before: &Job, after: &Job) -> u32 {
+    let changed = [
+        before.version != after.version,
+        before.deadline_ms != after.deadline_ms,
+        before.wall_offset_ms != after.wall_offset_ms,
+        before.state != after.state,
+        before.attempts != after.attempts,
+        before.due_at_ms != after.due_at_ms,
+        before.started_at_ms != after.started_at_ms,
+        before.finished_at_ms != after.finished_at_ms,
+        before.wake_at_ms != after.wake_at_ms,
+        before.pid != after.pid,
+        before.pid_started_at != after.pid_started_at,
+        before.reap_pending != after.reap_pending,
+        before.event_released != after.event_released,
+        before.parent_pending != after.parent_pending,
+        before.exit_code != after.exit_code,
+        before.error.as_ref().map(|e| &e.kind) != after.error.as_ref().map(|e| &e.kind),
+        before.error.as_ref().map(|e| &e.message) != after.error.as_ref().map(|e| &e.message),
+        before.result_summary_json != after.result_summary_json,
+        before.artifacts != after.artifacts,
+    ];
+    changed.iter().enumerate().filter(|(_, changed)| **changed).fold(0, |mask, (i, _)| mask | 1 << i)
+}
+
+/// Every bit of [`changed_columns`]: an update whose earlier version is not at hand.
+pub(crate) const ALL_MUTABLE: u32 = (1 << MUTABLE_COLUMNS.len()) - 1;
+
 /// Reads the columns of one row in order, naming the column in every error.
 struct Cells<'r, 's> {
     row: &'r Row<'s>,

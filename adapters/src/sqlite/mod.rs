@@ -18,8 +18,9 @@ pub mod schema;
 pub mod writer;
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use rusqlite::types::Value;
@@ -34,7 +35,7 @@ pub use writer::{
 };
 
 /// Prepared statements kept per connection; above the number of distinct statements.
-const STATEMENT_CACHE_CAPACITY: usize = 64;
+const STATEMENT_CACHE_CAPACITY: usize = 128;
 
 /// How hard a commit waits for the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -102,19 +103,21 @@ pub struct SqliteStore {
     cache: RefCell<Option<Box<cache::JobCache>>>,
     /// Every answer the cache gives is checked against the file (tests).
     verify_cache: bool,
+    /// The text of each UPDATE by the mask of the columns it sets (`update_sql`).
+    update_statements: RefCell<HashMap<u32, Arc<str>>>,
 }
 
-/// The SQL state list of non-terminal jobs.
-/// The state lists are ORs of equalities, written as migration 0006 writes the partial
-/// indexes' predicates (see there why not `IN`).
-const LIVE: &str = "(state = 'QUEUED' OR state = 'SCHEDULED' OR state = 'RUNNING')";
+/// Non-terminal jobs. core sets `finished_at_ms` exactly when a job ends (asserted in
+/// its tx.rs), and the partial indexes of live and active jobs say it this way
+/// (migration 0008: a claim, which changes `state`, then leaves those indexes alone). A
+/// query must name the predicate as the index does for SQLite to use the index.
+const LIVE: &str = "finished_at_ms IS NULL";
 /// Non-terminal or `reap_pending`: core's "active".
-const ACTIVE: &str = "((state = 'QUEUED' OR state = 'SCHEDULED' OR state = 'RUNNING') OR reap_pending = 1)";
+const ACTIVE: &str = "(finished_at_ms IS NULL OR reap_pending = 1)";
 /// A process of the job may be alive.
 const OCCUPYING: &str = "(state = 'RUNNING' OR reap_pending = 1)";
 const WAITING: &str = "state IN ('QUEUED', 'SCHEDULED')";
-const TERMINAL: &str = "(state = 'DONE' OR state = 'FAILED' OR state = 'CANCELLED' OR state = 'SUPERSEDED' \
-                        OR state = 'SKIPPED_TTL' OR state = 'SKIPPED_DEADLINE')";
+const TERMINAL: &str = "finished_at_ms IS NOT NULL";
 
 /// A `LIMIT` clause for SQL text (`usize::MAX`: no limit). Written as a literal, never
 /// a bound parameter: SQLite plans with a bound LIMIT's value and then marks the
@@ -208,7 +211,13 @@ impl SqliteStore {
                 .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |row| row.get(0))
                 .map_err(unavailable)?;
         }
-        Ok(SqliteStore { conn, path, cache: RefCell::new(None), verify_cache: false })
+        Ok(SqliteStore {
+            conn,
+            path,
+            cache: RefCell::new(None),
+            verify_cache: false,
+            update_statements: RefCell::default(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -405,36 +414,31 @@ impl SqliteStore {
 
     fn update(&self, job: &Job, counts: &mut CountDeltas) -> StoreResult<()> {
         assert!(job.version >= 2, "an update of job {} carries version {}", job.id, job.version);
-        // What the row counted for before: the cached job when it is the version read,
-        // else a rowid lookup of the page the UPDATE writes.
-        let cached = self.cached(job.id).filter(|cached| cached.version + 1 == job.version).map(|c| Counted::of(&c));
-        let before: Option<Counted> = match cached {
-            Some(cached) if !self.verify_cache => Some(cached),
+        // The version read, from the cache when it holds it: what the row counted for
+        // before, and which columns the update changes. Else a rowid lookup of the page
+        // the UPDATE writes, and every mutable column set.
+        let cached = self.cached(job.id).filter(|cached| cached.version + 1 == job.version);
+        let (before, changed) = match cached {
+            Some(cached) if !self.verify_cache => (Some(Counted::of(&cached)), codec::changed_columns(&cached, job)),
             cached => {
                 let before = self.counted_before(job)?;
-                if cached.is_some() {
-                    assert_eq!(cached, before, "the cache differs from the file on job {}", job.id);
+                if let Some(cached) = &cached {
+                    assert_eq!(Some(Counted::of(cached)), before, "the cache differs from the file on job {}", job.id);
                 }
-                before
+                (before, cached.map_or(codec::ALL_MUTABLE, |cached| codec::changed_columns(&cached, job)))
             }
         };
-        // ?1 = seq … ?45 = artifacts_json (the row), ?46 = the version read; only the
-        // mutable columns are set.
-        static SQL: LazyLock<String> = LazyLock::new(|| {
-            let columns = &codec::COLUMNS;
-            let set = (2..=columns.len())
-                .filter(|n| codec::MUTABLE_COLUMNS.contains(&columns[n - 1]))
-                .map(|n| format!("{} = ?{n}", columns[n - 1]))
-                .collect::<Vec<_>>()
-                .join(", ");
-            format!("UPDATE jobs SET {set} WHERE seq = ?1 AND id = ?2 AND version = ?{}", columns.len() + 1)
-        });
-        let mut values = codec::encode(job);
-        values.push(Value::Integer(codec::ordered(job.version - 1, "version")));
+        let values = codec::encode_mutable(job);
+        let mut params: Vec<Value> = Vec::with_capacity(values.len() + 3);
+        params.push(Value::Integer(codec::ordered(job.seq, "seq")));
+        params.push(Value::Text(job.id.to_string()));
+        params.push(Value::Integer(codec::ordered(job.version - 1, "version")));
+        params.extend(values.into_iter().enumerate().filter(|(i, _)| changed & 1 << i != 0).map(|(_, value)| value));
+        let sql = self.update_sql(changed);
         let updated = self
             .conn
-            .prepare_cached(&SQL)
-            .and_then(|mut s| s.execute(params_from_iter(values)))
+            .prepare_cached(&sql)
+            .and_then(|mut s| s.execute(params_from_iter(params)))
             .map_err(|e| write_error(job.id, e))?;
         if updated == 0 {
             let stored: Option<(i64, i64)> = self
@@ -464,6 +468,24 @@ impl SqliteStore {
         // when it is inserted (the differential test against MemStore compares
         // max_generation after every step, so a core that changed them would show).
         Ok(())
+    }
+
+    /// `UPDATE jobs SET <the columns of mask> WHERE seq = ?1 AND id = ?2 AND version = ?3`,
+    /// made once per mask (a step's moves use a handful).
+    fn update_sql(&self, changed: u32) -> Arc<str> {
+        let mut statements = self.update_statements.borrow_mut();
+        let sql = statements.entry(changed).or_insert_with(|| {
+            let set = codec::MUTABLE_COLUMNS
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| changed & 1 << i != 0)
+                .enumerate()
+                .map(|(n, (_, column))| format!("{column} = ?{}", n + 4))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("UPDATE jobs SET {set} WHERE seq = ?1 AND id = ?2 AND version = ?3").into()
+        });
+        Arc::clone(sql)
     }
 
     fn delete(&self, id: JobId, version: u64, counts: &mut CountDeltas) -> StoreResult<()> {
@@ -720,8 +742,7 @@ impl Store for SqliteStore {
             "state = 'QUEUED' AND queue = ?1 AND priority >= ?2
              AND NOT EXISTS (SELECT 1 FROM jobs AS other
                              WHERE other.subject_key = jobs.subject_key
-                               AND ((other.state = 'QUEUED' OR other.state = 'SCHEDULED'
-                                    OR other.state = 'RUNNING') OR other.reap_pending = 1)
+                               AND (other.finished_at_ms IS NULL OR other.reap_pending = 1)
                                AND (other.state = 'RUNNING' OR other.reap_pending = 1))
              ORDER BY priority DESC, seq {}",
             limit_clause(limit)
@@ -826,7 +847,7 @@ impl Store for SqliteStore {
 
     fn purgeable(&self, finished_before_ms: u64, limit: usize) -> StoreResult<Vec<Job>> {
         let sql = Self::select(&format!(
-            "{TERMINAL} AND reap_pending = 0 AND finished_at_ms IS NOT NULL AND finished_at_ms < ?1
+            "{TERMINAL} AND reap_pending = 0 AND finished_at_ms < ?1
              ORDER BY seq {}",
             limit_clause(limit)
         ));
