@@ -14,7 +14,7 @@ use jsonrpsee::server::{
     ServerConfig, ServerHandle, StopHandle,
 };
 use jsonrpsee::types::{ErrorObjectOwned, Params};
-use semantica_adapters::logs::{read_chunk, CHUNK_BYTES_DEFAULT, CHUNK_BYTES_MAX};
+use semantica_adapters::logs::{CHUNK_BYTES_DEFAULT, CHUNK_BYTES_MAX};
 use semantica_core::{
     limits, CancelRequest, Clock, Enqueued, Input, JobId, JobQuery, JobState, RecurringRequest, Reply, RetryRequest,
     ValidationError, ValidationKind,
@@ -436,11 +436,10 @@ async fn logs_tail(service: Arc<Service>, params: Params<'static>) -> RpcResult 
     let Some(job) = service.get(id).await.map_err(service_error)? else {
         return Err(to_rpc(WireError::rejection(&semantica_core::Rejection::NotFound(id))));
     };
-    let path = service.log_path(id);
-    let chunk = tokio::task::spawn_blocking(move || read_chunk(&path, offset, limit))
+    let chunk = service
+        .read_log(id, offset, limit)
         .await
-        .map_err(|_| service_error(ServiceError::EngineGone))?
-        .map_err(|error| to_rpc(WireError::new(wire::SYSTEM_ERROR, "log_unreadable", error.to_string())))?;
+        .map_err(|error| to_rpc(WireError::new(wire::SYSTEM_ERROR, "log_unreadable", error)))?;
     let eof = chunk.at_end && job.state.is_terminal();
     Ok(to_json(&types::LogChunk { chunk: chunk.text, next_offset: chunk.next_offset, eof }))
 }
@@ -771,14 +770,9 @@ async fn follow(
         return Ok(());
     }
     let sink = pending.accept().await?;
-    let path = service.log_path(id);
     loop {
         let terminal = matches!(service.get(id).await, Ok(Some(job)) if job.state.is_terminal());
-        let read_path = path.clone();
-        let chunk = tokio::task::spawn_blocking(move || read_chunk(&read_path, offset, CHUNK_BYTES_DEFAULT))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        let chunk = service.read_log(id, offset, CHUNK_BYTES_DEFAULT).await?;
         if !chunk.text.is_empty() {
             let item = types::FollowChunk { chunk: chunk.text, next_offset: chunk.next_offset, eof: None };
             let message = serde_json::value::to_raw_value(&to_json(&item)).map_err(|e| e.to_string())?;

@@ -1,0 +1,324 @@
+//! What a daemon on a Postgres store shares with the other daemons of its database,
+//! besides the jobs (API.md, "Several daemons on one Postgres"):
+//!
+//! - **Logs** ([`SharedLogs`]): the log of a job this daemon runs is written to a file
+//!   under its `SEMANTICA_HOME` as on SQLite, and a copier thread appends what the file
+//!   gained to the database (`job_log_chunks`) every [`COPY_INTERVAL`], on a connection of
+//!   its own, off the writer's path. Before an attempt's end is recorded, its log is
+//!   copied whole ([`SharedLogs::flush`]), so that a reader on any daemon that sees the
+//!   job terminal also sees all of its log. Reads (`logs.tail.v1`, `logs.follow.v1`) come
+//!   from the database, so that every daemon gives the same bytes at the same offsets.
+//! - **Wake-ups** ([`listen`]): a thread `LISTEN`s for the notifications that another
+//!   daemon's commits send when they make a job ready, and pokes the scheduler; after a
+//!   lost connection it reconnects and pokes once, since a notification may have been
+//!   missed meanwhile. The scheduler's own polling (at least once a second) stays as the
+//!   fallback.
+//!
+//! Nothing here decides anything about a job.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use semantica_adapters::logs::{read_chunk, Chunk};
+use semantica_adapters::postgres::{AppendError, LogAppend, PgListener, PgLogs, LOG_CHUNK_BYTES_MAX};
+use semantica_adapters::PgOptions;
+use semantica_core::JobId;
+use tracing::{debug, warn};
+
+/// How often the copier looks at the logs of the jobs running here.
+pub const COPY_INTERVAL: Duration = Duration::from_millis(150);
+/// Pieces of [`LOG_CHUNK_BYTES_MAX`] one job gets per look (a job that prints faster is
+/// caught up at the next looks, and whole at its end).
+const PIECES_PER_LOOK_MAX: usize = 8;
+/// Bytes past `log_max_bytes` the database keeps of a log: the file's note that output
+/// was dropped.
+const NOTE_BYTES_MAX: u64 = 1024;
+/// The longest an attempt's end waits for its log to reach the database: a database that
+/// does not answer must not hold reports back (the copier goes on trying).
+const FLUSH_WAIT_MAX: Duration = Duration::from_secs(2);
+/// Jobs whose logs are copied at once at most (one per running job; the rest wait).
+const COPYING_MAX: usize = 65_536;
+/// How long the listener waits for a notification before looking whether to stop.
+const LISTEN_WAIT: Duration = Duration::from_millis(500);
+/// Longest pause between two tries to connect the listener.
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
+enum Command {
+    /// A job started here: copy its file from `from_local` (its size before the attempt).
+    Start { job_id: JobId, path: PathBuf, from_local: u64, cap_bytes: u64 },
+    /// Copy these jobs' logs whole now, stop copying them, then say so.
+    Flush { job_ids: Vec<JobId>, done: tokio::sync::oneshot::Sender<()> },
+}
+
+/// One job's copy: where the file and the database stand.
+struct Copying {
+    path: PathBuf,
+    /// The next byte of the file to copy.
+    local_offset: u64,
+    /// Where the log ends in the database; `None` until asked (at the first copy).
+    db_offset: Option<u64>,
+    /// The database's copy stops growing here.
+    cap_bytes: u64,
+}
+
+/// Job logs in the database: the copier's queue and a connection for reads.
+pub struct SharedLogs {
+    url: String,
+    commands: Mutex<mpsc::Sender<Command>>,
+    reader: Mutex<Option<PgLogs>>,
+}
+
+impl SharedLogs {
+    /// Starts the copier thread. The URL names the database and schema (its search path).
+    pub fn start(url: &str) -> std::io::Result<SharedLogs> {
+        let (commands, receiver) = mpsc::channel();
+        let copier_url = url.to_owned();
+        std::thread::Builder::new()
+            .name("semantica-log-copier".into())
+            .spawn(move || Copier { url: copier_url, connection: None, jobs: BTreeMap::new() }.run(receiver))?;
+        Ok(SharedLogs { url: url.to_owned(), commands: Mutex::new(commands), reader: Mutex::new(None) })
+    }
+
+    /// A job starts here, writing its log to `path` (capped at `log_max_bytes`). Call
+    /// before the executor opens the file: its size now is what earlier attempts wrote.
+    pub fn start_copying(&self, job_id: JobId, path: PathBuf, log_max_bytes: u64) {
+        let from_local = std::fs::metadata(&path).map_or(0, |metadata| metadata.len());
+        let command = Command::Start { job_id, path, from_local, cap_bytes: log_max_bytes + NOTE_BYTES_MAX };
+        let _ = self.commands.lock().expect("copier queue lock").send(command);
+    }
+
+    /// Copies the logs of these jobs whole (their attempts ended) before returning, or
+    /// after [`FLUSH_WAIT_MAX`] if the database does not answer.
+    pub async fn flush(&self, job_ids: Vec<JobId>) {
+        if job_ids.is_empty() {
+            return;
+        }
+        let (done, copied) = tokio::sync::oneshot::channel();
+        if self.commands.lock().expect("copier queue lock").send(Command::Flush { job_ids, done }).is_ok()
+            && tokio::time::timeout(FLUSH_WAIT_MAX, copied).await.is_err()
+        {
+            warn!("job logs did not reach the database in time; the copier goes on trying");
+        }
+    }
+
+    /// The chunk of a job's log at `offset`, from the database; from the local file at
+    /// `path` when the database holds nothing of it (a job that ran before logs were
+    /// copied, or in the first moments of a run here). Blocking: call off the async threads.
+    pub fn read(&self, job_id: JobId, path: &Path, offset: u64, limit_bytes: u64) -> Result<Chunk, String> {
+        let mut reader = self.reader.lock().expect("log reader lock");
+        if reader.as_ref().is_none_or(PgLogs::is_closed) {
+            *reader = Some(PgLogs::open(&self.url, &PgOptions::default())?);
+        }
+        let logs = reader.as_mut().expect("opened above");
+        let chunk = logs.read(job_id, offset, limit_bytes)?;
+        if chunk.at_end && chunk.next_offset == offset && logs.end(job_id)? == 0 {
+            return read_chunk(path, offset, limit_bytes).map_err(|e| e.to_string());
+        }
+        Ok(chunk)
+    }
+}
+
+/// The copier thread's state.
+struct Copier {
+    url: String,
+    connection: Option<PgLogs>,
+    jobs: BTreeMap<JobId, Copying>,
+}
+
+impl Copier {
+    fn run(mut self, commands: mpsc::Receiver<Command>) {
+        let mut next_look = Instant::now() + COPY_INTERVAL;
+        loop {
+            match commands.recv_timeout(next_look.saturating_duration_since(Instant::now())) {
+                Ok(Command::Start { job_id, path, from_local, cap_bytes }) => {
+                    if self.jobs.len() < COPYING_MAX || self.jobs.contains_key(&job_id) {
+                        let copying = Copying { path, local_offset: from_local, db_offset: None, cap_bytes };
+                        self.jobs.insert(job_id, copying);
+                    }
+                }
+                Ok(Command::Flush { job_ids, done }) => {
+                    self.copy(&job_ids, usize::MAX);
+                    for id in &job_ids {
+                        self.jobs.remove(id);
+                    }
+                    let _ = done.send(());
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    let ids: Vec<JobId> = self.jobs.keys().copied().collect();
+                    self.copy(&ids, PIECES_PER_LOOK_MAX);
+                    next_look = Instant::now() + COPY_INTERVAL;
+                }
+                // The service is gone: so is the daemon.
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    fn connection(&mut self) -> Option<&mut PgLogs> {
+        if self.connection.as_ref().is_none_or(PgLogs::is_closed) {
+            match PgLogs::open(&self.url, &PgOptions::default()) {
+                Ok(logs) => self.connection = Some(logs),
+                Err(error) => {
+                    warn!(%error, "cannot reach the database to copy job logs; trying again");
+                    self.connection = None;
+                }
+            }
+        }
+        self.connection.as_mut()
+    }
+
+    /// Copies what the files of `ids` gained, at most `rounds` pieces per job, all jobs'
+    /// pieces of a round in one statement.
+    fn copy(&mut self, ids: &[JobId], rounds: usize) {
+        for _ in 0..rounds {
+            let pieces = self.next_pieces(ids);
+            if pieces.is_empty() {
+                return;
+            }
+            let Some(connection) = self.connection() else { return };
+            match connection.append_all(&pieces) {
+                Ok(()) => self.copied(&pieces),
+                // One of them failed: each on its own, to find which.
+                Err(_) => {
+                    for piece in &pieces {
+                        let Some(connection) = self.connection() else { return };
+                        match connection.append_all(std::slice::from_ref(piece)) {
+                            Ok(()) => self.copied(std::slice::from_ref(piece)),
+                            Err(AppendError::JobGone) => {
+                                self.jobs.remove(&piece.job_id);
+                            }
+                            // Someone else wrote there: start again from the database's end.
+                            Err(AppendError::Overlap) => {
+                                if let Some(job) = self.jobs.get_mut(&piece.job_id) {
+                                    job.db_offset = None;
+                                }
+                            }
+                            Err(AppendError::Unavailable(error)) => {
+                                warn!(%error, "job log not copied yet; trying again");
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next piece of each job's file that is not in the database yet.
+    fn next_pieces(&mut self, ids: &[JobId]) -> Vec<LogAppend> {
+        let mut pieces = Vec::new();
+        for id in ids {
+            let Some(db_offset) = self.db_offset(*id) else { continue };
+            let Some(job) = self.jobs.get_mut(id) else { continue };
+            let room = job.cap_bytes.saturating_sub(db_offset);
+            if room == 0 {
+                continue;
+            }
+            match read_piece(&job.path, job.local_offset, room.min(LOG_CHUNK_BYTES_MAX as u64)) {
+                Ok(bytes) if !bytes.is_empty() => {
+                    pieces.push(LogAppend { job_id: *id, start_offset: db_offset, bytes });
+                }
+                Ok(_) => {}
+                Err(error) => debug!(%error, job_id = %id, "job log not readable yet"),
+            }
+        }
+        pieces
+    }
+
+    /// Where `id`'s log ends in the database, asked once per job.
+    fn db_offset(&mut self, id: JobId) -> Option<u64> {
+        if let Some(offset) = self.jobs.get(&id)?.db_offset {
+            return Some(offset);
+        }
+        let end = match self.connection()?.end(id) {
+            Ok(end) => end,
+            Err(error) => {
+                warn!(%error, "cannot read where a job log ends in the database; trying again");
+                return None;
+            }
+        };
+        self.jobs.get_mut(&id)?.db_offset = Some(end);
+        Some(end)
+    }
+
+    fn copied(&mut self, pieces: &[LogAppend]) {
+        for piece in pieces {
+            if let Some(job) = self.jobs.get_mut(&piece.job_id) {
+                job.local_offset += piece.bytes.len() as u64;
+                job.db_offset = Some(piece.start_offset + piece.bytes.len() as u64);
+            }
+        }
+    }
+}
+
+/// Up to `max_bytes` of the file from `offset` (nothing when it ends there or is missing).
+fn read_piece(path: &Path, offset: u64, max_bytes: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error),
+    };
+    file.seek(SeekFrom::Start(offset))?;
+    let mut bytes = Vec::new();
+    file.take(max_bytes).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Starts the thread that listens for other daemons' wake-ups on `url`'s schema and calls
+/// `wake` with the queues named (an empty list after each connect or failed connect: look
+/// at every queue, since a notification may have been missed while the connection was
+/// down; `None` at least every [`LISTEN_WAIT`]: nothing to do). Leaves out the
+/// notifications of the server process `own_pid` (this daemon's writer). Stops when
+/// `wake` answers false.
+pub fn listen(
+    url: &str,
+    own_pid: Option<i32>,
+    wake: impl Fn(Option<&[String]>) -> bool + Send + 'static,
+) -> std::io::Result<()> {
+    let url = url.to_owned();
+    std::thread::Builder::new().name("semantica-listen".into()).spawn(move || {
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match PgListener::open(&url, &PgOptions::default()) {
+                Ok(mut listener) => {
+                    pause = Duration::from_millis(100);
+                    if !wake(Some(&[])) {
+                        return;
+                    }
+                    loop {
+                        match listener.wait(LISTEN_WAIT, own_pid) {
+                            Ok(queues) => {
+                                let woken = if queues.is_empty() {
+                                    wake(None)
+                                } else {
+                                    debug!(?queues, "woken by another daemon's commit");
+                                    wake(Some(&queues))
+                                };
+                                if !woken {
+                                    return;
+                                }
+                            }
+                            Err(error) => {
+                                warn!(%error, "lost the connection that listens for wake-ups; reconnecting");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(error) => {
+                    warn!(%error, "cannot listen for wake-ups (polling meanwhile); trying again");
+                    if !wake(Some(&[])) {
+                        return;
+                    }
+                }
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(RECONNECT_MAX);
+        }
+    })?;
+    Ok(())
+}
