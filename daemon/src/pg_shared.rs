@@ -4,10 +4,12 @@
 //! - **Logs** ([`SharedLogs`]): the log of a job this daemon runs is written to a file
 //!   under its `SEMANTICA_HOME` as on SQLite, and a copier thread appends what the file
 //!   gained to the database (`job_log_chunks`) every [`COPY_INTERVAL`], on a connection of
-//!   its own, off the writer's path. Before an attempt's end is recorded, its log is
-//!   copied whole ([`SharedLogs::flush`]), so that a reader on any daemon that sees the
-//!   job terminal also sees all of its log. Reads (`logs.tail.v1`, `logs.follow.v1`) come
-//!   from the database, so that every daemon gives the same bytes at the same offsets.
+//!   its own, off the writer's path. Once an attempt has ended ([`SharedLogs::ended`]) the
+//!   copier copies the rest at once and seals the attempt (`job_log_ends`); the end is
+//!   recorded without waiting for that. Reads (`logs.tail.v1`, `logs.follow.v1`) come from
+//!   the database, so that every daemon gives the same bytes at the same offsets, and a
+//!   terminal job's log reaches `eof` only once its last attempt is sealed, or
+//!   [`SEAL_WAIT_MS`] after the job ended (the daemon that ran it may have died first).
 //! - **Wake-ups** ([`listen`]): a thread `LISTEN`s for the notifications that another
 //!   daemon's commits send when they make a job ready, and pokes the scheduler; after a
 //!   lost connection it reconnects and pokes once, since a notification may have been
@@ -36,9 +38,10 @@ const PIECES_PER_LOOK_MAX: usize = 8;
 /// Bytes past `log_max_bytes` the database keeps of a log: the file's note that output
 /// was dropped.
 const NOTE_BYTES_MAX: u64 = 1024;
-/// The longest an attempt's end waits for its log to reach the database: a database that
-/// does not answer must not hold reports back (the copier goes on trying).
-const FLUSH_WAIT_MAX: Duration = Duration::from_secs(2);
+/// How long after a job ended a reader waits for its last attempt's seal before it takes
+/// the log in the database as whole (the daemon that ran it died before sealing it; the
+/// time is this daemon's engine clock against the job's `finished_at`).
+pub const SEAL_WAIT_MS: u64 = 5_000;
 /// Jobs whose logs are copied at once at most (one per running job; the rest wait).
 const COPYING_MAX: usize = 65_536;
 /// How long the listener waits for a notification before looking whether to stop.
@@ -49,8 +52,8 @@ const RECONNECT_MAX: Duration = Duration::from_secs(5);
 enum Command {
     /// A job started here: copy its file from `from_local` (its size before the attempt).
     Start { job_id: JobId, path: PathBuf, from_local: u64, cap_bytes: u64 },
-    /// Copy these jobs' logs whole now, stop copying them, then say so.
-    Flush { job_ids: Vec<JobId>, done: tokio::sync::oneshot::Sender<()> },
+    /// These attempts ended: copy the rest of their logs now, then seal them.
+    Ended { attempts: Vec<(JobId, u32)> },
 }
 
 /// One job's copy: where the file and the database stand.
@@ -62,6 +65,8 @@ struct Copying {
     db_offset: Option<u64>,
     /// The database's copy stops growing here.
     cap_bytes: u64,
+    /// The attempt that ended, to seal once the file is copied whole.
+    ended_attempt: Option<u32>,
 }
 
 /// Job logs in the database: the copier's queue and a connection for reads.
@@ -90,34 +95,42 @@ impl SharedLogs {
         let _ = self.commands.lock().expect("copier queue lock").send(command);
     }
 
-    /// Copies the logs of these jobs whole (their attempts ended) before returning, or
-    /// after [`FLUSH_WAIT_MAX`] if the database does not answer.
-    pub async fn flush(&self, job_ids: Vec<JobId>) {
-        if job_ids.is_empty() {
-            return;
-        }
-        let (done, copied) = tokio::sync::oneshot::channel();
-        if self.commands.lock().expect("copier queue lock").send(Command::Flush { job_ids, done }).is_ok()
-            && tokio::time::timeout(FLUSH_WAIT_MAX, copied).await.is_err()
-        {
-            warn!("job logs did not reach the database in time; the copier goes on trying");
+    /// These attempts ended (their processes are gone): their logs are copied whole and
+    /// sealed soon, without the caller waiting for it.
+    pub fn ended(&self, attempts: Vec<(JobId, u32)>) {
+        if !attempts.is_empty() {
+            let _ = self.commands.lock().expect("copier queue lock").send(Command::Ended { attempts });
         }
     }
 
-    /// The chunk of a job's log at `offset`, from the database; from the local file at
-    /// `path` when the database holds nothing of it (a job that ran before logs were
-    /// copied, or in the first moments of a run here). Blocking: call off the async threads.
-    pub fn read(&self, job_id: JobId, path: &Path, offset: u64, limit_bytes: u64) -> Result<Chunk, String> {
+    /// The chunk of a job's log at `offset`, from the database (from the local file at
+    /// `path` while the database holds nothing of it: a job that ran before logs were
+    /// copied, or the first moments of a run here), and whether attempt `attempts` (the
+    /// job's last; 0: it never ran) is sealed, asked only at the end of what is stored.
+    /// Blocking: call off the async threads.
+    pub fn read(
+        &self,
+        job_id: JobId,
+        attempts: u32,
+        path: &Path,
+        offset: u64,
+        limit_bytes: u64,
+    ) -> Result<(Chunk, bool), String> {
         let mut reader = self.reader.lock().expect("log reader lock");
         if reader.as_ref().is_none_or(PgLogs::is_closed) {
             *reader = Some(PgLogs::open(&self.url, &PgOptions::default())?);
         }
         let logs = reader.as_mut().expect("opened above");
         let chunk = logs.read(job_id, offset, limit_bytes)?;
-        if chunk.at_end && chunk.next_offset == offset && logs.end(job_id)? == 0 {
-            return read_chunk(path, offset, limit_bytes).map_err(|e| e.to_string());
+        if !chunk.at_end {
+            return Ok((chunk, false));
         }
-        Ok(chunk)
+        let sealed = attempts == 0 || logs.sealed(job_id, attempts)?;
+        if !sealed && chunk.next_offset == offset && logs.end(job_id)? == 0 {
+            let local = read_chunk(path, offset, limit_bytes).map_err(|e| e.to_string())?;
+            return Ok((local, false));
+        }
+        Ok((chunk, sealed))
     }
 }
 
@@ -135,20 +148,29 @@ impl Copier {
             match commands.recv_timeout(next_look.saturating_duration_since(Instant::now())) {
                 Ok(Command::Start { job_id, path, from_local, cap_bytes }) => {
                     if self.jobs.len() < COPYING_MAX || self.jobs.contains_key(&job_id) {
-                        let copying = Copying { path, local_offset: from_local, db_offset: None, cap_bytes };
+                        let copying =
+                            Copying { path, local_offset: from_local, db_offset: None, cap_bytes, ended_attempt: None };
                         self.jobs.insert(job_id, copying);
+                        // Asked now, while the job runs: its end waits for one round trip
+                        // less (the append of what is left).
+                        let _ = self.db_offset(job_id);
                     }
                 }
-                Ok(Command::Flush { job_ids, done }) => {
-                    self.copy(&job_ids, usize::MAX);
-                    for id in &job_ids {
-                        self.jobs.remove(id);
+                Ok(Command::Ended { attempts }) => {
+                    let mut ids = Vec::with_capacity(attempts.len());
+                    for (id, attempt) in attempts {
+                        if let Some(job) = self.jobs.get_mut(&id) {
+                            job.ended_attempt = Some(attempt);
+                            ids.push(id);
+                        }
                     }
-                    let _ = done.send(());
+                    self.copy(&ids, usize::MAX);
+                    self.seal_ended(&ids);
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     let ids: Vec<JobId> = self.jobs.keys().copied().collect();
                     self.copy(&ids, PIECES_PER_LOOK_MAX);
+                    self.seal_ended(&ids);
                     next_look = Instant::now() + COPY_INTERVAL;
                 }
                 // The service is gone: so is the daemon.
@@ -159,7 +181,7 @@ impl Copier {
 
     fn connection(&mut self) -> Option<&mut PgLogs> {
         if self.connection.as_ref().is_none_or(PgLogs::is_closed) {
-            match PgLogs::open(&self.url, &PgOptions::default()) {
+            match PgLogs::open(&self.url, &PgOptions::default()).and_then(PgLogs::without_waiting_for_flush) {
                 Ok(logs) => self.connection = Some(logs),
                 Err(error) => {
                     warn!(%error, "cannot reach the database to copy job logs; trying again");
@@ -202,6 +224,29 @@ impl Copier {
                             }
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// Seals the ended attempts among `ids` whose files are copied whole (or up to the
+    /// cap), and stops copying them; the others are tried again at the next look.
+    fn seal_ended(&mut self, ids: &[JobId]) {
+        for id in ids {
+            let Some(job) = self.jobs.get(id) else { continue };
+            let (Some(attempt), Some(db_offset)) = (job.ended_attempt, job.db_offset) else { continue };
+            let file_bytes = std::fs::metadata(&job.path).map_or(0, |metadata| metadata.len());
+            if file_bytes > job.local_offset && db_offset < job.cap_bytes {
+                continue;
+            }
+            let Some(connection) = self.connection() else { return };
+            match connection.seal(*id, attempt, db_offset) {
+                Ok(()) => {
+                    self.jobs.remove(id);
+                }
+                Err(error) => {
+                    warn!(%error, "job log not sealed yet; trying again");
+                    return;
                 }
             }
         }

@@ -436,11 +436,11 @@ async fn logs_tail(service: Arc<Service>, params: Params<'static>) -> RpcResult 
     let Some(job) = service.get(id).await.map_err(service_error)? else {
         return Err(to_rpc(WireError::rejection(&semantica_core::Rejection::NotFound(id))));
     };
-    let chunk = service
-        .read_log(id, offset, limit)
+    let (chunk, whole) = service
+        .read_log(&job, offset, limit)
         .await
         .map_err(|error| to_rpc(WireError::new(wire::SYSTEM_ERROR, "log_unreadable", error)))?;
-    let eof = chunk.at_end && job.state.is_terminal();
+    let eof = chunk.at_end && job.state.is_terminal() && whole;
     Ok(to_json(&types::LogChunk { chunk: chunk.text, next_offset: chunk.next_offset, eof }))
 }
 
@@ -765,14 +765,18 @@ async fn follow(
             return Ok(());
         }
     };
-    if !matches!(service.get(id).await, Ok(Some(_))) {
+    let Ok(Some(mut job)) = service.get(id).await else {
         pending.reject(to_rpc(WireError::rejection(&semantica_core::Rejection::NotFound(id)))).await;
         return Ok(());
-    }
+    };
     let sink = pending.accept().await?;
     loop {
-        let terminal = matches!(service.get(id).await, Ok(Some(job)) if job.state.is_terminal());
-        let chunk = service.read_log(id, offset, CHUNK_BYTES_DEFAULT).await?;
+        let now = service.get(id).await;
+        let terminal = matches!(&now, Ok(Some(job)) if job.state.is_terminal());
+        if let Ok(Some(now)) = now {
+            job = now;
+        }
+        let (chunk, whole) = service.read_log(&job, offset, CHUNK_BYTES_DEFAULT).await?;
         if !chunk.text.is_empty() {
             let item = types::FollowChunk { chunk: chunk.text, next_offset: chunk.next_offset, eof: None };
             let message = serde_json::value::to_raw_value(&to_json(&item)).map_err(|e| e.to_string())?;
@@ -780,7 +784,7 @@ async fn follow(
             offset = chunk.next_offset;
             continue;
         }
-        if chunk.at_end && terminal {
+        if chunk.at_end && terminal && whole {
             // JSON-RPC has no "end of subscription": a last notification with `eof` says so.
             let last = types::FollowChunk { chunk: String::new(), next_offset: offset, eof: Some(true) };
             let message = serde_json::value::to_raw_value(&to_json(&last)).map_err(|e| e.to_string())?;

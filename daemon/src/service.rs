@@ -539,13 +539,16 @@ impl Service {
             }
             let ended = batch.iter().filter(|report| matches!(report, Report::Finished { .. })).count();
             if let Some(logs) = &self.shared_logs {
-                // An attempt's log is whole in the database before its end is: a reader on
-                // another daemon that sees the job terminal reads all of it.
-                let ended_ids = batch.iter().filter_map(|report| match report {
-                    Report::Finished { job_id, .. } => Some(*job_id),
-                    _ => None,
-                });
-                logs.flush(ended_ids.collect()).await;
+                // Copied whole and sealed soon; readers wait for the seal, not the end.
+                logs.ended(
+                    batch
+                        .iter()
+                        .filter_map(|report| match report {
+                            Report::Finished { job_id, attempt, .. } => Some((*job_id, *attempt)),
+                            _ => None,
+                        })
+                        .collect(),
+                );
             }
             // All of them in one engine step (one savepoint, one write set).
             let reports: Vec<Report> = std::mem::take(&mut batch);
@@ -668,22 +671,30 @@ impl Service {
         self.config.logs_dir().join(format!("{id}.log"))
     }
 
-    /// The chunk of a job's log at `offset` (`logs.tail.v1`, `logs.follow.v1`): from the
-    /// log file here on SQLite, from the database on Postgres (whichever daemon ran it).
+    /// The chunk of `job`'s log at `offset` (`logs.tail.v1`, `logs.follow.v1`): from the
+    /// log file here on SQLite, from the database on Postgres (whichever daemon ran it),
+    /// and whether the log is whole once the job is terminal (on Postgres: its last
+    /// attempt's log is sealed, or the job ended `SEAL_WAIT_MS` ago).
     pub async fn read_log(
         self: &Arc<Service>,
-        id: JobId,
+        job: &Job,
         offset: u64,
         limit_bytes: u64,
-    ) -> Result<semantica_adapters::logs::Chunk, String> {
+    ) -> Result<(semantica_adapters::logs::Chunk, bool), String> {
+        let (id, attempts) = (job.id, job.attempts);
+        let ended_long_ago =
+            job.finished_at_ms.is_some_and(|finished| self.clock.now_ms() > finished + crate::pg_shared::SEAL_WAIT_MS);
         let path = self.log_path(id);
         let shared = self.shared_logs.clone();
-        tokio::task::spawn_blocking(move || match shared {
-            Some(logs) => logs.read(id, &path, offset, limit_bytes),
-            None => semantica_adapters::logs::read_chunk(&path, offset, limit_bytes).map_err(|e| e.to_string()),
+        let (chunk, sealed) = tokio::task::spawn_blocking(move || match shared {
+            Some(logs) => logs.read(id, attempts, &path, offset, limit_bytes),
+            None => semantica_adapters::logs::read_chunk(&path, offset, limit_bytes)
+                .map(|chunk| (chunk, true))
+                .map_err(|e| e.to_string()),
         })
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())??;
+        Ok((chunk, sealed || ended_long_ago))
     }
 
     pub fn system(&self) -> (SystemState, u32) {

@@ -70,6 +70,15 @@ impl PgLogs {
         Ok(PgLogs { client: connect(url, options)? })
     }
 
+    /// This connection's commits no longer wait for the server to flush them to disk
+    /// (`synchronous_commit = off`): they are visible to every reader at once, and a
+    /// server crash may lose the last moments of them. For the copier, whose appends sit
+    /// on the path of a job's end: the log file it copies from stays on the daemon's disk.
+    pub fn without_waiting_for_flush(mut self) -> Result<PgLogs, String> {
+        self.client.batch_execute("SET synchronous_commit = off").map_err(|e| describe(&e))?;
+        Ok(self)
+    }
+
     /// Whether the connection is gone (the caller opens a new one).
     pub fn is_closed(&self) -> bool {
         self.client.is_closed()
@@ -119,6 +128,33 @@ impl PgLogs {
         } else {
             Err(AppendError::JobGone)
         }
+    }
+
+    /// Records that `attempt`'s log is whole in the database, ending at `end_offset` (a
+    /// job gone meanwhile is no error: its log went with it).
+    pub fn seal(&mut self, job_id: JobId, attempt: u32, end_offset: u64) -> Result<(), String> {
+        let end = i64::try_from(end_offset).map_err(|_| format!("offset {end_offset} is out of range"))?;
+        self.client
+            .execute(
+                "INSERT INTO job_log_ends (job_id, attempt, end_offset)
+                 SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $1)
+                 ON CONFLICT (job_id, attempt) DO UPDATE SET end_offset = excluded.end_offset",
+                &[&job_id.to_string(), &i64::from(attempt), &end],
+            )
+            .map_err(|e| describe(&e))?;
+        Ok(())
+    }
+
+    /// Whether `attempt`'s log was recorded whole ([`PgLogs::seal`]).
+    pub fn sealed(&mut self, job_id: JobId, attempt: u32) -> Result<bool, String> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM job_log_ends WHERE job_id = $1 AND attempt = $2)",
+                &[&job_id.to_string(), &i64::from(attempt)],
+            )
+            .map_err(|e| describe(&e))?;
+        Ok(row.get(0))
     }
 
     /// The chunk of the job's log at `offset`, up to `limit_bytes`, as
