@@ -180,3 +180,35 @@ fn wake_up_latency_from_commit_to_listener() {
     // commit. The bound is loose so that a loaded machine does not fail it.
     assert!(at(0.5) < 1_000_000, "the median wake-up took {} µs", at(0.5));
 }
+
+/// A listener whose connection the server ends says so (the daemon then connects again
+/// and looks at every queue once), and a new listener hears the next commit.
+#[test]
+fn a_listener_whose_connection_ends_says_so_and_a_new_one_hears_again() {
+    let schema = TestSchema::new("logs_relisten");
+    let mut store = schema.open();
+    let mut listener = PgListener::open(&schema.url, &schema.options()).unwrap();
+    let ended: bool = schema
+        .client()
+        .query_one(
+            // This test's listener only: its channel holds the schema's name.
+            "SELECT bool_and(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE query LIKE 'LISTEN %' AND strpos(query, $1) > 0 AND pid <> pg_backend_pid()",
+            &[&schema.name],
+        )
+        .unwrap()
+        .get(0);
+    assert!(ended, "the listener's server process was found and ended");
+    let started = Instant::now();
+    let lost = loop {
+        match listener.wait(Duration::from_millis(100), None) {
+            Err(error) => break error,
+            Ok(queues) => assert!(queues.is_empty(), "{queues:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the listener never noticed its connection ended");
+    };
+    assert!(!lost.is_empty());
+    let mut again = PgListener::open(&schema.url, &schema.options()).unwrap();
+    store.commit(&set(vec![Write::Insert(job(1, "default", JobState::Queued))])).unwrap();
+    assert_eq!(again.wait(Duration::from_secs(5), None).unwrap(), vec!["default".to_owned()]);
+}
