@@ -72,10 +72,12 @@ fn a_log_appended_in_pieces_reads_back_as_a_file_does() {
     // An attempt is sealed once recorded whole; a job that is not in the database gets
     // no seal (and no error).
     assert!(!logs.sealed(id, 1).unwrap());
-    logs.seal(id, 1, bytes.len() as u64).unwrap();
+    logs.seal_all(&[(id, 1)]).unwrap();
     assert!(logs.sealed(id, 1).unwrap());
+    let end: i64 = schema.client().query_one("SELECT end_offset FROM job_log_ends", &[]).unwrap().get(0);
+    assert_eq!(end, bytes.len() as i64, "sealed at the log's end as the database held it");
     assert!(!logs.sealed(id, 2).unwrap(), "a seal is the attempt's, not the job's");
-    logs.seal(JobId::from_u128(98), 1, 0).unwrap();
+    logs.seal_all(&[(JobId::from_u128(98), 1)]).unwrap();
     assert!(!logs.sealed(JobId::from_u128(98), 1).unwrap());
     // A job that is not in the database gets no log.
     let missing = JobId::from_u128(99);
@@ -95,7 +97,7 @@ fn a_purged_job_takes_its_log_chunks_with_it() {
     let mut logs = PgLogs::open(&schema.url, &schema.options()).unwrap();
     append_in_pieces(&mut logs, done.id, b"first job's output\n", 5);
     append_in_pieces(&mut logs, kept.id, b"second\n", 100);
-    logs.seal(done.id, 1, 19).unwrap();
+    logs.seal_all(&[(done.id, 1)]).unwrap();
     store.commit(&set(vec![Write::Delete { id: done.id, version: done.version }])).unwrap();
     assert_eq!(logs.end(done.id).unwrap(), 0);
     let rows: i64 = schema.client().query_one("SELECT count(*) FROM job_log_chunks", &[]).unwrap().get(0);

@@ -42,6 +42,8 @@ const NOTE_BYTES_MAX: u64 = 1024;
 /// the log in the database as whole (the daemon that ran it died before sealing it; the
 /// time is this daemon's engine clock against the job's `finished_at`).
 pub const SEAL_WAIT_MS: u64 = 5_000;
+/// Commands taken from the queue per round at most (then the round's statements run).
+const COMMANDS_PER_ROUND_MAX: usize = 4096;
 /// Jobs whose logs are copied at once at most (one per running job; the rest wait).
 const COPYING_MAX: usize = 65_536;
 /// How long the listener waits for a notification before looking whether to stop.
@@ -145,36 +147,50 @@ impl Copier {
     fn run(mut self, commands: mpsc::Receiver<Command>) {
         let mut next_look = Instant::now() + COPY_INTERVAL;
         loop {
-            match commands.recv_timeout(next_look.saturating_duration_since(Instant::now())) {
-                Ok(Command::Start { job_id, path, from_local, cap_bytes }) => {
-                    if self.jobs.len() < COPYING_MAX || self.jobs.contains_key(&job_id) {
-                        let copying =
-                            Copying { path, local_offset: from_local, db_offset: None, cap_bytes, ended_attempt: None };
-                        self.jobs.insert(job_id, copying);
-                        // Asked now, while the job runs: its end waits for one round trip
-                        // less (the append of what is left).
-                        let _ = self.db_offset(job_id);
-                    }
-                }
-                Ok(Command::Ended { attempts }) => {
-                    let mut ids = Vec::with_capacity(attempts.len());
-                    for (id, attempt) in attempts {
-                        if let Some(job) = self.jobs.get_mut(&id) {
-                            job.ended_attempt = Some(attempt);
-                            ids.push(id);
-                        }
-                    }
-                    self.copy(&ids, usize::MAX);
-                    self.seal_ended(&ids);
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    let ids: Vec<JobId> = self.jobs.keys().copied().collect();
-                    self.copy(&ids, PIECES_PER_LOOK_MAX);
-                    self.seal_ended(&ids);
-                    next_look = Instant::now() + COPY_INTERVAL;
-                }
+            let first = match commands.recv_timeout(next_look.saturating_duration_since(Instant::now())) {
+                Ok(command) => Some(command),
+                Err(RecvTimeoutError::Timeout) => None,
                 // The service is gone: so is the daemon.
                 Err(RecvTimeoutError::Disconnected) => return,
+            };
+            // Whatever else is queued goes in the same round trips: many jobs that start
+            // and end together cost one statement, not one each.
+            let mut ended = Vec::new();
+            for command in
+                first.into_iter().chain(std::iter::from_fn(|| commands.try_recv().ok()).take(COMMANDS_PER_ROUND_MAX))
+            {
+                match command {
+                    Command::Start { job_id, path, from_local, cap_bytes } => {
+                        if self.jobs.len() < COPYING_MAX || self.jobs.contains_key(&job_id) {
+                            let copying = Copying {
+                                path,
+                                local_offset: from_local,
+                                db_offset: None,
+                                cap_bytes,
+                                ended_attempt: None,
+                            };
+                            self.jobs.insert(job_id, copying);
+                        }
+                    }
+                    Command::Ended { attempts } => {
+                        for (id, attempt) in attempts {
+                            if let Some(job) = self.jobs.get_mut(&id) {
+                                job.ended_attempt = Some(attempt);
+                                ended.push(id);
+                            }
+                        }
+                    }
+                }
+            }
+            if !ended.is_empty() {
+                self.copy(&ended, usize::MAX);
+                self.seal_ended(&ended);
+            }
+            if Instant::now() >= next_look {
+                let ids: Vec<JobId> = self.jobs.keys().copied().collect();
+                self.copy(&ids, PIECES_PER_LOOK_MAX);
+                self.seal_ended(&ids);
+                next_look = Instant::now() + COPY_INTERVAL;
             }
         }
     }
@@ -230,25 +246,30 @@ impl Copier {
     }
 
     /// Seals the ended attempts among `ids` whose files are copied whole (or up to the
-    /// cap), and stops copying them; the others are tried again at the next look.
+    /// cap), all in one statement, and stops copying them; the others are tried again at
+    /// the next look.
     fn seal_ended(&mut self, ids: &[JobId]) {
-        for id in ids {
-            let Some(job) = self.jobs.get(id) else { continue };
-            let (Some(attempt), Some(db_offset)) = (job.ended_attempt, job.db_offset) else { continue };
-            let file_bytes = std::fs::metadata(&job.path).map_or(0, |metadata| metadata.len());
-            if file_bytes > job.local_offset && db_offset < job.cap_bytes {
-                continue;
-            }
-            let Some(connection) = self.connection() else { return };
-            match connection.seal(*id, attempt, db_offset) {
-                Ok(()) => {
+        let ready: Vec<(JobId, u32)> = ids
+            .iter()
+            .filter_map(|id| {
+                let job = self.jobs.get(id)?;
+                let attempt = job.ended_attempt?;
+                let file_bytes = std::fs::metadata(&job.path).map_or(0, |metadata| metadata.len());
+                let capped = job.db_offset.is_some_and(|db_offset| db_offset >= job.cap_bytes);
+                (file_bytes <= job.local_offset || capped).then_some((*id, attempt))
+            })
+            .collect();
+        if ready.is_empty() {
+            return;
+        }
+        let Some(connection) = self.connection() else { return };
+        match connection.seal_all(&ready) {
+            Ok(()) => {
+                for (id, _) in &ready {
                     self.jobs.remove(id);
                 }
-                Err(error) => {
-                    warn!(%error, "job log not sealed yet; trying again");
-                    return;
-                }
             }
+            Err(error) => warn!(%error, "job logs not sealed yet; trying again"),
         }
     }
 
@@ -256,6 +277,13 @@ impl Copier {
     fn next_pieces(&mut self, ids: &[JobId]) -> Vec<LogAppend> {
         let mut pieces = Vec::new();
         for id in ids {
+            // The database's end is asked only of a job that printed something (most
+            // jobs of a busy daemon print nothing).
+            let Some(job) = self.jobs.get(id) else { continue };
+            let file_bytes = std::fs::metadata(&job.path).map_or(0, |metadata| metadata.len());
+            if file_bytes <= job.local_offset {
+                continue;
+            }
             let Some(db_offset) = self.db_offset(*id) else { continue };
             let Some(job) = self.jobs.get_mut(id) else { continue };
             let room = job.cap_bytes.saturating_sub(db_offset);

@@ -160,6 +160,43 @@ fn a_jobs_log_is_tailed_and_followed_through_either_daemon() {
     });
 }
 
+/// A job printing far more than `log_max_bytes` has its log in the database stop there,
+/// with the note, as its file does: read through the daemon that did not run it.
+#[test]
+fn a_log_in_the_database_stops_at_log_max_bytes() {
+    let schema = Schema::new("cap");
+    let (home_a, home_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for home in [&home_a, &home_b] {
+        std::fs::write(home.path().join("config.toml"), "log_max_bytes = 65536\n").unwrap();
+    }
+    let daemon_a = start(&schema, home_a.path(), "2");
+    let daemon_b = start(&schema, home_b.path(), "2");
+    let (client_a, client_b) = (daemon_a.client(), daemon_b.client());
+    runtime().block_on(async {
+        // About 1 MiB of output.
+        let script = "i=0; while [ $i -lt 16384 ]; do echo 0123456789012345678901234567890123456789012345678901234567890; i=$((i+1)); done";
+        let enqueued = client_a
+            .call(
+                "dev.enqueue.v1",
+                params(json!({"job_type": "sh", "queue": "default", "subject_key": "cap",
+                              "exec": {"command": "sh", "args": ["-c", script]}})),
+            )
+            .await
+            .unwrap();
+        let id = enqueued["job_id"].clone();
+        wait_until(&client_a, &id, "the job to end", |job| job["state"] == "DONE").await;
+        let (ran_a, ran_b) = (ran_here(home_a.path(), &id), ran_here(home_b.path(), &id));
+        let other = if ran_a { &client_b } else { &client_a };
+        assert!(ran_a != ran_b);
+        let (text, _) = tail_all(other, &id, 1024 * 1024).await;
+        let file = if ran_a { home_a.path() } else { home_b.path() }.join("logs").join(format!("{}.log", id.as_str().unwrap()));
+        let local = std::fs::read_to_string(file).unwrap();
+        assert_eq!(text, local, "the database holds what the file holds");
+        assert!(text.len() < 65536 + 1024, "{} bytes", text.len());
+        assert!(text.contains("log_max_bytes"), "the note is there: {}", &text[text.len().saturating_sub(200)..]);
+    });
+}
+
 /// Each enqueue on daemon A wakes daemon B at once (its own polling is a second apart),
 /// and a daemon is not woken by its own commits. (That an idle B then starts what a busy
 /// A enqueued is the scheduler's ordinary claim; a test of it needs per-daemon worker

@@ -130,16 +130,25 @@ impl PgLogs {
         }
     }
 
-    /// Records that `attempt`'s log is whole in the database, ending at `end_offset` (a
-    /// job gone meanwhile is no error: its log went with it).
-    pub fn seal(&mut self, job_id: JobId, attempt: u32, end_offset: u64) -> Result<(), String> {
-        let end = i64::try_from(end_offset).map_err(|_| format!("offset {end_offset} is out of range"))?;
+    /// Records that these attempts' logs are whole in the database (each at the end the
+    /// database holds now), in one statement; a job gone meanwhile is no error: its log
+    /// went with it.
+    pub fn seal_all(&mut self, attempts: &[(JobId, u32)]) -> Result<(), String> {
+        if attempts.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = attempts.iter().map(|(id, _)| id.to_string()).collect();
+        let numbers: Vec<i64> = attempts.iter().map(|(_, attempt)| i64::from(*attempt)).collect();
         self.client
             .execute(
                 "INSERT INTO job_log_ends (job_id, attempt, end_offset)
-                 SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $1)
+                 SELECT ended.job_id, ended.attempt,
+                        coalesce((SELECT max(start_offset + length(bytes)) FROM job_log_chunks
+                                  WHERE job_log_chunks.job_id = ended.job_id), 0)
+                 FROM unnest($1::text[], $2::bigint[]) AS ended (job_id, attempt)
+                 WHERE EXISTS (SELECT 1 FROM jobs WHERE jobs.id = ended.job_id)
                  ON CONFLICT (job_id, attempt) DO UPDATE SET end_offset = excluded.end_offset",
-                &[&job_id.to_string(), &i64::from(attempt), &end],
+                &[&ids, &numbers],
             )
             .map_err(|e| describe(&e))?;
         Ok(())
