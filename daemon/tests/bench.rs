@@ -175,6 +175,15 @@ fn bench_runs_its_scenarios_on_postgres_with_store_url() {
     }
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left, [std::ffi::OsString::from("bench.json")], "leftovers: {left:?}");
+    // Every scenario's schema was dropped.
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let schemas: Vec<String> = client
+        .query("SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname, 'bench_')", &[])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(schemas, Vec::<String>::new(), "schemas left behind");
 }
 
 /// `--daemons` needs a shared database and is at most 3.

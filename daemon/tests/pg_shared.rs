@@ -243,3 +243,46 @@ fn every_enqueue_on_one_daemon_wakes_the_other_and_not_itself() {
     let (a_woken, a_log) = woken(home_a.path());
     assert_eq!(a_woken, 0, "A was woken by a commit:\n{a_log}");
 }
+
+/// A daemon whose listening connection the server ends connects again (saying so in its
+/// log) and is woken by the next enqueue on the other daemon.
+#[test]
+fn a_daemon_whose_listening_connection_ends_listens_again() {
+    let schema = Schema::new("relisten");
+    let (home_a, home_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let daemon_a = start(&schema, home_a.path(), "2");
+    let _daemon_b = start(&schema, home_b.path(), "2");
+    let client_a = daemon_a.client();
+    let log_b = || std::fs::read_to_string(home_b.path().join("daemon.log")).unwrap();
+    let mut admin = postgres::Client::connect(&schema.url, postgres::NoTls).unwrap();
+    let ended: i64 = admin
+        .query_one(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE query LIKE 'LISTEN %' AND strpos(query, $1) > 0",
+            &[&schema.name],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(ended, 2, "both daemons' listening connections were found and ended");
+    let started = Instant::now();
+    while !log_b().contains("lost the connection that listens for wake-ups") {
+        assert!(started.elapsed() < Duration::from_secs(10), "B never noticed:\n{}", log_b());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Listening again within its back-off (100 ms first); then an enqueue on A wakes it.
+    let started = Instant::now();
+    loop {
+        runtime().block_on(async {
+            let enqueued = client_a
+                .call("dev.enqueue.v1", params(json!({"job_type": "noop", "queue": "default", "subject_key": "again"})))
+                .await
+                .unwrap();
+            wait_until(&client_a, &enqueued["job_id"], "the job to end", |job| job["state"] == "DONE").await;
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        if log_b().contains("woken by another daemon's commit") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "B was not woken again:\n{}", log_b());
+    }
+}
