@@ -214,7 +214,7 @@ fn every_enqueue_on_one_daemon_wakes_the_other_and_not_itself() {
         (log.matches("woken by another daemon's commit").count(), log)
     };
     runtime().block_on(async {
-        let mut waits_ms = Vec::new();
+        let (mut waits_ms, mut started_on_b_ms) = (Vec::new(), Vec::new());
         for n in 0..5 {
             let sent = Instant::now();
             let enqueued = client_a
@@ -226,12 +226,17 @@ fn every_enqueue_on_one_daemon_wakes_the_other_and_not_itself() {
                 )
                 .await
                 .unwrap();
-            wait_until(&client_a, &enqueued["job_id"], "the job to end", |job| job["state"] == "DONE").await;
+            let job = wait_until(&client_a, &enqueued["job_id"], "the job to end", |job| job["state"] == "DONE").await;
             waits_ms.push(sent.elapsed().as_millis());
+            if ran_here(home_b.path(), &enqueued["job_id"]) {
+                let waited = job["started_at"].as_u64().unwrap().saturating_sub(job["created_at"].as_u64().unwrap());
+                started_on_b_ms.push(waited);
+            }
             // Apart, so that each enqueue is a wake-up of its own.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        println!("enqueue → DONE: {waits_ms:?} ms");
+        // A measurement, not a check: which daemon starts a job is the database's choice.
+        println!("enqueue on A → DONE: {waits_ms:?} ms; created → started, of those B ran: {started_on_b_ms:?} ms");
     });
     let started = Instant::now();
     while woken(home_b.path()).0 < 5 && started.elapsed() < Duration::from_secs(10) {
