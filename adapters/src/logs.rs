@@ -36,17 +36,39 @@ pub fn read_chunk(path: &Path, offset: u64, limit_bytes: u64) -> io::Result<Chun
         return Ok(Chunk { text: String::new(), next_offset: offset, at_end: true });
     }
     file.seek(SeekFrom::Start(offset))?;
-    // One byte past the limit would not help: a cut character needs up to 3 more.
-    let wanted = limit_bytes.min(size - offset);
-    let mut bytes = Vec::with_capacity(wanted as usize);
-    file.by_ref().take(wanted).read_to_end(&mut bytes)?;
+    let mut window = Vec::with_capacity(window_bytes(offset, limit_bytes, size) as usize);
+    file.by_ref().take(window_bytes(offset, limit_bytes, size)).read_to_end(&mut window)?;
+    Ok(chunk_of_window(&window, offset, limit_bytes, size))
+}
+
+/// How many bytes from `offset` [`chunk_of_window`] needs: the limit, and 3 more for a
+/// character the limit cuts, never past `size`.
+pub fn window_bytes(offset: u64, limit_bytes: u64, size: u64) -> u64 {
+    (limit_bytes.clamp(1, CHUNK_BYTES_MAX) + 3).min(size.saturating_sub(offset))
+}
+
+/// The chunk at `offset` of a log of `size` bytes, from `window`: the log's bytes from
+/// `offset` on, at least [`window_bytes`] of them (more are ignored). The rules of
+/// [`read_chunk`], for logs that are not files (the Postgres store's log chunks).
+pub fn chunk_of_window(window: &[u8], offset: u64, limit_bytes: u64, size: u64) -> Chunk {
+    let limit_bytes = limit_bytes.clamp(1, CHUNK_BYTES_MAX);
+    if offset >= size || window.is_empty() {
+        return Chunk { text: String::new(), next_offset: offset, at_end: true };
+    }
+    // A window shorter than asked for: the log ends there (a file that shrank meanwhile).
+    let size = if (window.len() as u64) < window_bytes(offset, limit_bytes, size) {
+        offset + window.len() as u64
+    } else {
+        size
+    };
+    let wanted = limit_bytes.min(size - offset) as usize;
+    let bytes = &window[..wanted];
     let reached_end = offset + bytes.len() as u64 >= size;
-    let keep = if reached_end { bytes.len() } else { bytes.len() - incomplete_tail(&bytes) };
+    let keep = if reached_end { bytes.len() } else { bytes.len() - incomplete_tail(bytes) };
     // A limit smaller than one character: take the character whole rather than stall.
-    let keep = if keep == 0 && !bytes.is_empty() { whole_first_char(&mut file, offset, &mut bytes)? } else { keep };
-    bytes.truncate(keep);
+    let keep = if keep == 0 { first_char_width(&window[..window.len().min(4)]) } else { keep };
     let next_offset = offset + keep as u64;
-    Ok(Chunk { text: String::from_utf8_lossy(&bytes).into_owned(), next_offset, at_end: next_offset >= size })
+    Chunk { text: String::from_utf8_lossy(&window[..keep]).into_owned(), next_offset, at_end: next_offset >= size }
 }
 
 /// How many bytes at the end of `bytes` are the start of a character that continues
@@ -68,12 +90,10 @@ fn incomplete_tail(bytes: &[u8]) -> usize {
     0
 }
 
-fn whole_first_char(file: &mut File, offset: u64, bytes: &mut Vec<u8>) -> io::Result<usize> {
-    file.seek(SeekFrom::Start(offset))?;
-    bytes.clear();
-    file.by_ref().take(4).read_to_end(bytes)?;
-    // The first character, or the first maximal invalid sequence (what one U+FFFD stands
-    // for), so that chunked and whole reads decode alike.
+/// The width of the first character of `bytes` (up to 4 of them), or of the first maximal
+/// invalid sequence (what one U+FFFD stands for), so that chunked and whole reads decode
+/// alike.
+fn first_char_width(bytes: &[u8]) -> usize {
     let width = match bytes.utf8_chunks().next() {
         Some(chunk) => match chunk.valid().chars().next() {
             Some(first) => first.len_utf8(),
@@ -81,7 +101,7 @@ fn whole_first_char(file: &mut File, offset: u64, bytes: &mut Vec<u8>) -> io::Re
         },
         None => 0,
     };
-    Ok(width.max(1).min(bytes.len()))
+    width.max(1).min(bytes.len())
 }
 
 #[cfg(test)]

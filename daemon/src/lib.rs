@@ -10,6 +10,7 @@ pub mod clock_state;
 pub mod config;
 pub mod metrics;
 pub mod otel;
+pub mod pg_shared;
 pub mod rpc;
 pub mod serve;
 pub mod service;

@@ -14,7 +14,7 @@ use jsonrpsee::server::{
     ServerConfig, ServerHandle, StopHandle,
 };
 use jsonrpsee::types::{ErrorObjectOwned, Params};
-use semantica_adapters::logs::{read_chunk, CHUNK_BYTES_DEFAULT, CHUNK_BYTES_MAX};
+use semantica_adapters::logs::{CHUNK_BYTES_DEFAULT, CHUNK_BYTES_MAX};
 use semantica_core::{
     limits, CancelRequest, Clock, Enqueued, Input, JobId, JobQuery, JobState, RecurringRequest, Reply, RetryRequest,
     ValidationError, ValidationKind,
@@ -436,12 +436,11 @@ async fn logs_tail(service: Arc<Service>, params: Params<'static>) -> RpcResult 
     let Some(job) = service.get(id).await.map_err(service_error)? else {
         return Err(to_rpc(WireError::rejection(&semantica_core::Rejection::NotFound(id))));
     };
-    let path = service.log_path(id);
-    let chunk = tokio::task::spawn_blocking(move || read_chunk(&path, offset, limit))
+    let (chunk, whole) = service
+        .read_log(&job, offset, limit)
         .await
-        .map_err(|_| service_error(ServiceError::EngineGone))?
-        .map_err(|error| to_rpc(WireError::new(wire::SYSTEM_ERROR, "log_unreadable", error.to_string())))?;
-    let eof = chunk.at_end && job.state.is_terminal();
+        .map_err(|error| to_rpc(WireError::new(wire::SYSTEM_ERROR, "log_unreadable", error)))?;
+    let eof = chunk.at_end && job.state.is_terminal() && whole;
     Ok(to_json(&types::LogChunk { chunk: chunk.text, next_offset: chunk.next_offset, eof }))
 }
 
@@ -766,19 +765,18 @@ async fn follow(
             return Ok(());
         }
     };
-    if !matches!(service.get(id).await, Ok(Some(_))) {
+    let Ok(Some(mut job)) = service.get(id).await else {
         pending.reject(to_rpc(WireError::rejection(&semantica_core::Rejection::NotFound(id)))).await;
         return Ok(());
-    }
+    };
     let sink = pending.accept().await?;
-    let path = service.log_path(id);
     loop {
-        let terminal = matches!(service.get(id).await, Ok(Some(job)) if job.state.is_terminal());
-        let read_path = path.clone();
-        let chunk = tokio::task::spawn_blocking(move || read_chunk(&read_path, offset, CHUNK_BYTES_DEFAULT))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        let now = service.get(id).await;
+        let terminal = matches!(&now, Ok(Some(job)) if job.state.is_terminal());
+        if let Ok(Some(now)) = now {
+            job = now;
+        }
+        let (chunk, whole) = service.read_log(&job, offset, CHUNK_BYTES_DEFAULT).await?;
         if !chunk.text.is_empty() {
             let item = types::FollowChunk { chunk: chunk.text, next_offset: chunk.next_offset, eof: None };
             let message = serde_json::value::to_raw_value(&to_json(&item)).map_err(|e| e.to_string())?;
@@ -786,7 +784,7 @@ async fn follow(
             offset = chunk.next_offset;
             continue;
         }
-        if chunk.at_end && terminal {
+        if chunk.at_end && terminal && whole {
             // JSON-RPC has no "end of subscription": a last notification with `eof` says so.
             let last = types::FollowChunk { chunk: String::new(), next_offset: offset, eof: Some(true) };
             let message = serde_json::value::to_raw_value(&to_json(&last)).map_err(|e| e.to_string())?;

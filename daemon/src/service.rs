@@ -171,6 +171,9 @@ pub struct Service {
     /// until the first, which is sent whatever the offset: jobs placed by the daemon
     /// before a restart may hold another.
     wall_offset_sent_ms: std::sync::atomic::AtomicI64,
+    /// On a Postgres store: job logs copied to and read from the database
+    /// (`crate::pg_shared`), so that every daemon of the database answers for every job.
+    shared_logs: Option<Arc<crate::pg_shared::SharedLogs>>,
 }
 
 impl Service {
@@ -186,20 +189,30 @@ impl Service {
         let clock = Arc::new(crate::clock_state::resume(&config.home));
         let engine_clock = Arc::clone(&clock) as Arc<dyn Clock + Send + Sync>;
         let cannot_start = |e: std::io::Error| format!("cannot start the writer: {e}");
+        let mut shared = None;
         let (writer, reader) = match &config.store_url {
             // The URL may hold a password: errors name the store, never the URL.
             Some(url) => {
                 // The `postgres` client is blocking: opened off the async threads.
-                let url = url.clone();
+                let open_url = url.clone();
                 let (store, reader) = tokio::task::spawn_blocking(move || {
-                    let open =
-                        || PgStore::open(&url, &PgOptions::default()).map_err(|e| format!("the Postgres store: {e}"));
+                    let open = || {
+                        PgStore::open(&open_url, &PgOptions::default()).map_err(|e| format!("the Postgres store: {e}"))
+                    };
                     let store = open()?;
-                    store.hold_sole_daemon_lock().map_err(|e| format!("the Postgres store: {e}"))?;
+                    // FIXME(issue 15): a test-only way past the sole-daemon lock, for the
+                    // tests of shared logs and wake-ups with two daemons, until node leases
+                    // (branch `leases`) remove the lock, and this with it.
+                    if std::env::var_os("SEMANTICA_TEST_SHARED_POSTGRES").is_none() {
+                        store.hold_sole_daemon_lock().map_err(|e| format!("the Postgres store: {e}"))?;
+                    }
                     Ok::<_, String>((store, open()?))
                 })
                 .await
                 .map_err(|e| format!("opening the Postgres store: {e}"))??;
+                let logs = crate::pg_shared::SharedLogs::start(url)
+                    .map_err(|e| format!("cannot start the job log copier: {e}"))?;
+                shared = Some((Arc::new(logs), url.clone(), store.backend_pid()));
                 let writer =
                     Writer::spawn(store, engine, engine_clock, WriterOptions::default()).map_err(cannot_start)?;
                 (writer, StoreReader::Postgres(Some(Box::new(reader))))
@@ -243,7 +256,22 @@ impl Service {
             stopping: AtomicBool::new(false),
             abandoning: AtomicBool::new(false),
             wall_offset_sent_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
+            shared_logs: shared.as_ref().map(|(logs, _, _)| Arc::clone(logs)),
         });
+        if let Some((_, url, writer_pid)) = &shared {
+            // Weak: the listener must not keep a stopped daemon's service alive.
+            let weak = Arc::downgrade(&service);
+            crate::pg_shared::listen(url, Some(*writer_pid), move |queues| match weak.upgrade() {
+                Some(service) if !service.stopping.load(Ordering::Acquire) => {
+                    if queues.is_some() {
+                        service.poke.notify_one();
+                    }
+                    true
+                }
+                _ => false,
+            })
+            .map_err(|e| format!("cannot start listening for wake-ups: {e}"))?;
+        }
         let recovered = service.submit(Input::Recover).await.map_err(|e| format!("restart recovery failed: {e}"))?;
         info!(reply = ?recovered.reply, "recovered");
         service.apply(&recovered);
@@ -393,6 +421,11 @@ impl Service {
             match action {
                 Action::Spawn(job) => {
                     info!(job_id = %job.id, trace_id = %job.trace_id, attempt = job.attempts, job_type = %job.job_type, "job started");
+                    if let Some(logs) = &self.shared_logs {
+                        let log_max_bytes =
+                            self.file_config().log_max_bytes.unwrap_or(ExecConfig::DEFAULT_LOG_MAX_BYTES);
+                        logs.start_copying(job.id, self.log_path(job.id), log_max_bytes);
+                    }
                     self.executor.lock().expect("executor lock").spawn(job);
                 }
                 Action::Kill(order) => {
@@ -506,6 +539,18 @@ impl Service {
                 continue;
             }
             let ended = batch.iter().filter(|report| matches!(report, Report::Finished { .. })).count();
+            if let Some(logs) = &self.shared_logs {
+                // Copied whole and sealed soon; readers wait for the seal, not the end.
+                logs.ended(
+                    batch
+                        .iter()
+                        .filter_map(|report| match report {
+                            Report::Finished { job_id, attempt, .. } => Some((*job_id, *attempt)),
+                            _ => None,
+                        })
+                        .collect(),
+                );
+            }
             // All of them in one engine step (one savepoint, one write set).
             let reports: Vec<Report> = std::mem::take(&mut batch);
             let input = if reports.len() == 1 {
@@ -625,6 +670,32 @@ impl Service {
 
     pub fn log_path(&self, id: JobId) -> PathBuf {
         self.config.logs_dir().join(format!("{id}.log"))
+    }
+
+    /// The chunk of `job`'s log at `offset` (`logs.tail.v1`, `logs.follow.v1`): from the
+    /// log file here on SQLite, from the database on Postgres (whichever daemon ran it),
+    /// and whether the log is whole once the job is terminal (on Postgres: its last
+    /// attempt's log is sealed, or the job ended `SEAL_WAIT_MS` ago).
+    pub async fn read_log(
+        self: &Arc<Service>,
+        job: &Job,
+        offset: u64,
+        limit_bytes: u64,
+    ) -> Result<(semantica_adapters::logs::Chunk, bool), String> {
+        let (id, attempts) = (job.id, job.attempts);
+        let ended_long_ago =
+            job.finished_at_ms.is_some_and(|finished| self.clock.now_ms() > finished + crate::pg_shared::SEAL_WAIT_MS);
+        let path = self.log_path(id);
+        let shared = self.shared_logs.clone();
+        let (chunk, sealed) = tokio::task::spawn_blocking(move || match shared {
+            Some(logs) => logs.read(id, attempts, &path, offset, limit_bytes),
+            None => semantica_adapters::logs::read_chunk(&path, offset, limit_bytes)
+                .map(|chunk| (chunk, true))
+                .map_err(|e| e.to_string()),
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        Ok((chunk, sealed || ended_long_ago))
     }
 
     pub fn system(&self) -> (SystemState, u32) {

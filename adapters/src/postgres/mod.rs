@@ -17,6 +17,7 @@
 //! numbered files of `migrations/postgres/`.
 
 mod codec;
+pub mod logs;
 pub mod schema;
 
 use std::cell::{Cell, RefCell};
@@ -32,6 +33,7 @@ use semantica_core::{
 use crate::sqlite::recurring::{decode_request, encode_request};
 use crate::sqlite::{Control, GroupCommitStore, OpenError};
 use codec::{bound, ordered, Param};
+pub use logs::{AppendError, LogAppend, PgListener, PgLogs, LOG_CHUNK_BYTES_MAX};
 pub use schema::PG_MIGRATIONS;
 
 /// Non-terminal jobs.
@@ -59,6 +61,8 @@ pub struct PgStore {
     statements: RefCell<HashMap<String, Statement>>,
     /// The group-commit writer's transaction ([`GroupCommitStore`]), when one is open.
     writer_tx: Cell<WriterTx>,
+    /// The server process of this connection: names the sender of its notifications.
+    backend_pid: i32,
 }
 
 /// Where the writer's transaction stands. Postgres aborts a transaction whose statement
@@ -197,11 +201,20 @@ impl PgStore {
             client.batch_execute(&format!("SET search_path TO \"{name}\"")).map_err(unavailable)?;
         }
         schema::migrate(&mut client, PG_MIGRATIONS)?;
+        let backend_pid: i32 =
+            client.query_one("SELECT pg_backend_pid()", &[]).and_then(|row| row.try_get(0)).map_err(unavailable)?;
         Ok(PgStore {
             client: RefCell::new(client),
             statements: RefCell::new(HashMap::new()),
             writer_tx: Cell::new(WriterTx::default()),
+            backend_pid,
         })
+    }
+
+    /// The server process of this connection, as a listener sees it in the notifications
+    /// this store's commits send (so that a daemon can tell its own from other daemons').
+    pub fn backend_pid(&self) -> i32 {
+        self.backend_pid
     }
 
     /// Takes the database's one daemon place for as long as this connection lives (a
@@ -330,7 +343,18 @@ impl<C: GenericClient> Apply<'_, C> {
         };
         let mut max_seq = max_seq_before;
         let mut touched = std::collections::BTreeSet::new();
+        // Queues that this set gives a job ready to start: other daemons are told at COMMIT.
+        let mut ready_queues: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
         for write in &writes.writes {
+            match write {
+                Write::Insert(job) | Write::Update(job) if job.state == JobState::Queued => {
+                    ready_queues.insert(&job.queue);
+                }
+                Write::QueuePaused { queue, paused: false } => {
+                    ready_queues.insert(queue);
+                }
+                _ => {}
+            }
             match write {
                 Write::Insert(job) => {
                     assert!(touched.insert(job.id), "job {} written twice in one write set", job.id);
@@ -369,6 +393,12 @@ impl<C: GenericClient> Apply<'_, C> {
         }
         if max_seq > max_seq_before {
             self.execute("UPDATE counters SET max_seq = $1 WHERE singleton = 1", &[&ordered(max_seq, "seq")])
+                .map_err(store_error)?;
+        }
+        // Delivered only if the transaction commits (and dropped with a step rolled back to
+        // its savepoint); the same queue twice in one transaction is delivered once.
+        for queue in ready_queues {
+            self.execute(&format!("SELECT pg_notify({}, $1)", logs::WAKE_CHANNEL_SQL), &[&queue])
                 .map_err(store_error)?;
         }
         Ok(())

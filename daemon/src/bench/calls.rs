@@ -187,7 +187,7 @@ pub(crate) async fn enqueue_singly(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for connection in 0..connections as u64 {
-        let client = daemon.client()?;
+        let client = daemon.client_at(connection as usize)?;
         let (labels, template, done) = (labels.clone(), template.clone(), Arc::clone(&progress.done));
         tasks.push(tokio::spawn(async move {
             let throttled = AtomicU64::new(0);
@@ -227,7 +227,7 @@ pub(crate) async fn enqueue_batches(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for connection in 0..connections as u64 {
-        let client = daemon.client()?;
+        let client = daemon.client_at(connection as usize)?;
         let (labels, template, done) = (labels.clone(), template.clone(), Arc::clone(&progress.done));
         tasks.push(tokio::spawn(async move {
             let throttled = AtomicU64::new(0);

@@ -47,7 +47,7 @@ impl Bench {
         };
         let loaded = enqueue_batches(daemon, labels, jobs, BATCH_CONNECTIONS, held, label).await?;
         let client = daemon.client()?;
-        let cpu = CpuMeter::start(daemon.pid);
+        let cpu = daemon.cpu_meter();
         let released_at = Instant::now();
         let mut released = 0u64;
         for _ in 0..EVENT_CALLS_MAX {

@@ -11,12 +11,12 @@ impl Bench {
         let labels = self.labels("e2e", run, "");
         let window = Duration::from_secs_f64((E2E_SECONDS * self.scale).max(E2E_SECONDS_MIN));
         let progress = Progress::start("e2e enqueued".into(), 0);
-        let cpu = CpuMeter::start(daemon.pid);
+        let cpu = daemon.cpu_meter();
         let stop_at = Instant::now() + window;
         let started = Instant::now();
         let mut tasks = Vec::new();
         for connection in 0..E2E_CONNECTIONS {
-            let client = daemon.client()?;
+            let client = daemon.client_at(connection)?;
             let labels = labels.clone();
             let done = Arc::clone(&progress.done);
             let sample_every = window / E2E_SAMPLES_PER_CONNECTION as u32;

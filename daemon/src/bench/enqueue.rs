@@ -28,7 +28,7 @@ impl Bench {
             job["schedule"] = json!({"at": at_ms});
             job
         };
-        let cpu = CpuMeter::start(daemon.pid);
+        let cpu = daemon.cpu_meter();
         let outcome = enqueue_singly(daemon, labels, jobs, connections, template, "enqueue").await?;
         let mut figures = Map::new();
         cpu.figures(&mut figures);
@@ -50,7 +50,7 @@ impl Bench {
             job["schedule"] = json!({"at": at_ms});
             job
         };
-        let cpu = CpuMeter::start(daemon.pid);
+        let cpu = daemon.cpu_meter();
         let outcome = enqueue_batches(&daemon, &labels, jobs, BATCH_CONNECTIONS, template, "enqueue_batch").await?;
         let mut figures = Map::new();
         cpu.figures(&mut figures);

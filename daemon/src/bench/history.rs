@@ -9,7 +9,7 @@ impl Bench {
     /// Each `enqueue` phase's jobs are cancelled before the next phase, so what piles up
     /// stays finished.
     pub(crate) async fn history(&self, run: usize) -> BenchResult<Vec<Row>> {
-        let Target::Fresh { exe, base_dir, workers } = &self.target else {
+        let Target::Fresh { exe, base_dir, workers, .. } = &self.target else {
             unreachable!("history needs a fresh daemon")
         };
         let home = self.home(base_dir, "history", run, "");
@@ -24,7 +24,7 @@ impl Bench {
                 return Err(error);
             }
         };
-        let daemon = self.observed(start_daemon(exe, &home, *workers)?);
+        let daemon = self.observed(start_daemon(exe, &home, *workers, None)?);
         let client = daemon.client()?;
         let stats_started = Instant::now();
         let stored = counts(&client, &done_labels.queue).await?;

@@ -131,6 +131,15 @@ pub struct BenchArgs {
     /// Where the bench's temp data directories go (default: the system temp dir).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Run the fresh daemons of every scenario on this Postgres database (postgres://…)
+    /// instead of SQLite, each scenario in a schema of its own, dropped after it; `store`
+    /// runs its engine on it too. `history` is skipped (its prefill writes SQLite).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["addr", "home"])]
+    pub store_url: Option<String>,
+    /// With --store-url: this many daemons (1 to 3) on the one database per scenario,
+    /// the clients of a scenario spread round-robin over them.
+    #[arg(long, default_value_t = 1)]
+    pub daemons: usize,
     /// While each scenario runs, scrape `/metrics` every second and keep a dashboard
     /// overview page open (its sign-in, assets and 2-second refresh); the counts of both
     /// come out as `observe_*` figures. Compare with a run without it.
@@ -197,6 +206,14 @@ async fn run(args: BenchArgs, json_output: bool) -> BenchResult<bool> {
             let started = Instant::now();
             match bench.scenario(scenario, run).await {
                 Ok(mut new_rows) => {
+                    if let Some(pg) = bench.target.pg() {
+                        for row in &mut new_rows {
+                            row.parameters.insert("store".into(), json!("postgres"));
+                            if row.scenario != "store" {
+                                row.parameters.insert("daemons".into(), json!(pg.daemons));
+                            }
+                        }
+                    }
                     for row in &new_rows {
                         eprintln!("  {}", table_line(row));
                     }
@@ -401,12 +418,30 @@ impl Bench {
 
     fn daemon(&self, scenario: &str, run: usize, variant: &str) -> BenchResult<Daemon> {
         let daemon = match &self.target {
-            Target::Fresh { exe, base_dir, workers } => {
-                start_daemon(exe, &self.home(base_dir, scenario, run, variant), *workers)?
+            Target::Fresh { exe, base_dir, workers, store: None } => {
+                start_daemon(exe, &self.home(base_dir, scenario, run, variant), *workers, None)?
             }
-            Target::Running { addr, token, pid } => {
-                Daemon { addr: addr.clone(), token: token.clone(), pid: *pid, child: None, home: None, observer: None }
+            Target::Fresh { exe, base_dir, workers, store: Some(pg) } => {
+                let (schema, url) = pg.schema(schema_name(&self.run_id, run, scenario, variant))?;
+                let mut first = start_daemon(exe, &self.home(base_dir, scenario, run, variant), *workers, Some(&url))?;
+                for peer in 1..pg.daemons {
+                    let home = self.home(base_dir, scenario, run, &format!("{variant}-d{peer}"));
+                    first.peers.push(start_daemon(exe, &home, *workers, Some(&url))?);
+                }
+                first.schema = Some(schema);
+                first
             }
+            Target::Running { addr, token, pid } => Daemon {
+                addr: addr.clone(),
+                token: token.clone(),
+                pid: *pid,
+                child: None,
+                home: None,
+                observer: None,
+                store_url: None,
+                peers: Vec::new(),
+                schema: None,
+            },
         };
         Ok(self.observed(daemon))
     }
@@ -443,6 +478,10 @@ impl Bench {
                 }
             },
             "history" => match self.target {
+                Target::Fresh { store: Some(_), .. } => {
+                    eprintln!("  history: skipped (its prefill writes a SQLite file)");
+                    Ok(Vec::new())
+                }
                 Target::Fresh { .. } => self.history(run).await,
                 Target::Running { .. } => {
                     eprintln!("  history: skipped (it prefills a database before its daemon starts)");
@@ -458,6 +497,10 @@ impl Bench {
     async fn finish(&self, daemon: &Daemon, labels: &Labels, figures: &mut Map<String, Value>) -> BenchResult<()> {
         if let Some(mib) = daemon.peak_rss_mib() {
             figures.insert("peak_rss_mib".into(), json!(round3(mib)));
+        }
+        if !daemon.peers.is_empty() {
+            let peers_mib: f64 = daemon.peers.iter().filter_map(Daemon::peak_rss_mib).sum();
+            figures.insert("peers_peak_rss_mib".into(), json!(round3(peers_mib)));
         }
         if let Some(observer) = &daemon.observer {
             observer.figures(figures);

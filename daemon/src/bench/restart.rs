@@ -30,9 +30,12 @@ impl Bench {
         let first_peak_mib = first.peak_rss_mib();
         first.stop()?;
         let home = first.home.take().expect("a fresh daemon has a home");
+        // On Postgres the schema outlives the first daemon (and its peers, stopped too).
+        let (schema, store_url) = (first.schema.take(), first.store_url.take());
         drop(first);
         let started = Instant::now();
-        let mut second = self.observed(start_daemon(exe, &home, *workers)?);
+        let mut second = self.observed(start_daemon(exe, &home, *workers, store_url.as_deref())?);
+        second.schema = schema;
         let daemon_json = started.elapsed();
         let client = second.client()?;
         let answered = loop {

@@ -2,7 +2,9 @@
 //! what one writer thread can do at most. Every transaction is what the daemon's writer
 //! makes of the same work (a batch of enqueues; one report batch of the jobs that ran
 //! plus one claim batch), on a temp database under `--dir`. The difference between these figures
-//! and the daemon's is what the wire, the executor and the scheduling cost.
+//! and the daemon's is what the wire, the executor and the scheduling cost. With
+//! `--store-url` the engine runs on the Postgres store instead, in a schema of its own,
+//! each drain round one transaction as the daemon's group-commit writer makes it.
 
 #[allow(unused_imports)]
 use super::*;
@@ -23,8 +25,13 @@ impl Bench {
         let jobs = self.size(STORE_JOBS);
         let mut rows = Vec::new();
         for workers in STORE_WORKERS {
-            let home = self.home(&base_dir, "store", run, &format!("-w{workers}"));
-            let result = tokio::task::spawn_blocking(move || store_run(&home, jobs, workers))
+            let variant = format!("-w{workers}");
+            let home = self.home(&base_dir, "store", run, &variant);
+            let pg = match self.target.pg() {
+                Some(pg) => Some(pg.schema(schema_name(&self.run_id, run, "store", &variant))?),
+                None => None,
+            };
+            let result = tokio::task::spawn_blocking(move || store_run(&home, pg, jobs, workers))
                 .await
                 .map_err(|e| format!("store: {e}"))?;
             rows.extend(result?);
@@ -33,10 +40,18 @@ impl Bench {
     }
 }
 
-fn store_run(home: &Path, jobs: u64, workers: usize) -> BenchResult<Vec<Row>> {
-    std::fs::create_dir_all(home).map_err(|e| format!("store: {}: {e}", home.display()))?;
-    let outcome = store_measure(&home.join("jobs.db"), jobs, workers);
-    let _ = std::fs::remove_dir_all(home);
+fn store_run(home: &Path, pg: Option<(PgSchema, String)>, jobs: u64, workers: usize) -> BenchResult<Vec<Row>> {
+    let outcome = match &pg {
+        Some((_schema, url)) => store_measure_pg(url, jobs, workers),
+        None => {
+            std::fs::create_dir_all(home).map_err(|e| format!("store: {}: {e}", home.display()))?;
+            let outcome = store_measure(&home.join("jobs.db"), jobs, workers);
+            let _ = std::fs::remove_dir_all(home);
+            outcome
+        }
+    };
+    // The schema goes here, off the async threads.
+    drop(pg);
     let (enqueue, drain) = outcome?;
     let parameters =
         |measures: &str| params(&[("measures", json!(measures)), ("jobs", json!(jobs)), ("workers", json!(workers))]);
@@ -106,6 +121,70 @@ fn store_measure(db_path: &Path, jobs: u64, workers: usize) -> BenchResult<(Dura
         };
         store.connection().execute_batch("COMMIT").map_err(|e| format!("store: {e}"))?;
         store.transaction_ended(true);
+        if claimed.is_empty() && finished < jobs {
+            return Err(format!("store: nothing to claim with {finished} of {jobs} finished"));
+        }
+        running.extend(claimed.iter().map(|job| Report::Finished {
+            job_id: job.id,
+            attempt: job.attempts,
+            outcome: Outcome::Succeeded { exit_code: None, result_summary_json: None, artifacts: Vec::new() },
+        }));
+    }
+    Ok((enqueue, started.elapsed()))
+}
+
+/// `store_measure` on the Postgres store at `url` (its search path names the schema): the
+/// enqueue batches commit one by one as on SQLite; each drain round (the report batch of
+/// the jobs the last round started, then a claim batch) is one transaction with a
+/// savepoint per step, as the daemon's group-commit writer makes it.
+fn store_measure_pg(url: &str, jobs: u64, workers: usize) -> BenchResult<(Duration, Duration)> {
+    use semantica_adapters::sqlite::{Control, GroupCommitStore};
+    let store_error = |e: semantica_core::StoreError| format!("store: {e}");
+    let mut store = semantica_adapters::PgStore::open(url, &semantica_adapters::PgOptions::default())
+        .map_err(|e| format!("store: the Postgres store: {e}"))?;
+    let config = Config::new(workers, ["noop"]);
+    let mut engine = Engine::new(config, Box::new(SeededIds::new(7)), Box::new(SplitMix64::new(7)));
+    let mut now_ms = now_ms();
+    let _recovered = engine.run(now_ms, Input::Recover, &mut store).map_err(store_error)?;
+
+    let started = Instant::now();
+    let mut next = 0;
+    while next < jobs {
+        let last = (next + limits_batch() as u64).min(jobs);
+        let requests = (next..last).map(store_request).collect();
+        let step = engine.run(now_ms, Input::EnqueueBatch(requests), &mut store).map_err(store_error)?;
+        if !matches!(step.reply, semantica_core::Reply::EnqueuedBatch(_)) {
+            return Err(format!("store: a batch was answered {:?}", step.reply));
+        }
+        next = last;
+    }
+    let enqueue = started.elapsed();
+
+    let started = Instant::now();
+    let mut running: Vec<Report> = Vec::new();
+    let mut finished = 0;
+    // One step under its savepoint, as the writer runs it.
+    let step = |engine: &mut Engine, store: &mut semantica_adapters::PgStore, now_ms: u64, input: Input| {
+        store.control(Control::Savepoint).map_err(store_error)?;
+        let step = engine.handle(now_ms, input, &*store).map_err(store_error)?;
+        store.apply_within(&step.persist).map_err(store_error)?;
+        store.control(Control::Release).map_err(store_error)?;
+        engine.committed(&step);
+        Ok::<_, String>(step)
+    };
+    while finished < jobs {
+        now_ms += 1;
+        store.control(Control::Begin).map_err(store_error)?;
+        if !running.is_empty() {
+            finished += running.len() as u64;
+            let reports = std::mem::take(&mut running);
+            let _reported = step(&mut engine, &mut store, now_ms, Input::ReportBatch(reports))?;
+        }
+        let claim = step(&mut engine, &mut store, now_ms, Input::ClaimBatch { queue: None, max: workers })?;
+        let semantica_core::Reply::ClaimedBatch(claimed) = claim.reply else {
+            return Err("store: a claim batch was not answered with jobs".into());
+        };
+        store.control(Control::Commit).map_err(store_error)?;
         if claimed.is_empty() && finished < jobs {
             return Err(format!("store: nothing to claim with {finished} of {jobs} finished"));
         }

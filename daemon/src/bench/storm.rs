@@ -19,7 +19,7 @@ impl Bench {
                 "tag": labels.tag,
             })
         };
-        let cpu = CpuMeter::start(daemon.pid);
+        let cpu = daemon.cpu_meter();
         let outcome =
             enqueue_singly(&daemon, &labels, enqueues, STORM_CONNECTIONS, template, "supersede_storm").await?;
         let mut figures = Map::new();

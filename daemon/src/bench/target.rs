@@ -7,8 +7,8 @@ use super::*;
 // ---- where the daemon comes from ----------------------------------------------------
 
 pub(crate) enum Target {
-    /// A fresh daemon per scenario, started from `exe`.
-    Fresh { exe: PathBuf, base_dir: PathBuf, workers: Option<usize> },
+    /// A fresh daemon per scenario, started from `exe` (on SQLite, or on `store`'s Postgres).
+    Fresh { exe: PathBuf, base_dir: PathBuf, workers: Option<usize>, store: Option<PgTarget> },
     /// A daemon someone else runs.
     Running { addr: String, token: String, pid: Option<u32> },
 }
@@ -37,16 +37,41 @@ impl Target {
                 return Err(format!("--workers {workers}: want 1 to 1024"));
             }
         }
-        Ok(Target::Fresh { exe, base_dir, workers: args.workers })
+        if !(1..=DAEMONS_MAX).contains(&args.daemons) {
+            return Err(format!("--daemons {}: want 1 to {DAEMONS_MAX}", args.daemons));
+        }
+        let store = match &args.store_url {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Some(PgTarget { url: url.clone(), daemons: args.daemons })
+            }
+            Some(_) => return Err("--store-url: want a postgres:// URL".into()),
+            None if args.daemons > 1 => return Err("--daemons above 1 needs --store-url".into()),
+            None => None,
+        };
+        Ok(Target::Fresh { exe, base_dir, workers: args.workers, store })
+    }
+
+    /// The Postgres database of `--store-url`, if given.
+    pub(crate) fn pg(&self) -> Option<&PgTarget> {
+        match self {
+            Target::Fresh { store, .. } => store.as_ref(),
+            Target::Running { .. } => None,
+        }
     }
 
     pub(crate) fn describe(&self) -> String {
         match self {
-            Target::Fresh { exe, base_dir, workers } => format!(
-                "fresh daemon per scenario ({} serve, homes in {}, workers {})",
+            Target::Fresh { exe, base_dir, workers, store } => format!(
+                "fresh daemon{} per scenario ({} serve, homes in {}, workers {}{})",
+                if store.as_ref().is_some_and(|pg| pg.daemons > 1) { "s" } else { "" },
                 exe.display(),
                 base_dir.display(),
-                workers.map(|w| w.to_string()).unwrap_or_else(|| "default".into())
+                workers.map(|w| w.to_string()).unwrap_or_else(|| "default".into()),
+                match store {
+                    // Never the URL: it may hold a password.
+                    Some(pg) => format!(", {} on Postgres, a schema each", pg.daemons),
+                    None => ", on SQLite".into(),
+                }
             ),
             Target::Running { addr, .. } => format!("running daemon at {addr}"),
         }
@@ -68,6 +93,57 @@ impl Target {
     }
 }
 
+/// The most daemons `--daemons` starts on one database.
+pub(crate) const DAEMONS_MAX: usize = 3;
+
+/// `--store-url` and `--daemons`: every fresh daemon of a scenario on that Postgres
+/// database, in a schema of the scenario's own (dropped after it).
+#[derive(Clone)]
+pub(crate) struct PgTarget {
+    pub(crate) url: String,
+    pub(crate) daemons: usize,
+}
+
+impl PgTarget {
+    /// A fresh schema, created and migrated, and the URL a daemon gets for it (the schema
+    /// first on the connection's search path).
+    pub(crate) fn schema(&self, name: String) -> BenchResult<(PgSchema, String)> {
+        let url = self.url.clone();
+        let schema = PgSchema { url: self.url.clone(), name };
+        let options = semantica_adapters::PgOptions { schema: Some(schema.name.clone()) };
+        // The `postgres` client blocks on a runtime of its own: not on the bench's.
+        std::thread::spawn(move || semantica_adapters::PgStore::open(&url, &options).map(drop))
+            .join()
+            .map_err(|_| "opening the Postgres store panicked".to_owned())?
+            .map_err(|e| format!("the Postgres store of --store-url: {e}"))?;
+        let separator = if self.url.contains('?') { '&' } else { '?' };
+        let daemon_url = format!("{}{separator}options=-csearch_path%3D{}", self.url, schema.name);
+        Ok((schema, daemon_url))
+    }
+}
+
+/// A schema the bench made; dropped with everything in it when this goes.
+pub(crate) struct PgSchema {
+    pub(crate) url: String,
+    pub(crate) name: String,
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let (url, name) = (self.url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || semantica_adapters::PgStore::drop_schema(&url, &name)).join();
+        if let Ok(Err(error)) = dropped {
+            eprintln!("semantica bench: could not drop schema {}: {error}", self.name);
+        }
+    }
+}
+
+/// A schema name for a scenario's daemons: lower-case letters, digits and `_`.
+pub(crate) fn schema_name(run_id: &str, run: usize, scenario: &str, variant: &str) -> String {
+    let name = format!("bench_{run_id}_{run}_{scenario}{variant}").to_ascii_lowercase().replace('-', "_");
+    name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(63).collect()
+}
+
 /// A daemon a scenario talks to; a fresh one is killed and its home removed on drop.
 pub(crate) struct Daemon {
     pub(crate) addr: String,
@@ -77,6 +153,13 @@ pub(crate) struct Daemon {
     pub(crate) home: Option<PathBuf>,
     /// `--observe`'s scraper and dashboard (they stop with the daemon).
     pub(crate) observer: Option<super::observe::Observer>,
+    /// `SEMANTICA_STORE_URL` of a fresh daemon on Postgres (a restart gets the same).
+    pub(crate) store_url: Option<String>,
+    /// `--daemons`: the other daemons on the same database. Clients go round-robin over
+    /// this one and them (`client_at`); they stop before `schema` is dropped.
+    pub(crate) peers: Vec<Daemon>,
+    /// The schema of a fresh daemon on Postgres, dropped after every daemon stopped.
+    pub(crate) schema: Option<PgSchema>,
 }
 
 impl Daemon {
@@ -84,6 +167,21 @@ impl Daemon {
         // THROTTLED answers are waited out (and counted) by `calls::call`, not the client.
         let config = semantica_client::Config { timeout: CALL_TIMEOUT, throttle_retries_max: 0, ..Default::default() };
         Ok(Client::with_url(&self.addr, Some(&self.token)).config(config))
+    }
+
+    /// The client of connection `index`: round-robin over this daemon and its peers.
+    pub(crate) fn client_at(&self, index: usize) -> BenchResult<Client> {
+        match index % (1 + self.peers.len()) {
+            0 => self.client(),
+            peer => self.peers[peer - 1].client(),
+        }
+    }
+
+    /// A CPU meter of this daemon and its peers.
+    pub(crate) fn cpu_meter(&self) -> CpuMeter {
+        let mut meter = CpuMeter::start(self.pid);
+        meter.peers = self.peers.iter().filter_map(|peer| peer.pid).map(|pid| (pid, process_ticks(pid))).collect();
+        meter
     }
 
     /// The daemon's peak resident memory so far (VmHWM), in MiB, when it runs here.
@@ -130,8 +228,14 @@ pub(crate) fn peak_rss_mib(pid: u32) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// Starts `exe serve` on `home` and waits for its `daemon.json`.
-pub(crate) fn start_daemon(exe: &Path, home: &Path, workers: Option<usize>) -> BenchResult<Daemon> {
+/// Starts `exe serve` on `home` (and on the Postgres `store_url` if given) and waits for
+/// its `daemon.json`.
+pub(crate) fn start_daemon(
+    exe: &Path,
+    home: &Path,
+    workers: Option<usize>,
+    store_url: Option<&str>,
+) -> BenchResult<Daemon> {
     std::fs::create_dir_all(home).map_err(|e| format!("{}: {e}", home.display()))?;
     let _ = std::fs::remove_file(home.join("daemon.json"));
     let log = File::create(home.join("daemon.log")).map_err(|e| format!("{}: {e}", home.display()))?;
@@ -153,6 +257,14 @@ pub(crate) fn start_daemon(exe: &Path, home: &Path, workers: Option<usize>) -> B
     if let Some(workers) = workers {
         command.env("SEMANTICA_WORKERS", workers.to_string());
     }
+    command.env_remove("SEMANTICA_STORE_URL");
+    if let Some(url) = store_url {
+        command.env("SEMANTICA_STORE_URL", url);
+        // FIXME(issue 15): the daemons of `--daemons` share one database, which the
+        // sole-daemon lock refuses until node leases land (then this goes with the lock).
+        // They all start before any job exists, so no restart recovery sees another's jobs.
+        command.env("SEMANTICA_TEST_SHARED_POSTGRES", "1");
+    }
     let mut child = command.spawn().map_err(|e| format!("cannot start {} serve: {e}", exe.display()))?;
     let started = Instant::now();
     loop {
@@ -166,6 +278,9 @@ pub(crate) fn start_daemon(exe: &Path, home: &Path, workers: Option<usize>) -> B
                     child: Some(child),
                     home: Some(home.to_owned()),
                     observer: None,
+                    store_url: store_url.map(str::to_owned),
+                    peers: Vec::new(),
+                    schema: None,
                 });
             }
         }
@@ -188,6 +303,13 @@ pub(crate) struct CpuMeter {
     pub(crate) started: Instant,
     pub(crate) threads: BTreeMap<u32, (String, u64)>,
     pub(crate) client_ticks: u64,
+    /// `--daemons`: the other daemons' pids and their ticks at the start.
+    pub(crate) peers: Vec<(u32, u64)>,
+}
+
+/// A process's user + system ticks so far (0 when it cannot be read).
+pub(crate) fn process_ticks(pid: u32) -> u64 {
+    stat_ticks(&format!("/proc/{pid}/stat")).map(|(_, ticks)| ticks).unwrap_or(0)
 }
 
 /// `/proc` reports CPU time in USER_HZ ticks, 100 per second on Linux.
@@ -220,6 +342,7 @@ impl CpuMeter {
             started: Instant::now(),
             threads: pid.map(thread_ticks).unwrap_or_default(),
             client_ticks: stat_ticks("/proc/self/stat").map(|(_, ticks)| ticks).unwrap_or(0),
+            peers: Vec::new(),
         }
     }
 
@@ -228,6 +351,10 @@ impl CpuMeter {
     pub(crate) fn figures(&self, figures: &mut Map<String, Value>) {
         let seconds = self.started.elapsed().as_secs_f64().max(1e-3);
         let pct = |ticks: u64| (ticks as f64 / TICKS_PER_SECOND / seconds * 100.0).round();
+        if !self.peers.is_empty() {
+            let spent: u64 = self.peers.iter().map(|(pid, before)| process_ticks(*pid).saturating_sub(*before)).sum();
+            figures.insert("peers_cpu_pct".into(), json!(pct(spent)));
+        }
         if let Some((_, client)) = stat_ticks("/proc/self/stat") {
             figures.insert("client_cpu_pct".into(), json!(pct(client.saturating_sub(self.client_ticks))));
         }
