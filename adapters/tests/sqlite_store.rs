@@ -60,6 +60,7 @@ fn full_job(n: u64) -> Job {
         deadline_wall_ms: Some(9_000 + n),
         at_wall_ms: Some(1_500 + n),
         wall_offset_ms: Some(-3_600_000),
+        node: Some("host-ü:/home/x".into()),
     }
 }
 
@@ -89,6 +90,7 @@ fn bare_job(n: u64) -> Job {
         deadline_wall_ms: None,
         at_wall_ms: None,
         wall_offset_ms: None,
+        node: None,
         ..full_job(n)
     }
 }
@@ -679,7 +681,9 @@ fn a_version_6_database_is_rebuilt_in_place() {
     let jobs: Vec<Job> = (1..=40)
         .map(|n| {
             let state = JobState::ALL[n as usize % JobState::ALL.len()];
-            Job { state, finished_at_ms: state.is_terminal().then_some(9000), wake_at_ms: None, ..full_job(n) }
+            // No node: schema 6 has no column for it, and 0008 adds it as NULL.
+            let finished_at_ms = state.is_terminal().then_some(9000);
+            Job { state, finished_at_ms, wake_at_ms: None, node: None, ..full_job(n) }
         })
         .collect();
     {
@@ -696,7 +700,7 @@ fn a_version_6_database_is_rebuilt_in_place() {
         assert!(table.contains("state IN ("), "schema 6 as released: {table}");
     }
     let mut sql = SqliteStore::open(&path, &SqliteOptions::default()).unwrap();
-    assert_eq!(sql.schema_version().unwrap(), 7);
+    assert_eq!(sql.schema_version().unwrap(), 8);
     let table: String =
         sql.connection().query_row("SELECT sql FROM sqlite_master WHERE name = 'jobs'", [], |row| row.get(0)).unwrap();
     assert!(!table.contains("state IN ("), "{table}");

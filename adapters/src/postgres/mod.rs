@@ -43,6 +43,16 @@ const OCCUPYING: &str = "(state = 'RUNNING' OR reap_pending)";
 const WAITING: &str = "(state = 'QUEUED' OR state = 'SCHEDULED')";
 const TERMINAL: &str = "state NOT IN ('QUEUED', 'SCHEDULED', 'RUNNING')";
 
+/// One daemon's lease, as `nodes` holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeLease {
+    pub id: String,
+    /// Epoch ms, by the database's clock.
+    pub lease_expires_at_ms: u64,
+    /// Its jobs that hold a worker (`RUNNING` or `reap_pending`).
+    pub running: u64,
+}
+
 /// Where the store keeps its tables.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PgOptions {
@@ -204,24 +214,95 @@ impl PgStore {
         })
     }
 
-    /// Takes the database's one daemon place for as long as this connection lives (a
-    /// session advisory lock, one per schema), or says which way it is taken. Until
-    /// leases exist a second daemon must not start on the same jobs: its restart recovery
-    /// would take the first one's running jobs for its own lost ones.
-    pub fn hold_sole_daemon_lock(&self) -> Result<(), String> {
+    /// Takes the node id `node` for as long as this connection lives (a session advisory
+    /// lock per schema and id), or says that another live daemon holds it: two daemons
+    /// under one id would each take the other's running jobs for their own crashed ones.
+    pub fn hold_node_lock(&self, node: &str) -> Result<(), String> {
         let taken: bool = self
             .client
             .borrow_mut()
-            .query_one("SELECT pg_try_advisory_lock(hashtextextended('semantica.daemon:' || current_schema(), 0))", &[])
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtextextended('semantica.node:' || current_schema() || ':' || $1::text, 0))",
+                &[&node],
+            )
             .and_then(|row| row.try_get(0))
             .map_err(|e| describe(&e))?;
         if taken {
             Ok(())
         } else {
-            Err("another semantica daemon already runs on this database (its schema); several daemons on one \
-                 database need leases, which are not built yet: stop the other one first"
-                .to_owned())
+            Err(format!(
+                "another semantica daemon with node id {node:?} runs on this database; give each daemon its own \
+                 SEMANTICA_NODE_ID"
+            ))
         }
+    }
+
+    /// Registers `node` with a lease of `lease_ms` from the database's `now()`, or takes
+    /// its row again (a restart, or a node that lost its lease and has ended its attempts).
+    /// Waits for a set that holds the row (`Write::NodeLeaseExpired`) to commit.
+    pub fn register_node(&self, node: &str, lease_ms: u64) -> StoreResult<()> {
+        self.rows(
+            "INSERT INTO nodes (id, lease_expires_at) VALUES ($1, now() + $2::bigint * interval '1 millisecond')
+             ON CONFLICT (id) DO UPDATE SET lease_expires_at = EXCLUDED.lease_expires_at,
+                                            registered_at = now(), term = nodes.term + 1",
+            &[&node, &bound(lease_ms)],
+        )?;
+        Ok(())
+    }
+
+    /// Moves `node`'s lease to `lease_ms` from now, if it has not expired. `false`: it
+    /// expired (or the node was forgotten); the others may be ending its attempts, and the
+    /// node must stop its processes, end what is left of its attempts and register again.
+    pub fn renew_node(&self, node: &str, lease_ms: u64) -> StoreResult<bool> {
+        let rows = self.rows(
+            "UPDATE nodes SET lease_expires_at = now() + $2::bigint * interval '1 millisecond'
+             WHERE id = $1 AND lease_expires_at > now() RETURNING id",
+            &[&node, &bound(lease_ms)],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Nodes other than `except` whose lease has expired, oldest expiry first.
+    pub fn expired_nodes(&self, except: &str, limit: usize) -> StoreResult<Vec<String>> {
+        let rows = self.rows(
+            "SELECT id FROM nodes WHERE lease_expires_at < now() AND id <> $1 ORDER BY lease_expires_at, id LIMIT $2",
+            &[&except, &bound(limit as u64)],
+        )?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    /// Deletes an expired node's row once none of its jobs holds a worker. `true`: gone.
+    pub fn forget_node(&self, node: &str) -> StoreResult<bool> {
+        let rows = self.rows(
+            &format!(
+                "DELETE FROM nodes WHERE id = $1 AND lease_expires_at < now()
+                 AND NOT EXISTS (SELECT 1 FROM jobs WHERE node = $1 AND {OCCUPYING}) RETURNING id"
+            ),
+            &[&node],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Every registered node with its lease (epoch ms by the database's clock) and the
+    /// jobs it holds a worker for, by id.
+    pub fn nodes(&self) -> StoreResult<Vec<NodeLease>> {
+        let rows = self.rows(
+            &format!(
+                "SELECT id, (extract(epoch FROM lease_expires_at) * 1000)::bigint,
+                        (SELECT count(*) FROM jobs WHERE jobs.node = nodes.id AND {OCCUPYING})
+                 FROM nodes ORDER BY id"
+            ),
+            &[],
+        )?;
+        rows.iter()
+            .map(|row| {
+                Ok(NodeLease {
+                    id: row.get(0),
+                    lease_expires_at_ms: nonnegative(row.get(1), "nodes.lease_expires_at")?,
+                    running: nonnegative(row.get(2), "a count")?,
+                })
+            })
+            .collect()
     }
 
     /// Drops `schema` and everything in it: for throwaway schemas (tests, the simulator),
@@ -365,6 +446,19 @@ impl<C: GenericClient> Apply<'_, C> {
                 Write::DeleteRecurring { name } => {
                     self.execute("DELETE FROM recurring WHERE name = $1", &[name]).map_err(store_error)?;
                 }
+                Write::NodeLeaseExpired { node } => {
+                    // Holds the lease row to COMMIT: the node cannot renew or register
+                    // again until this set is in, and no job it claims afterwards is ours.
+                    // (`now()` is the transaction's start: older, so a lease looks live a
+                    // little longer here than to the node, the safe side.) A node without a
+                    // row was forgotten: it registers anew before it claims anything.
+                    let rows = self
+                        .query("SELECT lease_expires_at >= now() FROM nodes WHERE id = $1 FOR UPDATE", &[node])
+                        .map_err(store_error)?;
+                    if rows.first().is_some_and(|row| row.get::<_, bool>(0)) {
+                        return Err(conflict(JobId::from_u128(0), &format!("node {node} renewed its lease")));
+                    }
+                }
             }
         }
         if max_seq > max_seq_before {
@@ -503,13 +597,23 @@ impl Store for PgStore {
     }
 
     fn claim_candidates(&self, queue: &str, min_priority: Option<i32>, limit: usize) -> StoreResult<Vec<Job>> {
+        // Rows another daemon's open claim holds are skipped, not waited for (SKIP LOCKED),
+        // and the candidates this one lists stay locked to its COMMIT, so two daemons
+        // claiming at once take different jobs. MATERIALIZED: the LIMIT applies before
+        // any join, so no more rows are locked than asked for. The exclusion constraints
+        // stay the guard; this only keeps daemons from racing for the same rows.
         static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-            select(
-                "state = 'QUEUED' AND queue = $1 AND priority >= $2
-                 AND NOT EXISTS (SELECT 1 FROM jobs AS other
-                                 WHERE other.subject_key = jobs.subject_key
-                                   AND (other.state = 'RUNNING' OR other.reap_pending))
-                 ORDER BY priority DESC, seq LIMIT $3",
+            format!(
+                "WITH candidates AS MATERIALIZED (
+                     SELECT seq FROM jobs
+                     WHERE state = 'QUEUED' AND queue = $1 AND priority >= $2
+                       AND NOT EXISTS (SELECT 1 FROM jobs AS other
+                                       WHERE other.subject_key = jobs.subject_key
+                                         AND (other.state = 'RUNNING' OR other.reap_pending))
+                     ORDER BY priority DESC, seq LIMIT $3
+                     FOR UPDATE SKIP LOCKED)
+                 SELECT {} FROM jobs WHERE seq IN (SELECT seq FROM candidates) ORDER BY priority DESC, seq",
+                codec::select_list()
             )
         });
         let floor = min_priority.unwrap_or(i32::MIN);
@@ -602,6 +706,23 @@ impl Store for PgStore {
 
     fn process_holders(&self, limit: usize) -> StoreResult<Vec<Job>> {
         self.jobs(&select(&format!("{OCCUPYING} ORDER BY seq LIMIT $1")), &[&bound(limit as u64)])
+    }
+
+    fn jobs_of_node(&self, node: &str, limit: usize) -> StoreResult<Vec<Job>> {
+        static SQL: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| select(&format!("node = $1 AND {OCCUPYING} ORDER BY seq LIMIT $2")));
+        self.jobs(&SQL, &[&node, &bound(limit as u64)])
+    }
+
+    fn node_process_count(&self, queue: Option<&str>, node: &str) -> StoreResult<usize> {
+        let count = match queue {
+            Some(queue) => self.count(
+                &format!("SELECT count(*) FROM jobs WHERE {OCCUPYING} AND node = $1 AND queue = $2"),
+                &[&node, &queue],
+            ),
+            None => self.count(&format!("SELECT count(*) FROM jobs WHERE {OCCUPYING} AND node = $1"), &[&node]),
+        }?;
+        usize::try_from(count).map_err(|_| StoreError::Corrupt(format!("count {count}")))
     }
 
     fn purgeable(&self, finished_before_ms: u64, limit: usize) -> StoreResult<Vec<Job>> {
@@ -829,6 +950,10 @@ impl GroupCommitStore for PgStore {
 
     fn start_companion(&self) -> std::io::Result<Box<dyn Send>> {
         Ok(Box::new(()))
+    }
+
+    fn shared(&self) -> bool {
+        true
     }
 
     fn file(&self) -> Option<std::path::PathBuf> {

@@ -12,8 +12,10 @@ use postgres::Client;
 use crate::sqlite::{Migration, MigrationError};
 
 /// Every Postgres migration this binary knows, in order. Released entries are never edited.
-pub const PG_MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "0001_init.sql", sql: include_str!("../../../migrations/postgres/0001_init.sql") }];
+pub const PG_MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "0001_init.sql", sql: include_str!("../../../migrations/postgres/0001_init.sql") },
+    Migration { version: 2, name: "0002_nodes.sql", sql: include_str!("../../../migrations/postgres/0002_nodes.sql") },
+];
 
 /// The advisory lock's key: one per schema, so that stores in different schemas (the
 /// tests, one schema each) do not wait for each other.

@@ -120,6 +120,7 @@ pub(crate) fn encode(job: &Job) -> Vec<Value> {
         ordered_opt(job.deadline_wall_ms, "deadline_wall_ms"),
         ordered_opt(job.at_wall_ms, "at_wall_ms"),
         job.wall_offset_ms.map_or(Value::Null, Value::Integer),
+        text_opt(job.node.as_deref()),
     ];
     assert_eq!(row.len(), COLUMNS.len());
     row
@@ -295,6 +296,7 @@ pub(crate) fn decode(row: &Row<'_>) -> StoreResult<Job> {
     let deadline_wall_ms = c.u64_opt()?;
     let at_wall_ms = c.u64_opt()?;
     let wall_offset_ms = c.i64_opt()?;
+    let node = c.text_opt()?;
     assert_eq!(c.index, COLUMNS.len(), "every column read");
     Ok(Job {
         id,
@@ -337,5 +339,6 @@ pub(crate) fn decode(row: &Row<'_>) -> StoreResult<Job> {
         result_summary_json,
         artifacts: artifacts.into_iter().map(|(name, bytes)| Artifact { name, bytes }).collect(),
         retry_of,
+        node,
     })
 }

@@ -40,6 +40,7 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../migrations/0006_index_predicates.sql"),
     },
     Migration { version: 7, name: "0007_hot_rows.sql", sql: include_str!("../../../migrations/0007_hot_rows.sql") },
+    Migration { version: 8, name: "0008_node.sql", sql: include_str!("../../../migrations/0008_node.sql") },
 ];
 
 /// Why a database could not be brought to this binary's schema.

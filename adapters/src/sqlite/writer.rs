@@ -71,6 +71,13 @@ pub trait GroupCommitStore: Store + Send + 'static {
     /// The database file, for [`WriterHandle::open_reader`]; `None` for a server.
     fn file(&self) -> Option<PathBuf>;
 
+    /// Other writers (daemons) share the store, so a step's versioned write may be
+    /// refused with [`StoreError::Conflict`] by their commits: the writer then decides
+    /// the same input again on fresh reads, up to [`CONFLICT_RETRIES_MAX`] times.
+    fn shared(&self) -> bool {
+        false
+    }
+
     /// Told once, before the first step, that the writer is now the only connection that
     /// writes: a store may then keep up to `cache_bytes` of committed jobs in memory
     /// (SQLite's does, see `cache.rs`). A store shared with other writers ignores it.
@@ -195,7 +202,12 @@ pub struct WriterStats {
     pub steps: u64,
     /// Transactions lost as a whole (their `COMMIT` failed or SQLite rolled them back).
     pub batches_failed: u64,
+    /// Steps decided again after another daemon's commit refused them (`Conflict`).
+    pub conflict_retries: u64,
 }
+
+/// Times one step refused with `Conflict` on a shared store is decided again.
+pub const CONFLICT_RETRIES_MAX: u32 = 4;
 
 /// Starts the writer thread.
 pub struct Writer;
@@ -433,6 +445,7 @@ struct Counters {
     batches: AtomicU64,
     steps: AtomicU64,
     batches_failed: AtomicU64,
+    conflict_retries: AtomicU64,
     /// How long each group's `COMMIT` took (atomics only: the writer never waits on a reader).
     commit_seconds: AtomicHistogram,
 }
@@ -443,6 +456,7 @@ impl Counters {
             batches: self.batches.load(Ordering::Relaxed),
             steps: self.steps.load(Ordering::Relaxed),
             batches_failed: self.batches_failed.load(Ordering::Relaxed),
+            conflict_retries: self.conflict_retries.load(Ordering::Relaxed),
         }
     }
 }
@@ -628,8 +642,27 @@ impl<S: GroupCommitStore> WriterThread<S> {
         }
     }
 
-    /// Decides one input and writes its step inside the open transaction.
-    fn write_step(&mut self, input: Input) -> Result<Step, StepError> {
+    /// Decides one input and writes its step inside the open transaction; on a shared
+    /// store, a step refused with `Conflict` (another daemon's commit overtook its reads)
+    /// is decided again on fresh reads (READ COMMITTED: each statement sees the latest
+    /// commits), a few times, before the caller hears of it.
+    fn write_step(&mut self, mut input: Input) -> Result<Step, StepError> {
+        let retries_max = if self.store.shared() { CONFLICT_RETRIES_MAX } else { 0 };
+        let mut retries = 0;
+        loop {
+            let again = (retries < retries_max).then(|| input.clone());
+            match (self.write_step_once(input), again) {
+                (Err(StepError::Alone(WriteError::Store(StoreError::Conflict { .. }))), Some(next)) => {
+                    self.stats.conflict_retries.fetch_add(1, Ordering::Relaxed);
+                    retries += 1;
+                    input = next;
+                }
+                (result, _) => return result,
+            }
+        }
+    }
+
+    fn write_step_once(&mut self, input: Input) -> Result<Step, StepError> {
         assert!(self.store.in_transaction(), "a step outside the batch's transaction");
         // The engine asserts this; one caller's mistake must not stop the writer for all.
         if !self.recovered() && input != Input::Recover {
