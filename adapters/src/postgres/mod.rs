@@ -84,6 +84,11 @@ struct WriterTx {
 
 fn store_error(error: postgres::Error) -> StoreError {
     match error.code() {
+        // Two daemons' transactions waited for each other's rows (or overtook one
+        // another): this statement lost and its step may be decided again on fresh reads.
+        Some(code) if *code == SqlState::T_R_DEADLOCK_DETECTED || *code == SqlState::T_R_SERIALIZATION_FAILURE => {
+            StoreError::Conflict { job_id: JobId::from_u128(0), detail: describe(&error) }
+        }
         Some(code) if code.code().starts_with("22") => StoreError::Corrupt(error.to_string()),
         _ => StoreError::Unavailable(describe(&error)),
     }

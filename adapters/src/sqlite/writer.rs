@@ -73,7 +73,8 @@ pub trait GroupCommitStore: Store + Send + 'static {
 
     /// Other writers (daemons) share the store, so a step's versioned write may be
     /// refused with [`StoreError::Conflict`] by their commits: the writer then decides
-    /// the same input again on fresh reads, up to [`CONFLICT_RETRIES_MAX`] times.
+    /// the same input again on fresh reads, in a transaction of its own after the batch,
+    /// up to [`CONFLICT_RETRIES_MAX`] times.
     fn shared(&self) -> bool {
         false
     }
@@ -206,8 +207,10 @@ pub struct WriterStats {
     pub conflict_retries: u64,
 }
 
-/// Times one step refused with `Conflict` on a shared store is decided again.
-pub const CONFLICT_RETRIES_MAX: u32 = 4;
+/// Times one step refused with `Conflict` on a shared store is decided again, each time
+/// in a new transaction after the one it failed in: 60 enqueues of one subject on three
+/// daemons at once needed more than 4 (`daemon/tests/multi_daemon.rs`).
+pub const CONFLICT_RETRIES_MAX: u32 = 16;
 
 /// Starts the writer thread.
 pub struct Writer;
@@ -426,12 +429,14 @@ enum AfterBatch {
 struct Op {
     input: Input,
     reply: oneshot::Sender<Result<Step, WriteError>>,
+    /// Times this input was refused with `Conflict` and decided again.
+    conflicts: u32,
 }
 
 impl Op {
     fn new(input: Input) -> (Op, oneshot::Receiver<Result<Step, WriteError>>) {
         let (reply, receiver) = oneshot::channel();
-        (Op { input, reply }, receiver)
+        (Op { input, reply, conflicts: 0 }, receiver)
     }
 
     fn answer(self, answer: Result<Step, WriteError>) {
@@ -598,13 +603,25 @@ impl<S: GroupCommitStore> WriterThread<S> {
         let memory_before = self.memory.clone();
         let mut done: Vec<(Op, Step)> = Vec::with_capacity(batch.len());
         let mut lost: Option<StoreError> = None;
+        // Steps another daemon's commit refused: decided again in a transaction of their
+        // own once this one has ended. Not in this one: its earlier steps may hold the
+        // very rows the other daemon waits for (a retry here deadlocks again).
+        let mut again: Vec<Op> = Vec::new();
+        let retries_max = if self.store.shared() { CONFLICT_RETRIES_MAX } else { 0 };
         for mut op in batch {
             if let Some(error) = &lost {
                 op.answer(Err(WriteError::Store(error.clone())));
                 continue;
             }
             let input = std::mem::replace(&mut op.input, Input::Tick);
+            let retry = (op.conflicts < retries_max).then(|| input.clone());
             match self.write_step(input) {
+                Err(StepError::Alone(WriteError::Store(StoreError::Conflict { .. }))) if retry.is_some() => {
+                    op.input = retry.expect("checked");
+                    op.conflicts += 1;
+                    self.stats.conflict_retries.fetch_add(1, Ordering::Relaxed);
+                    again.push(op);
+                }
                 Ok(step) => {
                     // The next step of this batch must see this one's memory (the first
                     // Recover lets everything else in); undone below if the batch fails.
@@ -640,29 +657,14 @@ impl<S: GroupCommitStore> WriterThread<S> {
                 }
             }
         }
-    }
-
-    /// Decides one input and writes its step inside the open transaction; on a shared
-    /// store, a step refused with `Conflict` (another daemon's commit overtook its reads)
-    /// is decided again on fresh reads (READ COMMITTED: each statement sees the latest
-    /// commits), a few times, before the caller hears of it.
-    fn write_step(&mut self, mut input: Input) -> Result<Step, StepError> {
-        let retries_max = if self.store.shared() { CONFLICT_RETRIES_MAX } else { 0 };
-        let mut retries = 0;
-        loop {
-            let again = (retries < retries_max).then(|| input.clone());
-            match (self.write_step_once(input), again) {
-                (Err(StepError::Alone(WriteError::Store(StoreError::Conflict { .. }))), Some(next)) => {
-                    self.stats.conflict_retries.fetch_add(1, Ordering::Relaxed);
-                    retries += 1;
-                    input = next;
-                }
-                (result, _) => return result,
-            }
+        if !again.is_empty() {
+            // Bounded: each op comes back at most `CONFLICT_RETRIES_MAX` times.
+            self.write_batch(again);
         }
     }
 
-    fn write_step_once(&mut self, input: Input) -> Result<Step, StepError> {
+    /// Decides one input and writes its step inside the open transaction.
+    fn write_step(&mut self, input: Input) -> Result<Step, StepError> {
         assert!(self.store.in_transaction(), "a step outside the batch's transaction");
         // The engine asserts this; one caller's mistake must not stop the writer for all.
         if !self.recovered() && input != Input::Recover {

@@ -1,0 +1,306 @@
+//! Several real daemons (`semantica serve`) on one Postgres database with a short lease
+//! (API.md, "Several daemons on one Postgres"): a daemon killed with SIGKILL has its
+//! attempts ended (`node_lost`) once its lease expires and retried elsewhere; a daemon
+//! stopped with SIGSTOP past its lease changes nothing with its late reports and claims
+//! again once it rejoins; enqueues of one subject on every daemon at once keep supersede
+//! and never run two jobs of the subject at the same time. Needs `SEMANTICA_TEST_PG_URL`
+//! (`source .ci/postgres.sh`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use semantica_adapters::{PgOptions, PgStore};
+use serde_json::{json, Value};
+
+const LEASE_MS: u64 = 1_500;
+
+/// A schema of its own on the test cluster, dropped when the guard goes.
+struct Schema {
+    url: String,
+    name: String,
+}
+
+impl Schema {
+    fn new(tag: &str) -> Schema {
+        let url = std::env::var("SEMANTICA_TEST_PG_URL").ok().filter(|url| !url.is_empty()).unwrap_or_else(|| {
+            panic!(
+                "SEMANTICA_TEST_PG_URL is not set: this test needs a Postgres server. Run `source .ci/postgres.sh` \
+                 (it starts a throwaway cluster and exports the URL), then the tests from that shell."
+            )
+        });
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let schema = Schema { url, name: format!("t_multi_{tag}_{}_{nanos}", std::process::id()) };
+        drop(PgStore::open(&schema.url, &PgOptions { schema: Some(schema.name.clone()) }).unwrap());
+        schema
+    }
+
+    fn daemon_url(&self) -> String {
+        let separator = if self.url.contains('?') { '&' } else { '?' };
+        format!("{}{separator}options=-csearch_path%3D{}", self.url, self.name)
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let _ = PgStore::drop_schema(&self.url, &self.name);
+    }
+}
+
+/// `count` daemons on the schema, named `n0`, `n1`, …, each with its own home.
+struct Cluster {
+    daemons: Vec<Daemon>,
+    _homes: Vec<tempfile::TempDir>,
+    _schema: Schema,
+}
+
+impl Cluster {
+    fn start(tag: &str, count: usize) -> Cluster {
+        let schema = Schema::new(tag);
+        let url = schema.daemon_url();
+        let lease = LEASE_MS.to_string();
+        let homes: Vec<tempfile::TempDir> = (0..count).map(|_| tempfile::tempdir().unwrap()).collect();
+        let daemons = homes
+            .iter()
+            .enumerate()
+            .map(|(n, home)| {
+                let node = format!("n{n}");
+                let env = [
+                    ("SEMANTICA_STORE_URL", url.as_str()),
+                    ("SEMANTICA_NODE_ID", node.as_str()),
+                    ("SEMANTICA_NODE_LEASE_MS", lease.as_str()),
+                ];
+                Daemon::start_with(home.path(), &env)
+            })
+            .collect();
+        Cluster { daemons, _homes: homes, _schema: schema }
+    }
+
+    fn client(&self, n: usize) -> Client {
+        self.daemons[n].client()
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+async fn enqueue(client: &Client, spec: Value) -> Value {
+    let enqueued = client.call("dev.enqueue.v1", params(spec)).await.unwrap();
+    enqueued["job_id"].clone()
+}
+
+/// Every job in the database, by id (any daemon answers for all of them).
+async fn all_jobs(client: &Client) -> BTreeMap<String, Value> {
+    let mut jobs = BTreeMap::new();
+    let mut cursor = Value::Null;
+    loop {
+        let page = client.call("dev.query_jobs.v1", params(json!({"limit": 200, "cursor": cursor}))).await.unwrap();
+        for job in page["items"].as_array().unwrap() {
+            jobs.insert(job["id"].as_str().unwrap().to_owned(), job.clone());
+        }
+        cursor = page["next_cursor"].clone();
+        if cursor.is_null() {
+            return jobs;
+        }
+    }
+}
+
+fn terminal(job: &Value) -> bool {
+    !matches!(job["state"].as_str(), Some("QUEUED" | "SCHEDULED" | "RUNNING"))
+}
+
+/// Waits until every job is terminal (at most `limit`), and returns them.
+async fn all_ended(client: &Client, limit: Duration) -> BTreeMap<String, Value> {
+    let started = Instant::now();
+    loop {
+        let jobs = all_jobs(client).await;
+        if jobs.values().all(terminal) {
+            return jobs;
+        }
+        let open: Vec<&Value> = jobs.values().filter(|job| !terminal(job)).collect();
+        assert!(started.elapsed() < limit, "jobs still open after {limit:?}: {open:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `node` runs at least `count` jobs, and returns their ids.
+async fn running_on(client: &Client, node: &str, count: usize) -> Vec<String> {
+    let started = Instant::now();
+    loop {
+        let jobs = all_jobs(client).await;
+        let ids: Vec<String> = jobs
+            .values()
+            .filter(|job| job["state"] == "RUNNING" && job["node"] == node)
+            .map(|job| job["id"].as_str().unwrap().to_owned())
+            .collect();
+        if ids.len() >= count {
+            return ids;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{node} never ran {count} jobs: {jobs:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn sleep_job(subject: &str, ms: u64, max_attempts: u32) -> Value {
+    json!({"job_type": "sleep", "queue": "default", "subject_key": subject, "payload": {"ms": ms},
+           "max_attempts": max_attempts,
+           "backoff": {"base_ms": 50, "factor": 1.0, "max_ms": 50, "jitter": 0.0}})
+}
+
+#[test]
+fn a_killed_daemons_attempts_end_once_its_lease_expires_and_each_job_ends_once() {
+    let mut cluster = Cluster::start("kill", 3);
+    let client = cluster.client(0);
+    runtime().block_on(async {
+        // Half of the jobs may be tried again, half may not: a lost attempt of the first
+        // kind runs again elsewhere, of the second kind ends FAILED with `node_lost`.
+        let mut acknowledged = Vec::new();
+        for n in 0..12 {
+            let daemon = n % 3;
+            acknowledged
+                .push(enqueue(&cluster.client(daemon), sleep_job(&format!("s{n}"), 2_000, 1 + n as u32 % 2 * 2)).await);
+        }
+        let victims = running_on(&client, "n1", 2).await;
+        let crashed_ms = now_ms();
+        cluster.daemons[1].crash();
+        let jobs = all_ended(&client, Duration::from_secs(40)).await;
+        assert_eq!(jobs.len(), acknowledged.len(), "every acknowledged job is in the store once");
+        for id in &acknowledged {
+            let job = &jobs[id.as_str().unwrap()];
+            let victim = victims.iter().any(|v| v == id.as_str().unwrap());
+            match (victim, job["max_attempts"].as_u64().unwrap()) {
+                (false, _) => assert_eq!(job["state"], "DONE", "{job}"),
+                (true, 1) => {
+                    assert_eq!(
+                        (&job["state"], &job["error"]["kind"], &job["node"]),
+                        (&json!("FAILED"), &json!("node_lost"), &json!("n1")),
+                        "{job}"
+                    );
+                    // Not before the lease could have run out (renewed at most a third of
+                    // a lease before the crash).
+                    let ended_ms = job["finished_at"].as_u64().unwrap();
+                    assert!(
+                        ended_ms >= crashed_ms + LEASE_MS * 2 / 3 - 100,
+                        "ended {} ms after the crash",
+                        ended_ms as i64 - crashed_ms as i64
+                    );
+                }
+                (true, _) => {
+                    assert_eq!((&job["state"], &job["attempts"]), (&json!("DONE"), &json!(2)), "{job}");
+                    assert_ne!(job["node"], "n1", "retried on a live daemon: {job}");
+                }
+            }
+        }
+        // The lost node is forgotten once none of its jobs holds a worker.
+        let started = Instant::now();
+        loop {
+            let stats = client.call("admin.stats.v1", params(json!({}))).await.unwrap();
+            let ids: Vec<&str> = stats["nodes"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap()).collect();
+            if ids == ["n0", "n2"] {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "nodes: {stats}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    for n in [0, 2] {
+        assert!(cluster.daemons[n].stop().success());
+    }
+}
+
+#[test]
+fn a_stopped_daemons_late_reports_change_nothing_and_it_rejoins() {
+    let mut cluster = Cluster::start("stop", 2);
+    let client = cluster.client(0);
+    runtime().block_on(async {
+        for n in 0..6 {
+            enqueue(&cluster.client(n % 2), sleep_job(&format!("s{n}"), 1_500, 2)).await;
+        }
+        let victims = running_on(&client, "n1", 1).await;
+        cluster.daemons[1].signal(nix::sys::signal::Signal::SIGSTOP);
+        // Past its lease: the other daemon ends its attempts and runs them again.
+        let jobs = all_ended(&client, Duration::from_secs(30)).await;
+        for id in &victims {
+            let job = &jobs[id];
+            assert_eq!((&job["state"], &job["attempts"]), (&json!("DONE"), &json!(2)), "{job}");
+            assert_eq!(job["node"], "n0", "{job}");
+        }
+        cluster.daemons[1].signal(nix::sys::signal::Signal::SIGCONT);
+        // Its sleeps ended while it was stopped: their reports arrive now, late, and
+        // change nothing.
+        tokio::time::sleep(Duration::from_millis(LEASE_MS * 2)).await;
+        assert_eq!(all_jobs(&client).await, jobs, "a late report of a lost attempt changed a job");
+        // It rejoined: alone on the database it claims and runs jobs again.
+        assert!(cluster.daemons[0].stop().success());
+        let mine = cluster.client(1);
+        let id = enqueue(&mine, sleep_job("after", 10, 1)).await;
+        let job = mine.call("dev.wait.v1", params(json!({"job_id": id, "timeout_ms": 20_000}))).await.unwrap();
+        assert_eq!((&job["state"], &job["node"]), (&json!("DONE"), &json!("n1")), "{job}");
+    });
+    assert!(cluster.daemons[1].stop().success());
+}
+
+#[test]
+fn enqueues_of_one_subject_on_every_daemon_keep_supersede_and_never_overlap() {
+    let mut cluster = Cluster::start("hot", 3);
+    let rounds = 20;
+    runtime().block_on(async {
+        let mut tasks = Vec::new();
+        for n in 0..3 {
+            let client = cluster.client(n);
+            tasks.push(tokio::spawn(async move {
+                let mut answers = Vec::new();
+                for _ in 0..rounds {
+                    let spec = sleep_job("hot", 40, 1);
+                    answers.push(
+                        client.call("dev.enqueue.v1", params(spec)).await.expect("every enqueue is acknowledged"),
+                    );
+                    // Some rounds let a job start before the next generation comes.
+                    tokio::time::sleep(Duration::from_millis(50 * (n as u64 + 1))).await;
+                }
+                answers
+            }));
+        }
+        let mut answers = Vec::new();
+        for task in tasks {
+            answers.extend(task.await.unwrap());
+        }
+        let jobs = all_ended(&cluster.client(0), Duration::from_secs(60)).await;
+        let newest = jobs.values().map(|job| job["generation"].as_u64().unwrap()).max().unwrap();
+        for answer in &answers {
+            assert!(jobs.contains_key(answer["job_id"].as_str().unwrap()), "acknowledged {answer} is stored");
+        }
+        let mut runs: Vec<(u64, u64, &Value)> = Vec::new();
+        for job in jobs.values() {
+            let generation = job["generation"].as_u64().unwrap();
+            match job["state"].as_str().unwrap() {
+                "DONE" => runs.push((job["started_at"].as_u64().unwrap(), job["finished_at"].as_u64().unwrap(), job)),
+                "SUPERSEDED" => assert!(generation < newest && job["started_at"].is_null(), "{job}"),
+                other => panic!("a job of the hot subject ended {other}: {job}"),
+            }
+            if generation == newest {
+                assert_eq!(job["state"], "DONE", "the newest generation runs: {job}");
+            }
+        }
+        // One live job per (subject, generation): generations are unique.
+        let generations: std::collections::BTreeSet<u64> =
+            jobs.values().map(|job| job["generation"].as_u64().unwrap()).collect();
+        assert_eq!(generations.len(), jobs.len(), "two live jobs of one generation");
+        runs.sort_by_key(|run| run.0);
+        for pair in runs.windows(2) {
+            let ((_, first_end, first), (second_start, _, second)) = (&pair[0], &pair[1]);
+            // The daemons' clocks are the one machine's; engines read them a few ms apart.
+            assert!(*second_start + 5 >= *first_end, "two jobs of the subject ran at once:\n{first}\n{second}");
+        }
+        let nodes: std::collections::BTreeSet<&str> = runs.iter().map(|run| run.2["node"].as_str().unwrap()).collect();
+        assert!(runs.len() >= 3, "too few ran to judge: {}", runs.len());
+        assert!(nodes.len() >= 2, "every run on one daemon: the test judged nothing across daemons");
+        eprintln!("{} jobs, {} ran, on nodes {nodes:?}", jobs.len(), runs.len());
+    });
+    for daemon in &mut cluster.daemons {
+        assert!(daemon.stop().success());
+    }
+}
