@@ -24,6 +24,9 @@ use super::Service;
 
 /// Expired nodes one sweep ends at most; the rest wait for the next sweep.
 const SWEEP_NODES_MAX: usize = 16;
+/// How long a starting daemon waits for its node id's lock (held by a session of a
+/// crashed predecessor that the server has not yet seen close).
+const NODE_LOCK_WAIT: Duration = Duration::from_secs(3);
 /// `NodeLost` rounds one node gets per sweep (each ends up to 1,000 attempts).
 const NODE_LOST_ROUNDS_MAX: usize = 100;
 
@@ -58,8 +61,16 @@ impl Lease {
 
     fn connect(url: &str, node: &str) -> Result<PgStore, String> {
         let store = PgStore::open(url, &PgOptions::default()).map_err(|e| format!("the Postgres store: {e}"))?;
-        store.hold_node_lock(node)?;
-        Ok(store)
+        // A daemon restarted right after a crash may find its old session's lock still
+        // held until the server has seen that connection close: it waits a little.
+        let deadline = Instant::now() + NODE_LOCK_WAIT;
+        loop {
+            match store.hold_node_lock(node) {
+                Ok(()) => return Ok(store),
+                Err(error) if Instant::now() >= deadline => return Err(error),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
     }
 
     /// A renewal sent at `sent_ms` succeeded.
