@@ -1,7 +1,8 @@
 //! The group-commit writer on the Postgres store: acknowledged steps are committed, many
 //! per transaction, and a step that the database refuses because another daemon's
 //! transaction took its subject first is rolled back alone and decided again on fresh
-//! reads, while the writer goes on. Needs
+//! reads, while the writer goes on; two daemons ending one lost node's attempts at once
+//! end each attempt once. Needs
 //! `SEMANTICA_TEST_PG_URL` (`source .ci/postgres.sh`).
 
 #[path = "support/pg.rs"]
@@ -141,4 +142,63 @@ fn a_claim_that_another_daemon_overtook_is_decided_again_on_fresh_reads() {
     // The writer goes on with other work.
     let cold = enqueued_id(&writer.submit(enqueue("cold")));
     assert_eq!(claimed(writer.submit(Input::Claim { queue: None })).map(|job| job.id), Some(cold));
+}
+
+fn node_writer(schema: &pg::TestSchema, node: &str, seed: u64) -> WriterHandle {
+    let mut config = Config::new(8, ["work"]);
+    config.node = Some(node.to_owned());
+    config.shared_store = true;
+    let engine = Engine::new(config, Box::new(SeededIds::new(seed)), Box::new(SplitMix64::new(seed)));
+    let writer = Writer::spawn(schema.open(), engine, clock(), WriterOptions::default()).unwrap();
+    let step = writer.submit(Input::Recover).unwrap();
+    assert!(matches!(step.reply, Reply::Recovered { .. }), "{:?}", step.reply);
+    writer
+}
+
+/// A duty two daemons do at once: both end the attempts of one lost node. Each attempt is
+/// ended once (one write per job, one `node_lost` failure), whichever daemon got it.
+#[test]
+fn two_daemons_ending_one_lost_node_at_once_end_each_attempt_once() {
+    let schema = pg::TestSchema::new("writer_lost");
+    let lost = node_writer(&schema, "x", 1);
+    let ids: Vec<JobId> = (0..6).map(|n| enqueued_id(&lost.submit(enqueue(&format!("s{n}"))))).collect();
+    let step = lost.submit(Input::ClaimBatch { queue: None, max: 6 }).unwrap();
+    assert!(matches!(&step.reply, Reply::ClaimedBatch(jobs) if jobs.len() == 6), "{:?}", step.reply);
+    lost.shutdown();
+    let store = schema.open();
+    let running: Vec<Job> = ids.iter().map(|id| store.get(*id).unwrap().unwrap()).collect();
+    store.register_node("x", 1).unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    let judges = [node_writer(&schema, "a", 2), node_writer(&schema, "b", 3)];
+    let barrier = Arc::new(std::sync::Barrier::new(2));
+    let ended: Vec<usize> = judges
+        .iter()
+        .map(|judge| {
+            let (judge, barrier) = (judge.clone(), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                let mut ended = 0;
+                loop {
+                    match judge.submit(Input::NodeLost { node: "x".into() }).unwrap().reply {
+                        Reply::NodeLost { failed_attempts, more } => {
+                            ended += failed_attempts;
+                            if !more {
+                                return ended;
+                            }
+                        }
+                        other => panic!("{other:?}"),
+                    }
+                }
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|thread| thread.join().unwrap())
+        .collect();
+    assert_eq!(ended.iter().sum::<usize>(), 6, "each attempt ended once: {ended:?}");
+    for before in running {
+        let after = store.get(before.id).unwrap().unwrap();
+        assert_eq!((after.state, after.version), (JobState::Failed, before.version + 1), "{after:?}");
+        assert_eq!(after.error.map(|e| e.kind), Some(semantica_core::ErrorKind::NodeLost));
+    }
 }
