@@ -14,7 +14,7 @@ use semantica_adapters::exec::{ExecConfig, Handlers, TokioExecutor};
 use semantica_adapters::probe::ProcProbe;
 use semantica_adapters::sqlite::{Reader, WriteError, Writer, WriterHandle, WriterOptions};
 use semantica_adapters::{
-    random_seed, PgOptions, PgStore, SqliteOptions, SqliteStore, Synchronous, SystemClock, UuidIds,
+    random_seed, PgListener, PgOptions, PgStore, SqliteOptions, SqliteStore, Synchronous, SystemClock, UuidIds,
 };
 use semantica_core::{
     limits, Action, Clock, Config, Engine, Executor, Input, Job, JobId, Reply, Report, SplitMix64, Step, Store,
@@ -193,25 +193,27 @@ impl Service {
         let clock = Arc::new(crate::clock_state::resume(&config.home));
         let engine_clock = Arc::clone(&clock) as Arc<dyn Clock + Send + Sync>;
         let cannot_start = |e: std::io::Error| format!("cannot start the writer: {e}");
-        let (writer, reader, lease) = match &config.store_url {
+        let (writer, reader, lease, listener) = match &config.store_url {
             // The URL may hold a password: errors name the store, never the URL.
             Some(url) => {
                 // The `postgres` client is blocking: opened off the async threads.
                 let url = url.clone();
                 let (node, lease_ms) = (config.node_id.clone(), config.node_lease_ms);
-                let (store, reader, lease) = tokio::task::spawn_blocking(move || {
+                let (store, reader, lease, listener) = tokio::task::spawn_blocking(move || {
                     let open =
                         || PgStore::open(&url, &PgOptions::default()).map_err(|e| format!("the Postgres store: {e}"));
                     // The lease first: it takes the node id, so that restart recovery
                     // below ends only this node's attempts, of a daemon that is gone.
                     let lease = nodes::Lease::open(&url, &node, lease_ms, started)?;
-                    Ok::<_, String>((open()?, open()?, lease))
+                    let listener = PgListener::open(&url, &PgOptions::default())
+                        .map_err(|e| format!("the Postgres store: {e}"))?;
+                    Ok::<_, String>((open()?, open()?, lease, listener))
                 })
                 .await
                 .map_err(|e| format!("opening the Postgres store: {e}"))??;
                 let writer =
                     Writer::spawn(store, engine, engine_clock, WriterOptions::default()).map_err(cannot_start)?;
-                (writer, StoreReader::Postgres(Some(Box::new(reader))), Some(lease))
+                (writer, StoreReader::Postgres(Some(Box::new(reader))), Some(lease), Some(listener))
             }
             None => {
                 let options = SqliteOptions {
@@ -224,7 +226,7 @@ impl Service {
                 let writer =
                     Writer::spawn(store, engine, engine_clock, WriterOptions::default()).map_err(cannot_start)?;
                 let reader = writer.open_reader(&options).map_err(|e| format!("{}: {e}", config.db_path.display()))?;
-                (writer, StoreReader::Sqlite(reader), None)
+                (writer, StoreReader::Sqlite(reader), None, None)
             }
         };
         let exec_config = exec_config(&config, &config.file);
@@ -270,6 +272,13 @@ impl Service {
                 .name("semantica-lease".into())
                 .spawn(move || keeper.keep_lease())
                 .map_err(|e| format!("cannot start the lease thread: {e}"))?;
+        }
+        if let (Some(listener), Some(url)) = (listener, service.config.store_url.clone()) {
+            let listening = Arc::clone(&service);
+            std::thread::Builder::new()
+                .name("semantica-listen".into())
+                .spawn(move || listening.listen(url, listener))
+                .map_err(|e| format!("cannot start the wake-up listener: {e}"))?;
         }
         Ok(service)
     }

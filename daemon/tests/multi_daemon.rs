@@ -382,3 +382,36 @@ fn a_crash_loop_of_two_daemons_loses_nothing_and_ends_every_job() {
         assert!(daemon.stop().success());
     }
 }
+
+/// Wake-ups through LISTEN/NOTIFY: a job enqueued on a daemon whose workers are all busy
+/// starts on the idle other one at once, not at that one's next poll (a second).
+#[test]
+fn a_job_enqueued_on_a_busy_daemon_starts_on_an_idle_one_at_once() {
+    let mut cluster = Cluster::start("wake", 2);
+    let busy = cluster.client(0);
+    let mut latencies_ms = Vec::new();
+    runtime().block_on(async {
+        for round in 0..4 {
+            // Two workers per daemon: the first two fill n0, the other two wait for n1.
+            let mut ids = Vec::new();
+            for n in 0..4 {
+                ids.push(enqueue(&busy, sleep_job(&format!("r{round}-{n}"), 300, 1)).await);
+            }
+            let jobs = all_ended(&busy, Duration::from_secs(20)).await;
+            for id in &ids {
+                let job = &jobs[id.as_str().unwrap()];
+                assert_eq!(job["state"], "DONE", "{job}");
+                if job["node"] == "n1" {
+                    latencies_ms.push(job["started_at"].as_u64().unwrap() - job["created_at"].as_u64().unwrap());
+                }
+            }
+        }
+    });
+    eprintln!("enqueued on n0, started on n1 after {latencies_ms:?} ms");
+    assert!(latencies_ms.len() >= 4, "n1 took too few jobs to judge: {latencies_ms:?}");
+    // A poll would take up to a second; CI machines are slow, so the bound has slack.
+    assert!(latencies_ms.iter().all(|ms| *ms < 250), "not woken at once: {latencies_ms:?}");
+    for daemon in &mut cluster.daemons {
+        assert!(daemon.stop().success());
+    }
+}

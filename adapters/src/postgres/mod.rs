@@ -43,6 +43,61 @@ const OCCUPYING: &str = "(state = 'RUNNING' OR reap_pending)";
 const WAITING: &str = "(state = 'QUEUED' OR state = 'SCHEDULED')";
 const TERMINAL: &str = "state NOT IN ('QUEUED', 'SCHEDULED', 'RUNNING')";
 
+/// The channel of the wake-ups: one per schema, so that daemons of other schemas on the
+/// same database are not woken.
+const WAKE_CHANNEL: &str = "'semantica.wake:' || current_schema()";
+
+/// Wake-ups one `PgListener::wait` takes at most beyond the first.
+const WAKE_DRAIN_MAX: usize = 1024;
+
+/// Whether a committed write may let another daemon start a job: a job became `QUEUED`,
+/// or one stopped holding its subject (and maybe a worker).
+fn wakes(write: &Write) -> bool {
+    match write {
+        Write::Insert(job) => job.state == JobState::Queued,
+        Write::Update(job) => job.state == JobState::Queued || !job.occupies_subject(),
+        Write::QueuePaused { paused: false, .. } => true,
+        _ => false,
+    }
+}
+
+/// A connection that waits for the wake-ups of other daemons' commits (`LISTEN`): a
+/// set that [`wakes`] sends `NOTIFY`, delivered at its COMMIT, so that an idle daemon
+/// claims at once instead of at its next poll.
+pub struct PgListener {
+    client: Client,
+}
+
+impl PgListener {
+    pub fn open(url: &str, options: &PgOptions) -> Result<PgListener, OpenError> {
+        let mut client = PgStore::open(url, options)?.client.into_inner();
+        let unavailable = |e: postgres::Error| OpenError::Unavailable(describe(&e));
+        let channel: String = client.query_one(&format!("SELECT {WAKE_CHANNEL}"), &[]).map_err(unavailable)?.get(0);
+        client.batch_execute(&format!("LISTEN \"{}\"", channel.replace('"', "\"\""))).map_err(unavailable)?;
+        Ok(PgListener { client })
+    }
+
+    /// Waits up to `timeout` for wake-ups and takes all that came. `Ok(true)`: at least
+    /// one. An error: the connection is gone (open a new one; wake-ups may have been lost).
+    pub fn wait(&mut self, timeout: std::time::Duration) -> Result<bool, String> {
+        if self.client.is_closed() {
+            return Err("the listening connection closed".into());
+        }
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut notifications = self.client.notifications();
+        let mut woke = notifications.timeout_iter(timeout).next().map_err(|e| describe(&e))?.is_some();
+        // The ones already here, at most a bounded number: a wake-up is a wake-up.
+        let mut pending = notifications.iter();
+        for _ in 0..WAKE_DRAIN_MAX {
+            if pending.next().map_err(|e| describe(&e))?.is_none() {
+                break;
+            }
+            woke = true;
+        }
+        Ok(woke)
+    }
+}
+
 /// One daemon's lease, as `nodes` holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeLease {
@@ -469,6 +524,10 @@ impl<C: GenericClient> Apply<'_, C> {
         if max_seq > max_seq_before {
             self.execute("UPDATE counters SET max_seq = $1 WHERE singleton = 1", &[&ordered(max_seq, "seq")])
                 .map_err(store_error)?;
+        }
+        if writes.writes.iter().any(wakes) {
+            // Sent at COMMIT, and only then; Postgres folds a transaction's equal ones.
+            self.execute(&format!("SELECT pg_notify({WAKE_CHANNEL}, '')"), &[]).map_err(store_error)?;
         }
         Ok(())
     }

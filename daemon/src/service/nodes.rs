@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use semantica_adapters::{NodeLease, PgOptions, PgStore};
+use semantica_adapters::{NodeLease, PgListener, PgOptions, PgStore};
 use semantica_core::{Executor, Input, JobState, KillOrder, Reply, Rng, SplitMix64, Store};
 use tracing::{info, warn};
 
@@ -85,7 +85,34 @@ impl Lease {
     }
 }
 
+/// How long the listener waits between two looks at `stopping`, and before it connects
+/// again after losing its connection.
+const LISTEN_WAIT: Duration = Duration::from_secs(1);
+
 impl Service {
+    /// The listener thread: every wake-up of another daemon's commit (`NOTIFY`) pokes the
+    /// scheduler, which claims at once; the scheduler's own round (at most a second) is
+    /// the fallback, and a new connection pokes it too (wake-ups may have been lost).
+    pub(super) fn listen(self: Arc<Service>, url: String, mut listener: PgListener) {
+        while !self.stopping.load(Ordering::Acquire) {
+            match listener.wait(LISTEN_WAIT) {
+                Ok(true) => self.poke.notify_one(),
+                Ok(false) => {}
+                Err(error) => {
+                    warn!(%error, "lost the wake-up connection; polling until it is back");
+                    std::thread::sleep(LISTEN_WAIT);
+                    match PgListener::open(&url, &PgOptions::default()) {
+                        Ok(new) => {
+                            listener = new;
+                            self.poke.notify_one();
+                        }
+                        Err(error) => warn!(%error, "wake-up connection"),
+                    }
+                }
+            }
+        }
+    }
+
     fn elapsed_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
