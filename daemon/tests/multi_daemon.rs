@@ -16,7 +16,9 @@ use common::*;
 use semantica_adapters::{PgOptions, PgStore};
 use serde_json::{json, Value};
 
-const LEASE_MS: u64 = 1_500;
+/// Short, so that the tests wait little for expiry; not shorter, so that a loaded CI
+/// machine (two cores, three daemons, Postgres) renews in time.
+const LEASE_MS: u64 = 2_000;
 
 /// A schema of its own on the test cluster, dropped when the guard goes.
 struct Schema {
