@@ -337,6 +337,18 @@ mod tests {
     }
 
     #[test]
+    fn node_lease_ms_is_read_at_start_only() {
+        let running = FileConfig::default();
+        let new: FileConfig = toml::from_str("node_lease_ms = 3000\n").unwrap();
+        assert_eq!(new.node_lease_ms, Some(3000));
+        let changes = running.changes(&new);
+        assert_eq!(
+            (changes.changed.as_slice(), changes.restart_required.as_slice()),
+            (["node_lease_ms"].as_slice(), ["node_lease_ms"].as_slice())
+        );
+    }
+
+    #[test]
     fn a_missing_config_file_means_defaults() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(read_file_config(&dir.path().join("config.toml")).unwrap(), FileConfig::default());

@@ -138,6 +138,17 @@ fn serve_refuses_a_store_url_that_is_not_postgres() {
     assert!(stderr.contains("postgres://"), "{stderr}");
 }
 
+#[test]
+fn serve_refuses_a_lease_too_short_to_renew() {
+    let home = tempfile::tempdir().unwrap();
+    let mut child = spawn_logging_to(home.path(), &[("SEMANTICA_NODE_LEASE_MS", "10")], std::process::Stdio::piped());
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("node_lease_ms = 10: want 300 to 600000 milliseconds"), "{stderr}");
+}
+
 /// Two daemons under one node id would each take the other's running jobs for their own
 /// crashed ones: a second daemon with the id of a live one refuses to start, and the
 /// first goes on.
