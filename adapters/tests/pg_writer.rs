@@ -145,11 +145,17 @@ fn a_claim_that_another_daemon_overtook_is_decided_again_on_fresh_reads() {
 }
 
 fn node_writer(schema: &pg::TestSchema, node: &str, seed: u64) -> WriterHandle {
+    node_writer_at(schema, node, seed, 1_700_000_000_000)
+}
+
+/// A daemon's writer on a shared store whose clock starts at `start_ms`.
+fn node_writer_at(schema: &pg::TestSchema, node: &str, seed: u64, start_ms: u64) -> WriterHandle {
     let mut config = Config::new(8, ["work"]);
     config.node = Some(node.to_owned());
     config.shared_store = true;
     let engine = Engine::new(config, Box::new(SeededIds::new(seed)), Box::new(SplitMix64::new(seed)));
-    let writer = Writer::spawn(schema.open(), engine, clock(), WriterOptions::default()).unwrap();
+    let clock = Arc::new(TickingClock { next_ms: AtomicU64::new(start_ms) });
+    let writer = Writer::spawn(schema.open(), engine, clock, WriterOptions::default()).unwrap();
     let step = writer.submit(Input::Recover).unwrap();
     assert!(matches!(step.reply, Reply::Recovered { .. }), "{:?}", step.reply);
     writer
@@ -200,5 +206,64 @@ fn two_daemons_ending_one_lost_node_at_once_end_each_attempt_once() {
         let after = store.get(before.id).unwrap().unwrap();
         assert_eq!((after.state, after.version), (JobState::Failed, before.version + 1), "{after:?}");
         assert_eq!(after.error.map(|e| e.kind), Some(semantica_core::ErrorKind::NodeLost));
+    }
+}
+
+/// Another duty two daemons do at once: both tick when a recurring slot has come. The
+/// slot fires once: one job, whichever daemon enqueued it (five races, one recurring job
+/// each).
+#[test]
+fn two_daemons_ticking_one_recurring_slot_at_once_enqueue_it_once() {
+    let schema = pg::TestSchema::new("writer_slot");
+    // A minute boundary: the slot of `* * * * *`.
+    let slot_ms: u64 = 1_700_000_040_000;
+    assert_eq!(slot_ms % 60_000, 0);
+    let rounds = 5u64;
+    for round in 0..rounds {
+        let setter = node_writer_at(&schema, "s", 100 + round, slot_ms - 5_000);
+        let request = semantica_core::RecurringRequest {
+            name: format!("every-minute-{round}"),
+            cron: "* * * * *".into(),
+            timezone: None,
+            job: EnqueueRequest {
+                job_type: Some("work".into()),
+                queue: Some("default".into()),
+                subject_key: Some(format!("minutely-{round}")),
+                ..EnqueueRequest::default()
+            },
+        };
+        let step = setter.submit(Input::SetRecurring(Box::new(request))).unwrap();
+        assert!(matches!(step.reply, Reply::RecurringSet { next_at_ms: Some(at), .. } if at == slot_ms));
+        setter.shutdown();
+        let judges = [
+            node_writer_at(&schema, "a", 200 + round, slot_ms + 10),
+            node_writer_at(&schema, "b", 300 + round, slot_ms + 10),
+        ];
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let threads: Vec<_> = judges
+            .iter()
+            .map(|judge| {
+                let (judge, barrier) = (judge.clone(), Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    judge.submit(Input::Tick).unwrap().reply
+                })
+            })
+            .collect();
+        for thread in threads {
+            assert_eq!(thread.join().unwrap(), Reply::Accepted);
+        }
+        for judge in &judges {
+            judge.shutdown();
+        }
+    }
+    let store = schema.open();
+    let jobs = store.query(&JobQuery { limit: 200, ..JobQuery::default() }).unwrap().items;
+    assert_eq!(jobs.len() as u64, rounds, "a slot fired more or less than once: {jobs:?}");
+    for round in 0..rounds {
+        let recurring = store.recurring(&format!("every-minute-{round}")).unwrap().unwrap();
+        let job = jobs.iter().find(|job| job.subject_key == format!("minutely-{round}")).unwrap();
+        assert_eq!(job.generation, slot_ms / 1000);
+        assert_eq!((recurring.last_slot_ms, recurring.last_enqueued_job_id), (Some(slot_ms), Some(job.id)));
     }
 }
