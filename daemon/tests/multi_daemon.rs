@@ -4,7 +4,9 @@
 //! stopped with SIGSTOP past its lease changes nothing with its late reports and claims
 //! again once it rejoins; enqueues of one subject on every daemon at once keep supersede
 //! and never run two jobs of the subject at the same time; two of three daemons killed at
-//! random under load lose nothing and leave no job open. Needs `SEMANTICA_TEST_PG_URL`
+//! random under load lose nothing and leave no job open; a job enqueued on a busy daemon
+//! starts on an idle one at once (LISTEN/NOTIFY); a daemon whose renewals hang stops its
+//! runs by its own clock. Needs `SEMANTICA_TEST_PG_URL`
 //! (`source .ci/postgres.sh`).
 
 mod common;
@@ -413,6 +415,53 @@ fn a_job_enqueued_on_a_busy_daemon_starts_on_an_idle_one_at_once() {
     assert!(latencies_ms.len() >= 4, "n1 took too few jobs to judge: {latencies_ms:?}");
     // A poll would take up to a second; CI machines are slow, so the bound has slack.
     assert!(latencies_ms.iter().all(|ms| *ms < 250), "not woken at once: {latencies_ms:?}");
+    for daemon in &mut cluster.daemons {
+        assert!(daemon.stop().success());
+    }
+}
+
+/// A daemon whose renewals hang (its lease row held by another transaction, as a
+/// database that stops answering would) stops its runs once its own clock says the lease
+/// may have run out, without waiting for the database.
+#[test]
+fn a_daemon_that_cannot_renew_stops_its_runs_by_its_own_clock() {
+    let mut cluster = Cluster::start("hang", 2);
+    let client = cluster.client(0);
+    runtime().block_on(async {
+        for n in 0..4 {
+            enqueue(&cluster.client(n % 2), sleep_job(&format!("long{n}"), 20_000, 1)).await;
+        }
+        let victims = running_on(&client, "n1", 1).await;
+        // A transaction that holds n1's lease row, as a `NodeLost` step does (its guard
+        // refuses, the live lease being live, but the row stays locked to the rollback).
+        let (url, name) = (cluster.schema.url.clone(), cluster.schema.name.clone());
+        let blocker = tokio::task::spawn_blocking(move || {
+            use semantica_adapters::sqlite::{Control, GroupCommitStore};
+            let blocker = PgStore::open(&url, &PgOptions { schema: Some(name) }).unwrap();
+            blocker.control(Control::Begin).unwrap();
+            let guard = semantica_core::Write::NodeLeaseExpired { node: "n1".into() };
+            let refused = blocker.apply_within(&semantica_core::WriteSet { writes: vec![guard] });
+            assert!(matches!(refused, Err(semantica_core::StoreError::Conflict { .. })), "{refused:?}");
+            std::thread::sleep(Duration::from_millis(LEASE_MS * 3));
+            blocker.control(Control::Rollback).unwrap();
+        });
+        let started = Instant::now();
+        let stopped = loop {
+            let job = client.call("dev.get.v1", params(json!({"job_id": victims[0]}))).await.unwrap();
+            if terminal(&job) {
+                break job;
+            }
+            assert!(started.elapsed() < Duration::from_millis(LEASE_MS * 3), "still running: {job}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        // Ended by its own daemon (the others' `node_lost` waits for the row as well).
+        assert_eq!(stopped["state"], "FAILED", "{stopped}");
+        assert_ne!(stopped["error"]["kind"], "node_lost", "{stopped}");
+        assert!(started.elapsed() < Duration::from_millis(LEASE_MS * 2), "stopped late: {:?}", started.elapsed());
+        blocker.await.unwrap();
+        // Then it renews or rejoins, and every job ends.
+        all_ended(&client, Duration::from_secs(40)).await;
+    });
     for daemon in &mut cluster.daemons {
         assert!(daemon.stop().success());
     }

@@ -92,9 +92,13 @@ const LISTEN_WAIT: Duration = Duration::from_secs(1);
 impl Service {
     /// The listener thread: every wake-up of another daemon's commit (`NOTIFY`) pokes the
     /// scheduler, which claims at once; the scheduler's own round (at most a second) is
-    /// the fallback, and a new connection pokes it too (wake-ups may have been lost).
+    /// the fallback, and a new connection pokes it too (wake-ups may have been lost). It
+    /// is also the lease's watchdog: its waits are timed on this side, so it stops the
+    /// runs once the lease may have run out even while the lease thread hangs on a
+    /// database that does not answer.
     pub(super) fn listen(self: Arc<Service>, url: String, mut listener: PgListener) {
         while !self.stopping.load(Ordering::Acquire) {
+            self.stop_runs_past_lease();
             match listener.wait(LISTEN_WAIT) {
                 Ok(true) => self.poke.notify_one(),
                 Ok(false) => {}
@@ -110,6 +114,19 @@ impl Service {
                     }
                 }
             }
+        }
+    }
+
+    /// Stops every run once this daemon's own clock says its lease may have run out: the
+    /// others may end those attempts and start them again elsewhere.
+    fn stop_runs_past_lease(&self) {
+        if self.lease_holds() || self.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        let executor = self.executor.lock().expect("executor lock");
+        if executor.running_count() > 0 {
+            warn!("the lease may have run out: stopping this daemon's runs");
+            executor.stop_all();
         }
     }
 
