@@ -4,7 +4,7 @@
 
 /// Every column of a job, in the order each store's `encode` fills them and `decode`
 /// reads them.
-pub(crate) const COLUMNS: [&str; 49] = [
+pub(crate) const COLUMNS: [&str; 50] = [
     "seq",
     "id",
     "version",
@@ -54,12 +54,13 @@ pub(crate) const COLUMNS: [&str; 49] = [
     "deadline_wall_ms",
     "at_wall_ms",
     "wall_offset_ms",
+    "node",
 ];
 
 /// The columns an update may change: core fixes everything else of a job when it is
 /// inserted (`Tx::update` asserts it), so an UPDATE leaves those columns, and the indexes
 /// made only of them (`id`'s), alone.
-pub(crate) const MUTABLE_COLUMNS: [&str; 19] = [
+pub(crate) const MUTABLE_COLUMNS: [&str; 20] = [
     "version",
     "deadline_ms",
     "wall_offset_ms",
@@ -79,6 +80,7 @@ pub(crate) const MUTABLE_COLUMNS: [&str; 19] = [
     "error_message",
     "result_summary_json",
     "artifacts_json",
+    "node",
 ];
 
 /// `seq, id, …` for a SELECT. Built once: the store's hot statements are looked up in

@@ -21,5 +21,5 @@ pub mod trace;
 
 pub use clock::{engine_to_wall_ms, wall_to_engine_ms, ClockState, OsTime, SystemClock, TimeSource};
 pub use ids::{random_bytes, random_seed, UuidIds};
-pub use postgres::{PgOptions, PgStore};
+pub use postgres::{NodeLease, PgListener, PgOptions, PgStore};
 pub use sqlite::{OpenError, SqliteOptions, SqliteStore, Synchronous};

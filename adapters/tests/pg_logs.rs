@@ -113,10 +113,10 @@ fn a_commit_that_makes_a_job_ready_wakes_every_listener_and_a_rollback_wakes_non
     let mut listeners: Vec<PgListener> =
         (0..2).map(|_| PgListener::open(&schema.url, &schema.options()).unwrap()).collect();
     // Nothing was committed yet: nothing arrives.
-    assert_eq!(listeners[0].wait(Duration::from_millis(50), None).unwrap(), Vec::<String>::new());
+    assert!(!listeners[0].wait(Duration::from_millis(50), None).unwrap());
 
-    // A waiting job wakes nobody; a queued one wakes every listener with its queue, once
-    // per transaction however many jobs of that queue it holds.
+    // A waiting job wakes nobody; a queued one wakes every listener, once per transaction
+    // however many jobs it makes ready.
     store.commit(&set(vec![Write::Insert(job(1, "later", JobState::Scheduled))])).unwrap();
     store
         .commit(&set(vec![
@@ -125,8 +125,8 @@ fn a_commit_that_makes_a_job_ready_wakes_every_listener_and_a_rollback_wakes_non
         ]))
         .unwrap();
     for listener in &mut listeners {
-        assert_eq!(listener.wait(Duration::from_secs(5), None).unwrap(), vec!["fast".to_owned()]);
-        assert_eq!(listener.wait(Duration::from_millis(50), None).unwrap(), Vec::<String>::new());
+        assert!(listener.wait(Duration::from_secs(5), None).unwrap());
+        assert!(!listener.wait(Duration::from_millis(50), None).unwrap());
     }
 
     // A release (SCHEDULED → QUEUED) wakes too.
@@ -135,7 +135,7 @@ fn a_commit_that_makes_a_job_ready_wakes_every_listener_and_a_rollback_wakes_non
     released.version += 1;
     released.state = JobState::Queued;
     store.commit(&set(vec![Write::Update(released)])).unwrap();
-    assert_eq!(listeners[0].wait(Duration::from_secs(5), None).unwrap(), vec!["later".to_owned()]);
+    assert!(listeners[0].wait(Duration::from_secs(5), None).unwrap());
 
     // A commit refused whole (a stale version) notifies nothing.
     let stale = job(4, "refused", JobState::Queued);
@@ -143,14 +143,14 @@ fn a_commit_that_makes_a_job_ready_wakes_every_listener_and_a_rollback_wakes_non
     wrong.version += 1;
     let refused = store.commit(&set(vec![Write::Insert(stale), Write::Update(wrong)]));
     assert!(refused.is_err());
-    assert_eq!(listeners[1].wait(Duration::from_millis(50), None).unwrap(), vec!["later".to_owned()]);
-    assert_eq!(listeners[1].wait(Duration::from_millis(100), None).unwrap(), Vec::<String>::new());
-    assert_eq!(listeners[0].wait(Duration::from_millis(100), None).unwrap(), Vec::<String>::new());
+    assert!(listeners[1].wait(Duration::from_millis(50), None).unwrap());
+    assert!(!listeners[1].wait(Duration::from_millis(100), None).unwrap());
+    assert!(!listeners[0].wait(Duration::from_millis(100), None).unwrap());
 
     // A daemon leaves out its own writer's notifications (its scheduler already knows).
     store.commit(&set(vec![Write::Insert(job(5, "own", JobState::Queued))])).unwrap();
-    assert_eq!(listeners[0].wait(Duration::from_millis(200), Some(store.backend_pid())).unwrap(), Vec::<String>::new());
-    assert_eq!(listeners[1].wait(Duration::from_secs(5), None).unwrap(), vec!["own".to_owned()]);
+    assert!(!listeners[0].wait(Duration::from_millis(200), Some(store.backend_pid())).unwrap());
+    assert!(listeners[1].wait(Duration::from_secs(5), None).unwrap());
 }
 
 /// How long a notification takes from a commit on one connection to a listener on
@@ -166,8 +166,7 @@ fn wake_up_latency_from_commit_to_listener() {
         let started = Instant::now();
         store.commit(&set(vec![Write::Insert(job(n, "default", JobState::Queued))])).unwrap();
         let committed = started.elapsed();
-        let queues = listener.wait(Duration::from_secs(5), None).unwrap();
-        assert_eq!(queues, vec!["default".to_owned()]);
+        assert!(listener.wait(Duration::from_secs(5), None).unwrap(), "no wake-up within 5 s");
         latencies_us.push((started.elapsed() - committed).as_micros());
     }
     latencies_us.sort_unstable();
@@ -205,12 +204,12 @@ fn a_listener_whose_connection_ends_says_so_and_a_new_one_hears_again() {
     let lost = loop {
         match listener.wait(Duration::from_millis(100), None) {
             Err(error) => break error,
-            Ok(queues) => assert!(queues.is_empty(), "{queues:?}"),
+            Ok(woke) => assert!(!woke, "woken, though nothing was committed"),
         }
         assert!(started.elapsed() < Duration::from_secs(10), "the listener never noticed its connection ended");
     };
     assert!(!lost.is_empty());
     let mut again = PgListener::open(&schema.url, &schema.options()).unwrap();
     store.commit(&set(vec![Write::Insert(job(1, "default", JobState::Queued))])).unwrap();
-    assert_eq!(again.wait(Duration::from_secs(5), None).unwrap(), vec!["default".to_owned()]);
+    assert!(again.wait(Duration::from_secs(5), None).unwrap());
 }

@@ -2,7 +2,9 @@
 //! newer database, a failed one, concurrent openers under the advisory lock), and the
 //! rules the database keeps when two stores (two daemons) decide on the same reads:
 //! stale versions, subject exclusivity, one live job per (subject, generation), and
-//! sequence numbers. Needs `SEMANTICA_TEST_PG_URL` (`source .ci/postgres.sh`).
+//! sequence numbers; node leases (renewal, expiry, forgetting, one daemon per node id),
+//! the guard that commits a `NodeLost` step only while the lease is expired, and claims
+//! that skip the rows another daemon's open claim holds. Needs `SEMANTICA_TEST_PG_URL` (`source .ci/postgres.sh`).
 
 #[path = "support/pg.rs"]
 mod pg;
@@ -68,6 +70,7 @@ fn full_job(n: u64) -> Job {
         deadline_wall_ms: Some(9_000 + n),
         at_wall_ms: Some(1_500 + n),
         wall_offset_ms: Some(-3_600_000),
+        node: Some("host-ü:/home/x".into()),
     }
 }
 
@@ -292,4 +295,138 @@ fn an_unreachable_server_is_unavailable_not_a_panic() {
         Err(other) => panic!("expected Unavailable, got {other}"),
         Ok(_) => panic!("opened a store on a closed port"),
     }
+}
+
+fn node_set(node: &str, writes: Vec<Write>) -> WriteSet {
+    let mut all = vec![Write::NodeLeaseExpired { node: node.into() }];
+    all.extend(writes);
+    set(all)
+}
+
+#[test]
+fn a_lease_renews_until_it_expires_and_then_only_a_new_registration_brings_it_back() {
+    let schema = TestSchema::new("lease");
+    let store = schema.open();
+    store.register_node("a", 60_000).unwrap();
+    store.register_node("b", 1).unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    assert!(store.renew_node("a", 60_000).unwrap());
+    assert!(!store.renew_node("b", 60_000).unwrap(), "an expired lease is not renewed");
+    assert_eq!(store.expired_nodes("a", 10).unwrap(), ["b"]);
+    assert!(store.expired_nodes("b", 10).unwrap().is_empty(), "a node never judges itself");
+    let nodes = store.nodes().unwrap();
+    assert_eq!(nodes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert!(nodes[0].lease_expires_at_ms > nodes[1].lease_expires_at_ms);
+    store.register_node("b", 60_000).unwrap();
+    assert!(store.renew_node("b", 60_000).unwrap());
+    assert!(store.expired_nodes("a", 10).unwrap().is_empty());
+}
+
+#[test]
+fn an_expired_node_is_forgotten_only_once_none_of_its_jobs_runs() {
+    let schema = TestSchema::new("forget");
+    let mut store = schema.open();
+    let job = queued(1, "s", 1);
+    let run = Job { node: Some("gone".into()), ..running(&job) };
+    store.commit(&set(vec![Write::Insert(job)])).unwrap();
+    store.commit(&set(vec![Write::Update(run.clone())])).unwrap();
+    store.register_node("gone", 1).unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    assert_eq!(store.nodes().unwrap()[0].running, 1);
+    assert_eq!(store.jobs_of_node("gone", 10).unwrap(), std::slice::from_ref(&run));
+    assert_eq!(store.node_process_count(None, "gone").unwrap(), 1);
+    assert_eq!(store.node_process_count(Some("default"), "other").unwrap(), 0);
+    assert!(!store.forget_node("gone").unwrap(), "forgotten while its job runs");
+    let ended = next(&run, |j| j.state = JobState::Failed);
+    store.commit(&node_set("gone", vec![Write::Update(ended)])).unwrap();
+    assert!(store.forget_node("gone").unwrap());
+    assert!(store.nodes().unwrap().is_empty());
+}
+
+#[test]
+fn a_node_lost_step_commits_only_while_the_lease_is_expired() {
+    let schema = TestSchema::new("guard");
+    let mut store = schema.open();
+    let job = queued(1, "s", 1);
+    let run = Job { node: Some("n".into()), ..running(&job) };
+    store.commit(&set(vec![Write::Insert(job)])).unwrap();
+    store.commit(&set(vec![Write::Update(run.clone())])).unwrap();
+    let lost = next(&run, |j| j.state = JobState::Scheduled);
+    // A live lease: the step is refused whole and the job keeps running.
+    store.register_node("n", 60_000).unwrap();
+    assert!(is_conflict(store.commit(&node_set("n", vec![Write::Update(lost.clone())]))));
+    assert_eq!(store.get(run.id).unwrap().unwrap().state, JobState::Running);
+    // Expired: it commits.
+    store.register_node("n", 1).unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    store.commit(&node_set("n", vec![Write::Update(lost)])).unwrap();
+    assert_eq!(store.get(run.id).unwrap().unwrap().state, JobState::Scheduled);
+}
+
+#[test]
+fn a_registration_waits_for_a_node_lost_step_that_holds_the_lease_row() {
+    use semantica_adapters::sqlite::{Control, GroupCommitStore};
+    let schema = TestSchema::new("guard_wait");
+    let mut setup = schema.open();
+    let job = queued(1, "s", 1);
+    let run = Job { node: Some("n".into()), ..running(&job) };
+    setup.commit(&set(vec![Write::Insert(job)])).unwrap();
+    setup.commit(&set(vec![Write::Update(run.clone())])).unwrap();
+    setup.register_node("n", 1).unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    let judge = schema.open();
+    judge.control(Control::Begin).unwrap();
+    judge.apply_within(&node_set("n", vec![Write::Update(next(&run, |j| j.state = JobState::Failed))])).unwrap();
+    let url = (schema.url.clone(), schema.options());
+    let registering = std::thread::spawn(move || {
+        let node = PgStore::open(&url.0, &url.1).unwrap();
+        let started = Instant::now();
+        node.register_node("n", 60_000).unwrap();
+        started.elapsed()
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    judge.control(Control::Commit).unwrap();
+    let waited = registering.join().unwrap();
+    assert!(waited >= Duration::from_millis(300), "registered while the lost node's step was open ({waited:?})");
+    assert_eq!(setup.get(run.id).unwrap().unwrap().state, JobState::Failed);
+    assert!(setup.renew_node("n", 60_000).unwrap());
+}
+
+#[test]
+fn one_node_id_is_held_by_one_connection_at_a_time() {
+    let schema = TestSchema::new("node_lock");
+    let first = schema.open();
+    first.hold_node_lock("twin").unwrap();
+    let second = schema.open();
+    let refused = second.hold_node_lock("twin").unwrap_err();
+    assert!(refused.contains("node id \"twin\""), "{refused}");
+    second.hold_node_lock("other").unwrap();
+    drop(first);
+    // The server lets go of a closed session's locks as soon as it has seen it close.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while second.hold_node_lock("twin").is_err() {
+        assert!(Instant::now() < deadline, "the node id stayed taken after its connection closed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn two_daemons_claiming_at_once_are_offered_different_jobs() {
+    use semantica_adapters::sqlite::{Control, GroupCommitStore};
+    let schema = TestSchema::new("skip_locked");
+    let mut setup = schema.open();
+    setup.commit(&set((1..=4).map(|n| Write::Insert(queued(n, &format!("s{n}"), 1))).collect())).unwrap();
+    let a = schema.open();
+    let b = schema.open();
+    a.control(Control::Begin).unwrap();
+    b.control(Control::Begin).unwrap();
+    let seqs = |jobs: Vec<Job>| jobs.iter().map(|job| job.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(a.claim_candidates("default", None, 2).unwrap()), [1, 2]);
+    // Not waited for: B is offered the next ones at once.
+    let started = Instant::now();
+    assert_eq!(seqs(b.claim_candidates("default", None, 2).unwrap()), [3, 4]);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    a.control(Control::Rollback).unwrap();
+    assert_eq!(seqs(b.claim_candidates("default", None, 4).unwrap()), [1, 2, 3, 4]);
+    b.control(Control::Rollback).unwrap();
 }

@@ -60,6 +60,7 @@ fn full_job(n: u64) -> Job {
         deadline_wall_ms: Some(9_000 + n),
         at_wall_ms: Some(1_500 + n),
         wall_offset_ms: Some(-3_600_000),
+        node: Some("host-ü:/home/x".into()),
     }
 }
 
@@ -89,6 +90,7 @@ fn bare_job(n: u64) -> Job {
         deadline_wall_ms: None,
         at_wall_ms: None,
         wall_offset_ms: None,
+        node: None,
         ..full_job(n)
     }
 }
@@ -713,7 +715,9 @@ fn a_version_6_database_is_rebuilt_in_place() {
     let jobs: Vec<Job> = (1..=40)
         .map(|n| {
             let state = JobState::ALL[n as usize % JobState::ALL.len()];
-            Job { state, finished_at_ms: state.is_terminal().then_some(9000), wake_at_ms: None, ..full_job(n) }
+            // No node: schema 6 has no column for it, and 0008 adds it as NULL.
+            let finished_at_ms = state.is_terminal().then_some(9000);
+            Job { state, finished_at_ms, wake_at_ms: None, node: None, ..full_job(n) }
         })
         .collect();
     {

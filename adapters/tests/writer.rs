@@ -160,7 +160,7 @@ fn inputs_queued_together_commit_in_one_transaction() {
     let inputs = std::iter::once(Input::Recover).chain((1..8).map(|n| enqueue(&format!("s-{n}")))).collect();
     let answers = submit_together(&writer, inputs);
     answers.iter().skip(1).for_each(assert_enqueued);
-    assert_eq!(writer.stats(), WriterStats { batches: 1, steps: 8, batches_failed: 0 });
+    assert_eq!(writer.stats(), WriterStats { batches: 1, steps: 8, batches_failed: 0, conflict_retries: 0 });
     writer.shutdown();
 }
 

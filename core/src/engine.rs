@@ -83,6 +83,15 @@ pub enum Input {
     WallClock {
         offset_ms: i64,
     },
+    /// The daemon `node` lost its lease (several engines on one store; the driver may
+    /// send its own node once it has stopped every process of it): each of its
+    /// attempts that still holds a worker is over. A `RUNNING` one is a failed attempt
+    /// (`node_lost`) and the retry policy decides what follows; a `reap_pending` one frees
+    /// its subject (the node's processes are its own business). Up to
+    /// `limits::NODE_LOST_ROUND_JOBS_MAX` jobs a step; `more` in the reply: send it again.
+    NodeLost {
+        node: String,
+    },
 }
 
 /// `dev.retry.v1`: one job by id, or up to `limit` jobs that match `filter` (its
@@ -187,6 +196,11 @@ pub enum Reply {
         failed_attempts: usize,
         processes_killed: usize,
     },
+    /// `more`: the round was full and the node may hold more jobs.
+    NodeLost {
+        failed_attempts: usize,
+        more: bool,
+    },
     Purged {
         job_ids: Vec<JobId>,
     },
@@ -249,6 +263,13 @@ pub struct Config {
     pub throttle: Option<Throttle>,
     /// In-process job types; a job without `exec` must name one.
     pub job_types: BTreeSet<String>,
+    /// This engine's node (daemon) id, recorded on every job it starts (`Job::node`).
+    pub node: Option<String>,
+    /// Other engines (other nodes) share the store: `Recover` fails only this node's
+    /// attempts (and those with no node), never another live node's; theirs end only by
+    /// `Input::NodeLost`. Worker limits (`workers`, `queue_concurrency`) then count only this
+    /// node's jobs.
+    pub shared_store: bool,
 }
 
 impl Config {
@@ -259,6 +280,8 @@ impl Config {
             queue_concurrency: BTreeMap::new(),
             throttle: None,
             job_types: job_types.into_iter().map(Into::into).collect(),
+            node: None,
+            shared_store: false,
         }
     }
 
@@ -439,6 +462,10 @@ impl Engine {
                 let (earliest_slot_ms, more) = self.wall_clock(&mut tx, offset_ms)?;
                 wake_also = if more { Some(now_ms) } else { earliest_slot_ms };
                 Reply::Accepted
+            }
+            Input::NodeLost { node } => {
+                let (failed_attempts, more) = self.node_lost(&mut tx, &node)?;
+                Reply::NodeLost { failed_attempts, more }
             }
             Input::DeleteRecurring { name } => {
                 let deleted = tx.recurring(&name)?.is_some();
@@ -640,6 +667,7 @@ impl Engine {
             result_summary_json: None,
             artifacts: Vec::new(),
             retry_of: valid.retry_of,
+            node: None,
         })
     }
 
@@ -981,7 +1009,7 @@ impl Engine {
     // ---- claim ---------------------------------------------------------------------
 
     fn claim(&mut self, tx: &mut Tx, queue: Option<String>) -> StoreResult<Option<Job>> {
-        if tx.process_count(None)? >= self.config.workers {
+        if tx.process_count(None, self.worker_node())? >= self.config.workers {
             return Ok(None);
         }
         let queues = match queue {
@@ -1000,7 +1028,7 @@ impl Engine {
             }
         };
         for queue in queues {
-            if tx.process_count(Some(&queue))? >= self.config.queue_limit(&queue) {
+            if tx.process_count(Some(&queue), self.worker_node())? >= self.config.queue_limit(&queue) {
                 continue;
             }
             if let Some(job) = self.claim_in(tx, &queue)? {
@@ -1077,6 +1105,7 @@ impl Engine {
         assert!(!job.reap_pending, "job {} started while its last process may live", job.id);
         job.state = JobState::Running;
         job.attempts += 1;
+        job.node.clone_from(&self.config.node);
         job.started_at_ms = Some(now_ms);
         job.pid = None;
         job.pid_started_at = None;
@@ -1227,6 +1256,9 @@ impl Engine {
         let mut failed_attempts = 0;
         let mut processes_killed = 0;
         for job in tx.process_holders(usize::MAX)? {
+            if !self.owns_attempt(&job) {
+                continue; // another live node's: only `NodeLost` ends it
+            }
             let mut job = tx.get(job.id)?.expect("listed in this step");
             if job.pid.is_some() {
                 tx.kill(&job);
@@ -1249,6 +1281,46 @@ impl Engine {
             }
         }
         Ok(Reply::Recovered { failed_attempts, processes_killed })
+    }
+
+    /// The node whose jobs count against this engine's worker limits: its own when the
+    /// store is shared, every job's otherwise.
+    fn worker_node(&self) -> Option<&str> {
+        if self.config.shared_store {
+            self.config.node.as_deref()
+        } else {
+            None
+        }
+    }
+
+    /// Whether this engine's recovery may treat the job's attempt as its own crashed one.
+    fn owns_attempt(&self, job: &Job) -> bool {
+        !self.config.shared_store || job.node.is_none() || job.node == self.config.node
+    }
+
+    /// A round of `Input::NodeLost`. The lost node's processes cannot be reached from
+    /// here; a node that could not renew its lease stops them itself before the lease
+    /// runs out (the driver's duty), so the attempt counts as ended.
+    fn node_lost(&mut self, tx: &mut Tx, node: &str) -> StoreResult<(usize, bool)> {
+        let jobs = tx.jobs_of_node(node, limits::NODE_LOST_ROUND_JOBS_MAX)?;
+        let more = jobs.len() == limits::NODE_LOST_ROUND_JOBS_MAX;
+        tx.guard_node_lost(node);
+        let mut failed_attempts = 0;
+        for job in jobs {
+            let mut job = tx.get(job.id)?.expect("listed in this step");
+            assert_eq!(job.node.as_deref(), Some(node), "job {} listed for another node", job.id);
+            if job.state == JobState::Running {
+                let error = JobError::new(ErrorKind::NodeLost, format!("the daemon {node} lost its lease"));
+                self.fail_attempt(tx, job, error, Process::Ended)?;
+                failed_attempts += 1;
+            } else {
+                assert!(job.reap_pending, "job {} holds no worker", job.id);
+                job.reap_pending = false;
+                tx.update(job)?;
+                tx.may_claim = true;
+            }
+        }
+        Ok((failed_attempts, more))
     }
 
     // ---- transitions ---------------------------------------------------------------

@@ -96,10 +96,12 @@ pub enum ErrorKind {
     Cancelled,
     HandlerError,
     SpawnFailed,
+    /// The daemon that ran the attempt lost its lease (several daemons on one database).
+    NodeLost,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 10] = [
+    pub const ALL: [ErrorKind; 11] = [
         ErrorKind::ExitCode,
         ErrorKind::Signal,
         ErrorKind::Timeout,
@@ -110,6 +112,7 @@ impl ErrorKind {
         ErrorKind::Cancelled,
         ErrorKind::HandlerError,
         ErrorKind::SpawnFailed,
+        ErrorKind::NodeLost,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -124,6 +127,7 @@ impl ErrorKind {
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::HandlerError => "handler_error",
             ErrorKind::SpawnFailed => "spawn_failed",
+            ErrorKind::NodeLost => "node_lost",
         }
     }
 }
@@ -268,6 +272,9 @@ pub struct Job {
     pub artifacts: Vec<Artifact>,
     /// The ended job that `dev.retry.v1` enqueued this one again for.
     pub retry_of: Option<JobId>,
+    /// The node (daemon) that runs or ran the job's last attempt, set by the claim from
+    /// [`crate::engine::Config::node`]; `None` before its first attempt.
+    pub node: Option<String>,
 }
 
 impl Job {
@@ -338,6 +345,7 @@ impl Job {
             result_summary_json: None,
             artifacts: Vec::new(),
             retry_of: None,
+            node: None,
         }
     }
 

@@ -60,6 +60,8 @@ pub const FAN_OUT_JOBS_MAX: usize = 100_000;
 /// commits, so an event with more waiters is released over several steps: a reply of
 /// exactly this many means "call again" (the daemon does, within one `dev.event.v1`).
 pub const EVENT_ROUND_JOBS_MAX: usize = 2_000;
+/// Jobs of a lost node one `NodeLost` step ends; a full round makes the reply say `more`.
+pub const NODE_LOST_ROUND_JOBS_MAX: usize = 1_000;
 /// Characters of a recurring job's cron expression.
 pub const CRON_CHARS_MAX: usize = 256;
 /// Characters of a recurring job's name (`A-Za-z0-9_.:-`).

@@ -75,7 +75,10 @@ impl MemStore {
                 Some(stored) if stored.version == *version => {}
                 _ => return conflict(*id, "version changed since it was read"),
             },
-            Write::QueuePaused { .. } | Write::PutRecurring(_) | Write::DeleteRecurring { .. } => {}
+            Write::QueuePaused { .. }
+            | Write::PutRecurring(_)
+            | Write::DeleteRecurring { .. }
+            | Write::NodeLeaseExpired { .. } => {}
         }
         Ok(())
     }
@@ -111,6 +114,7 @@ impl MemStore {
             Write::DeleteRecurring { name } => {
                 self.recurring.remove(name);
             }
+            Write::NodeLeaseExpired { .. } => {} // no leases here: every node counts as expired
         }
     }
 }
@@ -201,6 +205,17 @@ impl Store for MemStore {
         Ok(self.list(limit, Job::occupies_subject))
     }
 
+    fn jobs_of_node(&self, node: &str, limit: usize) -> StoreResult<Vec<Job>> {
+        Ok(self.list(limit, |job| job.occupies_subject() && job.node.as_deref() == Some(node)))
+    }
+
+    fn node_process_count(&self, queue: Option<&str>, node: &str) -> StoreResult<usize> {
+        let in_scope = |job: &&Job| {
+            job.occupies_subject() && queue.is_none_or(|q| q == job.queue) && job.node.as_deref() == Some(node)
+        };
+        Ok(self.active_jobs().filter(in_scope).count())
+    }
+
     fn purgeable(&self, finished_before_ms: u64, limit: usize) -> StoreResult<Vec<Job>> {
         Ok(self
             .by_seq
@@ -286,7 +301,10 @@ impl Store for MemStore {
         let mut seqs = BTreeSet::new();
         for write in &writes.writes {
             let id = match write {
-                Write::QueuePaused { .. } | Write::PutRecurring(_) | Write::DeleteRecurring { .. } => continue,
+                Write::QueuePaused { .. }
+                | Write::PutRecurring(_)
+                | Write::DeleteRecurring { .. }
+                | Write::NodeLeaseExpired { .. } => continue,
                 Write::Insert(job) => {
                     assert!(seqs.insert(job.seq), "seq {} inserted twice in one write set", job.seq);
                     job.id

@@ -34,6 +34,14 @@ pub enum Write {
     DeleteRecurring {
         name: String,
     },
+    /// A guard, not a change: the set ended attempts of `node` because its lease expired
+    /// (`Input::NodeLost`). A store that keeps node leases (Postgres) commits the set only
+    /// while that lease is still expired (or the node unknown), holding the node's lease
+    /// row until COMMIT so that the node cannot renew or register in between; otherwise it
+    /// refuses the whole set with `Conflict`. A store without leases ignores it.
+    NodeLeaseExpired {
+        node: String,
+    },
 }
 
 /// A recurring job: `job` is enqueued at every slot of `cron` in `timezone`.
@@ -221,6 +229,22 @@ pub trait Store {
 
     /// Jobs that are `RUNNING` or `reap_pending`.
     fn process_holders(&self, limit: usize) -> StoreResult<Vec<Job>>;
+
+    /// Jobs of `node` (`Job::node`) that are `RUNNING` or `reap_pending`. The default
+    /// filters `process_holders`; SQL stores answer from an index.
+    fn jobs_of_node(&self, node: &str, limit: usize) -> StoreResult<Vec<Job>> {
+        let mut jobs = self.process_holders(usize::MAX)?;
+        jobs.retain(|job| job.node.as_deref() == Some(node));
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+
+    /// `process_count` over the jobs of one node only. The default filters
+    /// `process_holders`; SQL stores answer from an index.
+    fn node_process_count(&self, queue: Option<&str>, node: &str) -> StoreResult<usize> {
+        let jobs = self.process_holders(usize::MAX)?;
+        Ok(jobs.iter().filter(|job| job.node.as_deref() == Some(node) && queue.is_none_or(|q| q == job.queue)).count())
+    }
 
     /// Terminal, not `reap_pending` jobs finished before `finished_before_ms`.
     fn purgeable(&self, finished_before_ms: u64, limit: usize) -> StoreResult<Vec<Job>>;

@@ -37,11 +37,13 @@ pub(crate) struct Tx<'s> {
     /// The store's answers to `ready_queues` and `process_count`, asked once per step
     /// (a claim batch asks before each of its claims).
     stored_ready_queues: RefCell<Option<Vec<String>>>,
-    stored_process_counts: RefCell<BTreeMap<Option<String>, usize>>,
+    stored_process_counts: RefCell<BTreeMap<ProcessScope, usize>>,
     /// Queues this step paused (`true`) or resumed.
     paused: BTreeMap<String, bool>,
     /// Recurring jobs this step put (`Some`) or deleted (`None`).
     recurring: BTreeMap<String, Option<Recurring>>,
+    /// Nodes whose expired lease this step's writes depend on (`Write::NodeLeaseExpired`).
+    lost_nodes: BTreeSet<String>,
     pub actions: Vec<Action>,
     /// Something happened that may let a claim succeed now.
     pub may_claim: bool,
@@ -65,6 +67,7 @@ impl<'s> Tx<'s> {
             stored_process_counts: RefCell::new(BTreeMap::new()),
             paused: BTreeMap::new(),
             recurring: BTreeMap::new(),
+            lost_nodes: BTreeSet::new(),
             actions: Vec::new(),
             may_claim: false,
         }
@@ -196,14 +199,22 @@ impl<'s> Tx<'s> {
         Ok(queues.into_iter().collect())
     }
 
-    pub fn process_count(&self, queue: Option<&str>) -> StoreResult<usize> {
-        let in_scope = |job: &Job| job.occupies_subject() && queue.is_none_or(|q| q == job.queue);
-        let key = queue.map(str::to_owned);
+    /// Jobs holding a worker slot, in one queue or in all, of one node or of all.
+    pub fn process_count(&self, queue: Option<&str>, node: Option<&str>) -> StoreResult<usize> {
+        let in_scope = |job: &Job| {
+            job.occupies_subject()
+                && queue.is_none_or(|q| q == job.queue)
+                && node.is_none_or(|n| job.node.as_deref() == Some(n))
+        };
+        let key = (queue.map(str::to_owned), node.map(str::to_owned));
         let stored = self.stored_process_counts.borrow().get(&key).copied();
         let mut count = match stored {
             Some(count) => count,
             None => {
-                let count = self.store.process_count(queue)?;
+                let count = match node {
+                    Some(node) => self.store.node_process_count(queue, node)?,
+                    None => self.store.process_count(queue)?,
+                };
                 self.stored_process_counts.borrow_mut().insert(key, count);
                 count
             }
@@ -362,6 +373,19 @@ impl<'s> Tx<'s> {
         Ok(jobs)
     }
 
+    /// This step's writes hold only while `node`'s lease is expired.
+    pub fn guard_node_lost(&mut self, node: &str) {
+        self.lost_nodes.insert(node.to_owned());
+    }
+
+    pub fn jobs_of_node(&self, node: &str, limit: usize) -> StoreResult<Vec<Job>> {
+        let stored = self.store.jobs_of_node(node, limit)?;
+        let keep = |job: &Job| job.occupies_subject() && job.node.as_deref() == Some(node);
+        let mut jobs = self.merge(stored, keep, |job| job.seq);
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+
     pub fn purgeable(&self, finished_before_ms: u64, limit: usize) -> StoreResult<Vec<Job>> {
         let stored = self.store.purgeable(finished_before_ms, limit)?;
         let keep = |job: &Job| {
@@ -504,9 +528,17 @@ impl<'s> Tx<'s> {
                 None => Write::DeleteRecurring { name },
             });
         }
+        if !writes.is_empty() {
+            // First: a store that checks the lease then holds its row before any job moves.
+            let guards = self.lost_nodes.into_iter().map(|node| Write::NodeLeaseExpired { node });
+            writes.splice(0..0, guards);
+        }
         (WriteSet { writes }, self.actions, self.may_claim, written, written_from)
     }
 }
+
+/// (queue, node) of a process count; `None` = all.
+type ProcessScope = (Option<String>, Option<String>);
 
 /// A store list kept for the step: what it answered and how many were asked for.
 #[derive(Default)]

@@ -24,6 +24,11 @@ pub struct DaemonConfig {
     pub workers: usize,
     pub log_json: bool,
     pub file: FileConfig,
+    /// `SEMANTICA_NODE_ID`, else `<host name>:<data directory>`: this daemon's name on a
+    /// shared database, recorded on every job it starts.
+    pub node_id: String,
+    /// `SEMANTICA_NODE_LEASE_MS`, else `node_lease_ms` of `config.toml`, else 15000.
+    pub node_lease_ms: u64,
 }
 
 /// `config.toml`.
@@ -60,7 +65,16 @@ pub struct FileConfig {
     /// `postgres://…`: the jobs live in that database (API.md, "Several daemons on one
     /// Postgres"); `SEMANTICA_STORE_URL` overrides it. Default: the SQLite file.
     pub store_url: Option<String>,
+    /// Milliseconds a daemon's lease on a shared (Postgres) database lasts; it renews it
+    /// every third of that. Default 15000.
+    pub node_lease_ms: Option<u64>,
 }
+
+/// Bounds of `node_lease_ms`: renewals every third of it must fit between database
+/// round trips, and a lost daemon's jobs wait at most this long.
+pub const NODE_LEASE_MS_MIN: u64 = 300;
+pub const NODE_LEASE_MS_MAX: u64 = 600_000;
+pub const NODE_LEASE_MS_DEFAULT: u64 = 15_000;
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -112,8 +126,8 @@ pub struct ConfigChanges {
 impl FileConfig {
     /// Keys of `config.toml` that are read once at start: the store's options and the
     /// listeners' rate limit.
-    pub const RESTART_REQUIRED: [&'static str; 4] =
-        ["db_max_bytes", "durable_commits", "rate_limit_per_second", "store_url"];
+    pub const RESTART_REQUIRED: [&'static str; 5] =
+        ["db_max_bytes", "durable_commits", "node_lease_ms", "rate_limit_per_second", "store_url"];
 
     /// The keys whose value differs between `self` (running) and `new`, in name order.
     pub fn changes(&self, new: &FileConfig) -> ConfigChanges {
@@ -131,6 +145,7 @@ impl FileConfig {
             db_max_bytes: _,
             log_max_bytes: _,
             store_url: _,
+            node_lease_ms: _,
         } = new;
         let differs = [
             ("db_max_bytes", self.db_max_bytes != new.db_max_bytes),
@@ -139,6 +154,7 @@ impl FileConfig {
             ("kill_grace_seconds", self.kill_grace_seconds != new.kill_grace_seconds),
             ("log_max_bytes", self.log_max_bytes != new.log_max_bytes),
             ("maintenance_interval_seconds", self.maintenance_interval_seconds != new.maintenance_interval_seconds),
+            ("node_lease_ms", self.node_lease_ms != new.node_lease_ms),
             ("queues", self.queues != new.queues),
             ("rate_limit_per_second", self.rate_limit_per_second != new.rate_limit_per_second),
             ("retention_days", self.retention_days != new.retention_days),
@@ -151,6 +167,9 @@ impl FileConfig {
         ConfigChanges { changed, restart_required }
     }
 }
+
+/// Bytes of a node id: it is stored on every job a daemon starts.
+pub const NODE_ID_BYTES_MAX: usize = 256;
 
 pub const DEFAULT_RPC_ADDR: &str = "127.0.0.1:9527";
 
@@ -189,7 +208,30 @@ impl DaemonConfig {
                 return Err("SEMANTICA_STORE_URL / store_url: want a postgres:// URL (unset: the SQLite file)".into());
             }
         }
+        let node_lease_ms = match var("SEMANTICA_NODE_LEASE_MS") {
+            Some(text) => {
+                text.parse::<u64>().map_err(|_| format!("SEMANTICA_NODE_LEASE_MS={text:?}: want milliseconds"))?
+            }
+            None => file.node_lease_ms.unwrap_or(NODE_LEASE_MS_DEFAULT),
+        };
+        if !(NODE_LEASE_MS_MIN..=NODE_LEASE_MS_MAX).contains(&node_lease_ms) {
+            return Err(format!(
+                "node_lease_ms = {node_lease_ms}: want {NODE_LEASE_MS_MIN} to {NODE_LEASE_MS_MAX} milliseconds"
+            ));
+        }
+        let node_id = match var("SEMANTICA_NODE_ID") {
+            Some(id) => id,
+            None => {
+                let host = nix::unistd::gethostname().ok().and_then(|name| name.into_string().ok());
+                format!("{}:{}", host.as_deref().unwrap_or("localhost"), home.display())
+            }
+        };
+        if node_id.len() > NODE_ID_BYTES_MAX || node_id.chars().any(char::is_control) {
+            return Err(format!("SEMANTICA_NODE_ID: at most {NODE_ID_BYTES_MAX} bytes, no control characters"));
+        }
         Ok(DaemonConfig {
+            node_id,
+            node_lease_ms,
             home,
             db_path,
             store_url,
@@ -292,6 +334,18 @@ mod tests {
         assert_eq!(changes.changed, ["durable_commits", "queues"]);
         assert_eq!(changes.restart_required, ["durable_commits"]);
         assert_eq!(new.changes(&new), ConfigChanges::default());
+    }
+
+    #[test]
+    fn node_lease_ms_is_read_at_start_only() {
+        let running = FileConfig::default();
+        let new: FileConfig = toml::from_str("node_lease_ms = 3000\n").unwrap();
+        assert_eq!(new.node_lease_ms, Some(3000));
+        let changes = running.changes(&new);
+        assert_eq!(
+            (changes.changed.as_slice(), changes.restart_required.as_slice()),
+            (["node_lease_ms"].as_slice(), ["node_lease_ms"].as_slice())
+        );
     }
 
     #[test]

@@ -10,11 +10,8 @@
 //!   the database, so that every daemon gives the same bytes at the same offsets, and a
 //!   terminal job's log reaches `eof` only once its last attempt is sealed, or
 //!   [`SEAL_WAIT_MS`] after the job ended (the daemon that ran it may have died first).
-//! - **Wake-ups** ([`listen`]): a thread `LISTEN`s for the notifications that another
-//!   daemon's commits send when they make a job ready, and pokes the scheduler; after a
-//!   lost connection it reconnects and pokes once, since a notification may have been
-//!   missed meanwhile. The scheduler's own polling (at least once a second) stays as the
-//!   fallback.
+//!
+//! Wake-ups between daemons are the lease's listener's (`service/nodes.rs`).
 //!
 //! Nothing here decides anything about a job.
 
@@ -25,7 +22,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use semantica_adapters::logs::{read_chunk, Chunk};
-use semantica_adapters::postgres::{AppendError, LogAppend, PgListener, PgLogs, LOG_CHUNK_BYTES_MAX};
+use semantica_adapters::postgres::{AppendError, LogAppend, PgLogs, LOG_CHUNK_BYTES_MAX};
 use semantica_adapters::PgOptions;
 use semantica_core::JobId;
 use tracing::{debug, warn};
@@ -46,10 +43,6 @@ pub const SEAL_WAIT_MS: u64 = 5_000;
 const COMMANDS_PER_ROUND_MAX: usize = 4096;
 /// Jobs whose logs are copied at once at most (one per running job; the rest wait).
 const COPYING_MAX: usize = 65_536;
-/// How long the listener waits for a notification before looking whether to stop.
-const LISTEN_WAIT: Duration = Duration::from_millis(500);
-/// Longest pause between two tries to connect the listener.
-const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
 enum Command {
     /// A job started here: copy its file from `from_local` (its size before the attempt).
@@ -339,59 +332,4 @@ fn read_piece(path: &Path, offset: u64, max_bytes: u64) -> std::io::Result<Vec<u
     let mut bytes = Vec::new();
     file.take(max_bytes).read_to_end(&mut bytes)?;
     Ok(bytes)
-}
-
-/// Starts the thread that listens for other daemons' wake-ups on `url`'s schema and calls
-/// `wake` with the queues named (an empty list after each connect or failed connect: look
-/// at every queue, since a notification may have been missed while the connection was
-/// down; `None` at least every [`LISTEN_WAIT`]: nothing to do). Leaves out the
-/// notifications of the server process `own_pid` (this daemon's writer). Stops when
-/// `wake` answers false.
-pub fn listen(
-    url: &str,
-    own_pid: Option<i32>,
-    wake: impl Fn(Option<&[String]>) -> bool + Send + 'static,
-) -> std::io::Result<()> {
-    let url = url.to_owned();
-    std::thread::Builder::new().name("semantica-listen".into()).spawn(move || {
-        let mut pause = Duration::from_millis(100);
-        loop {
-            match PgListener::open(&url, &PgOptions::default()) {
-                Ok(mut listener) => {
-                    pause = Duration::from_millis(100);
-                    if !wake(Some(&[])) {
-                        return;
-                    }
-                    loop {
-                        match listener.wait(LISTEN_WAIT, own_pid) {
-                            Ok(queues) => {
-                                let woken = if queues.is_empty() {
-                                    wake(None)
-                                } else {
-                                    debug!(?queues, "woken by another daemon's commit");
-                                    wake(Some(&queues))
-                                };
-                                if !woken {
-                                    return;
-                                }
-                            }
-                            Err(error) => {
-                                warn!(%error, "lost the connection that listens for wake-ups; reconnecting");
-                                break;
-                            }
-                        }
-                    }
-                }
-                Err(error) => {
-                    warn!(%error, "cannot listen for wake-ups (polling meanwhile); trying again");
-                    if !wake(Some(&[])) {
-                        return;
-                    }
-                }
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(RECONNECT_MAX);
-        }
-    })?;
-    Ok(())
 }

@@ -460,7 +460,27 @@ async fn stats(service: Arc<Service>, params: Params<'static>) -> RpcResult {
     let file_size = |path: &Path| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let db = service.config.db_path.clone();
     let wal = db.with_extension(format!("{}-wal", db.extension().and_then(|e| e.to_str()).unwrap_or("")));
+    let nodes = match service.nodes().await {
+        Some(nodes) => nodes
+            .map_err(|e| service_error(ServiceError::Store(semantica_core::StoreError::Unavailable(e))))?
+            .into_iter()
+            .map(|node| types::NodeStats {
+                id: node.id,
+                lease_expires_at: Some(node.lease_expires_at_ms),
+                running: node.running,
+            })
+            .collect(),
+        None => {
+            let running = service.read(|store| store.process_count(None)).await.map_err(service_error)?;
+            vec![types::NodeStats {
+                id: service.config.node_id.clone(),
+                lease_expires_at: None,
+                running: running as u64,
+            }]
+        }
+    };
     Ok(to_json(&types::Stats {
+        nodes,
         queues: queues
             .iter()
             .map(|q| types::QueueStats {

@@ -14,7 +14,7 @@ use semantica_adapters::exec::{ExecConfig, Handlers, TokioExecutor};
 use semantica_adapters::probe::ProcProbe;
 use semantica_adapters::sqlite::{Reader, WriteError, Writer, WriterHandle, WriterOptions};
 use semantica_adapters::{
-    random_seed, PgOptions, PgStore, SqliteOptions, SqliteStore, Synchronous, SystemClock, UuidIds,
+    random_seed, PgListener, PgOptions, PgStore, SqliteOptions, SqliteStore, Synchronous, SystemClock, UuidIds,
 };
 use semantica_core::{
     limits, Action, Clock, Config, Engine, Executor, Input, Job, JobId, Reply, Report, SplitMix64, Step, Store,
@@ -24,6 +24,8 @@ use tokio::sync::{broadcast, mpsc, Notify};
 use tracing::{info, warn};
 
 use crate::config::{read_file_config, ConfigChanges, DaemonConfig, FileConfig};
+
+mod nodes;
 
 /// How often the system is probed for load, idleness and power.
 const PROBE_INTERVAL: Duration = Duration::from_secs(5);
@@ -84,9 +86,12 @@ impl std::fmt::Display for ReloadError {
     }
 }
 
-/// The engine's limits and throttle from `config.toml`; workers come from the environment.
-fn engine_config(workers: usize, job_types: &BTreeSet<String>, file: &FileConfig) -> Config {
-    let mut config = Config::new(workers, job_types.iter().cloned());
+/// The engine's limits and throttle from `config.toml`; workers and the node id come
+/// from the environment.
+fn engine_config(daemon: &DaemonConfig, job_types: &BTreeSet<String>, file: &FileConfig) -> Config {
+    let mut config = Config::new(daemon.workers, job_types.iter().cloned());
+    config.node = Some(daemon.node_id.clone());
+    config.shared_store = daemon.store_url.is_some();
     config.throttle = file.throttle();
     for (queue, queue_config) in &file.queues {
         if let Some(limit) = queue_config.concurrency {
@@ -162,6 +167,8 @@ pub struct Service {
     /// The web dashboard's sessions and throughput (`crate::ui`).
     pub ui: Arc<crate::ui::Ui>,
     started: Instant,
+    /// On a shared (Postgres) store: this daemon's lease (`nodes`).
+    lease: Option<nodes::Lease>,
     system: Mutex<(SystemState, u32)>,
     /// No more claims (shutdown began).
     stopping: AtomicBool,
@@ -182,40 +189,44 @@ impl Service {
     pub async fn start(config: DaemonConfig) -> Result<Arc<Service>, String> {
         let handlers = Handlers::builtin();
         let job_types: BTreeSet<String> = handlers.job_types().map(str::to_owned).collect();
-        let engine_config = engine_config(config.workers, &job_types, &config.file);
+        let engine_config = engine_config(&config, &job_types, &config.file);
+        let started = Instant::now();
         let seed = random_seed();
         info!(seed, workers = config.workers, "engine starting");
         let engine = Engine::new(engine_config, Box::new(UuidIds), Box::new(SplitMix64::new(seed)));
         let clock = Arc::new(crate::clock_state::resume(&config.home));
         let engine_clock = Arc::clone(&clock) as Arc<dyn Clock + Send + Sync>;
         let cannot_start = |e: std::io::Error| format!("cannot start the writer: {e}");
-        let mut shared = None;
-        let (writer, reader) = match &config.store_url {
+        let mut shared_logs = None;
+        // The server process of the writer's connection: the listener leaves out the
+        // wake-ups of this daemon's own commits.
+        let mut writer_pid = None;
+        let (writer, reader, lease, listener) = match &config.store_url {
             // The URL may hold a password: errors name the store, never the URL.
             Some(url) => {
                 // The `postgres` client is blocking: opened off the async threads.
                 let open_url = url.clone();
-                let (store, reader) = tokio::task::spawn_blocking(move || {
-                    let open = || {
-                        PgStore::open(&open_url, &PgOptions::default()).map_err(|e| format!("the Postgres store: {e}"))
-                    };
-                    let store = open()?;
-                    // FIXME(issue 15): a test-only way past the sole-daemon lock, for the
-                    // tests of shared logs and wake-ups with two daemons, until node leases
-                    // (branch `leases`) remove the lock, and this with it.
-                    if std::env::var_os("SEMANTICA_TEST_SHARED_POSTGRES").is_none() {
-                        store.hold_sole_daemon_lock().map_err(|e| format!("the Postgres store: {e}"))?;
-                    }
-                    Ok::<_, String>((store, open()?))
+                let (node, lease_ms) = (config.node_id.clone(), config.node_lease_ms);
+                let (store, reader, lease, listener) = tokio::task::spawn_blocking(move || {
+                    let url = open_url;
+                    let open =
+                        || PgStore::open(&url, &PgOptions::default()).map_err(|e| format!("the Postgres store: {e}"));
+                    // The lease first: it takes the node id, so that restart recovery
+                    // below ends only this node's attempts, of a daemon that is gone.
+                    let lease = nodes::Lease::open(&url, &node, lease_ms, started)?;
+                    let listener = PgListener::open(&url, &PgOptions::default())
+                        .map_err(|e| format!("the Postgres store: {e}"))?;
+                    Ok::<_, String>((open()?, open()?, lease, listener))
                 })
                 .await
                 .map_err(|e| format!("opening the Postgres store: {e}"))??;
                 let logs = crate::pg_shared::SharedLogs::start(url)
                     .map_err(|e| format!("cannot start the job log copier: {e}"))?;
-                shared = Some((Arc::new(logs), url.clone(), store.backend_pid()));
+                shared_logs = Some(Arc::new(logs));
+                writer_pid = Some(store.backend_pid());
                 let writer =
                     Writer::spawn(store, engine, engine_clock, WriterOptions::default()).map_err(cannot_start)?;
-                (writer, StoreReader::Postgres(Some(Box::new(reader))))
+                (writer, StoreReader::Postgres(Some(Box::new(reader))), Some(lease), Some(listener))
             }
             None => {
                 let options = SqliteOptions {
@@ -228,7 +239,7 @@ impl Service {
                 let writer =
                     Writer::spawn(store, engine, engine_clock, WriterOptions::default()).map_err(cannot_start)?;
                 let reader = writer.open_reader(&options).map_err(|e| format!("{}: {e}", config.db_path.display()))?;
-                (writer, StoreReader::Sqlite(Box::new(reader)))
+                (writer, StoreReader::Sqlite(Box::new(reader)), None, None)
             }
         };
         let exec_config = exec_config(&config, &config.file);
@@ -251,27 +262,14 @@ impl Service {
             poke: Notify::new(),
             finished,
             ui,
-            started: Instant::now(),
+            started,
+            lease,
             system: Mutex::new((SystemState::UNKNOWN, 0)),
             stopping: AtomicBool::new(false),
             abandoning: AtomicBool::new(false),
             wall_offset_sent_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
-            shared_logs: shared.as_ref().map(|(logs, _, _)| Arc::clone(logs)),
+            shared_logs,
         });
-        if let Some((_, url, writer_pid)) = &shared {
-            // Weak: the listener must not keep a stopped daemon's service alive.
-            let weak = Arc::downgrade(&service);
-            crate::pg_shared::listen(url, Some(*writer_pid), move |queues| match weak.upgrade() {
-                Some(service) if !service.stopping.load(Ordering::Acquire) => {
-                    if queues.is_some() {
-                        service.poke.notify_one();
-                    }
-                    true
-                }
-                _ => false,
-            })
-            .map_err(|e| format!("cannot start listening for wake-ups: {e}"))?;
-        }
         let recovered = service.submit(Input::Recover).await.map_err(|e| format!("restart recovery failed: {e}"))?;
         info!(reply = ?recovered.reply, "recovered");
         service.apply(&recovered);
@@ -282,6 +280,20 @@ impl Service {
         tokio::spawn(Arc::clone(&service).probe());
         tokio::spawn(crate::clock_state::keep_saving(service.config.home.clone(), Arc::clone(&service.clock)));
         tokio::spawn(Arc::clone(&service).maintain());
+        if service.lease.is_some() {
+            let keeper = Arc::clone(&service);
+            std::thread::Builder::new()
+                .name("semantica-lease".into())
+                .spawn(move || keeper.keep_lease())
+                .map_err(|e| format!("cannot start the lease thread: {e}"))?;
+        }
+        if let (Some(listener), Some(url)) = (listener, service.config.store_url.clone()) {
+            let listening = Arc::clone(&service);
+            std::thread::Builder::new()
+                .name("semantica-listen".into())
+                .spawn(move || listening.listen(url, listener, writer_pid))
+                .map_err(|e| format!("cannot start the wake-up listener: {e}"))?;
+        }
         Ok(service)
     }
 
@@ -304,7 +316,7 @@ impl Service {
         // Keys read only at start differ from what runs until the next start, however
         // many reloads come between.
         changes.restart_required = self.config.file.changes(&file).restart_required;
-        let engine_config = engine_config(self.config.workers, &self.job_types, &file);
+        let engine_config = engine_config(&self.config, &self.job_types, &file);
         self.writer.reconfigure_async(engine_config).await.map_err(|_| ReloadError::EngineGone)?;
         self.executor.lock().expect("executor lock").reconfigure(exec_config(&self.config, &file));
         *self.file.write().expect("config lock") = file;
@@ -429,6 +441,15 @@ impl Service {
                     self.executor.lock().expect("executor lock").spawn(job);
                 }
                 Action::Kill(order) => {
+                    // Another daemon's run: its processes are on its machine, and it stops
+                    // them when it sees the attempt ended (`reap_ended_elsewhere`).
+                    let elsewhere = step.written.iter().any(|job| {
+                        job.id == order.job_id && job.node.as_ref().is_some_and(|node| *node != self.config.node_id)
+                    });
+                    if elsewhere {
+                        info!(job_id = %order.job_id, attempt = order.attempt, "job ended; its daemon stops it");
+                        continue;
+                    }
                     info!(job_id = %order.job_id, attempt = order.attempt, "stopping job");
                     self.executor.lock().expect("executor lock").kill(order);
                 }
@@ -502,7 +523,7 @@ impl Service {
         let max = self.config.workers.clamp(1, limits::CLAIM_BATCH_MAX);
         let mut claims = 0;
         while claims < CLAIMS_PER_ROUND_MAX {
-            if self.stopping.load(Ordering::Acquire) {
+            if self.stopping.load(Ordering::Acquire) || !self.lease_holds() {
                 return;
             }
             let step = match self.writer.submit_async(Input::ClaimBatch { queue: None, max }).await {
@@ -563,7 +584,7 @@ impl Service {
             // job starts without waiting for the scheduler's round (and its own commit).
             let mut claims = Vec::new();
             let claim_max = ended.min(limits::CLAIM_BATCH_MAX);
-            if ended > 0 && !self.stopping.load(Ordering::Acquire) {
+            if ended > 0 && !self.stopping.load(Ordering::Acquire) && self.lease_holds() {
                 let input = Input::ClaimBatch { queue: None, max: claim_max };
                 if let Ok(pending) = self.writer.queue_async(input).await {
                     claims.push(pending);
@@ -705,6 +726,14 @@ impl Service {
     /// How long the writer's group commits took (`semantica_store_commit_seconds`).
     pub fn commit_seconds(&self) -> semantica_adapters::histogram::HistogramReading {
         self.writer.commit_seconds()
+    }
+
+    /// The nodes sharing the store with their leases (Postgres), or `None` on SQLite.
+    pub async fn nodes(self: &Arc<Service>) -> Option<Result<Vec<semantica_adapters::NodeLease>, String>> {
+        self.lease.as_ref()?;
+        let service = Arc::clone(self);
+        let read = tokio::task::spawn_blocking(move || service.lease.as_ref().expect("checked").nodes()).await;
+        Some(read.unwrap_or_else(|e| Err(e.to_string())))
     }
 
     pub fn uptime(&self) -> Duration {

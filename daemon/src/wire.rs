@@ -354,6 +354,7 @@ pub fn job_view(job: &Job, offset_ms: i64) -> types::JobView {
         parent_job_id: job.parent_job_id.map(|id| id.to_string()),
         trace_id: job.trace_id.clone(),
         retry_of: job.retry_of.map(|id| id.to_string()),
+        node: job.node.clone(),
     }
 }
 

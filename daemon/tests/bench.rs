@@ -186,12 +186,29 @@ fn bench_runs_its_scenarios_on_postgres_with_store_url() {
     assert_eq!(schemas, Vec::<String>::new(), "schemas left behind");
 }
 
+/// `--daemons 3`: three daemons on one schema, clients spread over them, every job of
+/// the scenarios acknowledged and DONE (enqueues that race on the sequence are decided
+/// again by the writer, not refused).
+#[test]
+fn bench_runs_three_daemons_on_one_postgres_schema() {
+    let url = test_pg_url();
+    let dir = tempfile::tempdir().unwrap();
+    let report = bench_json(
+        &["--store-url", &url, "--daemons", "3", "--scenario", "enqueue", "--scenario", "drain"],
+        dir.path(),
+    );
+    assert_eq!(report["failed"], serde_json::json!([]), "{report:#}");
+    let rows = report["scenarios"].as_array().expect("a list of scenarios");
+    assert!(rows.len() >= 3, "{report:#}");
+    for row in rows {
+        assert_eq!(row["parameters"]["daemons"], 3, "{row}");
+        assert!(row["figures"]["jobs_per_s"].as_f64().is_some_and(|x| x > 0.0), "{row}");
+    }
+    let drain = rows.iter().find(|row| row["scenario"] == "drain").expect("a drain row");
+    assert_eq!(drain["figures"]["not_done"], 0, "{drain}");
+}
+
 /// `--daemons` needs a shared database and is at most 3.
-///
-/// FIXME(issue 15): a run with `--daemons 2` (e.g. `--scenario e2e --scenario drain`)
-/// belongs here once several engines may enqueue on one database: today two engines that
-/// insert at once get 5001 "sequence not above the highest" (each engine numbers its
-/// inserts from its own reads, and a step refused with `Conflict` is not retried yet).
 #[test]
 fn bench_refuses_several_daemons_without_a_shared_database() {
     let output = Command::new(BIN).args(["bench", "--daemons", "2", "--scenario", "e2e"]).output().unwrap();

@@ -3,11 +3,6 @@
 //! it (`logs.tail.v1`, `logs.follow.v1` over the wire), and a job enqueued on a busy
 //! daemon is started by the idle other one, woken by the commit's notification. Needs
 //! `SEMANTICA_TEST_PG_URL` (`source .ci/postgres.sh`).
-//!
-//! FIXME(issue 15): until node leases land, a Postgres database admits one daemon, and
-//! these tests pass `SEMANTICA_TEST_SHARED_POSTGRES=1` to get past that lock. Both
-//! daemons start before any job runs, so neither one's restart recovery sees the other's
-//! running jobs.
 
 mod common;
 
@@ -60,9 +55,8 @@ fn start(schema: &Schema, home: &Path, workers: &str) -> Daemon {
         home,
         &[
             ("SEMANTICA_STORE_URL", url.as_str()),
-            ("SEMANTICA_TEST_SHARED_POSTGRES", "1"),
             ("SEMANTICA_WORKERS", workers),
-            ("RUST_LOG", "info,semantica_daemon::pg_shared=debug"),
+            ("RUST_LOG", "info,semantica_daemon::service::nodes=debug"),
         ],
         Stdio::from(log),
     )
@@ -198,10 +192,9 @@ fn a_log_in_the_database_stops_at_log_max_bytes() {
 }
 
 /// Each enqueue on daemon A wakes daemon B at once (its own polling is a second apart),
-/// and a daemon is not woken by its own commits. (That an idle B then starts what a busy
-/// A enqueued is the scheduler's ordinary claim; a test of it needs per-daemon worker
-/// counts, which come with node leases: today `workers` bounds the processes of the
-/// whole database.)
+/// and a daemon is not woken by its own commits: A is woken at most once per job that
+/// B ended (an end frees a subject, which wakes the others), never by its own enqueues.
+/// (That an idle B starts what a busy A enqueued is `multi_daemon.rs`'s.)
 #[test]
 fn every_enqueue_on_one_daemon_wakes_the_other_and_not_itself() {
     let schema = Schema::new("wake");
@@ -213,8 +206,9 @@ fn every_enqueue_on_one_daemon_wakes_the_other_and_not_itself() {
         let log = std::fs::read_to_string(home.join("daemon.log")).unwrap();
         (log.matches("woken by another daemon's commit").count(), log)
     };
-    runtime().block_on(async {
+    let ran_on_b = runtime().block_on(async {
         let (mut waits_ms, mut started_on_b_ms) = (Vec::new(), Vec::new());
+        let mut ran_on_b = 0;
         for n in 0..5 {
             let sent = Instant::now();
             let enqueued = client_a
@@ -229,6 +223,7 @@ fn every_enqueue_on_one_daemon_wakes_the_other_and_not_itself() {
             let job = wait_until(&client_a, &enqueued["job_id"], "the job to end", |job| job["state"] == "DONE").await;
             waits_ms.push(sent.elapsed().as_millis());
             if ran_here(home_b.path(), &enqueued["job_id"]) {
+                ran_on_b += 1;
                 let waited = job["started_at"].as_u64().unwrap().saturating_sub(job["created_at"].as_u64().unwrap());
                 started_on_b_ms.push(waited);
             }
@@ -237,6 +232,7 @@ fn every_enqueue_on_one_daemon_wakes_the_other_and_not_itself() {
         }
         // A measurement, not a check: which daemon starts a job is the database's choice.
         println!("enqueue on A → DONE: {waits_ms:?} ms; created → started, of those B ran: {started_on_b_ms:?} ms");
+        ran_on_b
     });
     let started = Instant::now();
     while woken(home_b.path()).0 < 5 && started.elapsed() < Duration::from_secs(10) {
@@ -244,9 +240,10 @@ fn every_enqueue_on_one_daemon_wakes_the_other_and_not_itself() {
     }
     let (b_woken, b_log) = woken(home_b.path());
     assert!(b_woken >= 5, "B was woken {b_woken} times by A's 5 enqueues:\n{b_log}");
-    // B's commits (claims, ends) make no job ready, and A leaves out its own notifications.
+    // A leaves out its own notifications; of B's commits only the end of a job B ran (it
+    // frees the job's subject) wakes the others.
     let (a_woken, a_log) = woken(home_a.path());
-    assert_eq!(a_woken, 0, "A was woken by a commit:\n{a_log}");
+    assert!(a_woken <= ran_on_b, "A was woken {a_woken} times, B ran {ran_on_b} jobs:\n{a_log}");
 }
 
 /// A daemon whose listening connection the server ends connects again (saying so in its

@@ -138,19 +138,30 @@ fn serve_refuses_a_store_url_that_is_not_postgres() {
     assert!(stderr.contains("postgres://"), "{stderr}");
 }
 
-/// Until leases exist, one daemon per database: a second one on the same schema refuses
-/// to start (its recovery would take the first one's running jobs for lost ones), and
-/// the first goes on.
 #[test]
-fn a_second_daemon_on_the_same_database_refuses_to_start() {
+fn serve_refuses_a_lease_too_short_to_renew() {
+    let home = tempfile::tempdir().unwrap();
+    let mut child = spawn_logging_to(home.path(), &[("SEMANTICA_NODE_LEASE_MS", "10")], std::process::Stdio::piped());
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("node_lease_ms = 10: want 300 to 600000 milliseconds"), "{stderr}");
+}
+
+/// Two daemons under one node id would each take the other's running jobs for their own
+/// crashed ones: a second daemon with the id of a live one refuses to start, and the
+/// first goes on.
+#[test]
+fn a_second_daemon_with_the_same_node_id_refuses_to_start() {
     let schema = Schema::new();
     drop(schema.open());
     let url = schema.daemon_url();
+    let env = [("SEMANTICA_STORE_URL", url.as_str()), ("SEMANTICA_NODE_ID", "twin")];
     let first_home = tempfile::tempdir().unwrap();
-    let mut first = Daemon::start_with(first_home.path(), &[("SEMANTICA_STORE_URL", url.as_str())]);
+    let mut first = Daemon::start_with(first_home.path(), &env);
     let second_home = tempfile::tempdir().unwrap();
-    let mut second =
-        spawn_logging_to(second_home.path(), &[("SEMANTICA_STORE_URL", url.as_str())], std::process::Stdio::piped());
+    let mut second = spawn_logging_to(second_home.path(), &env, std::process::Stdio::piped());
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(status) = second.try_wait().unwrap() {
@@ -159,16 +170,18 @@ fn a_second_daemon_on_the_same_database_refuses_to_start() {
         if std::time::Instant::now() > deadline {
             let _ = second.kill();
             let _ = second.wait();
-            panic!("a second daemon started on a database another daemon runs on");
+            panic!("a second daemon started under the node id of a live one");
         }
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(!status.success());
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(stderr.contains("another semantica daemon already runs on this database"), "{stderr}");
+    assert!(stderr.contains("another semantica daemon with node id \"twin\""), "{stderr}");
     let client = first.client();
     runtime().block_on(echo_runs_to_done(&client, "s"));
+    let job = runtime().block_on(client.call("dev.query_jobs.v1", params(json!({"limit": 1})))).unwrap();
+    assert_eq!(job["items"][0]["node"], "twin", "{job}");
     assert!(first.stop().success());
 }
 

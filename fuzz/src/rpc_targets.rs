@@ -56,6 +56,8 @@ fn daemon() -> &'static Daemon {
             workers: 1,
             log_json: false,
             file: FileConfig::default(),
+            node_id: "fuzz".to_owned(),
+            node_lease_ms: 15_000,
             home: home.clone(),
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()

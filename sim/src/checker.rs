@@ -343,6 +343,8 @@ impl Checker {
                 Some(_) => Ok(()),
             },
             Write::QueuePaused { .. } | Write::PutRecurring(_) | Write::DeleteRecurring { .. } => Ok(()),
+            // The simulator runs one engine, which never loses its own node.
+            Write::NodeLeaseExpired { node } => fail("store_diverged", format!("a single engine ended node {node}")),
         }
     }
 
@@ -387,6 +389,7 @@ impl Checker {
                 self.fired_slots.retain(|(fired, _)| fired != name);
                 self.fired_generations.retain(|(fired, _)| fired != name);
             }
+            Write::NodeLeaseExpired { .. } => {}
         }
     }
 
@@ -607,7 +610,7 @@ impl Checker {
             Write::Insert(job) | Write::Update(job) => Some(format!("job {} ({})", job.id, job.state)),
             Write::Delete { id, .. } => Some(format!("a purge of job {id}")),
             Write::QueuePaused { queue, .. } => Some(format!("a pause of queue {queue:?}")),
-            Write::PutRecurring(_) | Write::DeleteRecurring { .. } => None,
+            Write::PutRecurring(_) | Write::DeleteRecurring { .. } | Write::NodeLeaseExpired { .. } => None,
         });
         if let Some(what) = job_write {
             return fail("timer_moved_by_wall_clock", format!("a wall-clock step to offset {offset_ms} wrote {what}"));
@@ -1263,6 +1266,7 @@ impl Checker {
                     check_control_committed(store, write)?;
                     continue;
                 }
+                Write::NodeLeaseExpired { .. } => continue,
             };
             match store.get(id) {
                 Ok(stored) if stored.as_ref() == expected => {}
@@ -1435,7 +1439,7 @@ fn check_control_committed(store: &dyn Store, write: &Write) -> Check {
                 return diverged(format!("recurring {name:?} deleted, the store still holds {stored:?}"));
             }
         }
-        Write::Insert(_) | Write::Update(_) | Write::Delete { .. } => {}
+        Write::Insert(_) | Write::Update(_) | Write::Delete { .. } | Write::NodeLeaseExpired { .. } => {}
     }
     Ok(())
 }

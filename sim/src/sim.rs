@@ -147,6 +147,9 @@ impl std::fmt::Display for FaultRates {
 /// The engine configuration of a run, drawn from its seed.
 pub fn draw_config(rng: &mut SplitMix64) -> Config {
     let mut config = Config::new(1 + rng.below(4) as usize, JOB_TYPES);
+    // Recorded on every claim, so that the stores keep `Job::node` through every fault
+    // (drawn from no randomness: a seed replays as before).
+    config.node = Some("sim-node".to_owned());
     config.queue_concurrency.insert("build".to_owned(), 1);
     if rng.chance(1, 2) {
         config.queue_concurrency.insert("io".to_owned(), 1 + rng.below(2) as usize);

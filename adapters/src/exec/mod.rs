@@ -106,6 +106,11 @@ impl TokioExecutor {
         self.running.lock().expect("executor lock").len()
     }
 
+    /// The attempts running now, as (job, attempt).
+    pub fn running_attempts(&self) -> Vec<(semantica_core::JobId, u32)> {
+        self.running.lock().expect("executor lock").keys().copied().collect()
+    }
+
     /// Asks every running attempt to stop (shutdown): subprocess groups get SIGTERM, then
     /// SIGKILL after the grace period; handlers are told they are cancelled.
     pub fn stop_all(&self) {

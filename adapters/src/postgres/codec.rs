@@ -96,6 +96,7 @@ pub(crate) fn encode(job: &Job) -> Vec<Param> {
         Box::new(ordered_opt(job.deadline_wall_ms, "deadline_wall_ms")),
         Box::new(ordered_opt(job.at_wall_ms, "at_wall_ms")),
         Box::new(job.wall_offset_ms),
+        Box::new(job.node.clone()),
     ];
     assert_eq!(row.len(), COLUMNS.len());
     row
@@ -225,6 +226,7 @@ pub(crate) fn decode(row: &Row) -> StoreResult<Job> {
     let deadline_wall_ms = c.u64_opt()?;
     let at_wall_ms = c.u64_opt()?;
     let wall_offset_ms: Option<i64> = c.get()?;
+    let node: Option<String> = c.get()?;
     assert_eq!(c.index, COLUMNS.len(), "every column read");
     Ok(Job {
         id,
@@ -267,5 +269,6 @@ pub(crate) fn decode(row: &Row) -> StoreResult<Job> {
         result_summary_json,
         artifacts: artifacts.into_iter().map(|(name, bytes)| Artifact { name, bytes }).collect(),
         retry_of,
+        node,
     })
 }

@@ -1,17 +1,13 @@
 //! What daemons sharing one Postgres database tell each other besides the jobs: the logs
 //! of the jobs each one runs ([`PgLogs`], table `job_log_chunks` of migration
-//! `0003_job_logs.sql`) and wake-ups ([`PgListener`], `LISTEN` on the channel that
-//! [`PgStore`](super::PgStore)'s commits `NOTIFY` when they make a job ready).
+//! `0003_job_logs.sql`). Wake-ups are [`PgListener`](super::PgListener)'s.
 //!
 //! **Promises.** A log reads back as the concatenation of the chunks appended to it, with
 //! the chunking rules of [`crate::logs`] (a character never split, invalid bytes as
-//! U+FFFD). A notification names the queue that got a ready job; it is sent only by a
-//! transaction that committed.
+//! U+FFFD).
 //!
 //! **Never.** Nothing here decides anything about a job: the copier (the daemon) says what
-//! to append, and a wake-up only tells a scheduler to look.
-
-use std::time::Duration;
+//! to append.
 
 use postgres::error::SqlState;
 use postgres::{Client, NoTls};
@@ -19,10 +15,6 @@ use semantica_core::JobId;
 
 use super::{describe, valid_schema_name, PgOptions};
 use crate::logs::{chunk_of_window, window_bytes, Chunk};
-
-/// The channel a schema's commits notify and its daemons listen on (a channel name is at
-/// most 63 bytes; two long schema names that share 53 leading bytes only wake each other).
-pub(crate) const WAKE_CHANNEL_SQL: &str = "left('semantica_' || current_schema(), 63)";
 
 /// The most bytes one appended chunk holds: a job that printed more since the last copy
 /// is copied as several rows.
@@ -206,53 +198,5 @@ impl PgLogs {
             }
         }
         Ok(chunk_of_window(&window, offset, limit_bytes, size))
-    }
-}
-
-/// A connection that `LISTEN`s on the schema's wake-up channel.
-pub struct PgListener {
-    client: Client,
-}
-
-impl PgListener {
-    pub fn open(url: &str, options: &PgOptions) -> Result<PgListener, String> {
-        let mut client = connect(url, options)?;
-        let channel: String =
-            client.query_one(&format!("SELECT {WAKE_CHANNEL_SQL}"), &[]).map_err(|e| describe(&e))?.get(0);
-        // The channel is made of the schema's name (lower-case letters, digits, `_`) or of
-        // the search path's first schema, quoted as an identifier either way.
-        client.batch_execute(&format!("LISTEN \"{}\"", channel.replace('"', "\"\""))).map_err(|e| describe(&e))?;
-        Ok(PgListener { client })
-    }
-
-    /// The queues named by the notifications that arrive within `timeout` (returns at the
-    /// first one, with any others already received), leaving out those sent by the server
-    /// process `ignore_pid` (a daemon's own writer). `Err` when the connection is lost.
-    pub fn wait(&mut self, timeout: Duration, ignore_pid: Option<i32>) -> Result<Vec<String>, String> {
-        use postgres::fallible_iterator::FallibleIterator;
-        let mut queues = Vec::new();
-        let mut take = |notification: postgres::Notification| {
-            if Some(notification.process_id()) != ignore_pid {
-                queues.push(notification.payload().to_owned());
-            }
-        };
-        let first = self.client.notifications().timeout_iter(timeout).next().map_err(|e| describe(&e))?;
-        let received = first.is_some();
-        if let Some(first) = first {
-            take(first);
-            let mut notifications = self.client.notifications();
-            let mut more = notifications.iter();
-            // Bounded: whatever arrived together, at most a batch's worth per call.
-            for _ in 0..1024 {
-                match more.next().map_err(|e| describe(&e))? {
-                    Some(next) => take(next),
-                    None => break,
-                }
-            }
-        }
-        if !received && self.client.is_closed() {
-            return Err("the listening connection closed".to_owned());
-        }
-        Ok(queues)
     }
 }

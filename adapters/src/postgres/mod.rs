@@ -33,7 +33,7 @@ use semantica_core::{
 use crate::sqlite::recurring::{decode_request, encode_request};
 use crate::sqlite::{Control, GroupCommitStore, OpenError};
 use codec::{bound, ordered, Param};
-pub use logs::{AppendError, LogAppend, PgListener, PgLogs, LOG_CHUNK_BYTES_MAX};
+pub use logs::{AppendError, LogAppend, PgLogs, LOG_CHUNK_BYTES_MAX};
 pub use schema::PG_MIGRATIONS;
 
 /// Non-terminal jobs.
@@ -44,6 +44,75 @@ const ACTIVE: &str = "(state = 'QUEUED' OR state = 'SCHEDULED' OR state = 'RUNNI
 const OCCUPYING: &str = "(state = 'RUNNING' OR reap_pending)";
 const WAITING: &str = "(state = 'QUEUED' OR state = 'SCHEDULED')";
 const TERMINAL: &str = "state NOT IN ('QUEUED', 'SCHEDULED', 'RUNNING')";
+
+/// The channel of the wake-ups: one per schema, so that daemons of other schemas on the
+/// same database are not woken.
+const WAKE_CHANNEL: &str = "'semantica.wake:' || current_schema()";
+
+/// Wake-ups one `PgListener::wait` takes at most beyond the first.
+const WAKE_DRAIN_MAX: usize = 1024;
+
+/// Whether a committed write may let another daemon start a job: a job became `QUEUED`,
+/// or one stopped holding its subject (and maybe a worker).
+fn wakes(write: &Write) -> bool {
+    match write {
+        Write::Insert(job) => job.state == JobState::Queued,
+        Write::Update(job) => job.state == JobState::Queued || !job.occupies_subject(),
+        Write::QueuePaused { paused: false, .. } => true,
+        _ => false,
+    }
+}
+
+/// A connection that waits for the wake-ups of other daemons' commits (`LISTEN`): a
+/// set that [`wakes`] sends `NOTIFY`, delivered at its COMMIT, so that an idle daemon
+/// claims at once instead of at its next poll.
+pub struct PgListener {
+    client: Client,
+}
+
+impl PgListener {
+    pub fn open(url: &str, options: &PgOptions) -> Result<PgListener, OpenError> {
+        let mut client = PgStore::open(url, options)?.client.into_inner();
+        let unavailable = |e: postgres::Error| OpenError::Unavailable(describe(&e));
+        let channel: String = client.query_one(&format!("SELECT {WAKE_CHANNEL}"), &[]).map_err(unavailable)?.get(0);
+        client.batch_execute(&format!("LISTEN \"{}\"", channel.replace('"', "\"\""))).map_err(unavailable)?;
+        Ok(PgListener { client })
+    }
+
+    /// Waits up to `timeout` for wake-ups and takes all that came. `Ok(true)`: at least
+    /// one from another server process than `own_pid` (the daemon's own writer, whose
+    /// commits already poke its scheduler). An error: the connection is gone (open a new
+    /// one; wake-ups may have been lost).
+    pub fn wait(&mut self, timeout: std::time::Duration, own_pid: Option<i32>) -> Result<bool, String> {
+        if self.client.is_closed() {
+            return Err("the listening connection closed".into());
+        }
+        use postgres::fallible_iterator::FallibleIterator;
+        let others = |notification: &postgres::Notification| Some(notification.process_id()) != own_pid;
+        let mut notifications = self.client.notifications();
+        let first = notifications.timeout_iter(timeout).next().map_err(|e| describe(&e))?;
+        let mut woke = first.as_ref().is_some_and(others);
+        // The ones already here, at most a bounded number: a wake-up is a wake-up.
+        let mut pending = notifications.iter();
+        for _ in 0..WAKE_DRAIN_MAX {
+            match pending.next().map_err(|e| describe(&e))? {
+                Some(notification) => woke |= others(&notification),
+                None => break,
+            }
+        }
+        Ok(woke)
+    }
+}
+
+/// One daemon's lease, as `nodes` holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeLease {
+    pub id: String,
+    /// Epoch ms, by the database's clock.
+    pub lease_expires_at_ms: u64,
+    /// Its jobs that hold a worker (`RUNNING` or `reap_pending`).
+    pub running: u64,
+}
 
 /// Where the store keeps its tables.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -78,6 +147,11 @@ struct WriterTx {
 
 fn store_error(error: postgres::Error) -> StoreError {
     match error.code() {
+        // Two daemons' transactions waited for each other's rows (or overtook one
+        // another): this statement lost and its step may be decided again on fresh reads.
+        Some(code) if *code == SqlState::T_R_DEADLOCK_DETECTED || *code == SqlState::T_R_SERIALIZATION_FAILURE => {
+            StoreError::Conflict { job_id: JobId::from_u128(0), detail: describe(&error) }
+        }
         Some(code) if code.code().starts_with("22") => StoreError::Corrupt(error.to_string()),
         _ => StoreError::Unavailable(describe(&error)),
     }
@@ -212,29 +286,100 @@ impl PgStore {
     }
 
     /// The server process of this connection, as a listener sees it in the notifications
-    /// this store's commits send (so that a daemon can tell its own from other daemons').
+    /// this store's commits send (so that a daemon can leave out its own).
     pub fn backend_pid(&self) -> i32 {
         self.backend_pid
     }
 
-    /// Takes the database's one daemon place for as long as this connection lives (a
-    /// session advisory lock, one per schema), or says which way it is taken. Until
-    /// leases exist a second daemon must not start on the same jobs: its restart recovery
-    /// would take the first one's running jobs for its own lost ones.
-    pub fn hold_sole_daemon_lock(&self) -> Result<(), String> {
+    /// Takes the node id `node` for as long as this connection lives (a session advisory
+    /// lock per schema and id), or says that another live daemon holds it: two daemons
+    /// under one id would each take the other's running jobs for their own crashed ones.
+    pub fn hold_node_lock(&self, node: &str) -> Result<(), String> {
         let taken: bool = self
             .client
             .borrow_mut()
-            .query_one("SELECT pg_try_advisory_lock(hashtextextended('semantica.daemon:' || current_schema(), 0))", &[])
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtextextended('semantica.node:' || current_schema() || ':' || $1::text, 0))",
+                &[&node],
+            )
             .and_then(|row| row.try_get(0))
             .map_err(|e| describe(&e))?;
         if taken {
             Ok(())
         } else {
-            Err("another semantica daemon already runs on this database (its schema); several daemons on one \
-                 database need leases, which are not built yet: stop the other one first"
-                .to_owned())
+            Err(format!(
+                "another semantica daemon with node id {node:?} runs on this database; give each daemon its own \
+                 SEMANTICA_NODE_ID"
+            ))
         }
+    }
+
+    /// Registers `node` with a lease of `lease_ms` from the database's `now()`, or takes
+    /// its row again (a restart, or a node that lost its lease and has ended its attempts).
+    /// Waits for a set that holds the row (`Write::NodeLeaseExpired`) to commit.
+    pub fn register_node(&self, node: &str, lease_ms: u64) -> StoreResult<()> {
+        self.rows(
+            "INSERT INTO nodes (id, lease_expires_at) VALUES ($1, now() + $2::bigint * interval '1 millisecond')
+             ON CONFLICT (id) DO UPDATE SET lease_expires_at = EXCLUDED.lease_expires_at,
+                                            registered_at = now(), term = nodes.term + 1",
+            &[&node, &bound(lease_ms)],
+        )?;
+        Ok(())
+    }
+
+    /// Moves `node`'s lease to `lease_ms` from now, if it has not expired. `false`: it
+    /// expired (or the node was forgotten); the others may be ending its attempts, and the
+    /// node must stop its processes, end what is left of its attempts and register again.
+    pub fn renew_node(&self, node: &str, lease_ms: u64) -> StoreResult<bool> {
+        let rows = self.rows(
+            "UPDATE nodes SET lease_expires_at = now() + $2::bigint * interval '1 millisecond'
+             WHERE id = $1 AND lease_expires_at > now() RETURNING id",
+            &[&node, &bound(lease_ms)],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Nodes other than `except` whose lease has expired, oldest expiry first.
+    pub fn expired_nodes(&self, except: &str, limit: usize) -> StoreResult<Vec<String>> {
+        let rows = self.rows(
+            "SELECT id FROM nodes WHERE lease_expires_at < now() AND id <> $1 ORDER BY lease_expires_at, id LIMIT $2",
+            &[&except, &bound(limit as u64)],
+        )?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    /// Deletes an expired node's row once none of its jobs holds a worker. `true`: gone.
+    pub fn forget_node(&self, node: &str) -> StoreResult<bool> {
+        let rows = self.rows(
+            &format!(
+                "DELETE FROM nodes WHERE id = $1 AND lease_expires_at < now()
+                 AND NOT EXISTS (SELECT 1 FROM jobs WHERE node = $1 AND {OCCUPYING}) RETURNING id"
+            ),
+            &[&node],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Every registered node with its lease (epoch ms by the database's clock) and the
+    /// jobs it holds a worker for, by id.
+    pub fn nodes(&self) -> StoreResult<Vec<NodeLease>> {
+        let rows = self.rows(
+            &format!(
+                "SELECT id, (extract(epoch FROM lease_expires_at) * 1000)::bigint,
+                        (SELECT count(*) FROM jobs WHERE jobs.node = nodes.id AND {OCCUPYING})
+                 FROM nodes ORDER BY id"
+            ),
+            &[],
+        )?;
+        rows.iter()
+            .map(|row| {
+                Ok(NodeLease {
+                    id: row.get(0),
+                    lease_expires_at_ms: nonnegative(row.get(1), "nodes.lease_expires_at")?,
+                    running: nonnegative(row.get(2), "a count")?,
+                })
+            })
+            .collect()
     }
 
     /// Drops `schema` and everything in it: for throwaway schemas (tests, the simulator),
@@ -343,18 +488,7 @@ impl<C: GenericClient> Apply<'_, C> {
         };
         let mut max_seq = max_seq_before;
         let mut touched = std::collections::BTreeSet::new();
-        // Queues that this set gives a job ready to start: other daemons are told at COMMIT.
-        let mut ready_queues: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
         for write in &writes.writes {
-            match write {
-                Write::Insert(job) | Write::Update(job) if job.state == JobState::Queued => {
-                    ready_queues.insert(&job.queue);
-                }
-                Write::QueuePaused { queue, paused: false } => {
-                    ready_queues.insert(queue);
-                }
-                _ => {}
-            }
             match write {
                 Write::Insert(job) => {
                     assert!(touched.insert(job.id), "job {} written twice in one write set", job.id);
@@ -389,17 +523,28 @@ impl<C: GenericClient> Apply<'_, C> {
                 Write::DeleteRecurring { name } => {
                     self.execute("DELETE FROM recurring WHERE name = $1", &[name]).map_err(store_error)?;
                 }
+                Write::NodeLeaseExpired { node } => {
+                    // Holds the lease row to COMMIT: the node cannot renew or register
+                    // again until this set is in, and no job it claims afterwards is ours.
+                    // (`now()` is the transaction's start: older, so a lease looks live a
+                    // little longer here than to the node, the safe side.) A node without a
+                    // row was forgotten: it registers anew before it claims anything.
+                    let rows = self
+                        .query("SELECT lease_expires_at >= now() FROM nodes WHERE id = $1 FOR UPDATE", &[node])
+                        .map_err(store_error)?;
+                    if rows.first().is_some_and(|row| row.get::<_, bool>(0)) {
+                        return Err(conflict(JobId::from_u128(0), &format!("node {node} renewed its lease")));
+                    }
+                }
             }
         }
         if max_seq > max_seq_before {
             self.execute("UPDATE counters SET max_seq = $1 WHERE singleton = 1", &[&ordered(max_seq, "seq")])
                 .map_err(store_error)?;
         }
-        // Delivered only if the transaction commits (and dropped with a step rolled back to
-        // its savepoint); the same queue twice in one transaction is delivered once.
-        for queue in ready_queues {
-            self.execute(&format!("SELECT pg_notify({}, $1)", logs::WAKE_CHANNEL_SQL), &[&queue])
-                .map_err(store_error)?;
+        if writes.writes.iter().any(wakes) {
+            // Sent at COMMIT, and only then; Postgres folds a transaction's equal ones.
+            self.execute(&format!("SELECT pg_notify({WAKE_CHANNEL}, '')"), &[]).map_err(store_error)?;
         }
         Ok(())
     }
@@ -533,13 +678,23 @@ impl Store for PgStore {
     }
 
     fn claim_candidates(&self, queue: &str, min_priority: Option<i32>, limit: usize) -> StoreResult<Vec<Job>> {
+        // Rows another daemon's open claim holds are skipped, not waited for (SKIP LOCKED),
+        // and the candidates this one lists stay locked to its COMMIT, so two daemons
+        // claiming at once take different jobs. MATERIALIZED: the LIMIT applies before
+        // any join, so no more rows are locked than asked for. The exclusion constraints
+        // stay the guard; this only keeps daemons from racing for the same rows.
         static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-            select(
-                "state = 'QUEUED' AND queue = $1 AND priority >= $2
-                 AND NOT EXISTS (SELECT 1 FROM jobs AS other
-                                 WHERE other.subject_key = jobs.subject_key
-                                   AND (other.state = 'RUNNING' OR other.reap_pending))
-                 ORDER BY priority DESC, seq LIMIT $3",
+            format!(
+                "WITH candidates AS MATERIALIZED (
+                     SELECT seq FROM jobs
+                     WHERE state = 'QUEUED' AND queue = $1 AND priority >= $2
+                       AND NOT EXISTS (SELECT 1 FROM jobs AS other
+                                       WHERE other.subject_key = jobs.subject_key
+                                         AND (other.state = 'RUNNING' OR other.reap_pending))
+                     ORDER BY priority DESC, seq LIMIT $3
+                     FOR UPDATE SKIP LOCKED)
+                 SELECT {} FROM jobs WHERE seq IN (SELECT seq FROM candidates) ORDER BY priority DESC, seq",
+                codec::select_list()
             )
         });
         let floor = min_priority.unwrap_or(i32::MIN);
@@ -632,6 +787,23 @@ impl Store for PgStore {
 
     fn process_holders(&self, limit: usize) -> StoreResult<Vec<Job>> {
         self.jobs(&select(&format!("{OCCUPYING} ORDER BY seq LIMIT $1")), &[&bound(limit as u64)])
+    }
+
+    fn jobs_of_node(&self, node: &str, limit: usize) -> StoreResult<Vec<Job>> {
+        static SQL: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| select(&format!("node = $1 AND {OCCUPYING} ORDER BY seq LIMIT $2")));
+        self.jobs(&SQL, &[&node, &bound(limit as u64)])
+    }
+
+    fn node_process_count(&self, queue: Option<&str>, node: &str) -> StoreResult<usize> {
+        let count = match queue {
+            Some(queue) => self.count(
+                &format!("SELECT count(*) FROM jobs WHERE {OCCUPYING} AND node = $1 AND queue = $2"),
+                &[&node, &queue],
+            ),
+            None => self.count(&format!("SELECT count(*) FROM jobs WHERE {OCCUPYING} AND node = $1"), &[&node]),
+        }?;
+        usize::try_from(count).map_err(|_| StoreError::Corrupt(format!("count {count}")))
     }
 
     fn purgeable(&self, finished_before_ms: u64, limit: usize) -> StoreResult<Vec<Job>> {
@@ -859,6 +1031,10 @@ impl GroupCommitStore for PgStore {
 
     fn start_companion(&self) -> std::io::Result<Box<dyn Send>> {
         Ok(Box::new(()))
+    }
+
+    fn shared(&self) -> bool {
+        true
     }
 
     fn file(&self) -> Option<std::path::PathBuf> {

@@ -14,6 +14,7 @@ use crate::sqlite::{Migration, MigrationError};
 /// Every Postgres migration this binary knows, in order. Released entries are never edited.
 pub const PG_MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "0001_init.sql", sql: include_str!("../../../migrations/postgres/0001_init.sql") },
+    Migration { version: 2, name: "0002_nodes.sql", sql: include_str!("../../../migrations/postgres/0002_nodes.sql") },
     Migration {
         version: 3,
         name: "0003_job_logs.sql",

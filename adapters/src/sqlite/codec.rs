@@ -120,6 +120,7 @@ pub(crate) fn encode(job: &Job) -> Vec<Value> {
         ordered_opt(job.deadline_wall_ms, "deadline_wall_ms"),
         ordered_opt(job.at_wall_ms, "at_wall_ms"),
         job.wall_offset_ms.map_or(Value::Null, Value::Integer),
+        text_opt(job.node.as_deref()),
     ];
     assert_eq!(row.len(), COLUMNS.len());
     row
@@ -150,6 +151,7 @@ pub(crate) fn encode_mutable(job: &Job) -> [Value; MUTABLE_COLUMNS.len()] {
         text_opt(job.error.as_ref().map(|e| e.message.as_str())),
         text_opt(job.result_summary_json.as_deref()),
         Value::Text(serde_json::to_string(&artifacts).expect("artifacts serialize")),
+        text_opt(job.node.as_deref()),
     ]
 }
 
@@ -179,6 +181,7 @@ pub(crate) fn changed_columns(before: &Job, after: &Job) -> u32 {
         before.error.as_ref().map(|e| &e.message) != after.error.as_ref().map(|e| &e.message),
         before.result_summary_json != after.result_summary_json,
         before.artifacts != after.artifacts,
+        before.node != after.node,
     ];
     changed.iter().enumerate().filter(|(_, changed)| **changed).fold(0, |mask, (i, _)| mask | 1 << i)
 }
@@ -356,6 +359,7 @@ pub(crate) fn decode(row: &Row<'_>) -> StoreResult<Job> {
     let deadline_wall_ms = c.u64_opt()?;
     let at_wall_ms = c.u64_opt()?;
     let wall_offset_ms = c.i64_opt()?;
+    let node = c.text_opt()?;
     assert_eq!(c.index, COLUMNS.len(), "every column read");
     Ok(Job {
         id,
@@ -398,5 +402,6 @@ pub(crate) fn decode(row: &Row<'_>) -> StoreResult<Job> {
         result_summary_json,
         artifacts: artifacts.into_iter().map(|(name, bytes)| Artifact { name, bytes }).collect(),
         retry_of,
+        node,
     })
 }

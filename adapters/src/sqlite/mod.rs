@@ -611,6 +611,7 @@ impl SqliteStore {
                 Write::QueuePaused { queue, paused } => recurring::set_paused(&self.conn, queue, *paused)?,
                 Write::PutRecurring(item) => recurring::put(&self.conn, item)?,
                 Write::DeleteRecurring { name } => recurring::delete(&self.conn, name)?,
+                Write::NodeLeaseExpired { .. } => {} // one daemon per file: no leases
             }
         }
         self.write_counts(counts)?;

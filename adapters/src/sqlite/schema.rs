@@ -45,6 +45,7 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0008_finished_predicates.sql",
         sql: include_str!("../../../migrations/0008_finished_predicates.sql"),
     },
+    Migration { version: 9, name: "0009_node.sql", sql: include_str!("../../../migrations/0009_node.sql") },
 ];
 
 /// Why a database could not be brought to this binary's schema.

@@ -71,6 +71,14 @@ pub trait GroupCommitStore: Store + Send + 'static {
     /// The database file, for [`WriterHandle::open_reader`]; `None` for a server.
     fn file(&self) -> Option<PathBuf>;
 
+    /// Other writers (daemons) share the store, so a step's versioned write may be
+    /// refused with [`StoreError::Conflict`] by their commits: the writer then decides
+    /// the same input again on fresh reads, in a transaction of its own after the batch,
+    /// up to [`CONFLICT_RETRIES_MAX`] times.
+    fn shared(&self) -> bool {
+        false
+    }
+
     /// Told once, before the first step, that the writer is now the only connection that
     /// writes: a store may then keep up to `cache_bytes` of committed jobs in memory
     /// (SQLite's does, see `cache.rs`). A store shared with other writers ignores it.
@@ -195,7 +203,14 @@ pub struct WriterStats {
     pub steps: u64,
     /// Transactions lost as a whole (their `COMMIT` failed or SQLite rolled them back).
     pub batches_failed: u64,
+    /// Steps decided again after another daemon's commit refused them (`Conflict`).
+    pub conflict_retries: u64,
 }
+
+/// Times one step refused with `Conflict` on a shared store is decided again, each time
+/// in a new transaction after the one it failed in: 60 enqueues of one subject on three
+/// daemons at once needed more than 4 (`daemon/tests/multi_daemon.rs`).
+pub const CONFLICT_RETRIES_MAX: u32 = 16;
 
 /// Starts the writer thread.
 pub struct Writer;
@@ -414,12 +429,14 @@ enum AfterBatch {
 struct Op {
     input: Input,
     reply: oneshot::Sender<Result<Step, WriteError>>,
+    /// Times this input was refused with `Conflict` and decided again.
+    conflicts: u32,
 }
 
 impl Op {
     fn new(input: Input) -> (Op, oneshot::Receiver<Result<Step, WriteError>>) {
         let (reply, receiver) = oneshot::channel();
-        (Op { input, reply }, receiver)
+        (Op { input, reply, conflicts: 0 }, receiver)
     }
 
     fn answer(self, answer: Result<Step, WriteError>) {
@@ -433,6 +450,7 @@ struct Counters {
     batches: AtomicU64,
     steps: AtomicU64,
     batches_failed: AtomicU64,
+    conflict_retries: AtomicU64,
     /// How long each group's `COMMIT` took (atomics only: the writer never waits on a reader).
     commit_seconds: AtomicHistogram,
 }
@@ -443,6 +461,7 @@ impl Counters {
             batches: self.batches.load(Ordering::Relaxed),
             steps: self.steps.load(Ordering::Relaxed),
             batches_failed: self.batches_failed.load(Ordering::Relaxed),
+            conflict_retries: self.conflict_retries.load(Ordering::Relaxed),
         }
     }
 }
@@ -584,13 +603,25 @@ impl<S: GroupCommitStore> WriterThread<S> {
         let memory_before = self.memory.clone();
         let mut done: Vec<(Op, Step)> = Vec::with_capacity(batch.len());
         let mut lost: Option<StoreError> = None;
+        // Steps another daemon's commit refused: decided again in a transaction of their
+        // own once this one has ended. Not in this one: its earlier steps may hold the
+        // very rows the other daemon waits for (a retry here deadlocks again).
+        let mut again: Vec<Op> = Vec::new();
+        let retries_max = if self.store.shared() { CONFLICT_RETRIES_MAX } else { 0 };
         for mut op in batch {
             if let Some(error) = &lost {
                 op.answer(Err(WriteError::Store(error.clone())));
                 continue;
             }
             let input = std::mem::replace(&mut op.input, Input::Tick);
+            let retry = (op.conflicts < retries_max).then(|| input.clone());
             match self.write_step(input) {
+                Err(StepError::Alone(WriteError::Store(StoreError::Conflict { .. }))) if retry.is_some() => {
+                    op.input = retry.expect("checked");
+                    op.conflicts += 1;
+                    self.stats.conflict_retries.fetch_add(1, Ordering::Relaxed);
+                    again.push(op);
+                }
                 Ok(step) => {
                     // The next step of this batch must see this one's memory (the first
                     // Recover lets everything else in); undone below if the batch fails.
@@ -625,6 +656,10 @@ impl<S: GroupCommitStore> WriterThread<S> {
                     op.answer(Err(WriteError::Store(error.clone())));
                 }
             }
+        }
+        if !again.is_empty() {
+            // Bounded: each op comes back at most `CONFLICT_RETRIES_MAX` times.
+            self.write_batch(again);
         }
     }
 

@@ -41,6 +41,8 @@ fn outcome_for(killed: bool, outcome: u8) -> Outcome {
 fn config() -> Config {
     let mut config = Config::new(3, ["noop", "work"]);
     config.queue_concurrency.insert("serial".into(), 1);
+    // Claims record it, so that the stores' per-node answers are compared too.
+    config.node = Some("node-a".into());
     config
 }
 
@@ -343,6 +345,17 @@ fn check_same_reads(
             }
         }
         same!("process_count", mem.process_count(Some(queue)), sql.process_count(Some(queue)))?;
+        for node in ["node-a", "node-b"] {
+            let (mem_count, sql_count) =
+                (mem.node_process_count(Some(queue), node), sql.node_process_count(Some(queue), node));
+            same!("node_process_count", mem_count, sql_count)?;
+        }
+    }
+    for node in ["node-a", "node-b"] {
+        same!("node_process_count all", mem.node_process_count(None, node), sql.node_process_count(None, node))?;
+        for limit in [1, usize::MAX] {
+            same!("jobs_of_node", mem.jobs_of_node(node, limit), sql.jobs_of_node(node, limit))?;
+        }
     }
     same!("process_count all", mem.process_count(None), sql.process_count(None))?;
     same!("ready_queues", mem.ready_queues(), sql.ready_queues())?;

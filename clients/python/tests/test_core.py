@@ -147,9 +147,16 @@ def test_results_keep_fields_they_do_not_know() -> None:
     assert job.error is not None and job.error.extra == {"hint": "new"}
     assert job.artifacts == [semantica.Artifact(name="a.txt", bytes=3)]
     stats = semantica.Stats.from_wire(
-        {"queues": [{"name": "q", "paused": True, "lag": 1}], "system": {"version": "9"}, "nodes": []}
+        {
+            "queues": [{"name": "q", "paused": True, "lag": 1}],
+            "system": {"version": "9"},
+            "nodes": [{"id": "a", "lease_expires_at": 5, "running": 1}],
+            "later": 2,
+        }
     )
-    assert stats.extra == {"nodes": []} and stats.queues[0].extra == {"lag": 1}
+    assert stats.extra == {"later": 2} and stats.queues[0].extra == {"lag": 1}
+    assert stats.nodes == [semantica.NodeStats(id="a", lease_expires_at=5, running=1)]
+    assert semantica.Stats.from_wire({"queues": [], "system": {}}).nodes == []
 
 
 def test_a_malformed_answer_is_a_transport_error() -> None:

@@ -45,7 +45,10 @@ def test_no_arguments_finds_the_daemon_of_semantica_home_over_its_socket(
         assert client.endpoint.socket_path == daemon.socket
         assert client.endpoint.url is None
         assert client.health().status == "ok"
-        assert client.stats().system.version == client.health().version
+        stats = client.stats()
+        assert stats.system.version == client.health().version
+        # SQLite: this daemon alone, without a lease.
+        assert [(node.lease_expires_at, node.running) for node in stats.nodes] == [(None, 0)]
 
 
 def test_a_url_uses_tcp_with_the_token_given(daemon: Daemon) -> None:

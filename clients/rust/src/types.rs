@@ -357,6 +357,21 @@ pub struct NoParams {}
 pub struct Stats {
     pub queues: Vec<QueueStats>,
     pub system: SystemStats,
+    /// The daemons sharing the store (Postgres), by id; on SQLite only this daemon, with
+    /// no lease.
+    #[serde(default)]
+    pub nodes: Vec<NodeStats>,
+}
+
+/// One daemon of `admin.stats.v1`'s `nodes`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct NodeStats {
+    pub id: String,
+    /// Wall-clock epoch ms (the database's clock) at which its lease runs out; `null` on
+    /// SQLite (one daemon, no lease).
+    pub lease_expires_at: Option<u64>,
+    /// Its jobs that hold a worker (`RUNNING`, or being stopped).
+    pub running: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -536,6 +551,10 @@ pub struct JobView {
     /// The ended job that `dev.retry.v1` enqueued this one again for.
     #[serde(default)]
     pub retry_of: Option<String>,
+    /// The daemon (node id) that runs or ran the job's last attempt; `null` before its
+    /// first attempt.
+    #[serde(default)]
+    pub node: Option<String>,
 }
 
 /// Why an attempt failed (or a job was skipped or cancelled).

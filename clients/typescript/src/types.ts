@@ -223,14 +223,15 @@ export interface SystemStats {
 
 export interface NodeStats {
   id: string;
-  lease_expires_at: number;
+  /** Epoch ms by the database's clock; `null` on SQLite (one daemon, no lease). */
+  lease_expires_at: number | null;
   running: number;
 }
 
 export interface Stats {
   queues: QueueStats[];
   system: SystemStats;
-  /** Only with several daemons on one Postgres. */
+  /** The daemons sharing the store; on SQLite only this one, without a lease. */
   nodes?: NodeStats[];
 }
 

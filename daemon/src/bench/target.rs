@@ -260,10 +260,6 @@ pub(crate) fn start_daemon(
     command.env_remove("SEMANTICA_STORE_URL");
     if let Some(url) = store_url {
         command.env("SEMANTICA_STORE_URL", url);
-        // FIXME(issue 15): the daemons of `--daemons` share one database, which the
-        // sole-daemon lock refuses until node leases land (then this goes with the lock).
-        // They all start before any job exists, so no restart recovery sees another's jobs.
-        command.env("SEMANTICA_TEST_SHARED_POSTGRES", "1");
     }
     let mut child = command.spawn().map_err(|e| format!("cannot start {} serve: {e}", exe.display()))?;
     let started = Instant::now();

@@ -289,9 +289,25 @@ class SystemStats:
 
 
 @dataclass(frozen=True)
+class NodeStats:
+    """One daemon sharing the store: its lease (epoch ms, ``None`` on SQLite) and its jobs
+    that hold a worker."""
+
+    id: str
+    lease_expires_at: int | None = None
+    running: int = 0
+    extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_wire(cls, data: Any) -> NodeStats:
+        return _build(cls, data)
+
+
+@dataclass(frozen=True)
 class Stats:
     queues: list[QueueStats]
     system: SystemStats
+    nodes: list[NodeStats] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def queue(self, name: str) -> QueueStats | None:
@@ -302,11 +318,13 @@ class Stats:
     def from_wire(cls, data: Any) -> Stats:
         queues = data.get("queues") if isinstance(data, dict) else None
         system = data.get("system") if isinstance(data, dict) else None
+        nodes = data.get("nodes", []) if isinstance(data, dict) else None
         return _build(
             cls,
             data,
             queues=[QueueStats.from_wire(q) for q in _list(queues, "queues")],
             system=SystemStats.from_wire(system),
+            nodes=[NodeStats.from_wire(n) for n in _list(nodes, "nodes")],
         )
 
 
