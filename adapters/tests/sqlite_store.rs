@@ -734,7 +734,7 @@ fn a_version_6_database_is_rebuilt_in_place() {
         assert!(table.contains("state IN ("), "schema 6 as released: {table}");
     }
     let mut sql = SqliteStore::open(&path, &SqliteOptions::default()).unwrap();
-    assert_eq!(sql.schema_version().unwrap(), 8);
+    assert_eq!(sql.schema_version().unwrap(), 9);
     let table: String =
         sql.connection().query_row("SELECT sql FROM sqlite_master WHERE name = 'jobs'", [], |row| row.get(0)).unwrap();
     assert!(!table.contains("state IN ("), "{table}");

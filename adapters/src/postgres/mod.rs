@@ -655,7 +655,16 @@ impl Store for PgStore {
     }
 
     fn max_seq(&self) -> StoreResult<u64> {
-        self.count("SELECT max_seq FROM counters WHERE singleton = 1", &[])
+        // The engine numbers a new job from this read. Inside the writer's transaction the
+        // row is locked here, not only at the insert: the read then stays current until
+        // COMMIT (other daemons' inserts wait for it), so an insert cannot lose the race
+        // for the next seq. Read unlocked, three daemons enqueueing at once lost it over
+        // and over, and a step ran out of its Conflict retries (5001).
+        if self.writer_tx.get().open {
+            self.count("SELECT max_seq FROM counters WHERE singleton = 1 FOR UPDATE", &[])
+        } else {
+            self.count("SELECT max_seq FROM counters WHERE singleton = 1", &[])
+        }
     }
 
     fn active_jobs_of_subject(&self, subject_key: &str) -> StoreResult<Vec<Job>> {
