@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use semantica_adapters::exec::{ExecConfig, Handlers, TokioExecutor};
 use semantica_adapters::probe::ProcProbe;
-use semantica_adapters::sqlite::{Reader, WriteError, Writer, WriterHandle, WriterOptions};
+use semantica_adapters::sqlite::{Pending, Reader, WriteError, Writer, WriterHandle, WriterOptions};
 use semantica_adapters::{
     random_seed, PgListener, PgOptions, PgStore, SqliteOptions, SqliteStore, Synchronous, SystemClock, UuidIds,
 };
@@ -35,6 +35,11 @@ const SCHEDULER_IDLE_MAX: Duration = Duration::from_secs(1);
 const CLAIMS_PER_ROUND_MAX: usize = 1024;
 /// Longest pause between two tries of recording an executor's report.
 const REPORT_RETRY_MAX: Duration = Duration::from_secs(1);
+/// Report batches queued to the writer and not yet settled, at most (`pump_reports`).
+const REPORT_BATCHES_IN_FLIGHT: usize = 4;
+
+/// Whether the writer has stopped (a batch could not even be queued or answered).
+struct WriterGone(bool);
 /// A purge removes at most this many jobs per step (one round), so that other writes
 /// queued meanwhile go between two rounds instead of waiting for all of them.
 const PURGE_ROUND_MAX: usize = 1000;
@@ -550,8 +555,15 @@ impl Service {
     /// full disk may last): a failed one is retried, at most a second apart, until it is
     /// recorded or the daemon stops. Dropping it would leave its job RUNNING and its
     /// worker slot taken until the next restart.
+    ///
+    /// Reports are queued as they come, while earlier batches are still being committed
+    /// (up to `REPORT_BATCHES_IN_FLIGHT` of them): the writer then finds the next batch
+    /// waiting when it ends a transaction, and batches that arrive during one commit share
+    /// the next. Waiting for each batch's commit before queueing the next left the writer
+    /// idle for a hand-off between every two transactions, one job each.
     async fn pump_reports(self: Arc<Service>, mut reports: mpsc::UnboundedReceiver<Report>) {
         let mut batch = Vec::with_capacity(limits::REPORT_BATCH_MAX);
+        let mut in_flight = tokio::task::JoinSet::new();
         while reports.recv_many(&mut batch, limits::REPORT_BATCH_MAX).await > 0 {
             if self.abandoning.load(Ordering::Acquire) {
                 // Shutting down: runs stopped now stay RUNNING in the store, and restart
@@ -582,47 +594,65 @@ impl Service {
             let queued = self.writer.queue_async(input).await;
             // A claim for each slot the reports free, in the same transaction: the next
             // job starts without waiting for the scheduler's round (and its own commit).
-            let mut claims = Vec::new();
             let claim_max = ended.min(limits::CLAIM_BATCH_MAX);
+            let mut claim = None;
             if ended > 0 && !self.stopping.load(Ordering::Acquire) && self.lease_holds() {
                 let input = Input::ClaimBatch { queue: None, max: claim_max };
-                if let Ok(pending) = self.writer.queue_async(input).await {
-                    claims.push(pending);
+                claim = self.writer.queue_async(input).await.ok();
+            }
+            in_flight.spawn(Arc::clone(&self).settle_reports(reports, queued, claim, claim_max));
+            while in_flight.len() >= REPORT_BATCHES_IN_FLIGHT {
+                if let Some(Ok(WriterGone(true))) = in_flight.join_next().await {
+                    return;
                 }
             }
-            let mut writer_gone = false;
-            let result = match queued {
-                Ok(pending) => pending.wait_async().await,
-                Err(error) => Err(error),
-            };
-            match result {
-                // The claim batch queued behind the reports sees what they freed: the
-                // scheduler need not look as well, unless that claim took all it asked for.
-                Ok(step) => self.apply_then(&step, step.may_claim && claims.is_empty()),
-                // Nothing of the batch was written: each is retried on its own.
-                Err(WriteError::Store(_)) => {
-                    for report in reports {
-                        self.record_report(report).await;
-                    }
+            while let Some(done) = in_flight.try_join_next() {
+                if let Ok(WriterGone(true)) = done {
+                    return;
                 }
-                Err(_) => writer_gone = true,
-            }
-            // Every queued claim is waited for, whatever happened above: one that committed
-            // started a job, and its spawn must be carried out.
-            for pending in claims {
-                // A failed claim is no loss: the scheduler claims again when poked.
-                if let Ok(step) = pending.wait_async().await {
-                    let full = match &step.reply {
-                        Reply::ClaimedBatch(claimed) => claimed.len() >= claim_max,
-                        _ => true,
-                    };
-                    self.apply_then(&step, step.may_claim || full);
-                }
-            }
-            if writer_gone {
-                return;
             }
         }
+        while in_flight.join_next().await.is_some() {}
+    }
+
+    /// Waits for one batch of `pump_reports` and carries out what it decided: the
+    /// reports' step, then the claim queued behind them (whatever happened to the
+    /// reports: a claim that committed started a job, and its spawn must be carried out).
+    async fn settle_reports(
+        self: Arc<Service>,
+        reports: Vec<Report>,
+        queued: Result<Pending, WriteError>,
+        claim: Option<Pending>,
+        claim_max: usize,
+    ) -> WriterGone {
+        let result = match queued {
+            Ok(pending) => pending.wait_async().await,
+            Err(error) => Err(error),
+        };
+        let mut gone = false;
+        match result {
+            // The claim queued behind the reports sees what they freed: the scheduler need
+            // not look as well, unless that claim took all it asked for.
+            Ok(step) => self.apply_then(&step, step.may_claim && claim.is_none()),
+            // Nothing of the batch was written: each is retried on its own.
+            Err(WriteError::Store(_)) => {
+                for report in reports {
+                    self.record_report(report).await;
+                }
+            }
+            Err(_) => gone = true,
+        }
+        if let Some(pending) = claim {
+            // A failed claim is no loss: the scheduler claims again when poked.
+            if let Ok(step) = pending.wait_async().await {
+                let full = match &step.reply {
+                    Reply::ClaimedBatch(claimed) => claimed.len() >= claim_max,
+                    _ => true,
+                };
+                self.apply_then(&step, step.may_claim || full);
+            }
+        }
+        WriterGone(gone)
     }
 
     /// One report, retried until it is recorded (see `pump_reports`).
