@@ -38,6 +38,9 @@ const RESPONSE_BYTES_MAX: u32 = 64 * 1024 * 1024;
 const RETRY_AFTER_MS: u64 = 100;
 /// `dev.wait.v1`'s longest wait.
 const WAIT_MS_MAX: u64 = 300_000;
+/// On a store shared with other daemons, `dev.wait.v1` also reads the job again this
+/// often: a daemon hears only of the ends of the jobs it runs.
+const WAIT_READ_SHARED: Duration = Duration::from_millis(250);
 
 type RpcResult = Result<Value, ErrorObjectOwned>;
 
@@ -222,6 +225,7 @@ async fn wait(service: Arc<Service>, params: Params<'static>) -> RpcResult {
     // Listen before reading, so that an end between the read and the wait is not missed.
     let mut finished = service.subscribe_finished();
     let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
+    let shared = service.config.store_url.is_some();
     loop {
         let job = service.get(id).await.map_err(service_error)?;
         let Some(job) = job else { return Err(to_rpc(WireError::rejection(&semantica_core::Rejection::NotFound(id)))) };
@@ -229,7 +233,10 @@ async fn wait(service: Arc<Service>, params: Params<'static>) -> RpcResult {
             return Ok(to_json(&wire::job_view(&job, service.clock.offset_ms())));
         }
         loop {
-            match tokio::time::timeout_at(deadline, finished.recv()).await {
+            let until = if shared { deadline.min(tokio::time::Instant::now() + WAIT_READ_SHARED) } else { deadline };
+            match tokio::time::timeout_at(until, finished.recv()).await {
+                // Another daemon may have ended it: read again.
+                Err(_) if until < deadline => break,
                 Err(_) => {
                     // Ended and already purged (retention 0) since the last read: gone.
                     let Some(job) = service.get(id).await.map_err(service_error)? else {

@@ -191,6 +191,35 @@ fn a_log_in_the_database_stops_at_log_max_bytes() {
     });
 }
 
+/// `dev.wait.v1` on either daemon returns once the job ends, whichever daemon ran it (a
+/// daemon hears only of the ends of its own jobs; on a shared store it reads again every
+/// 250 ms). Before that, a wait on the daemon that did not run the job lasted its timeout.
+#[test]
+fn a_wait_on_either_daemon_returns_when_the_job_ends() {
+    let schema = Schema::new("wait");
+    let (home_a, home_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let daemon_a = start(&schema, home_a.path(), "2");
+    let daemon_b = start(&schema, home_b.path(), "2");
+    let (client_a, client_b) = (daemon_a.client(), daemon_b.client());
+    runtime().block_on(async {
+        for n in 0..4 {
+            let job = json!({"job_type": "echo", "queue": "default", "subject_key": format!("wait{n}"), "payload": n});
+            let enqueued = client_a.call("dev.enqueue.v1", params(job)).await.unwrap();
+            let wait = json!({"job_id": enqueued["job_id"], "timeout_ms": 15_000});
+            let started = Instant::now();
+            let (on_a, on_b) = tokio::join!(
+                client_a.call("dev.wait.v1", params(wait.clone())),
+                client_b.call("dev.wait.v1", params(wait)),
+            );
+            let elapsed = started.elapsed();
+            let (on_a, on_b) = (on_a.unwrap(), on_b.unwrap());
+            assert_eq!(on_a["state"], "DONE", "{on_a}");
+            assert_eq!(on_b["state"], "DONE", "{on_b}");
+            assert!(elapsed < Duration::from_secs(8), "the waits took {elapsed:?}");
+        }
+    });
+}
+
 /// Each enqueue on daemon A wakes daemon B at once (its own polling is a second apart),
 /// and a daemon is not woken by its own commits: A is woken at most once per job that
 /// B ended (an end frees a subject, which wakes the others), never by its own enqueues.
