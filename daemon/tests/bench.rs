@@ -2,8 +2,11 @@
 //! daemon it starts and reports positive figures. No figure is compared with a target:
 //! the machine is shared and a timed assertion would only measure the neighbours.
 
+mod common;
+
 use std::process::Command;
 
+use common::test_pg_url;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_semantica");
@@ -23,22 +26,9 @@ const MAIN_FIGURE: [(&str, &str); 8] = [
 #[test]
 fn bench_runs_every_scenario_and_writes_positive_figures() {
     let dir = tempfile::tempdir().unwrap();
-    let json_path = dir.path().join("bench.json");
-    let output = Command::new(BIN)
-        .args(["bench", "--scale", "0.001", "--dir"])
-        .arg(dir.path())
-        .arg("--json")
-        .arg(&json_path)
-        .env_remove("SEMANTICA_HOME")
-        .env_remove("SEMANTICA_TOKEN")
-        .output()
-        .expect("run semantica bench");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "semantica bench failed: {}\n{stderr}", output.status);
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let (report, stdout, _) = run_bench(&[], dir.path());
     assert!(stdout.contains("jobs/s") && stdout.contains("supersede_storm"), "no table on stdout: {stdout}");
 
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
     assert_eq!(report["failed"], serde_json::json!([]), "{report:#}");
     let rows = report["scenarios"].as_array().expect("a list of scenarios");
     for (scenario, figure) in MAIN_FIGURE {
@@ -94,20 +84,8 @@ fn an_unknown_scenario_is_refused_before_anything_starts() {
 #[test]
 fn observe_scrapes_and_polls_the_dashboard_while_a_scenario_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let json_path = dir.path().join("bench.json");
     // e2e runs for at least a second: long enough for the first scrape and refresh.
-    let output = Command::new(BIN)
-        .args(["bench", "--scale", "0.001", "--scenario", "e2e", "--observe", "--dir"])
-        .arg(dir.path())
-        .arg("--json")
-        .arg(&json_path)
-        .env_remove("SEMANTICA_HOME")
-        .env_remove("SEMANTICA_TOKEN")
-        .output()
-        .expect("run semantica bench");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "semantica bench failed: {}\n{stderr}", output.status);
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let (report, _, _) = run_bench(&["--scenario", "e2e", "--observe"], dir.path());
     assert_eq!(report["observe"], true, "{report:#}");
     let row = &report["scenarios"][0];
     assert_eq!(row["scenario"], "e2e", "{report:#}");
@@ -118,17 +96,9 @@ fn observe_scrapes_and_polls_the_dashboard_while_a_scenario_runs() {
     assert!(row["figures"]["jobs_per_s"].as_f64().is_some_and(|x| x > 0.0), "{row}");
 }
 
-/// The test cluster's URL (`source .ci/postgres.sh`), or a failure that says how to get one.
-fn test_pg_url() -> String {
-    std::env::var("SEMANTICA_TEST_PG_URL").ok().filter(|url| !url.is_empty()).unwrap_or_else(|| {
-        panic!(
-            "SEMANTICA_TEST_PG_URL is not set: this test needs a Postgres server. Run `source .ci/postgres.sh` \
-             (it starts a throwaway cluster and exports the URL), then the tests from that shell."
-        )
-    })
-}
-
-fn bench_json(args: &[&str], dir: &std::path::Path) -> Value {
+/// `semantica bench --scale 0.001 --dir DIR ARGS --json DIR/bench.json`, which must
+/// succeed: the report, stdout and stderr.
+fn run_bench(args: &[&str], dir: &std::path::Path) -> (Value, String, String) {
     let json_path = dir.join("bench.json");
     let output = Command::new(BIN)
         .args(["bench", "--scale", "0.001", "--dir"])
@@ -141,10 +111,18 @@ fn bench_json(args: &[&str], dir: &std::path::Path) -> Value {
         .env_remove("SEMANTICA_STORE_URL")
         .output()
         .expect("run semantica bench");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "semantica bench failed: {}\n{stderr}", output.status);
+    let report = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    (report, String::from_utf8_lossy(&output.stdout).into_owned(), stderr)
+}
+
+/// [`run_bench`] on the test cluster: the report, after checking that the bench never
+/// printed the store URL (it may hold a password).
+fn bench_json(args: &[&str], dir: &std::path::Path) -> Value {
+    let (report, _, stderr) = run_bench(args, dir);
     assert!(!stderr.contains(&test_pg_url()), "the bench printed the store URL:\n{stderr}");
-    serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap()
+    report
 }
 
 /// `--store-url`: every scenario's fresh daemon (and `store`'s engine) runs on Postgres,

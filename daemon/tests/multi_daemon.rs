@@ -22,38 +22,6 @@ use serde_json::{json, Value};
 /// machine (two cores, three daemons, Postgres) renews in time.
 const LEASE_MS: u64 = 2_000;
 
-/// A schema of its own on the test cluster, dropped when the guard goes.
-struct Schema {
-    url: String,
-    name: String,
-}
-
-impl Schema {
-    fn new(tag: &str) -> Schema {
-        let url = std::env::var("SEMANTICA_TEST_PG_URL").ok().filter(|url| !url.is_empty()).unwrap_or_else(|| {
-            panic!(
-                "SEMANTICA_TEST_PG_URL is not set: this test needs a Postgres server. Run `source .ci/postgres.sh` \
-                 (it starts a throwaway cluster and exports the URL), then the tests from that shell."
-            )
-        });
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        let schema = Schema { url, name: format!("t_multi_{tag}_{}_{nanos}", std::process::id()) };
-        drop(PgStore::open(&schema.url, &PgOptions { schema: Some(schema.name.clone()) }).unwrap());
-        schema
-    }
-
-    fn daemon_url(&self) -> String {
-        let separator = if self.url.contains('?') { '&' } else { '?' };
-        format!("{}{separator}options=-csearch_path%3D{}", self.url, self.name)
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let _ = PgStore::drop_schema(&self.url, &self.name);
-    }
-}
-
 /// `count` daemons on the schema, named `n0`, `n1`, …, each with its own home.
 struct Cluster {
     daemons: Vec<Daemon>,
@@ -63,7 +31,7 @@ struct Cluster {
 
 impl Cluster {
     fn start(tag: &str, count: usize) -> Cluster {
-        let schema = Schema::new(tag);
+        let schema = Schema::new(&format!("multi_{tag}"));
         let homes: Vec<tempfile::TempDir> = (0..count).map(|_| tempfile::tempdir().unwrap()).collect();
         let daemons = (0..count).map(|n| Self::start_one(&schema, &homes[n], n)).collect();
         Cluster { daemons, homes, schema }

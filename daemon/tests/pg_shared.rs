@@ -11,41 +11,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-use semantica_adapters::{PgOptions, PgStore};
 use serde_json::{json, Value};
-
-/// A schema of its own on the test cluster, dropped when the guard goes.
-struct Schema {
-    url: String,
-    name: String,
-}
-
-impl Schema {
-    fn new(label: &str) -> Schema {
-        let url = std::env::var("SEMANTICA_TEST_PG_URL").ok().filter(|url| !url.is_empty()).unwrap_or_else(|| {
-            panic!(
-                "SEMANTICA_TEST_PG_URL is not set: this test needs a Postgres server. Run `source .ci/postgres.sh` \
-                 (it starts a throwaway cluster and exports the URL), then the tests from that shell."
-            )
-        });
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        let schema = Schema { url, name: format!("t_shared_{label}_{}_{nanos}", std::process::id()) };
-        drop(PgStore::open(&schema.url, &PgOptions { schema: Some(schema.name.clone()) }).unwrap());
-        schema
-    }
-
-    /// The URL a daemon gets: the schema first on the connection's search path.
-    fn daemon_url(&self) -> String {
-        let separator = if self.url.contains('?') { '&' } else { '?' };
-        format!("{}{separator}options=-csearch_path%3D{}", self.url, self.name)
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let _ = PgStore::drop_schema(&self.url, &self.name);
-    }
-}
 
 /// A daemon on the schema, its log (debug for the wake-ups) in `home/daemon.log`.
 fn start(schema: &Schema, home: &Path, workers: &str) -> Daemon {
@@ -111,7 +77,7 @@ async fn tail_all(client: &Client, id: &Value, limit: u64) -> (String, Vec<u64>)
 
 #[test]
 fn a_jobs_log_is_tailed_and_followed_through_either_daemon() {
-    let schema = Schema::new("logs");
+    let schema = Schema::new("shared_logs");
     let (home_a, home_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let daemon_a = start(&schema, home_a.path(), "2");
     let daemon_b = start(&schema, home_b.path(), "2");
@@ -158,7 +124,7 @@ fn a_jobs_log_is_tailed_and_followed_through_either_daemon() {
 /// with the note, as its file does: read through the daemon that did not run it.
 #[test]
 fn a_log_in_the_database_stops_at_log_max_bytes() {
-    let schema = Schema::new("cap");
+    let schema = Schema::new("shared_cap");
     let (home_a, home_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     for home in [&home_a, &home_b] {
         std::fs::write(home.path().join("config.toml"), "log_max_bytes = 65536\n").unwrap();
@@ -196,7 +162,7 @@ fn a_log_in_the_database_stops_at_log_max_bytes() {
 /// 250 ms). Before that, a wait on the daemon that did not run the job lasted its timeout.
 #[test]
 fn a_wait_on_either_daemon_returns_when_the_job_ends() {
-    let schema = Schema::new("wait");
+    let schema = Schema::new("shared_wait");
     let (home_a, home_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let daemon_a = start(&schema, home_a.path(), "2");
     let daemon_b = start(&schema, home_b.path(), "2");
@@ -226,7 +192,7 @@ fn a_wait_on_either_daemon_returns_when_the_job_ends() {
 /// (That an idle B starts what a busy A enqueued is `multi_daemon.rs`'s.)
 #[test]
 fn every_enqueue_on_one_daemon_wakes_the_other_and_not_itself() {
-    let schema = Schema::new("wake");
+    let schema = Schema::new("shared_wake");
     let (home_a, home_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let daemon_a = start(&schema, home_a.path(), "2");
     let _daemon_b = start(&schema, home_b.path(), "2");
@@ -279,7 +245,7 @@ fn every_enqueue_on_one_daemon_wakes_the_other_and_not_itself() {
 /// log) and is woken by the next enqueue on the other daemon.
 #[test]
 fn a_daemon_whose_listening_connection_ends_listens_again() {
-    let schema = Schema::new("relisten");
+    let schema = Schema::new("shared_relisten");
     let (home_a, home_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let daemon_a = start(&schema, home_a.path(), "2");
     let _daemon_b = start(&schema, home_b.path(), "2");

@@ -8,49 +8,12 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use semantica_adapters::{PgOptions, PgStore};
 use semantica_core::{JobQuery, JobState, Store};
 use serde_json::{json, Value};
 
-/// A schema of its own on the test cluster, dropped when the guard goes.
-struct Schema {
-    url: String,
-    name: String,
-}
-
-impl Schema {
-    fn new() -> Schema {
-        let url = std::env::var("SEMANTICA_TEST_PG_URL").ok().filter(|url| !url.is_empty()).unwrap_or_else(|| {
-            panic!(
-                "SEMANTICA_TEST_PG_URL is not set: this test needs a Postgres server. Run `source .ci/postgres.sh` \
-                 (it starts a throwaway cluster and exports the URL), then the tests from that shell."
-            )
-        });
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        Schema { url, name: format!("t_daemon_{}_{nanos}", std::process::id()) }
-    }
-
-    /// A store on the schema (created and migrated at the first open).
-    fn open(&self) -> PgStore {
-        PgStore::open(&self.url, &PgOptions { schema: Some(self.name.clone()) }).unwrap()
-    }
-
-    /// The URL a daemon gets: the schema first on the connection's search path.
-    fn daemon_url(&self) -> String {
-        let separator = if self.url.contains('?') { '&' } else { '?' };
-        format!("{}{separator}options=-csearch_path%3D{}", self.url, self.name)
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let _ = PgStore::drop_schema(&self.url, &self.name);
-    }
-}
-
 #[test]
 fn serve_on_postgres_runs_jobs_and_keeps_them_across_a_restart() {
-    let schema = Schema::new();
+    let schema = Schema::new("daemon");
     drop(schema.open());
     let url = schema.daemon_url();
     let home = tempfile::tempdir().unwrap();
@@ -154,7 +117,7 @@ fn serve_refuses_a_lease_too_short_to_renew() {
 /// first goes on.
 #[test]
 fn a_second_daemon_with_the_same_node_id_refuses_to_start() {
-    let schema = Schema::new();
+    let schema = Schema::new("daemon");
     drop(schema.open());
     let url = schema.daemon_url();
     let env = [("SEMANTICA_STORE_URL", url.as_str()), ("SEMANTICA_NODE_ID", "twin")];

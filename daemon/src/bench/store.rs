@@ -74,16 +74,33 @@ fn limits_batch() -> usize {
     semantica_core::limits::BATCH_JOBS_MAX
 }
 
-/// Enqueues `jobs` in batches of 1,000 (one transaction each), then drains them: each
-/// transaction records the ends of the jobs the last one started and claims the next
-/// `workers`. Returns the two durations.
+/// [`measure`] on a SQLite file, with the store set up as the daemon's writer has it.
 fn store_measure(db_path: &Path, jobs: u64, workers: usize) -> BenchResult<(Duration, Duration)> {
-    let store_error = |e: semantica_core::StoreError| format!("store: {e}");
     let mut store = SqliteStore::open(db_path, &SqliteOptions::default())
         .map_err(|e| format!("store: {}: {e}", db_path.display()))?;
     store.connection().execute_batch("PRAGMA temp_store = MEMORY").map_err(|e| format!("store: {e}"))?;
-    // As the daemon's writer runs it.
     store.enable_cache(semantica_adapters::sqlite::writer::WriterOptions::default().cache_bytes);
+    measure(store, jobs, workers)
+}
+
+/// [`measure`] on the Postgres store at `url` (its search path names the schema).
+fn store_measure_pg(url: &str, jobs: u64, workers: usize) -> BenchResult<(Duration, Duration)> {
+    let store = semantica_adapters::PgStore::open(url, &semantica_adapters::PgOptions::default())
+        .map_err(|e| format!("store: the Postgres store: {e}"))?;
+    measure(store, jobs, workers)
+}
+
+/// Enqueues `jobs` in batches of 1,000 (one transaction each), then drains them: each
+/// drain round (the report batch of the jobs the last round started, then a claim batch
+/// of `workers`) is one transaction with a savepoint per step, as the daemon's
+/// group-commit writer makes it. Returns the two durations.
+fn measure<S: semantica_adapters::sqlite::GroupCommitStore>(
+    mut store: S,
+    jobs: u64,
+    workers: usize,
+) -> BenchResult<(Duration, Duration)> {
+    use semantica_adapters::sqlite::Control;
+    let store_error = |e: semantica_core::StoreError| format!("store: {e}");
     let config = Config::new(workers, ["noop"]);
     // The daemon's ids: where a new id lands in the id index is part of an insert's cost.
     let mut engine = Engine::new(config, Box::new(semantica_adapters::UuidIds), Box::new(SplitMix64::new(7)));
@@ -106,65 +123,8 @@ fn store_measure(db_path: &Path, jobs: u64, workers: usize) -> BenchResult<(Dura
     let started = Instant::now();
     let mut running: Vec<Report> = Vec::new();
     let mut finished = 0;
-    while finished < jobs {
-        now_ms += 1;
-        let begin = store.connection().execute_batch("BEGIN IMMEDIATE");
-        begin.map_err(|e| format!("store: {e}"))?;
-        if !running.is_empty() {
-            finished += running.len() as u64;
-            let reports = std::mem::take(&mut running);
-            let _reported = engine.run(now_ms, Input::ReportBatch(reports), &mut store).map_err(store_error)?;
-        }
-        let step = engine.run(now_ms, Input::ClaimBatch { queue: None, max: workers }, &mut store);
-        let semantica_core::Reply::ClaimedBatch(claimed) = step.map_err(store_error)?.reply else {
-            return Err("store: a claim batch was not answered with jobs".into());
-        };
-        store.connection().execute_batch("COMMIT").map_err(|e| format!("store: {e}"))?;
-        store.transaction_ended(true);
-        if claimed.is_empty() && finished < jobs {
-            return Err(format!("store: nothing to claim with {finished} of {jobs} finished"));
-        }
-        running.extend(claimed.iter().map(|job| Report::Finished {
-            job_id: job.id,
-            attempt: job.attempts,
-            outcome: Outcome::Succeeded { exit_code: None, result_summary_json: None, artifacts: Vec::new() },
-        }));
-    }
-    Ok((enqueue, started.elapsed()))
-}
-
-/// `store_measure` on the Postgres store at `url` (its search path names the schema): the
-/// enqueue batches commit one by one as on SQLite; each drain round (the report batch of
-/// the jobs the last round started, then a claim batch) is one transaction with a
-/// savepoint per step, as the daemon's group-commit writer makes it.
-fn store_measure_pg(url: &str, jobs: u64, workers: usize) -> BenchResult<(Duration, Duration)> {
-    use semantica_adapters::sqlite::{Control, GroupCommitStore};
-    let store_error = |e: semantica_core::StoreError| format!("store: {e}");
-    let mut store = semantica_adapters::PgStore::open(url, &semantica_adapters::PgOptions::default())
-        .map_err(|e| format!("store: the Postgres store: {e}"))?;
-    let config = Config::new(workers, ["noop"]);
-    let mut engine = Engine::new(config, Box::new(SeededIds::new(7)), Box::new(SplitMix64::new(7)));
-    let mut now_ms = now_ms();
-    let _recovered = engine.run(now_ms, Input::Recover, &mut store).map_err(store_error)?;
-
-    let started = Instant::now();
-    let mut next = 0;
-    while next < jobs {
-        let last = (next + limits_batch() as u64).min(jobs);
-        let requests = (next..last).map(store_request).collect();
-        let step = engine.run(now_ms, Input::EnqueueBatch(requests), &mut store).map_err(store_error)?;
-        if !matches!(step.reply, semantica_core::Reply::EnqueuedBatch(_)) {
-            return Err(format!("store: a batch was answered {:?}", step.reply));
-        }
-        next = last;
-    }
-    let enqueue = started.elapsed();
-
-    let started = Instant::now();
-    let mut running: Vec<Report> = Vec::new();
-    let mut finished = 0;
     // One step under its savepoint, as the writer runs it.
-    let step = |engine: &mut Engine, store: &mut semantica_adapters::PgStore, now_ms: u64, input: Input| {
+    let step = |engine: &mut Engine, store: &mut S, now_ms: u64, input: Input| {
         store.control(Control::Savepoint).map_err(store_error)?;
         let step = engine.handle(now_ms, input, &*store).map_err(store_error)?;
         store.apply_within(&step.persist).map_err(store_error)?;

@@ -201,3 +201,48 @@ pub async fn wait_for_slot(client: &Client, name: &str) -> String {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The test cluster's URL (`source .ci/postgres.sh`), or a failure that says how to get one:
+/// a test that needs Postgres never passes without it.
+pub fn test_pg_url() -> String {
+    std::env::var("SEMANTICA_TEST_PG_URL").ok().filter(|url| !url.is_empty()).unwrap_or_else(|| {
+        panic!(
+            "SEMANTICA_TEST_PG_URL is not set: this test needs a Postgres server. Run `source .ci/postgres.sh` \
+             (it starts a throwaway cluster and exports the URL), then the tests from that shell."
+        )
+    })
+}
+
+/// A schema of its own on the test cluster (created and migrated here), dropped when the
+/// guard goes.
+pub struct Schema {
+    pub url: String,
+    pub name: String,
+}
+
+impl Schema {
+    pub fn new(label: &str) -> Schema {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let schema = Schema { url: test_pg_url(), name: format!("t_{label}_{}_{nanos}", std::process::id()) };
+        drop(schema.open());
+        schema
+    }
+
+    /// A store on the schema.
+    pub fn open(&self) -> semantica_adapters::PgStore {
+        let options = semantica_adapters::PgOptions { schema: Some(self.name.clone()) };
+        semantica_adapters::PgStore::open(&self.url, &options).unwrap()
+    }
+
+    /// The URL a daemon gets: the schema first on the connection's search path.
+    pub fn daemon_url(&self) -> String {
+        let separator = if self.url.contains('?') { '&' } else { '?' };
+        format!("{}{separator}options=-csearch_path%3D{}", self.url, self.name)
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let _ = semantica_adapters::PgStore::drop_schema(&self.url, &self.name);
+    }
+}
