@@ -16,6 +16,7 @@ mod job_columns;
 pub mod logs;
 pub mod postgres;
 pub mod probe;
+mod queue_counts;
 pub mod sqlite;
 pub mod trace;
 

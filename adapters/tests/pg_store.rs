@@ -129,6 +129,38 @@ fn opening_twice_applies_each_migration_once() {
     assert_eq!(rows, PG_MIGRATIONS.len() as i64);
 }
 
+/// Migration 0004 fills the counts from the jobs a database already holds: the stats
+/// of a database migrated from version 3 are those of the same jobs in MemStore.
+#[test]
+fn a_database_from_before_the_kept_counts_is_counted_when_migrated() {
+    let schema = TestSchema::new("mig_counts");
+    let mut store = schema.open();
+    let mut mem = semantica_core::MemStore::new();
+    let other_queue = Job { queue: "other".into(), ..queued(4, "d", 1) };
+    let sets = [
+        set(vec![Write::Insert(queued(1, "a", 1)), Write::Insert(queued(2, "b", 1)), Write::Insert(queued(3, "c", 1))]),
+        set(vec![Write::Insert(other_queue), Write::Update(running(&queued(2, "b", 1)))]),
+        set(vec![Write::Update(next(&running(&queued(2, "b", 1)), |j| {
+            j.state = JobState::Done;
+            j.finished_at_ms = Some(20);
+        }))]),
+    ];
+    for writes in &sets {
+        store.commit(writes).unwrap();
+        mem.commit(writes).unwrap();
+    }
+    assert_eq!(store.queue_stats().unwrap(), mem.queue_stats().unwrap());
+    drop(store);
+    // The database as version 3 left it: jobs, and no counts.
+    schema.client().batch_execute("DROP TABLE queue_counts; DELETE FROM schema_version WHERE version = 4").unwrap();
+    let store = schema.open();
+    assert_eq!(store.schema_version().unwrap(), 4);
+    let stats = store.queue_stats().unwrap();
+    assert_eq!(stats, mem.queue_stats().unwrap());
+    assert_eq!(stats[0].count(JobState::Queued), 2, "{stats:?}");
+    assert_eq!(stats[0].count(JobState::Done), 1, "{stats:?}");
+}
+
 #[test]
 fn concurrent_openers_migrate_once_and_all_succeed() {
     let schema = Arc::new(TestSchema::new("mig_race"));

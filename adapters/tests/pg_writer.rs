@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use semantica_adapters::sqlite::{Control, GroupCommitStore, Pending, WriteError, Writer, WriterHandle, WriterOptions};
 use semantica_core::{
-    Clock, Config, Engine, EnqueueRequest, Input, Job, JobId, JobQuery, JobState, Reply, SeededIds, SplitMix64, Step,
-    Store, Write, WriteSet,
+    Clock, Config, Engine, EnqueueRequest, Input, Job, JobId, JobQuery, JobState, Outcome, Reply, Report, SeededIds,
+    SplitMix64, Step, Store, Write, WriteSet,
 };
 
 /// A clock that moves one millisecond every time it is read.
@@ -265,5 +265,107 @@ fn two_daemons_ticking_one_recurring_slot_at_once_enqueue_it_once() {
         let job = jobs.iter().find(|job| job.subject_key == format!("minutely-{round}")).unwrap();
         assert_eq!(job.generation, slot_ms / 1000);
         assert_eq!((recurring.last_slot_ms, recurring.last_enqueued_job_id), (Some(slot_ms), Some(job.id)));
+    }
+}
+
+/// The stats of every queue counted from the jobs themselves: the scan that `queue_stats`
+/// read before migration 0004 kept counts as it wrote.
+fn counted_from_jobs(schema: &pg::TestSchema) -> Vec<semantica_core::QueueStats> {
+    let mut client = schema.client();
+    let rows = client
+        .query(
+            "SELECT queue, state, count(*), coalesce(sum(greatest(started_at_ms - due_at_ms, 0)), 0)::bigint,
+                    count(started_at_ms), min(due_at_ms) FILTER (WHERE state = 'QUEUED')
+             FROM jobs GROUP BY queue, state ORDER BY queue",
+            &[],
+        )
+        .unwrap();
+    let mut stats: Vec<(semantica_core::QueueStats, i64, i64)> = Vec::new();
+    for row in &rows {
+        let queue: String = row.get(0);
+        let state: JobState = row.get::<_, String>(1).parse().unwrap();
+        if stats.last().is_none_or(|(last, _, _)| last.queue != queue) {
+            stats.push((semantica_core::QueueStats { queue, ..Default::default() }, 0, 0));
+        }
+        let entry = stats.last_mut().unwrap();
+        entry.0.counts[state as usize] = row.get::<_, i64>(2) as u64;
+        entry.1 += row.get::<_, i64>(3);
+        entry.2 += row.get::<_, i64>(4);
+        if let Some(oldest) = row.get::<_, Option<i64>>(5) {
+            entry.0.oldest_queued_due_ms = Some(oldest as u64);
+        }
+    }
+    stats
+        .into_iter()
+        .map(|(mut queue, wait_sum, started)| {
+            queue.avg_wait_ms = (started > 0).then(|| (wait_sum / started) as u64);
+            queue
+        })
+        .collect()
+}
+
+/// Three daemons enqueue (over shared subjects, so some jobs are superseded), claim,
+/// finish, cancel and purge at once: the counts each of them adds to its own stripe of
+/// `queue_counts` sum to what a count of the jobs gives, after every round.
+#[test]
+fn counts_kept_by_three_daemons_at_once_equal_a_count_of_the_jobs() {
+    let schema = pg::TestSchema::new("writer_counts");
+    let writers = [node_writer(&schema, "a", 11), node_writer(&schema, "b", 12), node_writer(&schema, "c", 13)];
+    let store = schema.open();
+    for round in 0..4u64 {
+        let threads: Vec<_> = writers
+            .iter()
+            .enumerate()
+            .map(|(n, writer)| {
+                let writer = writer.clone();
+                std::thread::spawn(move || {
+                    for i in 0..15u64 {
+                        let subject = format!("s{}", (i * 7 + n as u64 + round) % 9);
+                        let enqueued = enqueued_id(&writer.submit(enqueue(&subject)));
+                        let step = writer.submit(Input::ClaimBatch { queue: None, max: 3 }).unwrap();
+                        let Reply::ClaimedBatch(jobs) = step.reply else { panic!("not a claim") };
+                        for (k, job) in jobs.iter().enumerate() {
+                            let outcome = if k % 2 == 0 {
+                                Outcome::Succeeded { exit_code: Some(0), result_summary_json: None, artifacts: vec![] }
+                            } else {
+                                Outcome::Failed {
+                                    kind: semantica_core::ErrorKind::ExitCode,
+                                    exit_code: Some(1),
+                                    message: "no".into(),
+                                }
+                            };
+                            let report = Report::Finished { job_id: job.id, attempt: job.attempts, outcome };
+                            // Ignored when another daemon cancelled the job meanwhile.
+                            let reply = writer.submit(Input::Report(report)).unwrap().reply;
+                            assert!(matches!(reply, Reply::Accepted | Reply::Ignored), "{reply:?}");
+                        }
+                        if i % 5 == 4 {
+                            let cancel = semantica_core::CancelRequest {
+                                job_id: Some(enqueued),
+                                tag: None,
+                                chain_group_id: None,
+                            };
+                            let step = writer.submit(Input::Cancel(cancel)).unwrap();
+                            // A job that has ended already is not cancelled.
+                            assert!(
+                                matches!(step.reply, Reply::Cancelled { .. } | Reply::Rejected(_)),
+                                "{:?}",
+                                step.reply
+                            );
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        if round == 2 {
+            let step = writers[0].submit(Input::Purge { finished_before_ms: u64::MAX, limit: 1_000 }).unwrap();
+            assert!(matches!(step.reply, Reply::Purged { ref job_ids } if !job_ids.is_empty()), "{:?}", step.reply);
+        }
+        let counted = counted_from_jobs(&schema);
+        assert!(round == 2 || !counted.is_empty(), "round {round}: no jobs counted");
+        assert_eq!(store.queue_stats().unwrap(), counted, "round {round}");
     }
 }

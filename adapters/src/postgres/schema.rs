@@ -20,6 +20,11 @@ pub const PG_MIGRATIONS: &[Migration] = &[
         name: "0003_job_logs.sql",
         sql: include_str!("../../../migrations/postgres/0003_job_logs.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_queue_counts.sql",
+        sql: include_str!("../../../migrations/postgres/0004_queue_counts.sql"),
+    },
 ];
 
 /// The advisory lock's key: one per schema, so that stores in different schemas (the

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use crate::queue_counts::{CountDeltas, Counted};
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, ErrorCode, OpenFlags, OptionalExtension};
 use semantica_core::{
@@ -404,7 +405,7 @@ impl SqliteStore {
             .and_then(|mut s| {
                 s.query_row(
                     (codec::ordered(job.seq, "seq"), job.id.to_string(), codec::ordered(job.version - 1, "version")),
-                    |row| Ok(Counted::read(row)),
+                    |row| Ok(read_counted(row)),
                 )
                 .optional()
             })
@@ -498,7 +499,7 @@ impl SqliteStore {
         let mut rows = statement.query((id.to_string(), codec::ordered(version, "version"))).map_err(store_error)?;
         let mut deleted = Vec::new();
         while let Some(row) = rows.next().map_err(store_error)? {
-            let counted = Counted::read(row)?;
+            let counted = read_counted(row)?;
             counts.add(&counted, -1);
             deleted.push(row.get::<_, i64>(4).map_err(store_error)?);
         }
@@ -532,10 +533,7 @@ impl SqliteStore {
     /// Adds one write set's changes to `queue_counts`: one statement per queue and state
     /// the set changed, and rows that count nothing any more go.
     fn write_counts(&self, counts: CountDeltas) -> StoreResult<()> {
-        for ((queue, state), delta) in counts.0 {
-            if delta == (0, 0, 0) {
-                continue;
-            }
+        for ((queue, state), delta) in counts.changes() {
             let (jobs, wait_sum_ms, started) = delta;
             self.conn
                 .prepare_cached(
@@ -626,50 +624,11 @@ impl SqliteStore {
     }
 }
 
-/// What a job counts for in `queue_counts`.
-#[derive(PartialEq, Debug)]
-struct Counted {
-    queue: String,
-    state: JobState,
-    /// max(started_at_ms - due_at_ms, 0) once started.
-    wait_ms: Option<u64>,
-}
-
-impl Counted {
-    fn of(job: &Job) -> Counted {
-        Counted {
-            queue: job.queue.clone(),
-            state: job.state,
-            wait_ms: job.started_at_ms.map(|started| started.saturating_sub(job.due_at_ms)),
-        }
-    }
-
-    /// From `queue, state, started_at_ms, due_at_ms`.
-    fn read(row: &rusqlite::Row) -> StoreResult<Counted> {
-        let queue: String = row.get(0).map_err(store_error)?;
-        let state: String = row.get(1).map_err(store_error)?;
-        let state = state
-            .parse::<JobState>()
-            .map_err(|e| StoreError::Corrupt(format!("jobs.state: unknown state {:?}", e.0)))?;
-        let started: Option<i64> = row.get(2).map_err(store_error)?;
-        let due: i64 = row.get(3).map_err(store_error)?;
-        Ok(Counted { queue, state, wait_ms: started.map(|started| started.saturating_sub(due).max(0) as u64) })
-    }
-}
-
-/// Changes to `queue_counts` of one write set: (jobs, wait sum, started) per queue and state.
-#[derive(Default)]
-struct CountDeltas(std::collections::BTreeMap<(String, JobState), (i64, i64, i64)>);
-
-impl CountDeltas {
-    fn add(&mut self, counted: &Counted, sign: i64) {
-        let entry = self.0.entry((counted.queue.clone(), counted.state)).or_default();
-        entry.0 += sign;
-        if let Some(wait_ms) = counted.wait_ms {
-            entry.1 = entry.1.saturating_add(sign.saturating_mul(i64::try_from(wait_ms).unwrap_or(i64::MAX)));
-            entry.2 += sign;
-        }
-    }
+/// From a row's `queue, state, started_at_ms, due_at_ms`.
+fn read_counted(row: &rusqlite::Row) -> StoreResult<Counted> {
+    let queue: String = row.get(0).map_err(store_error)?;
+    let state: String = row.get(1).map_err(store_error)?;
+    Counted::stored(queue, &state, row.get(2).map_err(store_error)?, row.get(3).map_err(store_error)?)
 }
 
 /// A write that SQLite refused. A UNIQUE clash on `seq` is a conflict (another writer
