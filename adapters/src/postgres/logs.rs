@@ -10,7 +10,7 @@
 //! to append.
 
 use postgres::error::SqlState;
-use postgres::{Client, NoTls};
+use postgres::Client;
 use semantica_core::JobId;
 
 use super::{describe, valid_schema_name, PgOptions};
@@ -23,7 +23,7 @@ pub const LOG_CHUNK_BYTES_MAX: usize = 256 * 1024;
 /// One connection to the database for `options`' schema (set on the search path, not
 /// created: the store's `open` creates and migrates it).
 fn connect(url: &str, options: &PgOptions) -> Result<Client, String> {
-    let mut client = Client::connect(url, NoTls).map_err(|e| describe(&e))?;
+    let mut client = super::connect(url).map_err(|e| describe(&e))?;
     if let Some(name) = &options.schema {
         if !valid_schema_name(name) {
             return Err(format!("schema {name:?} is not a name PgStore makes"));
