@@ -237,13 +237,20 @@ pub struct Step {
     pub wake_at_ms: Option<u64>,
     /// A job became eligible or a slot or subject was freed: a claim may now succeed.
     pub may_claim: bool,
-    /// Every job as written by this step, for observers (logs, the simulator's checker).
-    pub written: Vec<Job>,
-    /// For each job of `written`, in the same order, its state before this step (`None`:
-    /// the step inserted it), so that observers (metrics) see transitions, not only states.
+    /// For each job of [`Step::written`], in the same order, its state before this step
+    /// (`None`: the step inserted it), so that observers (metrics) see transitions, not
+    /// only states.
     pub written_from: Vec<Option<JobState>>,
     /// The engine's memory once this step is committed (see [`Engine::committed`]).
     pub memory: Memory,
+}
+
+impl Step {
+    /// Every job as this step writes it (its inserts and updates, in write order), for
+    /// observers: logs, metrics, the simulator's checker. One per entry of `written_from`.
+    pub fn written(&self) -> impl Iterator<Item = &Job> + '_ {
+        self.persist.jobs()
+    }
 }
 
 /// Start a job only while the CPU is not over `cpu_limit_percent`, unless its priority
@@ -478,13 +485,13 @@ impl Engine {
         if matches!(reply, Reply::Rejected(_)) {
             tx.rollback();
         }
-        let (persist, actions, may_claim, written, written_from) = tx.into_parts();
+        let (persist, actions, may_claim, written_from) = tx.into_parts();
         let wake_at_ms = match wake_override {
             Some(wake) => wake,
-            None => written.iter().filter_map(|job| job.wake_at_ms).chain(wake_also).min(),
+            None => persist.jobs().filter_map(|job| job.wake_at_ms).chain(wake_also).min(),
         };
         let memory = self.memory.clone();
-        Ok(Step { persist, reply, actions, wake_at_ms, may_claim, written, written_from, memory })
+        Ok(Step { persist, reply, actions, wake_at_ms, may_claim, written_from, memory })
     }
 
     /// `handle`, then commit the step's writes to `store`. On a commit error nothing of the

@@ -78,6 +78,14 @@ impl WriteSet {
     pub fn len(&self) -> usize {
         self.writes.len()
     }
+
+    /// The jobs the set inserts or updates, in write order.
+    pub fn jobs(&self) -> impl Iterator<Item = &Job> + '_ {
+        self.writes.iter().filter_map(|write| match write {
+            Write::Insert(job) | Write::Update(job) => Some(job),
+            _ => None,
+        })
+    }
 }
 
 #[derive(Clone, PartialEq, Eq, Debug)]

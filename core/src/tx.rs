@@ -426,21 +426,30 @@ impl<'s> Tx<'s> {
     /// job's last update. The step's write carries the stored version plus one, however
     /// many updates the step made (see `into_parts`).
     pub fn update(&mut self, job: Job) -> StoreResult<()> {
-        let current = match self.changed.get(&job.id) {
-            Some(current) => current.clone(),
-            None => self.stored(job.id)?.unwrap_or_else(|| panic!("update of unknown job {}", job.id)),
+        // The job as this step last left it, or else as stored: then moved out of the
+        // step's reads (once changed, a job is always found in `changed`) instead of
+        // copied, and kept as the original the write set is judged against.
+        let stored = match self.changed.contains_key(&job.id) {
+            true => None,
+            false => Some(match self.read.get_mut().remove(&job.id) {
+                Some(read) => read,
+                None => self.stored(job.id)?.unwrap_or_else(|| panic!("update of unknown job {}", job.id)),
+            }),
         };
+        let current = stored.as_ref().unwrap_or_else(|| &self.changed[&job.id]);
         assert_eq!(current.version, job.version, "job {} updated from a stale read", job.id);
         assert!(!self.deleted.contains(&job.id), "job {} updated after its purge", job.id);
-        assert_terminal_kept(&current, &job);
-        assert_spec_kept(&current, &job);
+        assert_terminal_kept(current, &job);
+        assert_spec_kept(current, &job);
         assert_finished_marks_end(&job);
         let started_or_freed =
             current.state != job.state && (job.state == JobState::Queued || current.state == JobState::Running);
         if started_or_freed || (current.reap_pending && !job.reap_pending) {
             self.may_claim = true;
         }
-        self.touch(job.id, Some(current));
+        if let Some(stored) = stored {
+            self.touch(job.id, Some(stored));
+        }
         // Within the step the version counts every update, so that a copy read before
         // another rule moved the job trips the assertion above instead of undoing it.
         let mut job = job;
@@ -487,9 +496,8 @@ impl<'s> Tx<'s> {
     /// The step's writes, one per job, each carrying the version the store must hold.
     /// `written_from` holds, for each job of `written`, its state before the step (`None`:
     /// inserted by it).
-    pub fn into_parts(self) -> (WriteSet, Vec<Action>, bool, Vec<Job>, Vec<Option<JobState>>) {
+    pub fn into_parts(self) -> (WriteSet, Vec<Action>, bool, Vec<Option<JobState>>) {
         let mut writes = Vec::with_capacity(self.touch_order.len());
-        let mut written = Vec::new();
         let mut written_from = Vec::new();
         // Consumed: each changed job moves out once instead of being cloned (a job
         // appears once in `touch_order`).
@@ -505,7 +513,7 @@ impl<'s> Tx<'s> {
             match original {
                 None => {
                     job.version = 1;
-                    writes.push(Write::Insert(job.clone()));
+                    writes.push(Write::Insert(job));
                 }
                 Some(original) => {
                     job.version = original.version;
@@ -513,11 +521,10 @@ impl<'s> Tx<'s> {
                         continue; // touched but unchanged
                     }
                     job.version = original.version + 1;
-                    writes.push(Write::Update(job.clone()));
+                    writes.push(Write::Update(job));
                 }
             }
             written_from.push(original.as_ref().map(|original| original.state));
-            written.push(job);
         }
         for (queue, paused) in self.paused {
             writes.push(Write::QueuePaused { queue, paused });
@@ -533,7 +540,7 @@ impl<'s> Tx<'s> {
             let guards = self.lost_nodes.into_iter().map(|node| Write::NodeLeaseExpired { node });
             writes.splice(0..0, guards);
         }
-        (WriteSet { writes }, self.actions, self.may_claim, written, written_from)
+        (WriteSet { writes }, self.actions, self.may_claim, written_from)
     }
 }
 

@@ -114,8 +114,8 @@ impl Metrics {
     /// `now_ms` (engine time) is asked only when an attempt ended without a finish time
     /// (a retry).
     pub fn record_step(&self, step: &Step, now_ms: impl Fn() -> u64) {
-        assert_eq!(step.written.len(), step.written_from.len(), "a step says where each written job came from");
-        for (job, from) in step.written.iter().zip(&step.written_from) {
+        assert_eq!(step.written().count(), step.written_from.len(), "a step says where each written job came from");
+        for (job, from) in step.written().zip(&step.written_from) {
             if *from == Some(job.state) {
                 continue; // written without changing state (a pid, a reap)
             }

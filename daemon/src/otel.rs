@@ -267,8 +267,7 @@ impl EnqueueSpans {
             return; // not this call's answer: export nothing rather than the wrong ids
         }
         let inserted: HashMap<JobId, &Job> = step
-            .written
-            .iter()
+            .written()
             .zip(&step.written_from)
             .filter(|(_, from)| from.is_none())
             .map(|(job, _)| (job.id, job))
@@ -300,9 +299,9 @@ impl Drop for EnqueueSpans {
 /// exporting.
 pub fn record_step(step: &Step) {
     let Some(export) = EXPORT.get() else { return };
-    assert_eq!(step.written.len(), step.written_from.len(), "a step says where each written job came from");
+    assert_eq!(step.written().count(), step.written_from.len(), "a step says where each written job came from");
     // Ends first: a step that ended one attempt of a job and started the next holds both.
-    for (job, from) in step.written.iter().zip(&step.written_from) {
+    for (job, from) in step.written().zip(&step.written_from) {
         if *from == Some(JobState::Running) && job.state != JobState::Running {
             export.run_ended(job);
         }

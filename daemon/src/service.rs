@@ -448,7 +448,7 @@ impl Service {
                 Action::Kill(order) => {
                     // Another daemon's run: its processes are on its machine, and it stops
                     // them when it sees the attempt ended (`reap_ended_elsewhere`).
-                    let elsewhere = step.written.iter().any(|job| {
+                    let elsewhere = step.written().any(|job| {
                         job.id == order.job_id && job.node.as_ref().is_some_and(|node| *node != self.config.node_id)
                     });
                     if elsewhere {
@@ -461,7 +461,7 @@ impl Service {
             }
         }
         let (mut done, mut failed) = (0, 0);
-        for job in step.written.iter().filter(|job| job.state.is_terminal()) {
+        for job in step.written().filter(|job| job.state.is_terminal()) {
             info!(job_id = %job.id, trace_id = %job.trace_id, state = %job.state, "job ended");
             let _ = self.finished.send(job.id);
             if job.state == semantica_core::JobState::Done {

@@ -47,7 +47,6 @@ fn step(writes: Vec<Write>, reply: Reply, actions: Vec<Action>) -> Step {
         actions,
         wake_at_ms: None,
         may_claim: false,
-        written: Vec::new(),
         written_from: Vec::new(),
         memory: Default::default(),
     }

@@ -723,7 +723,6 @@ impl<S: GroupCommitStore> WriterThread<S> {
             actions: Vec::new(),
             wake_at_ms: None,
             may_claim: false,
-            written: Vec::new(),
             written_from: Vec::new(),
             memory: memory.clone(),
         };

@@ -113,7 +113,7 @@ impl<S: Store> Pair<S> {
         let sql_step =
             sql_step.unwrap_or_else(|e| panic!("seed {} input {input:?}: {} failed: {e}", self.seed, self.name));
         assert_eq!(mem_step, sql_step, "seed {} input {input:?}: the steps differ", self.seed);
-        for job in &mem_step.written {
+        for job in mem_step.written() {
             self.subjects.insert(job.subject_key.clone());
         }
         for action in &mem_step.actions {
@@ -134,7 +134,7 @@ impl<S: Store> Pair<S> {
         check_same_reads(&self.mem, &self.sql, self.name, self.now_ms, &self.known, &self.subjects)
             .unwrap_or_else(|diff| panic!("seed {} after {input:?}: {diff}", self.seed));
         self.steps += 1;
-        self.states.extend(mem_step.written.iter().map(|job| job.state));
+        self.states.extend(mem_step.written().map(|job| job.state));
     }
 
     fn restart(&mut self) {

@@ -366,7 +366,7 @@ fn check_step(world: &mut World, before: &MemStore, system: SystemState, input: 
     }
     // QUEUED means ready; SCHEDULED means not (once a tick or a change looked at it).
     for job in after.jobs().filter(|job| job.state == JobState::Queued) {
-        if step.written.iter().any(|written| written.id == job.id) {
+        if step.written().any(|written| written.id == job.id) {
             assert!(ready(world.engine.system(), now_ms, job), "job {} queued while not ready: {}", job.id, context());
         }
     }
