@@ -31,6 +31,11 @@ fn sqlite_pair(seed: u64) -> Pair<SqliteStore> {
             // that it evicts), with every answer it gives checked against the file.
             store.enable_cache(64 << 10);
             store.verify_cache(true);
+            // Its filter of subjects answers once filled: from then on, every "never
+            // held" it says is checked against the file too.
+            while !store.subject_filter_filled() {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
             store
         }),
     )

@@ -225,4 +225,8 @@ impl Store for SqliteBackend {
 fn checked_cache(store: &mut SqliteStore) {
     store.enable_cache(64 << 10);
     store.verify_cache(true);
+    // The subject filter, filled (a few milliseconds), so that its answers are checked too.
+    while !store.subject_filter_filled() {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }

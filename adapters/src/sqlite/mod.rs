@@ -15,6 +15,7 @@ mod cache;
 mod codec;
 pub(crate) mod recurring;
 pub mod schema;
+mod subjects;
 pub mod writer;
 
 use std::cell::RefCell;
@@ -104,6 +105,8 @@ pub struct SqliteStore {
     cache: RefCell<Option<Box<cache::JobCache>>>,
     /// Every answer the cache gives is checked against the file (tests).
     verify_cache: bool,
+    /// The subjects the file has held; kept with the cache (by the file's one writer).
+    subjects: Option<Arc<subjects::SubjectFilter>>,
     /// The text of each UPDATE by the mask of the columns it sets (`update_sql`).
     update_statements: RefCell<HashMap<u32, Arc<str>>>,
 }
@@ -217,6 +220,7 @@ impl SqliteStore {
             path,
             cache: RefCell::new(None),
             verify_cache: false,
+            subjects: None,
             update_statements: RefCell::default(),
         })
     }
@@ -231,8 +235,25 @@ impl SqliteStore {
     /// caller that runs its own transactions through [`SqliteStore::connection`] tells
     /// the store how each ended with [`SqliteStore::transaction_ended`] (one it is not
     /// told of counts as rolled back: nothing wrong is kept, only less).
+    /// It also keeps a filter of the subjects the file has held (`subjects.rs`), filled
+    /// by a thread of its own, so that a new subject's enqueue asks the file nothing.
     pub fn enable_cache(&mut self, bytes_max: usize) {
         *self.cache.get_mut() = Some(Box::new(cache::JobCache::new(bytes_max)));
+        let filter = subjects::SubjectFilter::new();
+        filter.fill_in_background(&self.path);
+        self.subjects = Some(filter);
+    }
+
+    /// Whether the subject filter has been filled from the file and answers (tests wait
+    /// for it, to check every answer it gives).
+    pub fn subject_filter_filled(&self) -> bool {
+        self.subjects.as_ref().is_some_and(|filter| filter.filled())
+    }
+
+    /// `true`: the file has never held `subject_key`, so it has no row in `subjects` and
+    /// no job (checked against the file when verifying).
+    fn subject_unseen(&self, subject_key: &str) -> bool {
+        self.subjects.as_ref().is_some_and(|filter| !filter.may_hold(subject_key))
     }
 
     /// Checks every job the cache answers with against the file, and panics on a
@@ -520,6 +541,9 @@ impl SqliteStore {
     }
 
     fn raise_generation(&self, job: &Job) -> StoreResult<()> {
+        if let Some(filter) = &self.subjects {
+            filter.insert(&job.subject_key);
+        }
         self.conn
             .prepare_cached(
                 "INSERT INTO subjects (subject_key, max_generation) VALUES (?1, ?2)
@@ -665,11 +689,16 @@ impl Store for SqliteStore {
     }
 
     fn max_generation(&self, subject_key: &str) -> StoreResult<Option<u64>> {
+        let unseen = self.subject_unseen(subject_key);
+        if unseen && !self.verify_cache {
+            return Ok(None);
+        }
         let max: Option<i64> = self
             .conn
             .prepare_cached("SELECT max_generation FROM subjects WHERE subject_key = ?1")
             .and_then(|mut s| s.query_row([subject_key], |row| row.get(0)).optional())
             .map_err(store_error)?;
+        assert!(!(unseen && max.is_some()), "the subject filter lost {subject_key:?}");
         max.map(|m| u64::try_from(m).map_err(|_| StoreError::Corrupt(format!("subjects.max_generation is {m}"))))
             .transpose()
     }
@@ -679,22 +708,35 @@ impl Store for SqliteStore {
     }
 
     fn active_jobs_of_subject(&self, subject_key: &str) -> StoreResult<Vec<Job>> {
+        let unseen = self.subject_unseen(subject_key);
+        if unseen && !self.verify_cache {
+            return Ok(Vec::new());
+        }
         static SQL: LazyLock<String> =
             LazyLock::new(|| SqliteStore::select(&format!("subject_key = ?1 AND {ACTIVE} ORDER BY seq")));
-        self.jobs(&SQL, [subject_key])
+        let jobs = self.jobs(&SQL, [subject_key])?;
+        assert!(!(unseen && !jobs.is_empty()), "the subject filter lost {subject_key:?}");
+        Ok(jobs)
     }
 
     fn occupying_job_ids(&self, subject_key: &str) -> StoreResult<Vec<JobId>> {
+        let unseen = self.subject_unseen(subject_key);
+        if unseen && !self.verify_cache {
+            return Ok(Vec::new());
+        }
         let mut statement = self
             .conn
             .prepare_cached(&format!("SELECT id FROM jobs WHERE subject_key = ?1 AND {ACTIVE} AND {OCCUPYING}"))
             .map_err(store_error)?;
         let ids = statement.query_map([subject_key], |row| row.get::<_, String>(0)).map_err(store_error)?;
-        ids.map(|id| {
-            let id = id.map_err(store_error)?;
-            id.parse::<JobId>().map_err(|e| StoreError::Corrupt(format!("jobs.id: {e}")))
-        })
-        .collect()
+        let ids: Vec<JobId> = ids
+            .map(|id| {
+                let id = id.map_err(store_error)?;
+                id.parse::<JobId>().map_err(|e| StoreError::Corrupt(format!("jobs.id: {e}")))
+            })
+            .collect::<StoreResult<_>>()?;
+        assert!(!(unseen && !ids.is_empty()), "the subject filter lost {subject_key:?}");
+        Ok(ids)
     }
 
     fn claim_candidates(&self, queue: &str, min_priority: Option<i32>, limit: usize) -> StoreResult<Vec<Job>> {
