@@ -565,8 +565,10 @@ impl<C: GenericClient> Apply<'_, C> {
                 }
             }
         }
-        // Last, in (queue, state) order: a count row stays locked to COMMIT, and writers
-        // that take them in one order never wait for each other in a circle.
+        // Last, in (queue, state) order: a count row stays locked to COMMIT. Writers add to
+        // their own stripes; two whose stripes coincide take one set's rows in one order,
+        // though a group commit's later sets may still take others, and a deadlock
+        // between them is refused and decided again like any other conflict.
         let stripe = self.stripe;
         for ((queue, state), (jobs, wait_sum_ms, started)) in counts.changes() {
             self.execute(
