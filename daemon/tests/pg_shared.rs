@@ -28,6 +28,29 @@ fn start(schema: &Schema, home: &Path, workers: &str) -> Daemon {
     )
 }
 
+/// Two daemons on one new schema, each with a home of its own (`config`, if any, as both
+/// homes' `config.toml`). Fields drop in order: the daemons, their homes, the schema.
+struct Two {
+    a: Daemon,
+    b: Daemon,
+    home_a: tempfile::TempDir,
+    home_b: tempfile::TempDir,
+    schema: Schema,
+}
+
+fn two_daemons(label: &str, config: Option<&str>) -> Two {
+    let schema = Schema::new(label);
+    let (home_a, home_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for home in [&home_a, &home_b] {
+        if let Some(config) = config {
+            std::fs::write(home.path().join("config.toml"), config).unwrap();
+        }
+    }
+    let a = start(&schema, home_a.path(), "2");
+    let b = start(&schema, home_b.path(), "2");
+    Two { a, b, home_a, home_b, schema }
+}
+
 fn ran_here(home: &Path, id: &Value) -> bool {
     home.join("logs").join(format!("{}.log", id.as_str().unwrap())).exists()
 }
@@ -77,10 +100,8 @@ async fn tail_all(client: &Client, id: &Value, limit: u64) -> (String, Vec<u64>)
 
 #[test]
 fn a_jobs_log_is_tailed_and_followed_through_either_daemon() {
-    let schema = Schema::new("shared_logs");
-    let (home_a, home_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let daemon_a = start(&schema, home_a.path(), "2");
-    let daemon_b = start(&schema, home_b.path(), "2");
+    let two = two_daemons("shared_logs", None);
+    let (daemon_a, daemon_b, home_a, home_b) = (&two.a, &two.b, two.home_a.path(), two.home_b.path());
     let (client_a, client_b) = (daemon_a.client(), daemon_b.client());
     // Several characters of 2 to 4 bytes, printed over ~1 s, so that the followers see the
     // log grow and chunks end anywhere.
@@ -98,14 +119,13 @@ fn a_jobs_log_is_tailed_and_followed_through_either_daemon() {
         let id = enqueued["job_id"].clone();
         wait_until(&client_b, &id, "the job to start", |job| job["state"] != "QUEUED").await;
         // Both daemons follow it from the start, while it runs.
-        let (followed_a, followed_b) =
-            tokio::join!(follow_to_the_end(&daemon_a, &id), follow_to_the_end(&daemon_b, &id));
+        let (followed_a, followed_b) = tokio::join!(follow_to_the_end(daemon_a, &id), follow_to_the_end(daemon_b, &id));
         assert_eq!(followed_a, expected);
         assert_eq!(followed_b, expected);
         let job = wait_until(&client_a, &id, "the job to end", |job| job["state"] == "DONE").await;
         assert_eq!(job["state"], "DONE");
         // It ran on one daemon only; the other has no file of it and answers all the same.
-        let (ran_a, ran_b) = (ran_here(home_a.path(), &id), ran_here(home_b.path(), &id));
+        let (ran_a, ran_b) = (ran_here(home_a, &id), ran_here(home_b, &id));
         assert!(ran_a != ran_b, "the log file is in exactly one home (a: {ran_a}, b: {ran_b})");
         for limit in [3, 7, 65_536] {
             let (from_a, offsets_a) = tail_all(&client_a, &id, limit).await;
@@ -124,14 +144,9 @@ fn a_jobs_log_is_tailed_and_followed_through_either_daemon() {
 /// with the note, as its file does: read through the daemon that did not run it.
 #[test]
 fn a_log_in_the_database_stops_at_log_max_bytes() {
-    let schema = Schema::new("shared_cap");
-    let (home_a, home_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    for home in [&home_a, &home_b] {
-        std::fs::write(home.path().join("config.toml"), "log_max_bytes = 65536\n").unwrap();
-    }
-    let daemon_a = start(&schema, home_a.path(), "2");
-    let daemon_b = start(&schema, home_b.path(), "2");
-    let (client_a, client_b) = (daemon_a.client(), daemon_b.client());
+    let two = two_daemons("shared_cap", Some("log_max_bytes = 65536\n"));
+    let (home_a, home_b) = (two.home_a.path(), two.home_b.path());
+    let (client_a, client_b) = (two.a.client(), two.b.client());
     runtime().block_on(async {
         // About 1 MiB of output.
         let script = "i=0; while [ $i -lt 16384 ]; do echo 0123456789012345678901234567890123456789012345678901234567890; i=$((i+1)); done";
@@ -145,11 +160,11 @@ fn a_log_in_the_database_stops_at_log_max_bytes() {
             .unwrap();
         let id = enqueued["job_id"].clone();
         wait_until(&client_a, &id, "the job to end", |job| job["state"] == "DONE").await;
-        let (ran_a, ran_b) = (ran_here(home_a.path(), &id), ran_here(home_b.path(), &id));
+        let (ran_a, ran_b) = (ran_here(home_a, &id), ran_here(home_b, &id));
         let other = if ran_a { &client_b } else { &client_a };
         assert!(ran_a != ran_b);
         let (text, _) = tail_all(other, &id, 1024 * 1024).await;
-        let file = if ran_a { home_a.path() } else { home_b.path() }.join("logs").join(format!("{}.log", id.as_str().unwrap()));
+        let file = if ran_a { home_a } else { home_b }.join("logs").join(format!("{}.log", id.as_str().unwrap()));
         let local = std::fs::read_to_string(file).unwrap();
         assert_eq!(text, local, "the database holds what the file holds");
         assert!(text.len() < 65536 + 1024, "{} bytes", text.len());
@@ -162,11 +177,8 @@ fn a_log_in_the_database_stops_at_log_max_bytes() {
 /// 250 ms). Before that, a wait on the daemon that did not run the job lasted its timeout.
 #[test]
 fn a_wait_on_either_daemon_returns_when_the_job_ends() {
-    let schema = Schema::new("shared_wait");
-    let (home_a, home_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let daemon_a = start(&schema, home_a.path(), "2");
-    let daemon_b = start(&schema, home_b.path(), "2");
-    let (client_a, client_b) = (daemon_a.client(), daemon_b.client());
+    let two = two_daemons("shared_wait", None);
+    let (client_a, client_b) = (two.a.client(), two.b.client());
     runtime().block_on(async {
         for n in 0..4 {
             let job = json!({"job_type": "echo", "queue": "default", "subject_key": format!("wait{n}"), "payload": n});
@@ -192,11 +204,9 @@ fn a_wait_on_either_daemon_returns_when_the_job_ends() {
 /// (That an idle B starts what a busy A enqueued is `multi_daemon.rs`'s.)
 #[test]
 fn every_enqueue_on_one_daemon_wakes_the_other_and_not_itself() {
-    let schema = Schema::new("shared_wake");
-    let (home_a, home_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let daemon_a = start(&schema, home_a.path(), "2");
-    let _daemon_b = start(&schema, home_b.path(), "2");
-    let client_a = daemon_a.client();
+    let two = two_daemons("shared_wake", None);
+    let (home_a, home_b) = (two.home_a.path(), two.home_b.path());
+    let client_a = two.a.client();
     let woken = |home: &Path| {
         let log = std::fs::read_to_string(home.join("daemon.log")).unwrap();
         (log.matches("woken by another daemon's commit").count(), log)
@@ -217,7 +227,7 @@ fn every_enqueue_on_one_daemon_wakes_the_other_and_not_itself() {
                 .unwrap();
             let job = wait_until(&client_a, &enqueued["job_id"], "the job to end", |job| job["state"] == "DONE").await;
             waits_ms.push(sent.elapsed().as_millis());
-            if ran_here(home_b.path(), &enqueued["job_id"]) {
+            if ran_here(home_b, &enqueued["job_id"]) {
                 ran_on_b += 1;
                 let waited = job["started_at"].as_u64().unwrap().saturating_sub(job["created_at"].as_u64().unwrap());
                 started_on_b_ms.push(waited);
@@ -230,14 +240,14 @@ fn every_enqueue_on_one_daemon_wakes_the_other_and_not_itself() {
         ran_on_b
     });
     let started = Instant::now();
-    while woken(home_b.path()).0 < 5 && started.elapsed() < Duration::from_secs(10) {
+    while woken(home_b).0 < 5 && started.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (b_woken, b_log) = woken(home_b.path());
+    let (b_woken, b_log) = woken(home_b);
     assert!(b_woken >= 5, "B was woken {b_woken} times by A's 5 enqueues:\n{b_log}");
     // A leaves out its own notifications; of B's commits only the end of a job B ran (it
     // frees the job's subject) wakes the others.
-    let (a_woken, a_log) = woken(home_a.path());
+    let (a_woken, a_log) = woken(home_a);
     assert!(a_woken <= ran_on_b, "A was woken {a_woken} times, B ran {ran_on_b} jobs:\n{a_log}");
 }
 
@@ -245,18 +255,15 @@ fn every_enqueue_on_one_daemon_wakes_the_other_and_not_itself() {
 /// log) and is woken by the next enqueue on the other daemon.
 #[test]
 fn a_daemon_whose_listening_connection_ends_listens_again() {
-    let schema = Schema::new("shared_relisten");
-    let (home_a, home_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let daemon_a = start(&schema, home_a.path(), "2");
-    let _daemon_b = start(&schema, home_b.path(), "2");
-    let client_a = daemon_a.client();
-    let log_b = || std::fs::read_to_string(home_b.path().join("daemon.log")).unwrap();
-    let mut admin = postgres::Client::connect(&schema.url, postgres::NoTls).unwrap();
+    let two = two_daemons("shared_relisten", None);
+    let client_a = two.a.client();
+    let log_b = || std::fs::read_to_string(two.home_b.path().join("daemon.log")).unwrap();
+    let mut admin = postgres::Client::connect(&two.schema.url, postgres::NoTls).unwrap();
     let ended: i64 = admin
         .query_one(
             "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
              WHERE query LIKE 'LISTEN %' AND strpos(query, $1) > 0",
-            &[&schema.name],
+            &[&two.schema.name],
         )
         .unwrap()
         .get(0);
