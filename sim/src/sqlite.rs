@@ -226,7 +226,5 @@ fn checked_cache(store: &mut SqliteStore) {
     store.enable_cache(64 << 10);
     store.verify_cache(true);
     // The subject filter, filled (a few milliseconds), so that its answers are checked too.
-    while !store.subject_filter_filled() {
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
+    assert!(store.wait_for_subject_filter(std::time::Duration::from_secs(10)), "subject filter never filled");
 }

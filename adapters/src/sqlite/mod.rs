@@ -244,10 +244,19 @@ impl SqliteStore {
         self.subjects = Some(filter);
     }
 
-    /// Whether the subject filter has been filled from the file and answers (tests wait
-    /// for it, to check every answer it gives).
-    pub fn subject_filter_filled(&self) -> bool {
-        self.subjects.as_ref().is_some_and(|filter| filter.filled())
+    /// Waits up to `timeout` for the subject filter to be filled from the file; `true`
+    /// once it answers (tests wait for it, to check every answer it gives).
+    pub fn wait_for_subject_filter(&self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self.subjects.as_ref().is_some_and(|filter| filter.filled()) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// `true`: the file has never held `subject_key`, so it has no row in `subjects` and
