@@ -411,12 +411,12 @@ impl Engine {
                 Ok((count, more)) => Reply::Cancelled { count, more },
                 Err(rejection) => Reply::Rejected(rejection),
             },
-            Input::Claim { queue } => Reply::Claimed(self.claim(&mut tx, queue)?.map(Box::new)),
+            Input::Claim { queue } => Reply::Claimed(self.claim(&mut tx, queue, 1)?.map(Box::new)),
             Input::ClaimBatch { queue, max } => {
                 assert!((1..=limits::CLAIM_BATCH_MAX).contains(&max), "a claim batch of {max}");
                 let mut claimed = Vec::new();
                 while claimed.len() < max {
-                    match self.claim(&mut tx, queue.clone())? {
+                    match self.claim(&mut tx, queue.clone(), max - claimed.len())? {
                         Some(job) => claimed.push(job),
                         None => break,
                     }
@@ -1015,10 +1015,15 @@ impl Engine {
 
     // ---- claim ---------------------------------------------------------------------
 
-    fn claim(&mut self, tx: &mut Tx, queue: Option<String>) -> StoreResult<Option<Job>> {
-        if tx.process_count(None, self.worker_node())? >= self.config.workers {
+    /// Starts one job, of `queue` or of any ready queue; `wanted` is how many this step
+    /// means to start in all (counting this one), so that the first claim lists enough
+    /// candidates for the rest.
+    fn claim(&mut self, tx: &mut Tx, queue: Option<String>, wanted: usize) -> StoreResult<Option<Job>> {
+        let running = tx.process_count(None, self.worker_node())?;
+        if running >= self.config.workers {
             return Ok(None);
         }
+        let wanted = wanted.min(self.config.workers - running);
         let queues = match queue {
             Some(queue) if self.memory.paused.contains(&queue) => return Ok(None),
             Some(queue) => vec![queue],
@@ -1035,10 +1040,12 @@ impl Engine {
             }
         };
         for queue in queues {
-            if tx.process_count(Some(&queue), self.worker_node())? >= self.config.queue_limit(&queue) {
+            let running = tx.process_count(Some(&queue), self.worker_node())?;
+            let limit = self.config.queue_limit(&queue);
+            if running >= limit {
                 continue;
             }
-            if let Some(job) = self.claim_in(tx, &queue)? {
+            if let Some(job) = self.claim_in(tx, &queue, wanted.min(limit - running))? {
                 self.memory.last_claimed_queue = Some(queue);
                 return Ok(Some(job));
             }
@@ -1046,16 +1053,18 @@ impl Engine {
         Ok(None)
     }
 
-    fn claim_in(&mut self, tx: &mut Tx, queue: &str) -> StoreResult<Option<Job>> {
+    fn claim_in(&mut self, tx: &mut Tx, queue: &str, wanted: usize) -> StoreResult<Option<Job>> {
         let min_priority = match self.config.throttle {
             Some(throttle) if self.memory.system.cpu_load_percent > throttle.cpu_limit_percent => {
                 Some(throttle.priority_floor)
             }
             _ => None,
         };
-        // Nearly always the first candidate starts: read a few, and a full page only when
-        // the few were all held back.
-        for limit in [limits::CLAIM_SCAN_FIRST, limits::CLAIM_SCAN_MAX] {
+        // Nearly always the first candidate starts: list as many as the step wants to
+        // start (the step keeps the list for its next claims), and a full page only when
+        // those were all held back.
+        let first = wanted.clamp(limits::CLAIM_SCAN_FIRST, limits::CLAIM_SCAN_MAX);
+        for limit in [first, limits::CLAIM_SCAN_MAX] {
             let (candidates, exhausted) = tx.claim_candidates(queue, min_priority, limit)?;
             if let Some(job) = self.claim_first(tx, queue, min_priority, candidates)? {
                 return Ok(Some(job));
@@ -1074,12 +1083,12 @@ impl Engine {
         tx: &mut Tx,
         queue: &str,
         min_priority: Option<i32>,
-        candidates: Vec<Job>,
+        candidates: Vec<JobId>,
     ) -> StoreResult<Option<Job>> {
-        for candidate in candidates {
-            assert_eq!(candidate.state, JobState::Queued, "claim candidate {} is not QUEUED", candidate.id);
-            // Read again: settling an earlier candidate may have moved this one (a child).
-            let mut job = tx.get(candidate.id)?.expect("listed in this step");
+        for id in candidates {
+            // As the step sees it now: settling an earlier candidate may have moved this
+            // one (a child).
+            let mut job = tx.get(id)?.expect("listed in this step");
             if job.state != JobState::Queued {
                 continue;
             }

@@ -159,7 +159,8 @@ impl<'s> Tx<'s> {
             || self.changed_of_subject(subject_key).any(Job::occupies_subject))
     }
 
-    /// Up to `limit` candidates as the store sees them, minus those this step touched
+    /// The ids of up to `limit` candidates as the store sees them (the jobs are then in
+    /// the step's reads), minus those this step touched
     /// (their state in the store is no longer current; a job this step made QUEUED is not
     /// among them, and waits for the next claim step). The store's list is kept for the
     /// step and asked again, for twice as many, only when the jobs that earlier claims of
@@ -170,20 +171,31 @@ impl<'s> Tx<'s> {
         queue: &str,
         min_priority: Option<i32>,
         limit: usize,
-    ) -> StoreResult<(Vec<Job>, bool)> {
+    ) -> StoreResult<(Vec<JobId>, bool)> {
         let key = (queue.to_owned(), min_priority);
         let mut candidates = self.candidates.borrow_mut();
         let listed = candidates.entry(key).or_default();
         loop {
-            let exhausted = listed.jobs.len() < listed.asked;
-            let fresh: Vec<Job> =
-                listed.jobs.iter().filter(|job| !self.shadowed(job.id)).take(limit).cloned().collect();
+            let exhausted = listed.ids.len() < listed.asked;
+            let fresh: Vec<JobId> = listed.ids.iter().copied().filter(|id| !self.shadowed(*id)).take(limit).collect();
             if fresh.len() == limit || (listed.asked > 0 && exhausted) {
                 return Ok((fresh, exhausted));
             }
             let asked = (2 * listed.asked).max(limit + self.originals.len());
             assert!(asked > listed.asked, "the candidate list must grow");
-            listed.jobs = self.unshadowed_read(self.store.claim_candidates(queue, min_priority, asked)?);
+            let jobs = self.store.claim_candidates(queue, min_priority, asked)?;
+            // Only their ids are kept here: the jobs themselves go to the step's reads,
+            // where the claim finds them (one copy, not one per question).
+            listed.ids = Vec::with_capacity(jobs.len());
+            let mut read = self.read.borrow_mut();
+            for job in jobs {
+                assert_eq!(job.state, JobState::Queued, "claim candidate {} is not QUEUED", job.id);
+                assert_eq!(job.queue, queue, "claim candidate {} is of queue {}", job.id, job.queue);
+                listed.ids.push(job.id);
+                if !self.shadowed(job.id) {
+                    read.entry(job.id).or_insert(job);
+                }
+            }
             listed.asked = asked;
         }
     }
@@ -550,7 +562,7 @@ type ProcessScope = (Option<String>, Option<String>);
 /// A store list kept for the step: what it answered and how many were asked for.
 #[derive(Default)]
 struct Listed {
-    jobs: Vec<Job>,
+    ids: Vec<JobId>,
     asked: usize,
 }
 
