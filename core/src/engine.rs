@@ -1060,12 +1060,12 @@ impl Engine {
             }
             _ => None,
         };
-        // Nearly always the first candidate starts: list as many as the step wants to
-        // start (the step keeps the list for its next claims), and a full page only when
-        // those were all held back.
-        let first = wanted.clamp(limits::CLAIM_SCAN_FIRST, limits::CLAIM_SCAN_MAX);
-        for limit in [first, limits::CLAIM_SCAN_MAX] {
-            let (candidates, exhausted) = tx.claim_candidates(queue, min_priority, limit)?;
+        // Nearly always the first candidate starts: look at a few, and at a full page only
+        // when the few were all held back. The store is asked once for as many as the
+        // step means to start; the step keeps that list for its next claims.
+        let prefetch = wanted.min(limits::CLAIM_SCAN_MAX);
+        for limit in [limits::CLAIM_SCAN_FIRST, limits::CLAIM_SCAN_MAX] {
+            let (candidates, exhausted) = tx.claim_candidates(queue, min_priority, limit, prefetch)?;
             if let Some(job) = self.claim_first(tx, queue, min_priority, candidates)? {
                 return Ok(Some(job));
             }

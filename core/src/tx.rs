@@ -165,28 +165,37 @@ impl<'s> Tx<'s> {
     /// among them, and waits for the next claim step). The store's list is kept for the
     /// step and asked again, for twice as many, only when the jobs that earlier claims of
     /// the same step started or moved on leave fewer than `limit`: a batch of n claims
-    /// reads the queue once or twice, not n times. `true` when the store had no more.
+    /// reads the queue once or twice, not n times; the first time, it asks for at least
+    /// `prefetch` (what the step means to start). `true` when the store had no more.
     pub fn claim_candidates(
         &self,
         queue: &str,
         min_priority: Option<i32>,
         limit: usize,
+        prefetch: usize,
     ) -> StoreResult<(Vec<JobId>, bool)> {
         let key = (queue.to_owned(), min_priority);
         let mut candidates = self.candidates.borrow_mut();
         let listed = candidates.entry(key).or_default();
         loop {
             let exhausted = listed.ids.len() < listed.asked;
-            let fresh: Vec<JobId> = listed.ids.iter().copied().filter(|id| !self.shadowed(*id)).take(limit).collect();
+            // Once touched, a job stays shadowed for the step: the list's touched head is
+            // skipped for good, so that a batch's claims do not walk it again each time.
+            while listed.ids.get(listed.start).is_some_and(|id| self.shadowed(*id)) {
+                listed.start += 1;
+            }
+            let fresh: Vec<JobId> =
+                listed.ids[listed.start..].iter().copied().filter(|id| !self.shadowed(*id)).take(limit).collect();
             if fresh.len() == limit || (listed.asked > 0 && exhausted) {
                 return Ok((fresh, exhausted));
             }
-            let asked = (2 * listed.asked).max(limit + self.originals.len());
+            let asked = (2 * listed.asked).max(limit.max(prefetch) + self.originals.len());
             assert!(asked > listed.asked, "the candidate list must grow");
             let jobs = self.store.claim_candidates(queue, min_priority, asked)?;
             // Only their ids are kept here: the jobs themselves go to the step's reads,
             // where the claim finds them (one copy, not one per question).
             listed.ids = Vec::with_capacity(jobs.len());
+            listed.start = 0;
             let mut read = self.read.borrow_mut();
             for job in jobs {
                 assert_eq!(job.state, JobState::Queued, "claim candidate {} is not QUEUED", job.id);
@@ -563,6 +572,8 @@ type ProcessScope = (Option<String>, Option<String>);
 #[derive(Default)]
 struct Listed {
     ids: Vec<JobId>,
+    /// Every id before this one is shadowed.
+    start: usize,
     asked: usize,
 }
 
