@@ -20,6 +20,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use semantica_core::{Job, JobId};
 
+use super::occupants::Occupants;
+
 /// What a job costs besides its data bytes: the struct, the map entry, a dozen small
 /// allocations and what the allocator loses around them (measured: the daemon's peak RSS
 /// grew by about three times the data bytes alone).
@@ -44,6 +46,16 @@ pub(crate) struct JobCache {
     pending_bytes: usize,
     /// Every job the open transaction wrote, also in steps undone since.
     dirty: HashSet<JobId>,
+    /// The jobs holding a worker slot, following the open transaction's writes (`None`:
+    /// not known, the store asks the file).
+    occupants: Option<Occupants>,
+}
+
+/// Where the open transaction's writes stand, for [`JobCache::undo_to`].
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Mark {
+    pending: usize,
+    occupants: usize,
 }
 
 fn size_of(job: &Job) -> usize {
@@ -61,7 +73,17 @@ impl JobCache {
             pending: Vec::new(),
             pending_bytes: 0,
             dirty: HashSet::new(),
+            occupants: None,
         }
+    }
+
+    /// Starts following the occupants, as `occupants` holds them now.
+    pub(crate) fn set_occupants(&mut self, occupants: Option<Occupants>) {
+        self.occupants = occupants;
+    }
+
+    pub(crate) fn occupants(&self) -> Option<&Occupants> {
+        self.occupants.as_ref()
     }
 
     /// The committed job, if kept and not written by the open transaction.
@@ -86,24 +108,34 @@ impl JobCache {
         let kept = job.filter(|job| self.fits(job) && self.pending_bytes + size_of(job) <= self.bytes_max).cloned();
         self.pending_bytes += kept.as_ref().map_or(0, size_of);
         self.pending.push((id, kept));
+        if let Some(occupants) = &mut self.occupants {
+            occupants.written(id, job);
+        }
     }
 
     /// Where the open transaction's writes stand, for [`JobCache::undo_to`].
-    pub(crate) fn mark(&self) -> usize {
-        self.pending.len()
+    pub(crate) fn mark(&self) -> Mark {
+        Mark { pending: self.pending.len(), occupants: self.occupants.as_ref().map_or(0, Occupants::mark) }
     }
 
     /// Forgets the writes after `mark` (a write set or step that was rolled back to its
-    /// savepoint). Their jobs stay out of the cache until the transaction ends.
-    pub(crate) fn undo_to(&mut self, mark: usize) {
-        for (_, job) in self.pending.drain(mark.min(self.pending.len())..) {
+    /// savepoint). Their jobs stay out of the cache until the transaction ends; the
+    /// occupants are as they were at `mark`.
+    pub(crate) fn undo_to(&mut self, mark: Mark) {
+        for (_, job) in self.pending.drain(mark.pending.min(self.pending.len())..) {
             self.pending_bytes -= job.as_ref().map_or(0, size_of);
+        }
+        if let Some(occupants) = &mut self.occupants {
+            occupants.undo_to(mark.occupants);
         }
     }
 
     /// The open transaction committed: its writes are what the file holds now.
     pub(crate) fn committed(&mut self) {
         self.dirty.clear();
+        if let Some(occupants) = &mut self.occupants {
+            occupants.committed();
+        }
         self.pending_bytes = 0;
         for (id, job) in std::mem::take(&mut self.pending) {
             self.remove(id);
@@ -116,6 +148,9 @@ impl JobCache {
     /// The open transaction was rolled back, or ended and nobody said how: none of its
     /// writes is kept (they were removed when written).
     pub(crate) fn rolled_back(&mut self) {
+        if let Some(occupants) = &mut self.occupants {
+            occupants.rolled_back();
+        }
         self.pending.clear();
         self.pending_bytes = 0;
         self.dirty.clear();
@@ -128,6 +163,8 @@ impl JobCache {
     }
 
     pub(crate) fn clear(&mut self) {
+        self.rolled_back();
+        self.occupants = None;
         self.jobs.clear();
         self.order.clear();
         self.bytes = 0;
@@ -230,7 +267,7 @@ mod tests {
             assert!(cache.pending_bytes <= bytes_max);
         }
         let mark = cache.mark();
-        cache.undo_to(mark - 500);
+        cache.undo_to(Mark { pending: mark.pending - 500, ..mark });
         assert!(cache.pending_bytes <= bytes_max);
         cache.committed();
         assert_eq!(cache.pending_bytes, 0);

@@ -13,6 +13,7 @@
 
 mod cache;
 mod codec;
+mod occupants;
 pub(crate) mod recurring;
 pub mod schema;
 mod subjects;
@@ -236,9 +237,14 @@ impl SqliteStore {
     /// the store how each ended with [`SqliteStore::transaction_ended`] (one it is not
     /// told of counts as rolled back: nothing wrong is kept, only less).
     /// It also keeps a filter of the subjects the file has held (`subjects.rs`), filled
-    /// by a thread of its own, so that a new subject's enqueue asks the file nothing.
+    /// by a thread of its own, so that a new subject's enqueue asks the file nothing,
+    /// and the jobs that hold a worker slot (`occupants.rs`), which every claim asks
+    /// about.
     pub fn enable_cache(&mut self, bytes_max: usize) {
-        *self.cache.get_mut() = Some(Box::new(cache::JobCache::new(bytes_max)));
+        let mut cache = cache::JobCache::new(bytes_max);
+        // Without them (the scan failed) every question about occupants goes to the file.
+        cache.set_occupants(occupants::Occupants::load(&self.conn).ok());
+        *self.cache.get_mut() = Some(Box::new(cache));
         let filter = subjects::SubjectFilter::new();
         filter.fill_in_background(&self.path);
         self.subjects = Some(filter);
@@ -298,6 +304,11 @@ impl SqliteStore {
                 cache.rolled_back();
             }
         }
+    }
+
+    /// An answer from the occupants the writer keeps, if it keeps them.
+    fn with_occupants<T>(&self, answer: impl FnOnce(&occupants::Occupants) -> T) -> Option<T> {
+        self.cache.borrow().as_ref().and_then(|cache| cache.occupants().map(answer))
     }
 
     /// The cached job, checked against `decoded` (the file's) in verify mode.
@@ -614,7 +625,7 @@ impl SqliteStore {
                         }
                     }
                 }
-                Err(_) => cache.undo_to(mark.unwrap_or(0)),
+                Err(_) => cache.undo_to(mark.unwrap_or_default()),
             }
         }
         result
@@ -729,6 +740,11 @@ impl Store for SqliteStore {
     }
 
     fn occupying_job_ids(&self, subject_key: &str) -> StoreResult<Vec<JobId>> {
+        self.settle_cache();
+        let kept = self.with_occupants(|occupants| occupants.of_subject(subject_key));
+        if let (Some(kept), false) = (&kept, self.verify_cache) {
+            return Ok(kept.clone());
+        }
         let unseen = self.subject_unseen(subject_key);
         if unseen && !self.verify_cache {
             return Ok(Vec::new());
@@ -745,6 +761,13 @@ impl Store for SqliteStore {
             })
             .collect::<StoreResult<_>>()?;
         assert!(!unseen || ids.is_empty(), "the subject filter lost {subject_key:?}");
+        if let Some(kept) = kept {
+            let mut sorted = ids.clone();
+            sorted.sort_unstable();
+            let mut kept_sorted = kept;
+            kept_sorted.sort_unstable();
+            assert_eq!(kept_sorted, sorted, "the occupants kept differ from the file on subject {subject_key:?}");
+        }
         Ok(ids)
     }
 
@@ -775,6 +798,11 @@ impl Store for SqliteStore {
     }
 
     fn process_count(&self, queue: Option<&str>) -> StoreResult<usize> {
+        self.settle_cache();
+        let kept = self.with_occupants(|occupants| occupants.count(queue));
+        if let (Some(kept), false) = (kept, self.verify_cache) {
+            return Ok(kept);
+        }
         let count: i64 = match queue {
             Some(queue) => self
                 .conn
@@ -788,7 +816,11 @@ impl Store for SqliteStore {
                 .and_then(|mut s| s.query_row([], |row| row.get(0))),
         }
         .map_err(store_error)?;
-        usize::try_from(count).map_err(|_| StoreError::Corrupt(format!("count {count}")))
+        let count = usize::try_from(count).map_err(|_| StoreError::Corrupt(format!("count {count}")))?;
+        if let Some(kept) = kept {
+            assert_eq!(kept, count, "the occupants kept differ from the file in queue {queue:?}");
+        }
+        Ok(count)
     }
 
     fn due_jobs(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<Job>> {
@@ -1019,7 +1051,7 @@ impl Store for SqliteStore {
                 // Undone to the savepoint, or the whole transaction gone: either way the
                 // set's writes are not in the file.
                 (Err(_), _) if outermost || self.conn.is_autocommit() => cache.rolled_back(),
-                (Err(_), _) => cache.undo_to(mark.unwrap_or(0)),
+                (Err(_), _) => cache.undo_to(mark.unwrap_or_default()),
             }
         }
         result
