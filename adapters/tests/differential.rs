@@ -33,7 +33,7 @@ fn sqlite_pair(seed: u64) -> Pair<SqliteStore> {
             store.verify_cache(true);
             // Its filter of subjects answers once filled: from then on, every "never
             // held" it says is checked against the file too.
-            assert!(store.wait_for_subject_filter(std::time::Duration::from_secs(10)), "never filled");
+            assert!(store.wait_for_filters(std::time::Duration::from_secs(10)), "never filled");
             store
         }),
     )

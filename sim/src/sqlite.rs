@@ -225,6 +225,6 @@ impl Store for SqliteBackend {
 fn checked_cache(store: &mut SqliteStore) {
     store.enable_cache(64 << 10);
     store.verify_cache(true);
-    // The subject filter, filled (a few milliseconds), so that its answers are checked too.
-    assert!(store.wait_for_subject_filter(std::time::Duration::from_secs(10)), "subject filter never filled");
+    // The filters of subjects and parents, filled (a few milliseconds), so that its answers are checked too.
+    assert!(store.wait_for_filters(std::time::Duration::from_secs(10)), "filters never filled");
 }

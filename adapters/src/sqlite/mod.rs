@@ -16,7 +16,7 @@ mod codec;
 mod occupants;
 pub(crate) mod recurring;
 pub mod schema;
-mod subjects;
+mod seen;
 pub mod writer;
 
 use std::cell::RefCell;
@@ -106,8 +106,10 @@ pub struct SqliteStore {
     cache: RefCell<Option<Box<cache::JobCache>>>,
     /// Every answer the cache gives is checked against the file (tests).
     verify_cache: bool,
-    /// The subjects the file has held; kept with the cache (by the file's one writer).
-    subjects: Option<Arc<subjects::SubjectFilter>>,
+    /// The subjects the file has held, and the parents of its live jobs; kept with the
+    /// cache (by the file's one writer).
+    subjects: Option<Arc<seen::SeenFilter>>,
+    parents: Option<Arc<seen::SeenFilter>>,
     /// The text of each UPDATE by the mask of the columns it sets (`update_sql`).
     update_statements: RefCell<HashMap<u32, Arc<str>>>,
 }
@@ -222,6 +224,7 @@ impl SqliteStore {
             cache: RefCell::new(None),
             verify_cache: false,
             subjects: None,
+            parents: None,
             update_statements: RefCell::default(),
         })
     }
@@ -236,26 +239,32 @@ impl SqliteStore {
     /// caller that runs its own transactions through [`SqliteStore::connection`] tells
     /// the store how each ended with [`SqliteStore::transaction_ended`] (one it is not
     /// told of counts as rolled back: nothing wrong is kept, only less).
-    /// It also keeps a filter of the subjects the file has held (`subjects.rs`), filled
-    /// by a thread of its own, so that a new subject's enqueue asks the file nothing,
-    /// and the jobs that hold a worker slot (`occupants.rs`), which every claim asks
-    /// about.
+    /// It also keeps filters of the subjects the file has held and of the parents of its
+    /// live jobs (`seen.rs`), each filled by a thread of its own, so that a new subject's
+    /// enqueue and the end of a job without children ask the file nothing; and the jobs
+    /// that hold a worker slot (`occupants.rs`), which every claim asks about.
     pub fn enable_cache(&mut self, bytes_max: usize) {
         let mut cache = cache::JobCache::new(bytes_max);
         // Without them (the scan failed) every question about occupants goes to the file.
         cache.set_occupants(occupants::Occupants::load(&self.conn).ok());
         *self.cache.get_mut() = Some(Box::new(cache));
-        let filter = subjects::SubjectFilter::new();
-        filter.fill_in_background(&self.path);
-        self.subjects = Some(filter);
+        let filled = |scan| {
+            let filter = seen::SeenFilter::new(scan);
+            filter.fill_in_background(&self.path);
+            Some(filter)
+        };
+        self.subjects = filled(seen::SUBJECTS);
+        self.parents = filled(seen::PARENTS);
     }
 
-    /// Waits up to `timeout` for the subject filter to be filled from the file; `true`
-    /// once it answers (tests wait for it, to check every answer it gives).
-    pub fn wait_for_subject_filter(&self, timeout: Duration) -> bool {
+    /// Waits up to `timeout` for the filters of subjects and parents to be filled from
+    /// the file; `true` once they answer (tests wait for them, to check every answer
+    /// they give).
+    pub fn wait_for_filters(&self, timeout: Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
         loop {
-            if self.subjects.as_ref().is_some_and(|filter| filter.filled()) {
+            let filled = |filter: &Option<Arc<seen::SeenFilter>>| filter.as_ref().is_some_and(|f| f.filled());
+            if filled(&self.subjects) && filled(&self.parents) {
                 return true;
             }
             if std::time::Instant::now() >= deadline {
@@ -269,6 +278,12 @@ impl SqliteStore {
     /// no job (checked against the file when verifying).
     fn subject_unseen(&self, subject_key: &str) -> bool {
         self.subjects.as_ref().is_some_and(|filter| !filter.may_hold(subject_key))
+    }
+
+    /// `true`: no live job of the file has `parent` for its parent (checked against the
+    /// file when verifying).
+    fn parent_unseen(&self, parent: JobId) -> bool {
+        self.parents.as_ref().is_some_and(|filter| !filter.may_hold(&parent.to_string()))
     }
 
     /// Checks every job the cache answers with against the file, and panics on a
@@ -399,6 +414,9 @@ impl SqliteStore {
             };
             [statement("jobs", false), statement("job_specs", true)]
         });
+        if let (Some(filter), Some(parent)) = (&self.parents, job.parent_job_id) {
+            filter.insert(&parent.to_string());
+        }
         let row = codec::encode(job);
         for (sql, positions) in SQL.iter() {
             let inserted = self
@@ -856,8 +874,14 @@ impl Store for SqliteStore {
     }
 
     fn waiting_children(&self, parent: JobId, limit: usize) -> StoreResult<Vec<Job>> {
+        let unseen = self.parent_unseen(parent);
+        if unseen && !self.verify_cache {
+            return Ok(Vec::new());
+        }
         let sql = Self::select(&format!("parent_job_id = ?1 AND {LIVE} ORDER BY seq {}", limit_clause(limit)));
-        self.jobs(&sql, [parent.to_string()])
+        let children = self.jobs(&sql, [parent.to_string()])?;
+        assert!(!unseen || children.is_empty(), "the parent filter lost {parent}");
+        Ok(children)
     }
 
     fn event_waiters(&self, name: &str, limit: usize) -> StoreResult<Vec<Job>> {
