@@ -262,6 +262,47 @@ fn a_failed_read_and_a_rejection_leave_the_rest_of_their_batch() {
 }
 
 #[test]
+fn a_step_whose_writes_fail_leaves_nothing_and_the_rest_of_its_batch_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = spawn_on(open(&dir), 1, batch_options(4));
+    let answers = submit_together(&writer, vec![Input::Recover, enqueue("x-1"), enqueue("x-2"), enqueue("x-3")]);
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    // Refuses the last statement of an enqueue of subject "doomed" (the subject's row),
+    // after its job rows are written: those must go too.
+    let other = open(&dir);
+    other
+        .connection()
+        .execute_batch(
+            "CREATE TRIGGER doomed BEFORE INSERT ON subjects WHEN NEW.subject_key = 'doomed'
+             BEGIN SELECT RAISE(ABORT, 'doomed'); END;",
+        )
+        .unwrap();
+    // The failing step first in its transaction (written without a savepoint), then
+    // between two others (within one).
+    for batch in [
+        vec![enqueue("doomed"), enqueue("a-1"), enqueue("a-2"), enqueue("a-3")],
+        vec![enqueue("b-1"), enqueue("doomed"), enqueue("b-2"), enqueue("b-3")],
+    ] {
+        let before = writer.stats();
+        let answers = submit_together(&writer, batch);
+        assert_eq!(writer.stats().batches - before.batches, 1, "one transaction");
+        let failed = answers.iter().position(Result::is_err).expect("the doomed enqueue fails");
+        assert!(store_error(&answers[failed]).to_string().contains("doomed"), "{:?}", answers[failed]);
+        for (n, answer) in answers.iter().enumerate().filter(|(n, _)| *n != failed) {
+            assert!(answer.is_ok(), "step {n}: {answer:?}");
+        }
+    }
+    writer.shutdown();
+    other.connection().execute_batch("DROP TRIGGER doomed").unwrap();
+    let jobs = all_jobs(&other);
+    let mut subjects: Vec<&str> = jobs.iter().map(|job| job.subject_key.as_str()).collect();
+    subjects.sort_unstable();
+    assert_eq!(subjects, ["a-1", "a-2", "a-3", "b-1", "b-2", "b-3", "x-1", "x-2", "x-3"]);
+    let specs: i64 = other.connection().query_row("SELECT count(*) FROM job_specs", [], |row| row.get(0)).unwrap();
+    assert_eq!(specs, 9, "no job_specs row of a doomed enqueue is left");
+}
+
+#[test]
 fn a_full_disk_fails_the_whole_batch_and_the_writer_goes_on_once_space_returns() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);

@@ -250,6 +250,7 @@ impl Writer {
             memory: Memory::default(),
             last_now_ms: 0,
             stats: Arc::clone(&stats),
+            tx_written: false,
             _companion: companion,
         };
         let join = std::thread::Builder::new().name("semantica-writer".into()).spawn(move || thread.run())?;
@@ -487,6 +488,8 @@ struct WriterThread<S: GroupCommitStore> {
     memory: Memory,
     last_now_ms: u64,
     stats: Arc<Counters>,
+    /// A step of the open transaction has written: the next one writes within a savepoint.
+    tx_written: bool,
     /// The store's companion (SQLite's checkpoint thread), stopped when the writer ends.
     _companion: Box<dyn Send>,
 }
@@ -675,6 +678,24 @@ impl<S: GroupCommitStore> WriterThread<S> {
         if step.persist.is_empty() {
             return Ok(step);
         }
+        if !self.tx_written && !self.store.shared() {
+            // The first step to write needs no savepoint (nor SQLite's copy of each page
+            // it changes): should its writes fail, the transaction holds nothing else of
+            // the batch, and is begun again. Not on a shared store (Postgres): there a
+            // failed statement aborts the whole transaction unless a savepoint holds it,
+            // and a conflict must stay a conflict of the step alone (decided again).
+            return match self.store.apply_within(&step.persist) {
+                Ok(()) => {
+                    self.tx_written = true;
+                    Ok(step)
+                }
+                Err(error) if !self.store.in_transaction() => Err(StepError::Batch(error)),
+                Err(error) => {
+                    self.begin().map_err(StepError::Batch)?;
+                    Err(StepError::Alone(WriteError::Store(error)))
+                }
+            };
+        }
         self.store.control(Control::Savepoint).map_err(|error| self.step_failed(error))?;
         match self.store.apply_within(&step.persist) {
             Ok(()) => {
@@ -734,6 +755,7 @@ impl<S: GroupCommitStore> WriterThread<S> {
         // Left open by a rollback that failed (or lost but not ended, on Postgres): try
         // once more before giving up.
         self.rollback();
+        self.tx_written = false;
         self.store.control(Control::Begin)
     }
 
