@@ -186,6 +186,26 @@ fn a_write_set_with_one_bad_write_leaves_nothing() {
 }
 
 #[test]
+fn count_rows_of_ended_jobs_go_with_their_last_job_and_waiting_rows_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut mem, mut sql) = (MemStore::new(), open(&dir));
+    let queued = bare_job(1);
+    check(&mut mem, &mut sql, vec![Write::Insert(queued.clone())]).unwrap();
+    let done = Job { state: JobState::Done, finished_at_ms: Some(5_000), version: 2, ..queued.clone() };
+    check(&mut mem, &mut sql, vec![Write::Update(done.clone())]).unwrap();
+    check(&mut mem, &mut sql, vec![Write::Delete { id: done.id, version: 2 }]).unwrap();
+    let rows: Vec<(String, i64)> = {
+        let mut statement = sql.connection().prepare("SELECT state, jobs FROM queue_counts ORDER BY state").unwrap();
+        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?))).unwrap();
+        rows.map(Result::unwrap).collect()
+    };
+    // The QUEUED row stays at zero (the next enqueue uses it again); the DONE row went.
+    assert_eq!(rows, [("QUEUED".to_owned(), 0)]);
+    assert!(sql.queue_stats().unwrap().is_empty(), "a row counting nothing is no queue");
+    assert_eq!(sql.queue_stats().unwrap(), mem.queue_stats().unwrap());
+}
+
+#[test]
 fn max_generation_and_max_seq_survive_purge() {
     let dir = tempfile::tempdir().unwrap();
     let (mut mem, mut sql) = (MemStore::new(), open(&dir));

@@ -593,19 +593,33 @@ impl SqliteStore {
     }
 
     /// Adds one write set's changes to `queue_counts`: one statement per queue and state
-    /// the set changed, and rows that count nothing any more go.
+    /// the set changed, as a rule.
     fn write_counts(&self, counts: CountDeltas) -> StoreResult<()> {
         for ((queue, state), delta) in counts.changes() {
             let (jobs, wait_sum_ms, started) = delta;
-            self.conn
+            let values = (queue.as_str(), state.as_str(), jobs, wait_sum_ms, started);
+            // The row is nearly always there already: one UPDATE (no RETURNING, which
+            // costs SQLite a temporary table), and an INSERT only when it is not.
+            let updated = self
+                .conn
                 .prepare_cached(
-                    "INSERT INTO queue_counts (queue, state, jobs, wait_sum_ms, started) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (queue, state) DO UPDATE SET jobs = jobs + excluded.jobs,
-                         wait_sum_ms = wait_sum_ms + excluded.wait_sum_ms, started = started + excluded.started",
+                    "UPDATE queue_counts SET jobs = jobs + ?3, wait_sum_ms = wait_sum_ms + ?4, started = started + ?5
+                     WHERE queue = ?1 AND state = ?2",
                 )
-                .and_then(|mut s| s.execute((queue.as_str(), state.as_str(), jobs, wait_sum_ms, started)))
+                .and_then(|mut s| s.execute(values))
                 .map_err(store_error)?;
-            if jobs < 0 {
+            if updated == 0 {
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO queue_counts (queue, state, jobs, wait_sum_ms, started) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )
+                    .and_then(|mut s| s.execute(values))
+                    .map_err(store_error)?;
+            }
+            // Readers skip rows that count nothing. Such a row goes only when the last of
+            // its ended jobs was purged: a queue keeps its rows of waiting and running
+            // jobs (three at most), which the next enqueue or claim changes again.
+            if jobs < 0 && state.is_terminal() {
                 self.conn
                     .prepare_cached("DELETE FROM queue_counts WHERE queue = ?1 AND state = ?2 AND jobs = 0")
                     .and_then(|mut s| s.execute((queue.as_str(), state.as_str())))
