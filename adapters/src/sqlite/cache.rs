@@ -101,11 +101,16 @@ impl JobCache {
         }
     }
 
-    /// A write of the open transaction; `None` for a delete.
+    /// A write of the open transaction; `None` for a delete. A job written as ended (and
+    /// not waiting for its process to be reaped) is not kept: the writer seldom reads one
+    /// again, and it would push out jobs that are still to be claimed or reported.
     pub(crate) fn written(&mut self, id: JobId, job: Option<&Job>) {
         self.remove(id);
         self.dirty.insert(id);
-        let kept = job.filter(|job| self.fits(job) && self.pending_bytes + size_of(job) <= self.bytes_max).cloned();
+        let kept = job
+            .filter(|job| !job.state.is_terminal() || job.reap_pending)
+            .filter(|job| self.fits(job) && self.pending_bytes + size_of(job) <= self.bytes_max)
+            .cloned();
         self.pending_bytes += kept.as_ref().map_or(0, size_of);
         self.pending.push((id, kept));
         if let Some(occupants) = &mut self.occupants {
@@ -230,6 +235,17 @@ mod tests {
         assert!(cache.get(JobId::from_u128(1)).is_none(), "nor kept when read back in the transaction");
         cache.committed();
         assert_eq!(cache.get(JobId::from_u128(1)).map(|j| j.version), Some(2));
+    }
+
+    #[test]
+    fn an_ended_job_is_not_kept_when_written_but_is_when_read() {
+        let mut cache = JobCache::new(1 << 20);
+        let done = Job { state: semantica_core::JobState::Done, ..job(1, 2) };
+        cache.written(done.id, Some(&done));
+        cache.committed();
+        assert!(cache.get(done.id).is_none(), "written as ended: not kept");
+        cache.read(&done);
+        assert_eq!(cache.get(done.id).map(|j| j.version), Some(2), "read back: kept");
     }
 
     #[test]
