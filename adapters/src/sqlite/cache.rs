@@ -168,7 +168,6 @@ impl JobCache {
     }
 
     pub(crate) fn clear(&mut self) {
-        self.rolled_back();
         self.occupants = None;
         self.jobs.clear();
         self.order.clear();

@@ -58,12 +58,16 @@ impl Occupants {
         Ok(Occupants { jobs, undo: Vec::new() })
     }
 
-    /// A write of the open transaction; `None` for a delete.
+    /// A write of the open transaction; `None` for a delete. Only a write that changes
+    /// the view is remembered for undo, so a transaction of many waiting jobs (a batch of
+    /// enqueues, an event's release) keeps no list as long as itself.
     pub(crate) fn written(&mut self, id: JobId, job: Option<&Job>) {
-        let now = job.and_then(Occupant::of);
-        let before = match now {
+        let before = match job.and_then(Occupant::of) {
             Some(occupant) => self.jobs.insert(id, occupant),
-            None => self.jobs.remove(&id),
+            None => match self.jobs.remove(&id) {
+                Some(occupant) => Some(occupant),
+                None => return,
+            },
         };
         self.undo.push((id, before));
     }
@@ -132,6 +136,8 @@ mod tests {
         occupants.written(JobId::from_u128(1), Some(&job(1, JobState::Running, "a")));
         occupants.committed();
         let mark = occupants.mark();
+        occupants.written(JobId::from_u128(9), Some(&job(9, JobState::Queued, "a")));
+        assert_eq!(occupants.mark(), mark, "a write that changes nothing here is not remembered");
         occupants.written(JobId::from_u128(1), Some(&job(1, JobState::Done, "a")));
         occupants.written(JobId::from_u128(2), Some(&job(2, JobState::Running, "a")));
         assert_eq!(occupants.of_subject("a"), vec![JobId::from_u128(2)]);
