@@ -25,6 +25,11 @@ pub const PG_MIGRATIONS: &[Migration] = &[
         name: "0004_queue_counts.sql",
         sql: include_str!("../../../migrations/postgres/0004_queue_counts.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_released_events.sql",
+        sql: include_str!("../../../migrations/postgres/0005_released_events.sql"),
+    },
 ];
 
 /// The advisory lock's key: one per schema, so that stores in different schemas (the

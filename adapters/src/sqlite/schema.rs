@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../migrations/0008_finished_predicates.sql"),
     },
     Migration { version: 9, name: "0009_node.sql", sql: include_str!("../../../migrations/0009_node.sql") },
+    Migration {
+        version: 10,
+        name: "0010_released_events.sql",
+        sql: include_str!("../../../migrations/0010_released_events.sql"),
+    },
 ];
 
 /// Why a database could not be brought to this binary's schema.
