@@ -385,10 +385,16 @@ impl SqliteStore {
         format!("SELECT {} FROM {} WHERE {where_order}", codec::select_list(), codec::JOBS_FROM)
     }
 
+    /// The highest `seq` ever stored: that of the last job row, or `counters.max_seq` if
+    /// higher. The counter is written only before a delete (`keep_max_seq`), so that an
+    /// insert's transaction does not write the counter's page besides the job's own.
     fn stored_max_seq(&self) -> StoreResult<u64> {
         let max_seq: i64 = self
             .conn
-            .prepare_cached("SELECT max_seq FROM counters WHERE singleton = 1")
+            .prepare_cached(
+                "SELECT max((SELECT max_seq FROM counters WHERE singleton = 1), \
+                            coalesce((SELECT max(seq) FROM jobs), 0))",
+            )
             .and_then(|mut s| s.query_row([], |row| row.get(0)))
             .map_err(store_error)?;
         match u64::try_from(max_seq) {
@@ -668,9 +674,11 @@ impl SqliteStore {
         // a set without one (a claim, a report) need not read it.
         let has_insert = writes.writes.iter().any(|write| matches!(write, Write::Insert(_)));
         let max_seq_before = if has_insert { self.stored_max_seq()? } else { 0 };
+        if writes.writes.iter().any(|write| matches!(write, Write::Delete { .. })) {
+            self.keep_max_seq()?;
+        }
         let mut inserted = std::collections::BTreeSet::new();
         let mut counts = CountDeltas::default();
-        let mut max_seq = max_seq_before;
         for write in &writes.writes {
             match write {
                 Write::Insert(job) => {
@@ -678,7 +686,6 @@ impl SqliteStore {
                     assert_eq!(job.version, 1, "job {} inserted at version {}", job.id, job.version);
                     self.insert(job, max_seq_before)?;
                     counts.add(&Counted::of(job), 1);
-                    max_seq = max_seq.max(job.seq);
                 }
                 Write::Update(job) => self.update(job, &mut counts)?,
                 Write::Delete { id, version } => self.delete(*id, *version, &mut counts)?,
@@ -689,13 +696,20 @@ impl SqliteStore {
             }
         }
         self.write_counts(counts)?;
-        // Once per set, not per insert.
-        if max_seq > max_seq_before {
-            self.conn
-                .prepare_cached("UPDATE counters SET max_seq = ?1 WHERE singleton = 1")
-                .and_then(|mut s| s.execute([codec::ordered(max_seq, "seq")]))
-                .map_err(store_error)?;
-        }
+        Ok(())
+    }
+
+    /// Before a set deletes jobs: the counter takes the highest `seq` of the rows, so
+    /// that deleting the last job does not lower `stored_max_seq` (a `seq` is never given
+    /// twice).
+    fn keep_max_seq(&self) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE counters SET max_seq = (SELECT max(seq) FROM jobs) \
+                 WHERE singleton = 1 AND max_seq < (SELECT max(seq) FROM jobs)",
+            )
+            .and_then(|mut s| s.execute([]))
+            .map_err(store_error)?;
         Ok(())
     }
 }
