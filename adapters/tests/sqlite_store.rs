@@ -219,6 +219,14 @@ fn max_generation_and_max_seq_survive_purge() {
     check(&mut mem, &mut sql, vec![Write::Insert(Job { generation: 3, ..bare_job(6) })]).unwrap();
     assert_eq!(sql.max_generation(&job.subject_key).unwrap(), Some(77));
     check(&mut mem, &mut sql, vec![Write::Insert(bare_job(4))]).unwrap_err();
+    // The highest seq stays in the file once its job is gone: an insert does not write
+    // the counter, so the delete must have.
+    check(&mut mem, &mut sql, vec![Write::Delete { id: bare_job(6).id, version: 1 }]).unwrap();
+    drop(sql);
+    let mut sql = open(&dir);
+    assert_eq!(sql.max_seq().unwrap(), 6);
+    let reused = Job { subject_key: "other".into(), ..bare_job(6) };
+    check(&mut mem, &mut sql, vec![Write::Insert(Job { id: JobId::from_u128(99), ..reused })]).unwrap_err();
 }
 
 #[test]
