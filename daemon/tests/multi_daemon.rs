@@ -374,11 +374,8 @@ fn a_crash_loop_of_two_daemons_loses_nothing_and_ends_every_job() {
         let retried = jobs.values().filter(|job| job["attempts"].as_u64().unwrap() > 1).count();
         // A job seen running on a victim that still ended DONE in its first attempt had
         // finished between the look and the kill; any other end means the kill took it.
-        let lost = hit.iter().filter(|id| {
-            let job = &jobs[id.as_str()];
-            !(job["state"] == "DONE" && job["attempts"] == 1)
-        });
-        let lost = lost.count();
+        let first_attempt_done = |id: &&String| jobs[id.as_str()]["state"] == "DONE" && jobs[id.as_str()]["attempts"] == 1;
+        let lost = hit.iter().filter(|id| !first_attempt_done(id)).count();
         eprintln!(
             "{} jobs acknowledged over {cycles} crashes, {} running at a kill, {lost} of them lost, {retried} run again",
             acknowledged.len(),
