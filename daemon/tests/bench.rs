@@ -39,6 +39,13 @@ fn bench_runs_every_scenario_and_writes_positive_figures() {
             let positive = |key: &str| row["figures"][key].as_f64().is_some_and(|x| x > 0.0);
             assert!(positive(figure), "{scenario}: {figure} is not positive: {row}");
             assert!(positive("peak_rss_mib"), "{scenario}: no peak RSS: {row}");
+            if ["enqueue", "enqueue_batch", "drain"].contains(&scenario) {
+                // The daemon's own count of the transactions that carried the jobs.
+                assert!(positive("commits") && positive("commit_us_mean"), "{scenario}: no commits: {row}");
+                let per_commit = row["figures"]["jobs_per_commit"].as_f64().unwrap_or(0.0);
+                let most = if scenario == "enqueue_batch" { 1_000.0 } else { 256.0 };
+                assert!(per_commit > 0.0 && per_commit <= most, "{scenario}: jobs_per_commit {per_commit}: {row}");
+            }
         }
     }
     let enqueue_connections: Vec<u64> = rows

@@ -48,6 +48,7 @@ impl Bench {
         let loaded = enqueue_batches(daemon, labels, jobs, BATCH_CONNECTIONS, held, label).await?;
         let client = daemon.client()?;
         let cpu = daemon.cpu_meter();
+        let commits = CommitMeter::start(daemon).await;
         let released_at = Instant::now();
         let mut released = 0u64;
         for _ in 0..EVENT_CALLS_MAX {
@@ -67,6 +68,7 @@ impl Bench {
         let wall = released_at.elapsed();
         let mut figures = Map::new();
         cpu.figures(&mut figures);
+        commits.figures(daemon, Some(end.done), &mut figures).await;
         let (first_start_ms, last_end_ms) = span_ms(&client, &labels.queue).await?;
         let span = Duration::from_millis(last_end_ms.saturating_sub(first_start_ms).max(1));
         figures.insert("jobs_per_s".into(), json!(rate(end.done, span)));

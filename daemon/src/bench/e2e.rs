@@ -12,6 +12,7 @@ impl Bench {
         let window = Duration::from_secs_f64((E2E_SECONDS * self.scale).max(E2E_SECONDS_MIN));
         let progress = Progress::start("e2e enqueued".into(), 0);
         let cpu = daemon.cpu_meter();
+        let commits = CommitMeter::start(&daemon).await;
         let stop_at = Instant::now() + window;
         let started = Instant::now();
         let mut tasks = Vec::new();
@@ -54,6 +55,8 @@ impl Bench {
         drop(progress);
         let mut figures = Map::new();
         cpu.figures(&mut figures);
+        // A job is committed more than once here (enqueued, started, ended): no jobs per commit.
+        commits.figures(&daemon, None, &mut figures).await;
         let client = daemon.client()?;
         let at_end = counts(&client, &labels.queue).await?;
         let timeout = Duration::from_secs(120 + enqueued / 100);

@@ -29,9 +29,11 @@ impl Bench {
             job
         };
         let cpu = daemon.cpu_meter();
+        let commits = CommitMeter::start(daemon).await;
         let outcome = enqueue_singly(daemon, labels, jobs, connections, template, "enqueue").await?;
         let mut figures = Map::new();
         cpu.figures(&mut figures);
+        commits.figures(daemon, Some(jobs), &mut figures).await;
         figures.insert("jobs_per_s".into(), json!(rate(jobs, outcome.elapsed)));
         latency_figures(&mut figures, outcome.latencies_us, "");
         figures.insert("throttled".into(), json!(outcome.throttled));
@@ -51,9 +53,11 @@ impl Bench {
             job
         };
         let cpu = daemon.cpu_meter();
+        let commits = CommitMeter::start(&daemon).await;
         let outcome = enqueue_batches(&daemon, &labels, jobs, BATCH_CONNECTIONS, template, "enqueue_batch").await?;
         let mut figures = Map::new();
         cpu.figures(&mut figures);
+        commits.figures(&daemon, Some(jobs), &mut figures).await;
         figures.insert("jobs_per_s".into(), json!(rate(jobs, outcome.elapsed)));
         latency_figures(&mut figures, outcome.latencies_us, "batch_");
         figures.insert("throttled".into(), json!(outcome.throttled));

@@ -41,6 +41,7 @@ mod target;
 
 use calls::*;
 use history::*;
+use observe::CommitMeter;
 use target::*;
 
 /// Every scenario, in the order they run.

@@ -142,6 +142,82 @@ async fn sign_in(connection: &mut Connection, client: BenchResult<Client>) -> Be
     Ok(cookie.to_owned())
 }
 
+/// The group commits of a measured phase, from the daemon's `/metrics`
+/// (`semantica_store_commit_seconds`, summed over `--daemons`): how many transactions
+/// carried the phase's jobs, and how long their `COMMIT` statements took. Jobs per
+/// commit is what bounds a drain at few workers (one commit per freed slot) and single
+/// enqueues (one commit per lone caller), so every throughput figure comes with it.
+/// Counts everything the daemon committed meanwhile (the scheduler's and the probe's
+/// steps too): a few commits a second.
+pub(crate) struct CommitMeter {
+    at_start: Option<CommitTotals>,
+}
+
+/// `semantica_store_commit_seconds`' `_count` and `_sum`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct CommitTotals {
+    pub(crate) count: u64,
+    pub(crate) seconds: f64,
+}
+
+impl CommitTotals {
+    /// From a Prometheus text exposition; `None` without both lines.
+    pub(crate) fn parse(exposition: &str) -> Option<CommitTotals> {
+        let value = |name: &str| {
+            exposition.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+        };
+        let count = value("semantica_store_commit_seconds_count")?;
+        let seconds = value("semantica_store_commit_seconds_sum")?;
+        Some(CommitTotals { count: count as u64, seconds })
+    }
+
+    async fn scrape(daemon: &Daemon) -> Option<CommitTotals> {
+        let mut total = CommitTotals::default();
+        for one in std::iter::once(daemon).chain(&daemon.peers) {
+            let mut connection = Connection::new(&one.addr);
+            let request =
+                connection.get("/metrics").header(http::header::AUTHORIZATION, format!("Bearer {}", one.token));
+            let (status, body) = connection.send(request, Bytes::new()).await.ok()?;
+            let totals = (status == 200).then(|| CommitTotals::parse(std::str::from_utf8(&body).ok()?)).flatten()?;
+            total.count += totals.count;
+            total.seconds += totals.seconds;
+        }
+        Some(total)
+    }
+}
+
+impl CommitMeter {
+    pub(crate) async fn start(daemon: &Daemon) -> CommitMeter {
+        CommitMeter { at_start: CommitTotals::scrape(daemon).await }
+    }
+
+    /// `commits`, `commit_us_mean` and, given the phase's jobs, `jobs_per_commit`. None
+    /// of them when `/metrics` could not be read (before or now).
+    pub(crate) async fn figures(&self, daemon: &Daemon, jobs: Option<u64>, figures: &mut Map<String, Value>) {
+        let (Some(start), Some(now)) = (self.at_start, CommitTotals::scrape(daemon).await) else { return };
+        commit_figures(start, now, jobs, figures);
+    }
+}
+
+/// The figures of the commits between `start` and `now`.
+pub(crate) fn commit_figures(
+    start: CommitTotals,
+    now: CommitTotals,
+    jobs: Option<u64>,
+    figures: &mut Map<String, Value>,
+) {
+    let commits = now.count.saturating_sub(start.count);
+    figures.insert("commits".into(), json!(commits));
+    if commits == 0 {
+        return;
+    }
+    let mean_us = (now.seconds - start.seconds).max(0.0) / commits as f64 * 1e6;
+    figures.insert("commit_us_mean".into(), json!((mean_us * 10.0).round() / 10.0));
+    if let Some(jobs) = jobs {
+        figures.insert("jobs_per_commit".into(), json!((jobs as f64 / commits as f64 * 100.0).round() / 100.0));
+    }
+}
+
 /// One HTTP/1.1 connection to the daemon, kept alive and opened again after an error.
 struct Connection {
     addr: String,
@@ -191,5 +267,39 @@ impl Connection {
         let (parts, body) = response.into_parts();
         let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
         Ok(http::Response::from_parts(parts, body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_totals_are_read_from_the_exposition() {
+        let exposition = "# HELP semantica_store_commit_seconds How long each group commit took.\n\
+                          # TYPE semantica_store_commit_seconds histogram\n\
+                          semantica_store_commit_seconds_bucket{le=\"0.001\"} 20\n\
+                          semantica_store_commit_seconds_sum 0.5\n\
+                          semantica_store_commit_seconds_count 25\n\
+                          semantica_store_commit_seconds_count_other 7\n";
+        assert_eq!(CommitTotals::parse(exposition), Some(CommitTotals { count: 25, seconds: 0.5 }));
+        assert_eq!(CommitTotals::parse("semantica_store_commit_seconds_sum 0.5\n"), None, "no count");
+        assert_eq!(CommitTotals::parse("semantica_store_commit_seconds_count 3\n"), None, "no sum");
+    }
+
+    #[test]
+    fn commit_figures_are_those_of_the_phase() {
+        let start = CommitTotals { count: 100, seconds: 1.0 };
+        let now = CommitTotals { count: 600, seconds: 1.02 };
+        let mut figures = Map::new();
+        commit_figures(start, now, Some(2_000), &mut figures);
+        assert_eq!(figures["commits"], json!(500));
+        assert_eq!(figures["commit_us_mean"], json!(40.0));
+        assert_eq!(figures["jobs_per_commit"], json!(4.0));
+
+        let mut none = Map::new();
+        commit_figures(start, start, Some(2_000), &mut none);
+        assert_eq!(none["commits"], json!(0));
+        assert!(!none.contains_key("jobs_per_commit") && !none.contains_key("commit_us_mean"), "{none:?}");
     }
 }
