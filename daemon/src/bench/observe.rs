@@ -146,9 +146,9 @@ async fn sign_in(connection: &mut Connection, client: BenchResult<Client>) -> Be
 /// (`semantica_store_commit_seconds`, summed over `--daemons`): how many transactions
 /// carried the phase's jobs, and how long their `COMMIT` statements took. Jobs per
 /// commit is what bounds a drain at few workers (one commit per freed slot) and single
-/// enqueues (one commit per lone caller), so every throughput figure comes with it.
-/// Counts everything the daemon committed meanwhile (the scheduler's and the probe's
-/// steps too): a few commits a second.
+/// enqueues (one commit per lone caller), so the throughput scenarios report it next to
+/// their rates. It counts everything the daemon committed meanwhile (the scheduler's and
+/// the probe's steps too): a few commits a second.
 pub(crate) struct CommitMeter {
     at_start: Option<CommitTotals>,
 }
