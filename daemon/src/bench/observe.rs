@@ -178,7 +178,10 @@ impl CommitTotals {
             let request =
                 connection.get("/metrics").header(http::header::AUTHORIZATION, format!("Bearer {}", one.token));
             let (status, body) = connection.send(request, Bytes::new()).await.ok()?;
-            let totals = (status == 200).then(|| CommitTotals::parse(std::str::from_utf8(&body).ok()?)).flatten()?;
+            if status != 200 {
+                return None;
+            }
+            let totals = CommitTotals::parse(std::str::from_utf8(&body).ok()?)?;
             total.count += totals.count;
             total.seconds += totals.seconds;
         }
