@@ -487,12 +487,12 @@ fn two_daemons_claiming_at_once_are_offered_different_jobs() {
     a.control(Control::Begin).unwrap();
     b.control(Control::Begin).unwrap();
     let seqs = |jobs: Vec<Job>| jobs.iter().map(|job| job.seq).collect::<Vec<_>>();
-    assert_eq!(seqs(a.claim_candidates("default", None, 2).unwrap()), [1, 2]);
+    assert_eq!(seqs(a.claim_candidates("default", None, None, 2).unwrap()), [1, 2]);
     // Not waited for: B is offered the next ones at once.
     let started = Instant::now();
-    assert_eq!(seqs(b.claim_candidates("default", None, 2).unwrap()), [3, 4]);
+    assert_eq!(seqs(b.claim_candidates("default", None, None, 2).unwrap()), [3, 4]);
     assert!(started.elapsed() < Duration::from_secs(2));
     a.control(Control::Rollback).unwrap();
-    assert_eq!(seqs(b.claim_candidates("default", None, 4).unwrap()), [1, 2, 3, 4]);
+    assert_eq!(seqs(b.claim_candidates("default", None, None, 4).unwrap()), [1, 2, 3, 4]);
     b.control(Control::Rollback).unwrap();
 }

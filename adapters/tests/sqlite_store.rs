@@ -250,9 +250,9 @@ fn reads_follow_the_reference_store_on_hand_made_jobs() {
     let jobs = [running, blocked, reaping, free_low, free_high, done.clone(), child];
     check(&mut mem, &mut sql, jobs.iter().cloned().map(Write::Insert).collect()).unwrap();
     let ids = |jobs: Vec<Job>| jobs.into_iter().map(|j| j.seq).collect::<Vec<_>>();
-    assert_eq!(ids(sql.claim_candidates("default", None, 10).unwrap()), vec![5, 4]);
-    assert_eq!(ids(sql.claim_candidates("default", Some(2), 10).unwrap()), vec![5]);
-    assert_eq!(ids(sql.claim_candidates("default", None, 1).unwrap()), vec![5]);
+    assert_eq!(ids(sql.claim_candidates("default", None, None, 10).unwrap()), vec![5, 4]);
+    assert_eq!(ids(sql.claim_candidates("default", Some(2), None, 10).unwrap()), vec![5]);
+    assert_eq!(ids(sql.claim_candidates("default", None, None, 1).unwrap()), vec![5]);
     assert_eq!(sql.ready_queues().unwrap(), vec!["default".to_owned()]);
     // The running job and the one whose process is being stopped both hold a slot.
     assert_eq!(sql.process_count(None).unwrap(), 2);

@@ -270,6 +270,10 @@ pub struct Config {
     pub throttle: Option<Throttle>,
     /// In-process job types; a job without `exec` must name one.
     pub job_types: BTreeSet<String>,
+    /// In-process job types (some of `job_types`) whose handler does nothing outside the
+    /// engine and succeeds at once (`noop`). A claim starts and ends such a job in one
+    /// step: it holds its worker slot only within the step, and nothing is spawned.
+    pub instant_job_types: BTreeSet<String>,
     /// This engine's node (daemon) id, recorded on every job it starts (`Job::node`).
     pub node: Option<String>,
     /// Other engines (other nodes) share the store: `Recover` fails only this node's
@@ -287,6 +291,7 @@ impl Config {
             queue_concurrency: BTreeMap::new(),
             throttle: None,
             job_types: job_types.into_iter().map(Into::into).collect(),
+            instant_job_types: BTreeSet::new(),
             node: None,
             shared_store: false,
         }
@@ -347,6 +352,7 @@ type Answer<T> = StoreResult<Result<T, Rejection>>;
 
 impl Engine {
     pub fn new(config: Config, ids: Box<dyn IdGen + Send>, rng: Box<dyn Rng + Send>) -> Engine {
+        assert!(config.instant_job_types.is_subset(&config.job_types), "an instant job type must be a job type");
         Engine { config, ids, rng, last_now_ms: 0, memory: Memory::default() }
     }
 
@@ -361,6 +367,7 @@ impl Engine {
     pub fn reconfigure(&mut self, config: Config) {
         assert!(config.workers >= 1, "workers must be at least 1");
         assert_eq!(config.job_types, self.config.job_types, "job types cannot change at run time");
+        assert_eq!(config.instant_job_types, self.config.instant_job_types, "job types cannot change at run time");
         self.config = config;
     }
 
@@ -1023,7 +1030,9 @@ impl Engine {
         if running >= self.config.workers {
             return Ok(None);
         }
-        let wanted = wanted.min(self.config.workers - running);
+        // Instant jobs free their slot within the step: the free slots do not bound them.
+        let wanted =
+            if self.config.instant_job_types.is_empty() { wanted.min(self.config.workers - running) } else { wanted };
         let queues = match queue {
             Some(queue) if self.memory.paused.contains(&queue) => return Ok(None),
             Some(queue) => vec![queue],
@@ -1117,6 +1126,7 @@ impl Engine {
 
     fn start(&mut self, tx: &mut Tx, mut job: Job) -> StoreResult<Job> {
         let now_ms = tx.now_ms;
+        let read_version = job.version;
         assert!(job.attempts < job.max_attempts, "job {} would exceed max_attempts", job.id);
         assert!(!job.reap_pending, "job {} started while its last process may live", job.id);
         job.state = JobState::Running;
@@ -1129,6 +1139,21 @@ impl Engine {
         job.wake_at_ms = running_wake_at(&job);
         self.stop_following_what_came(now_ms, &mut job);
         tx.update(job.clone())?;
+        if job.exec.is_none() && self.config.instant_job_types.contains(&job.job_type) {
+            // Its run is over as it starts: the same step records it as a success, and the
+            // slot it took is free again for the step's next claim.
+            let mut job = tx.get(job.id)?.expect("written in this step");
+            job.exit_code = None;
+            job.result_summary_json = None;
+            job.artifacts = Vec::new();
+            job.error = None;
+            let id = job.id;
+            self.finish_run(tx, job, JobState::Done, None)?;
+            // As for a job that runs: the reply carries the version the claim read.
+            let mut ended = tx.get(id)?.expect("written in this step");
+            ended.version = read_version;
+            return Ok(ended);
+        }
         tx.spawn(&job);
         Ok(job)
     }

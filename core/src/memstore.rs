@@ -144,13 +144,22 @@ impl Store for MemStore {
             .collect())
     }
 
-    fn claim_candidates(&self, queue: &str, min_priority: Option<i32>, limit: usize) -> StoreResult<Vec<Job>> {
+    fn claim_candidates(
+        &self,
+        queue: &str,
+        min_priority: Option<i32>,
+        after: Option<(i32, u64)>,
+        limit: usize,
+    ) -> StoreResult<Vec<Job>> {
         let occupied: BTreeSet<&str> =
             self.active_jobs().filter(|job| job.occupies_subject()).map(|job| job.subject_key.as_str()).collect();
         let mut jobs: Vec<Job> = self.list(usize::MAX, |job| {
             job.state == JobState::Queued
                 && job.queue == queue
                 && min_priority.is_none_or(|floor| job.priority >= floor)
+                && after.is_none_or(|(priority, seq)| {
+                    job.priority < priority || (job.priority == priority && job.seq > seq)
+                })
                 && !occupied.contains(job.subject_key.as_str())
         });
         jobs.sort_by_key(|job| (std::cmp::Reverse(job.priority), job.seq));

@@ -206,8 +206,16 @@ pub trait Store {
     fn occupying_job_ids(&self, subject_key: &str) -> StoreResult<Vec<JobId>>;
 
     /// `QUEUED` jobs of `queue` with `priority >= min_priority`, whose subject has no job
-    /// that is `RUNNING` or `reap_pending`, in pop order: priority descending, then `seq`.
-    fn claim_candidates(&self, queue: &str, min_priority: Option<i32>, limit: usize) -> StoreResult<Vec<Job>>;
+    /// that is `RUNNING` or `reap_pending`, in pop order: priority descending, then `seq`;
+    /// with `after` (a priority and a seq), only those that come after it in that order,
+    /// so that a list can be continued where it ended.
+    fn claim_candidates(
+        &self,
+        queue: &str,
+        min_priority: Option<i32>,
+        after: Option<(i32, u64)>,
+        limit: usize,
+    ) -> StoreResult<Vec<Job>>;
 
     /// Names of the queues that hold at least one `QUEUED` job, sorted.
     fn ready_queues(&self) -> StoreResult<Vec<String>>;

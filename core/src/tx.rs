@@ -34,6 +34,12 @@ pub(crate) struct Tx<'s> {
     read: RefCell<BTreeMap<JobId, Job>>,
     /// The store's claim candidates per (queue, priority floor), as listed in this step.
     candidates: RefCell<BTreeMap<(String, Option<i32>), Listed>>,
+    /// How this step's writes changed the jobs holding a worker slot, per (queue, node):
+    /// `process_count` adds it to the store's count instead of walking the step's writes.
+    occupancy_delta: BTreeMap<(String, Option<String>), i64>,
+    /// Jobs this step left `QUEUED` (a child an instant job's end released): claim
+    /// candidates that the store's list cannot hold, as the step changed them.
+    queued_here: BTreeSet<JobId>,
     /// The store's answers to `ready_queues` and `process_count`, asked once per step
     /// (a claim batch asks before each of its claims).
     stored_ready_queues: RefCell<Option<Vec<String>>>,
@@ -63,6 +69,8 @@ impl<'s> Tx<'s> {
             touch_order: Vec::new(),
             read: RefCell::new(BTreeMap::new()),
             candidates: RefCell::new(BTreeMap::new()),
+            queued_here: BTreeSet::new(),
+            occupancy_delta: BTreeMap::new(),
             stored_ready_queues: RefCell::new(None),
             stored_process_counts: RefCell::new(BTreeMap::new()),
             paused: BTreeMap::new(),
@@ -160,13 +168,13 @@ impl<'s> Tx<'s> {
     }
 
     /// The ids of up to `limit` candidates as the store sees them (the jobs are then in
-    /// the step's reads), minus those this step touched
-    /// (their state in the store is no longer current; a job this step made QUEUED is not
-    /// among them, and waits for the next claim step). The store's list is kept for the
-    /// step and asked again, for twice as many, only when the jobs that earlier claims of
-    /// the same step started or moved on leave fewer than `limit`: a batch of n claims
-    /// reads the queue once or twice, not n times; the first time, it asks for at least
-    /// `prefetch` (what the step means to start). `true` when the store had no more.
+    /// the step's reads), minus those this step touched (their state in the store is no
+    /// longer current), plus the jobs this step made QUEUED. The store's list is kept for
+    /// the step and continued, from its last job on, only when the jobs that earlier
+    /// claims of the same step started or moved on leave fewer than `limit`: a batch of n
+    /// claims reads each candidate once, not n times. The first time, it asks for at least
+    /// `prefetch` (what the step means to start); each later time for as many as it holds.
+    /// `true` when the store had no more.
     pub fn claim_candidates(
         &self,
         queue: &str,
@@ -178,7 +186,6 @@ impl<'s> Tx<'s> {
         let mut candidates = self.candidates.borrow_mut();
         let listed = candidates.entry(key).or_default();
         loop {
-            let exhausted = listed.ids.len() < listed.asked;
             // Once touched, a job stays shadowed for the step: the list's touched head is
             // skipped for good, so that a batch's claims do not walk it again each time.
             while listed.ids.get(listed.start).is_some_and(|id| self.shadowed(*id)) {
@@ -186,27 +193,50 @@ impl<'s> Tx<'s> {
             }
             let fresh: Vec<JobId> =
                 listed.ids[listed.start..].iter().copied().filter(|id| !self.shadowed(*id)).take(limit).collect();
-            if fresh.len() == limit || (listed.asked > 0 && exhausted) {
-                return Ok((fresh, exhausted));
+            if fresh.len() == limit || listed.exhausted {
+                return Ok((self.with_queued_here(fresh, queue, min_priority, limit), listed.exhausted));
             }
-            let asked = (2 * listed.asked).max(limit.max(prefetch) + self.originals.len());
-            assert!(asked > listed.asked, "the candidate list must grow");
-            let jobs = self.store.claim_candidates(queue, min_priority, asked)?;
+            let asked = if listed.ids.is_empty() { limit.max(prefetch) } else { listed.ids.len().max(limit) };
+            let jobs = self.store.claim_candidates(queue, min_priority, listed.last, asked)?;
+            listed.exhausted = jobs.len() < asked;
             // Only their ids are kept here: the jobs themselves go to the step's reads,
             // where the claim finds them (one copy, not one per question).
-            listed.ids = Vec::with_capacity(jobs.len());
-            listed.start = 0;
             let mut read = self.read.borrow_mut();
             for job in jobs {
                 assert_eq!(job.state, JobState::Queued, "claim candidate {} is not QUEUED", job.id);
                 assert_eq!(job.queue, queue, "claim candidate {} is of queue {}", job.id, job.queue);
+                listed.last = Some((job.priority, job.seq));
                 listed.ids.push(job.id);
                 if !self.shadowed(job.id) {
                     read.entry(job.id).or_insert(job);
                 }
             }
-            listed.asked = asked;
         }
+    }
+
+    /// `listed` (the store's first candidates, in pop order) with this step's own `QUEUED`
+    /// jobs of `queue` put in their places, the first `limit` of them.
+    fn with_queued_here(&self, listed: Vec<JobId>, queue: &str, min_priority: Option<i32>, limit: usize) -> Vec<JobId> {
+        let here: Vec<&Job> = self
+            .queued_here
+            .iter()
+            .map(|id| &self.changed[id])
+            .filter(|job| job.queue == queue && min_priority.is_none_or(|floor| job.priority >= floor))
+            .collect();
+        if here.is_empty() {
+            return listed;
+        }
+        let read = self.read.borrow();
+        let mut all: Vec<(std::cmp::Reverse<i32>, u64, JobId)> = listed
+            .iter()
+            .map(|id| {
+                let job = &read[id];
+                (std::cmp::Reverse(job.priority), job.seq, job.id)
+            })
+            .chain(here.iter().map(|job| (std::cmp::Reverse(job.priority), job.seq, job.id)))
+            .collect();
+        all.sort_unstable();
+        all.into_iter().take(limit).map(|(_, _, id)| id).collect()
     }
 
     pub fn ready_queues(&self) -> StoreResult<Vec<String>> {
@@ -222,14 +252,9 @@ impl<'s> Tx<'s> {
 
     /// Jobs holding a worker slot, in one queue or in all, of one node or of all.
     pub fn process_count(&self, queue: Option<&str>, node: Option<&str>) -> StoreResult<usize> {
-        let in_scope = |job: &Job| {
-            job.occupies_subject()
-                && queue.is_none_or(|q| q == job.queue)
-                && node.is_none_or(|n| job.node.as_deref() == Some(n))
-        };
         let key = (queue.map(str::to_owned), node.map(str::to_owned));
         let stored = self.stored_process_counts.borrow().get(&key).copied();
-        let mut count = match stored {
+        let count = match stored {
             Some(count) => count,
             None => {
                 let count = match node {
@@ -240,15 +265,11 @@ impl<'s> Tx<'s> {
                 count
             }
         };
-        for (id, original) in &self.originals {
-            if original.as_ref().is_some_and(in_scope) {
-                count -= 1;
-            }
-            if self.changed.get(id).is_some_and(in_scope) {
-                count += 1;
-            }
-        }
-        Ok(count)
+        let in_scope = |(job_queue, job_node): &(String, Option<String>)| {
+            queue.is_none_or(|q| q == job_queue) && node.is_none_or(|n| job_node.as_deref() == Some(n))
+        };
+        let delta: i64 = self.occupancy_delta.iter().filter(|(scope, _)| in_scope(scope)).map(|(_, delta)| delta).sum();
+        Ok(usize::try_from(count as i64 + delta).expect("a count of jobs holding a slot"))
     }
 
     pub fn due_jobs(&self, limit: usize) -> StoreResult<Vec<Job>> {
@@ -431,7 +452,31 @@ impl<'s> Tx<'s> {
         job.version = 1;
         self.touch(job.id, None);
         self.remember(&job);
+        self.note_queued(&job);
+        self.note_occupancy(None, &job);
         self.changed.insert(job.id, job);
+    }
+
+    /// `job` replaces a version that held a slot of `was` (queue, node), or none.
+    fn note_occupancy(&mut self, was: Option<(String, Option<String>)>, job: &Job) {
+        let now = job.occupies_subject().then(|| (job.queue.clone(), job.node.clone()));
+        if was == now {
+            return;
+        }
+        if let Some(scope) = was {
+            *self.occupancy_delta.entry(scope).or_default() -= 1;
+        }
+        if let Some(scope) = now {
+            *self.occupancy_delta.entry(scope).or_default() += 1;
+        }
+    }
+
+    fn note_queued(&mut self, job: &Job) {
+        if job.state == JobState::Queued {
+            self.queued_here.insert(job.id);
+        } else {
+            self.queued_here.remove(&job.id);
+        }
     }
 
     /// Indexes a job the step changes for the first time (subject and seq never change).
@@ -465,6 +510,7 @@ impl<'s> Tx<'s> {
         assert_finished_marks_end(&job);
         let started_or_freed =
             current.state != job.state && (job.state == JobState::Queued || current.state == JobState::Running);
+        let occupied = current.occupies_subject().then(|| (current.queue.clone(), current.node.clone()));
         if started_or_freed || (current.reap_pending && !job.reap_pending) {
             self.may_claim = true;
         }
@@ -476,6 +522,8 @@ impl<'s> Tx<'s> {
         let mut job = job;
         job.version += 1;
         self.remember(&job);
+        self.note_queued(&job);
+        self.note_occupancy(occupied, &job);
         self.changed.insert(job.id, job);
         Ok(())
     }
@@ -506,6 +554,8 @@ impl<'s> Tx<'s> {
         self.originals.clear();
         self.deleted.clear();
         self.by_subject.clear();
+        self.queued_here.clear();
+        self.occupancy_delta.clear();
         self.changed_max_seq = 0;
         self.touch_order.clear();
         self.paused.clear();
@@ -574,7 +624,10 @@ struct Listed {
     ids: Vec<JobId>,
     /// Every id before this one is shadowed.
     start: usize,
-    asked: usize,
+    /// (priority, seq) of the last job listed: the list goes on after it.
+    last: Option<(i32, u64)>,
+    /// The store had no more.
+    exhausted: bool,
 }
 
 fn is_active(job: &Job) -> bool {

@@ -32,8 +32,14 @@ impl Store for FlakyStore {
     fn occupying_job_ids(&self, subject_key: &str) -> StoreResult<Vec<semantica_core::JobId>> {
         self.inner.occupying_job_ids(subject_key)
     }
-    fn claim_candidates(&self, queue: &str, min: Option<i32>, limit: usize) -> StoreResult<Vec<semantica_core::Job>> {
-        self.inner.claim_candidates(queue, min, limit)
+    fn claim_candidates(
+        &self,
+        queue: &str,
+        min: Option<i32>,
+        after: Option<(i32, u64)>,
+        limit: usize,
+    ) -> StoreResult<Vec<semantica_core::Job>> {
+        self.inner.claim_candidates(queue, min, after, limit)
     }
     fn ready_queues(&self) -> StoreResult<Vec<String>> {
         self.inner.ready_queues()

@@ -18,6 +18,9 @@ use semantica_core::{
 
 fn to_request(world: &World, spec: &Spec, known: &[JobId]) -> EnqueueRequest {
     let mut request = request(&format!("subject-{}", spec.subject));
+    if spec.instant {
+        request.job_type = Some("noop".into());
+    }
     request.queue = Some(queue_name(spec.queue).into());
     request.generation = spec.generation.map(i64::from);
     request.priority = Some(spec.priority.into());
@@ -48,223 +51,219 @@ fn to_request(world: &World, spec: &Spec, known: &[JobId]) -> EnqueueRequest {
 fn play(world: &mut World, ops: &[Op]) -> Vec<JobId> {
     let mut known: Vec<JobId> = Vec::new();
     for op in ops {
-        match op {
-            Op::Enqueue(spec) => {
-                let request = to_request(world, spec, &known);
-                if let Reply::Enqueued(enqueued) = world.enqueue(request) {
-                    known.push(enqueued.job_id);
-                }
+        play_op(world, op, &mut known);
+    }
+    known
+}
+
+/// Plays one op; `known` holds the ids of the jobs enqueued so far.
+fn play_op(world: &mut World, op: &Op, known: &mut Vec<JobId>) {
+    match op {
+        Op::Enqueue(spec) => {
+            let request = to_request(world, spec, known);
+            if let Reply::Enqueued(enqueued) = world.enqueue(request) {
+                known.push(enqueued.job_id);
             }
-            Op::Batch(specs, bad) => {
-                let mut requests: Vec<EnqueueRequest> = specs.iter().map(|s| to_request(world, s, &known)).collect();
-                if let Some(bad) = bad {
-                    let index = bad % requests.len();
-                    requests[index].queue = Some("Not A Queue".into());
-                }
-                let before = world.store.len();
-                match world.step(Input::EnqueueBatch(requests)).reply {
-                    Reply::EnqueuedBatch(results) => known.extend(results.iter().map(|r| r.job_id)),
-                    Reply::Rejected(_) => assert_eq!(world.store.len(), before, "a refused batch wrote jobs"),
-                    other => panic!("batch answered {other:?}"),
-                }
+        }
+        Op::Batch(specs, bad) => {
+            let mut requests: Vec<EnqueueRequest> = specs.iter().map(|s| to_request(world, s, known)).collect();
+            if let Some(bad) = bad {
+                let index = bad % requests.len();
+                requests[index].queue = Some("Not A Queue".into());
             }
-            Op::Claim(None) => {
-                world.claim();
+            let before = world.store.len();
+            match world.step(Input::EnqueueBatch(requests)).reply {
+                Reply::EnqueuedBatch(results) => known.extend(results.iter().map(|r| r.job_id)),
+                Reply::Rejected(_) => assert_eq!(world.store.len(), before, "a refused batch wrote jobs"),
+                other => panic!("batch answered {other:?}"),
             }
-            Op::Claim(Some(queue)) => {
-                let reply = world.step(Input::Claim { queue: Some(queue_name(*queue).into()) }).reply;
-                assert!(matches!(reply, Reply::Claimed(_)), "a claim answered {reply:?}");
+        }
+        Op::Claim(None) => {
+            world.claim();
+        }
+        Op::Claim(Some(queue)) => {
+            let reply = world.step(Input::Claim { queue: Some(queue_name(*queue).into()) }).reply;
+            assert!(matches!(reply, Reply::Claimed(_)), "a claim answered {reply:?}");
+        }
+        Op::ClaimBatch(queue, extra) => {
+            let max = 1 + usize::from(*extra);
+            let queue = queue.map(|queue| queue_name(queue).to_owned());
+            match world.step(Input::ClaimBatch { queue, max }).reply {
+                Reply::ClaimedBatch(claimed) => assert!(claimed.len() <= max),
+                other => panic!("a claim batch answered {other:?}"),
             }
-            Op::ClaimBatch(queue, extra) => {
-                let max = 1 + usize::from(*extra);
-                let queue = queue.map(|queue| queue_name(queue).to_owned());
-                match world.step(Input::ClaimBatch { queue, max }).reply {
-                    Reply::ClaimedBatch(claimed) => assert!(claimed.len() <= max),
-                    other => panic!("a claim batch answered {other:?}"),
-                }
+        }
+        Op::Started(index) => {
+            let runs: Vec<_> = world.runs.iter().cloned().collect();
+            if let Some(run) = pick(&runs, *index) {
+                world.next_pid += 1;
+                let pid = world.next_pid;
+                world.report(Report::Started {
+                    job_id: run.job_id,
+                    attempt: run.attempt,
+                    pid: Some(pid),
+                    pid_started_at: Some(9),
+                });
             }
-            Op::Started(index) => {
-                let runs: Vec<_> = world.runs.iter().cloned().collect();
-                if let Some(run) = pick(&runs, *index) {
-                    world.next_pid += 1;
-                    let pid = world.next_pid;
-                    world.report(Report::Started {
-                        job_id: run.job_id,
-                        attempt: run.attempt,
-                        pid: Some(pid),
-                        pid_started_at: Some(9),
-                    });
-                }
+        }
+        Op::Finish(index, outcome) => {
+            let runs: Vec<_> = world.runs.iter().cloned().collect();
+            if let Some(run) = pick(&runs, *index) {
+                let reply = world.report(finished(&run, *outcome));
+                assert!(matches!(reply, Reply::Accepted | Reply::Ignored));
             }
-            Op::Finish(index, outcome) => {
-                let runs: Vec<_> = world.runs.iter().cloned().collect();
-                if let Some(run) = pick(&runs, *index) {
-                    let reply = world.report(finished(&run, *outcome));
-                    assert!(matches!(reply, Reply::Accepted | Reply::Ignored));
-                }
+        }
+        Op::FinishBatch(ends) => {
+            let runs: Vec<_> = world.runs.iter().cloned().collect();
+            // Duplicates stay: a second report of one attempt is Ignored, as alone.
+            let reports: Vec<Report> = ends
+                .iter()
+                .filter_map(|(index, outcome)| pick(&runs, *index).map(|run| finished(&run, *outcome)))
+                .collect();
+            if !reports.is_empty() {
+                let count = reports.len();
+                let replies = world.report_batch(reports);
+                assert_eq!(replies.len(), count);
+                assert!(replies.iter().all(|reply| matches!(reply, Reply::Accepted | Reply::Ignored)));
             }
-            Op::FinishBatch(ends) => {
-                let runs: Vec<_> = world.runs.iter().cloned().collect();
-                // Duplicates stay: a second report of one attempt is Ignored, as alone.
-                let reports: Vec<Report> = ends
-                    .iter()
-                    .filter_map(|(index, outcome)| pick(&runs, *index).map(|run| finished(&run, *outcome)))
-                    .collect();
-                if !reports.is_empty() {
-                    let count = reports.len();
-                    let replies = world.report_batch(reports);
-                    assert_eq!(replies.len(), count);
-                    assert!(replies.iter().all(|reply| matches!(reply, Reply::Accepted | Reply::Ignored)));
-                }
-            }
-            Op::DuplicateReport => {
-                if let Some(report) = world.last_report.clone() {
-                    let job_before = report_job(&report).and_then(|id| world.store.get(id).unwrap());
-                    let reply = world.step(Input::Report(report.clone())).reply;
-                    if let Report::Finished { .. } = report {
-                        // A second report of the same end changes nothing.
-                        assert_eq!(reply, Reply::Ignored);
-                        let job_after = report_job(&report).and_then(|id| world.store.get(id).unwrap());
-                        assert_eq!(job_before, job_after);
-                    }
-                }
-            }
-            Op::StaleReport(index) => {
-                if let Some(id) = pick(&known, *index) {
-                    let job = world.job(id);
-                    if job.attempts > 1 {
-                        let before = job.clone();
-                        let outcome =
-                            Outcome::Succeeded { exit_code: Some(0), result_summary_json: None, artifacts: vec![] };
-                        let reply = world
-                            .step(Input::Report(Report::Finished { job_id: id, attempt: job.attempts - 1, outcome }))
-                            .reply;
-                        assert_eq!(reply, Reply::Ignored, "a report of an earlier attempt must not count");
-                        assert_eq!(world.job(id), before);
-                    }
-                }
-            }
-            Op::Cancel(index) => {
-                if let Some(id) = pick(&known, *index) {
-                    let before = world.job(id);
-                    let reply =
-                        world.step(Input::Cancel(CancelRequest { job_id: Some(id), ..CancelRequest::default() })).reply;
-                    let after = world.job(id);
-                    if before.state.is_terminal() {
-                        assert_eq!(
-                            reply,
-                            Reply::Rejected(semantica_core::Rejection::Conflict { job_id: id, state: before.state })
-                        );
-                    } else {
-                        // Cancel lands at once, also on a running job.
-                        assert_eq!(reply, Reply::Cancelled { count: 1, more: false });
-                        assert_eq!(after.state, JobState::Cancelled);
-                        assert_eq!(after.reap_pending, before.state == JobState::Running || before.reap_pending);
-                    }
-                }
-            }
-            Op::CancelTag(tag) => {
-                let tag = format!("tag-{tag}");
-                let live =
-                    world.jobs().iter().filter(|j| !j.state.is_terminal() && j.tag.as_deref() == Some(&tag)).count();
-                let reply = world
-                    .step(Input::Cancel(CancelRequest { tag: Some(tag.clone()), ..CancelRequest::default() }))
-                    .reply;
-                let Reply::Cancelled { count, .. } = reply else { panic!("cancel by tag answered {reply:?}") };
-                assert!(count <= live);
-                assert!(world.jobs().iter().all(|j| j.state.is_terminal() || j.tag.as_deref() != Some(&tag)));
-            }
-            Op::CancelGroup(group) => {
-                let group = format!("group-{group}");
-                world.step(Input::Cancel(CancelRequest {
-                    chain_group_id: Some(group.clone()),
-                    ..CancelRequest::default()
-                }));
-                assert!(world
-                    .jobs()
-                    .iter()
-                    .all(|j| j.state.is_terminal() || j.chain_group_id.as_deref() != Some(&group)));
-            }
-            Op::Advance(ms) => {
-                world.advance(u64::from(*ms));
-            }
-            Op::Event(name) => {
-                let name = format!("event-{name}");
-                let waiting = world
-                    .jobs()
-                    .iter()
-                    .filter(|j| {
-                        j.state.is_waiting()
-                            && !j.event_released
-                            && j.conditions.wait_for_event.as_deref() == Some(&name)
-                    })
-                    .count();
-                let reply = world.step(Input::Event { name: name.clone() }).reply;
-                assert_eq!(reply, Reply::Released { count: waiting });
-                assert!(world.jobs().iter().all(|j| !j.state.is_waiting()
-                    || j.event_released
-                    || j.conditions.wait_for_event.as_deref() != Some(&name)));
-            }
-            Op::System(cpu, idle, charging) => {
-                world.step(Input::SystemChanged(SystemState {
-                    cpu_load_percent: u32::from(*cpu),
-                    is_idle: *idle,
-                    is_charging: *charging,
-                }));
-            }
-            Op::Restart => {
-                let before = world.store.clone();
-                world.restart();
-                check_recovery(&before, world);
-            }
-            Op::Purge(age_ms, limit) => {
-                let finished_before_ms = world.now_ms - u64::from(*age_ms);
-                match world.step(Input::Purge { finished_before_ms, limit: usize::from(*limit) }).reply {
-                    Reply::Purged { job_ids } => assert!(job_ids.len() <= usize::from(*limit)),
-                    other => panic!("a purge answered {other:?}"),
-                }
-            }
-            Op::Pause(queue, paused) => {
-                let queue = queue_name(*queue).to_owned();
-                let reply = world.step(Input::PauseQueue { queue: queue.clone(), paused: *paused }).reply;
-                assert_eq!(reply, Reply::QueuePaused { queue: queue.clone(), paused: *paused });
-                assert_eq!(world.store.paused_queues().unwrap().contains(&queue), *paused, "the pause is stored");
-            }
-            Op::Retry(index) => {
-                let Some(id) = pick(&known, *index) else { continue };
-                let old = world.job(id);
-                let request = RetryRequest { job_id: Some(id), ..RetryRequest::default() };
-                match world.step(Input::Retry(Box::new(request))).reply {
-                    Reply::Retried(results) => {
-                        assert!(old.state.is_retryable(), "job {id} retried from {}", old.state);
-                        check_retried(world, &[old], &results);
-                        known.extend(results.iter().map(|r| r.job_id));
-                    }
-                    Reply::Rejected(Rejection::Conflict { job_id, state }) => {
-                        assert_eq!((job_id, state), (id, old.state));
-                        assert!(!old.state.is_retryable(), "job {id} in {} was not retried", old.state);
-                    }
-                    other => panic!("a retry answered {other:?}"),
-                }
-            }
-            Op::RetryQueue(queue, limit) => {
-                let filter = JobQuery { queues: vec![queue_name(*queue).to_owned()], ..JobQuery::default() };
-                let mut olds: Vec<Job> =
-                    world.jobs().into_iter().filter(|job| job.state.is_retryable() && filter.matches(job)).collect();
-                olds.sort_by_key(|job| job.seq);
-                olds.truncate(usize::from(*limit));
-                let request = RetryRequest { filter: Some(filter), limit: Some(i64::from(*limit)), job_id: None };
-                match world.step(Input::Retry(Box::new(request))).reply {
-                    Reply::Retried(results) => {
-                        check_retried(world, &olds, &results);
-                        known.extend(results.iter().map(|r| r.job_id));
-                    }
-                    other => panic!("a retry by filter answered {other:?}"),
+        }
+        Op::DuplicateReport => {
+            if let Some(report) = world.last_report.clone() {
+                let job_before = report_job(&report).and_then(|id| world.store.get(id).unwrap());
+                let reply = world.step(Input::Report(report.clone())).reply;
+                if let Report::Finished { .. } = report {
+                    // A second report of the same end changes nothing.
+                    assert_eq!(reply, Reply::Ignored);
+                    let job_after = report_job(&report).and_then(|id| world.store.get(id).unwrap());
+                    assert_eq!(job_before, job_after);
                 }
             }
         }
+        Op::StaleReport(index) => {
+            if let Some(id) = pick(known, *index) {
+                let job = world.job(id);
+                if job.attempts > 1 {
+                    let before = job.clone();
+                    let outcome =
+                        Outcome::Succeeded { exit_code: Some(0), result_summary_json: None, artifacts: vec![] };
+                    let reply = world
+                        .step(Input::Report(Report::Finished { job_id: id, attempt: job.attempts - 1, outcome }))
+                        .reply;
+                    assert_eq!(reply, Reply::Ignored, "a report of an earlier attempt must not count");
+                    assert_eq!(world.job(id), before);
+                }
+            }
+        }
+        Op::Cancel(index) => {
+            if let Some(id) = pick(known, *index) {
+                let before = world.job(id);
+                let reply =
+                    world.step(Input::Cancel(CancelRequest { job_id: Some(id), ..CancelRequest::default() })).reply;
+                let after = world.job(id);
+                if before.state.is_terminal() {
+                    assert_eq!(
+                        reply,
+                        Reply::Rejected(semantica_core::Rejection::Conflict { job_id: id, state: before.state })
+                    );
+                } else {
+                    // Cancel lands at once, also on a running job.
+                    assert_eq!(reply, Reply::Cancelled { count: 1, more: false });
+                    assert_eq!(after.state, JobState::Cancelled);
+                    assert_eq!(after.reap_pending, before.state == JobState::Running || before.reap_pending);
+                }
+            }
+        }
+        Op::CancelTag(tag) => {
+            let tag = format!("tag-{tag}");
+            let live = world.jobs().iter().filter(|j| !j.state.is_terminal() && j.tag.as_deref() == Some(&tag)).count();
+            let reply =
+                world.step(Input::Cancel(CancelRequest { tag: Some(tag.clone()), ..CancelRequest::default() })).reply;
+            let Reply::Cancelled { count, .. } = reply else { panic!("cancel by tag answered {reply:?}") };
+            assert!(count <= live);
+            assert!(world.jobs().iter().all(|j| j.state.is_terminal() || j.tag.as_deref() != Some(&tag)));
+        }
+        Op::CancelGroup(group) => {
+            let group = format!("group-{group}");
+            world
+                .step(Input::Cancel(CancelRequest { chain_group_id: Some(group.clone()), ..CancelRequest::default() }));
+            assert!(world.jobs().iter().all(|j| j.state.is_terminal() || j.chain_group_id.as_deref() != Some(&group)));
+        }
+        Op::Advance(ms) => {
+            world.advance(u64::from(*ms));
+        }
+        Op::Event(name) => {
+            let name = format!("event-{name}");
+            let waiting = world
+                .jobs()
+                .iter()
+                .filter(|j| {
+                    j.state.is_waiting() && !j.event_released && j.conditions.wait_for_event.as_deref() == Some(&name)
+                })
+                .count();
+            let reply = world.step(Input::Event { name: name.clone() }).reply;
+            assert_eq!(reply, Reply::Released { count: waiting });
+            assert!(world.jobs().iter().all(|j| !j.state.is_waiting()
+                || j.event_released
+                || j.conditions.wait_for_event.as_deref() != Some(&name)));
+        }
+        Op::System(cpu, idle, charging) => {
+            world.step(Input::SystemChanged(SystemState {
+                cpu_load_percent: u32::from(*cpu),
+                is_idle: *idle,
+                is_charging: *charging,
+            }));
+        }
+        Op::Restart => {
+            let before = world.store.clone();
+            world.restart();
+            check_recovery(&before, world);
+        }
+        Op::Purge(age_ms, limit) => {
+            let finished_before_ms = world.now_ms - u64::from(*age_ms);
+            match world.step(Input::Purge { finished_before_ms, limit: usize::from(*limit) }).reply {
+                Reply::Purged { job_ids } => assert!(job_ids.len() <= usize::from(*limit)),
+                other => panic!("a purge answered {other:?}"),
+            }
+        }
+        Op::Pause(queue, paused) => {
+            let queue = queue_name(*queue).to_owned();
+            let reply = world.step(Input::PauseQueue { queue: queue.clone(), paused: *paused }).reply;
+            assert_eq!(reply, Reply::QueuePaused { queue: queue.clone(), paused: *paused });
+            assert_eq!(world.store.paused_queues().unwrap().contains(&queue), *paused, "the pause is stored");
+        }
+        Op::Retry(index) => {
+            let Some(id) = pick(known, *index) else { return };
+            let old = world.job(id);
+            let request = RetryRequest { job_id: Some(id), ..RetryRequest::default() };
+            match world.step(Input::Retry(Box::new(request))).reply {
+                Reply::Retried(results) => {
+                    assert!(old.state.is_retryable(), "job {id} retried from {}", old.state);
+                    check_retried(world, &[old], &results);
+                    known.extend(results.iter().map(|r| r.job_id));
+                }
+                Reply::Rejected(Rejection::Conflict { job_id, state }) => {
+                    assert_eq!((job_id, state), (id, old.state));
+                    assert!(!old.state.is_retryable(), "job {id} in {} was not retried", old.state);
+                }
+                other => panic!("a retry answered {other:?}"),
+            }
+        }
+        Op::RetryQueue(queue, limit) => {
+            let filter = JobQuery { queues: vec![queue_name(*queue).to_owned()], ..JobQuery::default() };
+            let mut olds: Vec<Job> =
+                world.jobs().into_iter().filter(|job| job.state.is_retryable() && filter.matches(job)).collect();
+            olds.sort_by_key(|job| job.seq);
+            olds.truncate(usize::from(*limit));
+            let request = RetryRequest { filter: Some(filter), limit: Some(i64::from(*limit)), job_id: None };
+            match world.step(Input::Retry(Box::new(request))).reply {
+                Reply::Retried(results) => {
+                    check_retried(world, &olds, &results);
+                    known.extend(results.iter().map(|r| r.job_id));
+                }
+                other => panic!("a retry by filter answered {other:?}"),
+            }
+        }
     }
-    known
 }
 
 /// Each retried job came back as a new job of the same subject and spec, enqueued as the
@@ -293,6 +292,27 @@ fn finished(run: &harness::Run, outcome: u8) -> Report {
         (false, _) => Outcome::TimedOut,
     };
     Report::Finished { job_id: run.job_id, attempt: run.attempt, outcome }
+}
+
+/// One claim; a `noop` job it starts is reported a success at once. False when it
+/// started nothing.
+fn claim_reporting_noop(world: &mut World, queue: Option<String>) -> bool {
+    let job = match world.step(Input::Claim { queue }).reply {
+        Reply::Claimed(job) => job,
+        other => panic!("a claim answered {other:?}"),
+    };
+    let Some(job) = job else { return false };
+    if job.job_type == "noop" {
+        let outcome = Outcome::Succeeded { exit_code: None, result_summary_json: None, artifacts: vec![] };
+        let reply = world.report(Report::Finished { job_id: job.id, attempt: job.attempts, outcome });
+        assert_eq!(reply, Reply::Accepted, "the success of noop job {}", job.id);
+    }
+    true
+}
+
+/// A world's jobs with their versions left out.
+fn unversioned(world: &World) -> Vec<Job> {
+    world.jobs().into_iter().map(|job| Job { version: 0, ..job }).collect()
 }
 
 fn report_job(report: &Report) -> Option<JobId> {
@@ -363,6 +383,36 @@ proptest! {
         let next_batched = batched.step(Input::ClaimBatch { queue: None, max: 3 }).reply;
         let next_single = single.step(Input::ClaimBatch { queue: None, max: 3 }).reply;
         prop_assert_eq!(next_batched, next_single);
+    }
+
+    /// An instant job (`noop`) does in its claim step what a claim of it followed at once by
+    /// a success report would. Two worlds from one seed play the same ops: one engine runs
+    /// `noop` at once; the other spawns it, and its executor reports each `noop` run a
+    /// success as soon as it starts (at the same time), claim by claim. After every op both
+    /// hold the same jobs, but for the versions, which count the writes.
+    #[test]
+    fn an_instant_job_ends_as_a_run_reported_at_once_would(seed: u64, ops in ops(ALL)) {
+        let mut spawning = config();
+        spawning.instant_job_types.clear();
+        let (mut instant, mut reported) = (World::new(config(), seed), World::new(spawning, seed));
+        let (mut known_instant, mut known_reported) = (Vec::new(), Vec::new());
+        for op in &ops {
+            play_op(&mut instant, op, &mut known_instant);
+            match op {
+                Op::Claim(queue) => {
+                    claim_reporting_noop(&mut reported, queue.map(|q| queue_name(q).to_owned()));
+                }
+                Op::ClaimBatch(queue, extra) => {
+                    for _ in 0..=*extra {
+                        if !claim_reporting_noop(&mut reported, queue.map(|q| queue_name(q).to_owned())) {
+                            break;
+                        }
+                    }
+                }
+                _ => play_op(&mut reported, op, &mut known_reported),
+            }
+            prop_assert_eq!(unversioned(&instant), unversioned(&reported), "after {:?}", op);
+        }
     }
 
     /// One `ClaimBatch { max: n }` starts exactly the jobs that n single claims one after

@@ -305,6 +305,11 @@ pub fn record_step(step: &Step) {
         if *from == Some(JobState::Running) && job.state != JobState::Running {
             export.run_ended(job);
         }
+        // An instant job (`noop`): started and ended in this step, spawned never.
+        if job.state == JobState::Done && from.is_some_and(JobState::is_waiting) {
+            export.run_started(job);
+            export.run_ended(job);
+        }
     }
     for action in &step.actions {
         if let Action::Spawn(job) = action {

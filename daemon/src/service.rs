@@ -91,10 +91,17 @@ impl std::fmt::Display for ReloadError {
     }
 }
 
+/// The in-process job types of the handlers, and which of them are instant.
+struct JobTypes {
+    all: BTreeSet<String>,
+    instant: BTreeSet<String>,
+}
+
 /// The engine's limits and throttle from `config.toml`; workers and the node id come
 /// from the environment.
-fn engine_config(daemon: &DaemonConfig, job_types: &BTreeSet<String>, file: &FileConfig) -> Config {
-    let mut config = Config::new(daemon.workers, job_types.iter().cloned());
+fn engine_config(daemon: &DaemonConfig, job_types: &JobTypes, file: &FileConfig) -> Config {
+    let mut config = Config::new(daemon.workers, job_types.all.iter().cloned());
+    config.instant_job_types.clone_from(&job_types.instant);
     config.node = Some(daemon.node_id.clone());
     config.shared_store = daemon.store_url.is_some();
     config.throttle = file.throttle();
@@ -156,7 +163,7 @@ pub struct Service {
     /// One reload at a time, so that the engine, the executor and `file` agree.
     reloading: tokio::sync::Mutex<()>,
     /// The in-process job types the engine was started with (they never change).
-    job_types: BTreeSet<String>,
+    job_types: JobTypes,
     /// Wakes the retention task when its interval may have changed.
     maintenance_changed: Notify,
     writer: WriterHandle,
@@ -193,7 +200,10 @@ impl Service {
     /// probe. Must run inside a tokio runtime.
     pub async fn start(config: DaemonConfig) -> Result<Arc<Service>, String> {
         let handlers = Handlers::builtin();
-        let job_types: BTreeSet<String> = handlers.job_types().map(str::to_owned).collect();
+        let job_types = JobTypes {
+            all: handlers.job_types().map(str::to_owned).collect(),
+            instant: handlers.instant_job_types().map(str::to_owned).collect(),
+        };
         let engine_config = engine_config(&config, &job_types, &config.file);
         let started = Instant::now();
         let seed = random_seed();
@@ -522,10 +532,11 @@ impl Service {
     }
 
     /// Claims until nothing more can start: one `ClaimBatch` step per round starts as
-    /// many jobs as there are workers (the engine stops at the free slots), and a round
-    /// that started fewer than it asked for was the last.
+    /// many jobs as it may (the engine stops at the free slots; an instant job frees its
+    /// slot in the same step, so a round may start and end up to `CLAIM_BATCH_MAX` of
+    /// them), and a round that started fewer than it asked for was the last.
     async fn claim_all(self: &Arc<Service>) {
-        let max = self.config.workers.clamp(1, limits::CLAIM_BATCH_MAX);
+        let max = limits::CLAIM_BATCH_MAX;
         let mut claims = 0;
         while claims < CLAIMS_PER_ROUND_MAX {
             if self.stopping.load(Ordering::Acquire) || !self.lease_holds() {

@@ -562,8 +562,8 @@ fn read_everything(store: &SqliteStore) -> Vec<Job> {
         list("active_jobs_of_subject", store.active_jobs_of_subject(subject), usize::MAX, &mut seen);
     }
     for queue in QUEUES {
-        list("claim_candidates", store.claim_candidates(queue, None, LIST_LIMIT), LIST_LIMIT, &mut seen);
-        list("claim_candidates", store.claim_candidates(queue, Some(i32::MAX), 1), 1, &mut seen);
+        list("claim_candidates", store.claim_candidates(queue, None, None, LIST_LIMIT), LIST_LIMIT, &mut seen);
+        list("claim_candidates", store.claim_candidates(queue, Some(i32::MAX), Some((i32::MAX, 0)), 1), 1, &mut seen);
         let _ = answer("process_count", store.process_count(Some(queue)));
     }
     let _ = answer("process_count", store.process_count(None));

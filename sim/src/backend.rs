@@ -180,9 +180,15 @@ impl Store for FaultyStore {
         self.read()?;
         self.inner.occupying_job_ids(subject_key)
     }
-    fn claim_candidates(&self, queue: &str, min_priority: Option<i32>, limit: usize) -> StoreResult<Vec<Job>> {
+    fn claim_candidates(
+        &self,
+        queue: &str,
+        min_priority: Option<i32>,
+        after: Option<(i32, u64)>,
+        limit: usize,
+    ) -> StoreResult<Vec<Job>> {
         self.read()?;
-        self.inner.claim_candidates(queue, min_priority, limit)
+        self.inner.claim_candidates(queue, min_priority, after, limit)
     }
 
     fn ready_queues(&self) -> StoreResult<Vec<String>> {

@@ -70,6 +70,8 @@ pub struct Checker {
     workers: usize,
     queue_concurrency: BTreeMap<String, usize>,
     throttle: Option<semantica_core::Throttle>,
+    /// Job types that start and end in one claim step (`Config::instant_job_types`).
+    instant_job_types: BTreeSet<String>,
     /// What the store holds, as far as committed write sets say.
     jobs: BTreeMap<JobId, Job>,
     /// Jobs that are not terminal or still hold a process.
@@ -116,6 +118,7 @@ impl Checker {
             workers: config.workers,
             queue_concurrency: config.queue_concurrency.clone(),
             throttle: config.throttle,
+            instant_job_types: config.instant_job_types.clone(),
             jobs: BTreeMap::new(),
             active: BTreeSet::new(),
             max_generation: BTreeMap::new(),
@@ -395,14 +398,30 @@ impl Checker {
 
     /// Every start (a job that became RUNNING for a new attempt) has its Spawn, and every
     /// Spawn is such a start; none starts while a newer generation of its subject exists.
+    /// A job of an instant type starts and ends in one step: its new attempt is written
+    /// `DONE`, started and finished now, with nothing spawned.
     ///
     /// Nothing of a queue that was paused when the step began starts in it.
     fn check_starts(&self, obs: &Observation, before: &BTreeMap<JobId, Job>, paused: &BTreeSet<String>) -> Check {
         let mut started = BTreeSet::new();
+        let mut starts: Vec<&Job> = Vec::new();
         for write in &obs.step.persist.writes {
             let (Write::Insert(job) | Write::Update(job)) = write else { continue };
             let old_attempts = before.get(&job.id).map_or(0, |old| old.attempts);
-            if job.state == JobState::Running && job.attempts > old_attempts {
+            if job.attempts <= old_attempts {
+                continue;
+            }
+            let instant = job.exec.is_none() && self.instant_job_types.contains(&job.job_type);
+            if instant {
+                let ended_now = (job.started_at_ms, job.finished_at_ms) == (Some(obs.now_ms), Some(obs.now_ms));
+                if job.state != JobState::Done || !ended_now || job.reap_pending {
+                    return fail(
+                        "instant_job_not_done_at_once",
+                        format!("instant job {} (attempt {}) was written {}", job.id, job.attempts, job.state),
+                    );
+                }
+            }
+            if job.state == JobState::Running || instant {
                 if paused.contains(&job.queue) {
                     return fail(
                         "started_while_paused",
@@ -411,13 +430,18 @@ impl Checker {
                 }
                 check_start_in_time(obs.now_ms, job)?;
                 self.check_start_on_wall_clock(obs.now_ms, job)?;
-                started.insert((job.id, job.attempts));
+                if !instant {
+                    started.insert((job.id, job.attempts));
+                }
+                starts.push(job);
             }
         }
         let mut spawned = BTreeSet::new();
         for action in &obs.step.actions {
             let Action::Spawn(job) = action else { continue };
             spawned.insert((job.id, job.attempts));
+        }
+        for job in starts {
             let max = self.max_generation.get(&job.subject_key).copied().unwrap_or(0);
             if max > job.generation {
                 return fail(

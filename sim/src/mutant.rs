@@ -85,10 +85,21 @@ impl Store for MutantStore {
     fn occupying_job_ids(&self, subject_key: &str) -> StoreResult<Vec<JobId>> {
         self.inner.occupying_job_ids(subject_key)
     }
-    fn claim_candidates(&self, queue: &str, min_priority: Option<i32>, limit: usize) -> StoreResult<Vec<Job>> {
-        let mut jobs = self.inner.claim_candidates(queue, min_priority, usize::MAX)?;
+    fn claim_candidates(
+        &self,
+        queue: &str,
+        min_priority: Option<i32>,
+        after: Option<(i32, u64)>,
+        limit: usize,
+    ) -> StoreResult<Vec<Job>> {
+        let mut jobs;
         if self.mutation == Mutation::IgnorePriority {
+            // In seq order, continued after the seq of the last one listed.
+            jobs = self.inner.claim_candidates(queue, min_priority, None, usize::MAX)?;
             jobs.sort_by_key(|job| job.seq);
+            jobs.retain(|job| after.is_none_or(|(_, seq)| job.seq > seq));
+        } else {
+            jobs = self.inner.claim_candidates(queue, min_priority, after, usize::MAX)?;
         }
         jobs.truncate(limit);
         Ok(jobs)

@@ -115,8 +115,14 @@ impl Store for PostgresBackend {
     fn occupying_job_ids(&self, subject_key: &str) -> StoreResult<Vec<JobId>> {
         self.store().occupying_job_ids(subject_key)
     }
-    fn claim_candidates(&self, queue: &str, min_priority: Option<i32>, limit: usize) -> StoreResult<Vec<Job>> {
-        self.store().claim_candidates(queue, min_priority, limit)
+    fn claim_candidates(
+        &self,
+        queue: &str,
+        min_priority: Option<i32>,
+        after: Option<(i32, u64)>,
+        limit: usize,
+    ) -> StoreResult<Vec<Job>> {
+        self.store().claim_candidates(queue, min_priority, after, limit)
     }
     fn ready_queues(&self) -> StoreResult<Vec<String>> {
         self.store().ready_queues()

@@ -158,6 +158,12 @@ pub fn draw_config(rng: &mut SplitMix64) -> Config {
         config.throttle =
             Some(Throttle { cpu_limit_percent: 40 + rng.below(50) as u32, priority_floor: rng.below(4) as i32 });
     }
+    // Half the runs start and end `noop` jobs in their claim step, as the daemon does; the
+    // other half hand them to the executor like any job (drawn last: the draws above are
+    // as before).
+    if rng.chance(1, 2) {
+        config.instant_job_types.insert("noop".to_owned());
+    }
     config
 }
 

@@ -1,7 +1,7 @@
 //! In-process jobs: handlers registered by job type, the built-in ones of API.md, panic
 //! isolation and cooperative cancellation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Write as _};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -98,13 +98,18 @@ where
 #[derive(Clone, Default)]
 pub struct Handlers {
     by_type: BTreeMap<String, Arc<dyn Handler>>,
+    /// The types whose handler does nothing and succeeds (`noop`): the engine may end
+    /// their jobs in the claim step (`Config::instant_job_types`) instead of running them.
+    instant: BTreeSet<String>,
 }
 
 impl Handlers {
     /// `noop`, `sleep`, `echo`, `fail` and `index_file`.
     pub fn builtin() -> Handlers {
         let mut handlers = Handlers::default();
+        // Also registered as a handler: an engine that does not end it at once runs it.
         handlers.register("noop", |_: &mut HandlerContext| Ok(None));
+        handlers.instant.insert("noop".to_owned());
         handlers.register("sleep", sleep);
         handlers.register("echo", echo);
         handlers.register("fail", fail);
@@ -112,13 +117,21 @@ impl Handlers {
         handlers
     }
 
+    /// Registers (or replaces) the handler of `job_type`; a replaced instant type is no
+    /// longer instant.
     pub fn register(&mut self, job_type: &str, handler: impl Handler) {
         self.by_type.insert(job_type.to_owned(), Arc::new(handler));
+        self.instant.remove(job_type);
     }
 
     /// The job types, for the engine's `Config::job_types`.
     pub fn job_types(&self) -> impl Iterator<Item = &str> {
         self.by_type.keys().map(String::as_str)
+    }
+
+    /// The job types whose jobs the engine may end at once, for `Config::instant_job_types`.
+    pub fn instant_job_types(&self) -> impl Iterator<Item = &str> {
+        self.instant.iter().map(String::as_str)
     }
 }
 

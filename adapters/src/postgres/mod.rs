@@ -739,7 +739,13 @@ impl Store for PgStore {
             .collect()
     }
 
-    fn claim_candidates(&self, queue: &str, min_priority: Option<i32>, limit: usize) -> StoreResult<Vec<Job>> {
+    fn claim_candidates(
+        &self,
+        queue: &str,
+        min_priority: Option<i32>,
+        after: Option<(i32, u64)>,
+        limit: usize,
+    ) -> StoreResult<Vec<Job>> {
         // Rows another daemon's open claim holds are skipped, not waited for (SKIP LOCKED),
         // and the candidates this one lists stay locked to its COMMIT, so two daemons
         // claiming at once take different jobs. MATERIALIZED: the LIMIT applies before
@@ -750,6 +756,7 @@ impl Store for PgStore {
                 "WITH candidates AS MATERIALIZED (
                      SELECT seq FROM jobs
                      WHERE state = 'QUEUED' AND queue = $1 AND priority >= $2
+                       AND (priority < $4 OR (priority = $4 AND seq > $5))
                        AND NOT EXISTS (SELECT 1 FROM jobs AS other
                                        WHERE other.subject_key = jobs.subject_key
                                          AND (other.state = 'RUNNING' OR other.reap_pending))
@@ -760,7 +767,12 @@ impl Store for PgStore {
             )
         });
         let floor = min_priority.unwrap_or(i32::MIN);
-        self.jobs(&SQL, &[&queue, &floor, &bound(limit as u64)])
+        // No `after`: from the very first (every seq is above -1).
+        let (after_priority, after_seq) = match after {
+            Some((priority, seq)) => (priority, i64::try_from(seq).unwrap_or(i64::MAX)),
+            None => (i32::MAX, -1),
+        };
+        self.jobs(&SQL, &[&queue, &floor, &bound(limit as u64), &after_priority, &after_seq])
     }
 
     fn ready_queues(&self) -> StoreResult<Vec<String>> {

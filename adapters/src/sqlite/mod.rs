@@ -817,18 +817,38 @@ impl Store for SqliteStore {
         Ok(ids)
     }
 
-    fn claim_candidates(&self, queue: &str, min_priority: Option<i32>, limit: usize) -> StoreResult<Vec<Job>> {
-        let sql = Self::select(&format!(
-            "state = 'QUEUED' AND queue = ?1 AND priority >= ?2
-             AND NOT EXISTS (SELECT 1 FROM jobs AS other
-                             WHERE other.subject_key = jobs.subject_key
-                               AND (other.finished_at_ms IS NULL OR other.reap_pending = 1)
-                               AND (other.state = 'RUNNING' OR other.reap_pending = 1))
-             ORDER BY priority DESC, seq {}",
-            limit_clause(limit)
-        ));
+    fn claim_candidates(
+        &self,
+        queue: &str,
+        min_priority: Option<i32>,
+        after: Option<(i32, u64)>,
+        limit: usize,
+    ) -> StoreResult<Vec<Job>> {
+        // `range` narrows the priorities; each form is a range of the `jobs_queued` index.
+        let sql = |range: &str, limit: usize| {
+            Self::select(&format!(
+                "state = 'QUEUED' AND queue = ?1 AND priority >= ?2 {range}
+                 AND NOT EXISTS (SELECT 1 FROM jobs AS other
+                                 WHERE other.subject_key = jobs.subject_key
+                                   AND (other.finished_at_ms IS NULL OR other.reap_pending = 1)
+                                   AND (other.state = 'RUNNING' OR other.reap_pending = 1))
+                 ORDER BY priority DESC, seq {}",
+                limit_clause(limit)
+            ))
+        };
         let floor = i64::from(min_priority.unwrap_or(i32::MIN));
-        self.jobs(&sql, (queue, floor))
+        let Some((priority, seq)) = after else {
+            return self.jobs(&sql("", limit), (queue, floor));
+        };
+        // Continued: the rest of the last job's priority after its seq, then the lower
+        // priorities (one OR of both would not seek the index).
+        let seq = i64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("seq {seq} out of range")))?;
+        let mut jobs = self.jobs(&sql("AND priority = ?3 AND seq > ?4", limit), (queue, floor, priority, seq))?;
+        if jobs.len() < limit {
+            let rest = limit - jobs.len();
+            jobs.extend(self.jobs(&sql("AND priority < ?3", rest), (queue, floor, priority))?);
+        }
+        Ok(jobs)
     }
 
     fn ready_queues(&self) -> StoreResult<Vec<String>> {

@@ -40,6 +40,7 @@ fn outcome_for(killed: bool, outcome: u8) -> Outcome {
 
 fn config() -> Config {
     let mut config = Config::new(3, ["noop", "work"]);
+    config.instant_job_types.insert("noop".into());
     config.queue_concurrency.insert("serial".into(), 1);
     // Claims record it, so that the stores' per-node answers are compared too.
     config.node = Some("node-a".into());
@@ -260,7 +261,7 @@ impl<S: Store> Pair<S> {
 
     fn request(&self, spec: &Spec) -> EnqueueRequest {
         let mut request = EnqueueRequest {
-            job_type: Some("work".into()),
+            job_type: Some(if spec.instant { "noop" } else { "work" }.into()),
             queue: Some(queue_name(spec.queue).into()),
             // Unicode, '%' and '_' so that prefix queries cannot lean on LIKE.
             subject_key: Some(format!("sübject%_{}", spec.subject)),
@@ -336,12 +337,19 @@ fn check_same_reads(
     same!("max_generation of a stranger", mem.max_generation("nobody"), sql.max_generation("nobody"))?;
     for queue in ["default", "serial", "bulk", "none"] {
         for floor in [None, Some(0), Some(2)] {
-            for limit in [1, 2, 64] {
-                same!(
-                    &format!("claim_candidates {queue} {floor:?} {limit}"),
-                    mem.claim_candidates(queue, floor, limit),
-                    sql.claim_candidates(queue, floor, limit),
-                )?;
+            // Continued after the first candidate, after the second (often of the same
+            // priority), and from points of no job.
+            let listed = mem.claim_candidates(queue, floor, None, 2).unwrap_or_default();
+            let mut afters = vec![None, Some((0, 3)), Some((-5, 0)), Some((i32::MAX, 0))];
+            afters.extend(listed.iter().map(|job| Some((job.priority, job.seq))));
+            for after in afters {
+                for limit in [1, 2, 64] {
+                    same!(
+                        &format!("claim_candidates {queue} {floor:?} after {after:?} {limit}"),
+                        mem.claim_candidates(queue, floor, after, limit),
+                        sql.claim_candidates(queue, floor, after, limit),
+                    )?;
+                }
             }
         }
         same!("process_count", mem.process_count(Some(queue)), sql.process_count(Some(queue)))?;

@@ -50,6 +50,7 @@ pub struct World {
 
 pub fn config() -> Config {
     let mut config = Config::new(3, ["noop", "work"]);
+    config.instant_job_types.insert("noop".into());
     config.queue_concurrency.insert("serial".into(), 1);
     config
 }
@@ -394,12 +395,46 @@ fn check_step(world: &mut World, before: &MemStore, system: SystemState, input: 
     }
 
     // A batched claim starts several: each is judged as the claim after the ones before it.
+    // The reply lists them in order; an instant job among them ended in the same step, and
+    // only the others are spawned.
+    let claimed: Vec<&Job> = match &step.reply {
+        Reply::Claimed(job) => job.iter().map(|job| &**job).collect(),
+        Reply::ClaimedBatch(claimed) => claimed.iter().collect(),
+        _ => Vec::new(),
+    };
+    let spawned: Vec<JobId> = step
+        .actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Spawn(job) => Some(job.id),
+            _ => None,
+        })
+        .collect();
+    let instant = |job: &Job| job.exec.is_none() && config.instant_job_types.contains(&job.job_type);
+    let not_instant: Vec<JobId> = claimed.iter().filter(|job| !instant(job)).map(|job| job.id).collect();
+    assert_eq!(spawned, not_instant, "a claim spawns every job it started but the instant ones: {}", context());
     let mut earlier: Vec<Job> = Vec::new();
-    for action in &step.actions {
-        if let Action::Spawn(job) = action {
-            check_start(before, system, now_ms, job, &earlier, &config, &context());
-            earlier.push((**job).clone());
+    for job in claimed {
+        if instant(job) {
+            // Started and ended as a success at once: one attempt more, and no process.
+            let was = before.get(job.id).unwrap().expect("a started job existed");
+            let stored = after.get(job.id).unwrap().expect("an instant job is kept");
+            // The reply carries the version the claim read, as for a job that runs.
+            assert_eq!(
+                Job { version: job.version, ..stored },
+                *job,
+                "the reply shows the instant job as stored: {}",
+                context()
+            );
+            assert_eq!(job.state, JobState::Done, "instant job {} did not succeed: {}", job.id, context());
+            assert_eq!(job.attempts, was.attempts + 1, "instant job {}: {}", job.id, context());
+            assert_eq!((job.started_at_ms, job.finished_at_ms), (Some(now_ms), Some(now_ms)), "{}", context());
+            assert!(job.pid.is_none() && job.error.is_none() && !job.reap_pending, "{}", context());
+        } else {
+            assert_eq!(job.state, JobState::Running, "claimed job {} is not running: {}", job.id, context());
         }
+        check_start(before, system, now_ms, job, &earlier, &config, &context());
+        earlier.push(job.clone());
     }
     // A claim that found nothing while something could start is a lost wake-up.
     let found_nothing = match (input, &step.reply) {
@@ -446,9 +481,23 @@ fn check_start(
     config: &Config,
     context: &str,
 ) {
-    let was = before.get(job.id).unwrap().expect("a started job existed");
+    // An instant job that started earlier in the step has ended too, as a success: its
+    // waiting children are released for the claims after it, and its subject is free.
+    let as_seen = |j: &Job| {
+        let mut j = j.clone();
+        let parent_done = |e: &Job| Some(e.id) == j.parent_job_id && e.state == JobState::Done;
+        if j.parent_pending && j.state.is_waiting() && earlier.iter().any(parent_done) {
+            j.parent_pending = false;
+            if ready(system, now_ms, &j) && !expired(now_ms, &j) {
+                j.state = JobState::Queued;
+            }
+        }
+        j
+    };
+    let was = as_seen(&before.get(job.id).unwrap().expect("a started job existed"));
     let started_earlier = |j: &Job| earlier.iter().any(|e| e.id == j.id);
-    let subject_taken_earlier = |subject: &str| earlier.iter().any(|e| e.subject_key == subject);
+    let subject_taken_earlier =
+        |subject: &str| earlier.iter().any(|e| e.subject_key == subject && e.state == JobState::Running);
     assert!(!started_earlier(&was), "job {} started twice in one step: {context}", job.id);
     assert!(!subject_taken_earlier(&was.subject_key), "job {} started beside its subject: {context}", job.id);
     assert_eq!(was.state, JobState::Queued, "job {} started from {}: {context}", job.id, was.state);
@@ -479,8 +528,9 @@ fn check_start(
     // Guarantee 1: the first eligible job of its queue in (priority desc, seq) order.
     let occupied = occupied_subjects(before);
     let floor = throttle_floor(config, system);
-    let best = before
-        .jobs()
+    let seen: Vec<Job> = before.jobs().map(as_seen).collect();
+    let best = seen
+        .iter()
         .filter(|j| {
             j.state == JobState::Queued
                 && j.queue == was.queue

@@ -66,6 +66,9 @@ pub struct Spec {
     pub charging: bool,
     /// A subprocess job rather than an in-process one.
     pub exec: bool,
+    /// An instant in-process job (`noop`, which the tests' engines run in the claim
+    /// step) rather than one the executor runs; a subprocess job stays one.
+    pub instant: bool,
 }
 
 /// Which kinds of operation a run draws.
@@ -127,6 +130,7 @@ pub fn spec(mix: Mix) -> impl Strategy<Value = Spec> {
             flag(if conditions { 0.15 } else { 0.0 }),
             flag(if conditions { 0.15 } else { 0.0 }),
             flag(if mix.store { 0.5 } else { 0.0 }),
+            flag(0.3),
         ),
     )
         .prop_map(
@@ -134,7 +138,7 @@ pub fn spec(mix: Mix) -> impl Strategy<Value = Spec> {
                 (subject, generation, priority, queue),
                 (delay_ms, ttl_ms, deadline_ms, timeout_ms),
                 (max_attempts, jitter_percent, parent, tag),
-                (event, idle, charging, exec),
+                (event, idle, charging, exec, instant),
             )| Spec {
                 subject,
                 generation,
@@ -152,6 +156,7 @@ pub fn spec(mix: Mix) -> impl Strategy<Value = Spec> {
                 idle,
                 charging,
                 exec,
+                instant,
             },
         )
 }
