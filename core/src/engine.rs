@@ -1030,9 +1030,9 @@ impl Engine {
         if running >= self.config.workers {
             return Ok(None);
         }
-        // Instant jobs free their slot within the step: the free slots do not bound them.
-        let wanted =
-            if self.config.instant_job_types.is_empty() { wanted.min(self.config.workers - running) } else { wanted };
+        // The first list is no longer than the free slots (its jobs may be large); when
+        // instant jobs free their slots again, `Tx::claim_candidates` goes on listing.
+        let wanted = wanted.min(self.config.workers - running);
         let queues = match queue {
             Some(queue) if self.memory.paused.contains(&queue) => return Ok(None),
             Some(queue) => vec![queue],
