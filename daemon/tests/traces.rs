@@ -360,8 +360,13 @@ fn every_attempt_exports_a_run_span_with_the_state_it_left_the_job_in() {
         let id = client.call("dev.enqueue.v1", params(job)).await.unwrap()["job_id"].clone();
         let done = client.call("dev.wait.v1", params(json!({"job_id": id, "timeout_ms": 30_000}))).await.unwrap();
         assert_eq!(done["state"], "FAILED", "{done}");
+        // A `noop` starts and ends in its claim step, with no executor: its run has a span too.
+        let instant = json!({"job_type": "noop", "queue": "instant", "subject_key": "n", "traceparent": traceparent});
+        let id = client.call("dev.enqueue.v1", params(instant)).await.unwrap()["job_id"].clone();
+        let done = client.call("dev.wait.v1", params(json!({"job_id": id, "timeout_ms": 30_000}))).await.unwrap();
+        assert_eq!(done["state"], "DONE", "{done}");
     });
-    runtime.block_on(receiver.wait_for(TRACE_ID, 3));
+    runtime.block_on(receiver.wait_for(TRACE_ID, 5));
     assert!(stop_within(&mut daemon) < Duration::from_secs(30));
     let spans: Vec<Received> = receiver.spans().into_iter().filter(|r| hex(&r.span.trace_id) == TRACE_ID).collect();
     let enqueue = only(&spans, "enqueue flaky");
@@ -388,6 +393,10 @@ fn every_attempt_exports_a_run_span_with_the_state_it_left_the_job_in() {
     // Status code 2 is ERROR in OTLP.
     assert_eq!((runs[0].2, runs[1].2), (2, 2), "{runs:?}");
     assert_ne!(runs[0].3, runs[1].3, "each attempt has a span of its own");
+    let noop = only(&spans, "run noop");
+    assert_eq!(noop.span.parent_span_id, only(&spans, "enqueue instant").span.span_id);
+    assert_eq!(string_attribute(&noop.span.attributes, "semantica.job.state").as_deref(), Some("DONE"));
+    assert_eq!(int_attribute(&noop.span.attributes, "semantica.job.attempt"), Some(1));
 }
 
 #[test]
