@@ -251,6 +251,13 @@ impl Step {
     pub fn written(&self) -> impl Iterator<Item = &Job> + '_ {
         self.persist.jobs()
     }
+
+    /// Whether `job`, written by a step from state `from` (its entry of `written_from`),
+    /// ran its whole attempt within the step: only the claim of an instant job moves a
+    /// waiting job straight to `DONE`.
+    pub fn ran_instantly(job: &Job, from: Option<JobState>) -> bool {
+        job.state == JobState::Done && from.is_some_and(JobState::is_waiting)
+    }
 }
 
 /// Start a job only while the CPU is not over `cpu_limit_percent`, unless its priority

@@ -126,9 +126,8 @@ impl Metrics {
             if let Some(index) = TERMINAL_STATES.iter().position(|state| *state == job.state) {
                 cells.finished[index].fetch_add(1, Ordering::Relaxed);
             }
-            // An instant job (`noop`) starts and ends in its claim step: written from
-            // waiting straight to DONE, which nothing else does.
-            let ran_here = job.state == JobState::Done && from.is_some_and(JobState::is_waiting);
+            // An instant job (`noop`) starts and ends in its claim step.
+            let ran_here = Step::ran_instantly(job, *from);
             if job.state == JobState::Running || ran_here {
                 if let Some(started_ms) = job.started_at_ms {
                     cells.wait.record(Duration::from_millis(started_ms.saturating_sub(job.due_at_ms)));

@@ -306,7 +306,7 @@ pub fn record_step(step: &Step) {
             export.run_ended(job);
         }
         // An instant job (`noop`): started and ended in this step, spawned never.
-        if job.state == JobState::Done && from.is_some_and(JobState::is_waiting) {
+        if Step::ran_instantly(job, *from) {
             export.run_started(job);
             export.run_ended(job);
         }

@@ -413,6 +413,20 @@ fn check_step(world: &mut World, before: &MemStore, system: SystemState, input: 
     let instant = |job: &Job| job.exec.is_none() && config.instant_job_types.contains(&job.job_type);
     let not_instant: Vec<JobId> = claimed.iter().filter(|job| !instant(job)).map(|job| job.id).collect();
     assert_eq!(spawned, not_instant, "a claim spawns every job it started but the instant ones: {}", context());
+    // What observers (metrics, traces) take for an instant run is exactly that.
+    let ran_instantly: Vec<JobId> = step
+        .written()
+        .zip(&step.written_from)
+        .filter(|(job, from)| Step::ran_instantly(job, **from))
+        .map(|(job, _)| job.id)
+        .collect();
+    let instant_claims: Vec<JobId> = claimed.iter().filter(|job| instant(job)).map(|job| job.id).collect();
+    assert_eq!(
+        ran_instantly.iter().collect::<BTreeSet<_>>(),
+        instant_claims.iter().collect::<BTreeSet<_>>(),
+        "the instant runs observers see: {}",
+        context()
+    );
     let mut earlier: Vec<Job> = Vec::new();
     for job in claimed {
         if instant(job) {
