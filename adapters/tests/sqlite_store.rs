@@ -185,6 +185,41 @@ fn a_write_set_with_one_bad_write_leaves_nothing() {
     assert_eq!(sql.get(fresh.id).unwrap(), None);
 }
 
+/// A batch's inserts go in as multi-row statements of 64, 16 and 4 rows and singly for the
+/// rest. 87 jobs use every size; a refused one inside a multi-row statement is named as
+/// the reference store names it, and its set leaves nothing.
+#[test]
+fn a_run_of_inserts_matches_the_reference_store_whole_and_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut mem, mut sql) = (MemStore::new(), open(&dir));
+    // Generations out of order within a subject: the highest counts, not the last.
+    let job = |n: u64| Job {
+        subject_key: format!("subject-{}", n % 5),
+        generation: n * 7 % 11,
+        ..if n % 2 == 0 { full_job(n) } else { bare_job(n) }
+    };
+    check(&mut mem, &mut sql, (1..=87).map(|n| Write::Insert(job(n))).collect()).unwrap();
+    for subject in 0..5 {
+        let key = format!("subject-{subject}");
+        assert_eq!(sql.max_generation(&key).unwrap(), mem.max_generation(&key).unwrap(), "{key}");
+    }
+    let before = sql.query(&JobQuery { limit: 200, ..JobQuery::default() }).unwrap();
+    // A taken id as the 11th of a run of 70 (inside the first 64-row statement).
+    let taken_id = (88..158).map(|n| Job { id: if n == 98 { job(3).id } else { job(n).id }, ..job(n) });
+    let error = check(&mut mem, &mut sql, taken_id.map(Write::Insert).collect()).unwrap_err();
+    assert!(matches!(&error, StoreError::Conflict { job_id, .. } if *job_id == job(3).id), "{error:?}");
+    // A sequence number at or below the highest as the 21st: SQLite takes the row; the
+    // store refuses the set for it.
+    let low_seq = (88..158).map(|n| Job { seq: if n == 108 { 2 } else { n }, ..job(n) });
+    let low_seq: Vec<Write> =
+        low_seq.map(|job| Write::Insert(Job { id: JobId::from_u128(u128::from(job.seq) << 64 | 1), ..job })).collect();
+    let error = check(&mut mem, &mut sql, low_seq).unwrap_err();
+    assert!(matches!(&error, StoreError::Conflict { .. }), "{error:?}");
+    assert_eq!(sql.query(&JobQuery { limit: 200, ..JobQuery::default() }).unwrap(), before);
+    assert_eq!(sql.max_seq().unwrap(), 87);
+    assert_eq!(sql.max_generation("subject-0").unwrap(), mem.max_generation("subject-0").unwrap());
+}
+
 #[test]
 fn count_rows_of_ended_jobs_go_with_their_last_job_and_waiting_rows_stay() {
     let dir = tempfile::tempdir().unwrap();

@@ -630,8 +630,8 @@ impl Engine {
                 None => self.settle(tx, job)?,
             }
         }
-        let job = tx.get(id)?.expect("inserted in this step");
-        Ok(Ok(Enqueued { job_id: id, queue: job.queue, state: job.state, generation, deduplicated: false }))
+        let job = tx.written(id).expect("inserted in this step");
+        Ok(Ok(Enqueued { job_id: id, queue: job.queue.clone(), state: job.state, generation, deduplicated: false }))
     }
 
     fn new_job(&mut self, tx: &mut Tx, valid: ValidEnqueue, generation: u64) -> StoreResult<Job> {

@@ -132,6 +132,11 @@ impl<'s> Tx<'s> {
         }
     }
 
+    /// A job as this step last wrote it (not cloned); `None` if the step has not written it.
+    pub fn written(&self, id: JobId) -> Option<&Job> {
+        self.changed.get(&id)
+    }
+
     /// This step's jobs of a subject.
     fn changed_of_subject<'a>(&'a self, subject_key: &str) -> impl Iterator<Item = &'a Job> + 'a {
         let ids = self.by_subject.get(subject_key).map_or(&[][..], Vec::as_slice);

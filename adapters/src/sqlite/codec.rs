@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::types::{Value, ValueRef};
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::Row;
 use semantica_core::{
     Artifact, Backoff, Conditions, ErrorKind, ExecSpec, Job, JobError, JobId, JobState, StoreError, StoreResult,
@@ -45,50 +45,79 @@ pub(crate) fn ordered(value: u64, column: &str) -> i64 {
     value as i64
 }
 
-fn ordered_opt(value: Option<u64>, column: &str) -> Value {
-    value.map_or(Value::Null, |v| Value::Integer(ordered(v, column)))
+/// One bound value: borrowed from the job where it can be (its text is not copied to be
+/// written), owned where it is computed (an id's text, a JSON list).
+pub(crate) type Cell<'a> = ToSqlOutput<'a>;
+
+const NULL: Cell<'static> = ToSqlOutput::Borrowed(ValueRef::Null);
+
+fn int(value: i64) -> Cell<'static> {
+    ToSqlOutput::Borrowed(ValueRef::Integer(value))
 }
 
-fn text_opt(value: Option<&str>) -> Value {
-    value.map_or(Value::Null, |v| Value::Text(v.to_owned()))
+fn ordered_cell(value: u64, column: &str) -> Cell<'static> {
+    int(ordered(value, column))
 }
 
-fn flag(value: bool) -> Value {
-    Value::Integer(i64::from(value))
+fn ordered_opt(value: Option<u64>, column: &str) -> Cell<'static> {
+    value.map_or(NULL, |v| ordered_cell(v, column))
 }
 
-fn real(value: f64, column: &str) -> Value {
+fn text(value: &str) -> Cell<'_> {
+    ToSqlOutput::Borrowed(ValueRef::Text(value.as_bytes()))
+}
+
+fn text_opt(value: Option<&str>) -> Cell<'_> {
+    value.map_or(NULL, text)
+}
+
+fn owned_text(value: String) -> Cell<'static> {
+    ToSqlOutput::Owned(Value::Text(value))
+}
+
+fn flag(value: bool) -> Cell<'static> {
+    int(i64::from(value))
+}
+
+fn real(value: f64, column: &str) -> Cell<'static> {
     // SQLite turns NaN into NULL; core's validation never lets one through.
     assert!(!value.is_nan(), "{column} is NaN");
-    Value::Real(value)
+    ToSqlOutput::Borrowed(ValueRef::Real(value))
+}
+
+/// `artifacts_json`: a JSON array of `[name, bytes]` pairs; a job without artifacts (every
+/// job until it ends, most after) writes the literal, not a serialized empty list.
+fn artifacts_json(artifacts: &[Artifact]) -> Cell<'static> {
+    if artifacts.is_empty() {
+        return text("[]");
+    }
+    let pairs: Vec<(&str, u64)> = artifacts.iter().map(|a| (a.name.as_str(), a.bytes)).collect();
+    owned_text(serde_json::to_string(&pairs).expect("artifacts serialize"))
 }
 
 /// The row of `job`, in [`COLUMNS`] order.
-pub(crate) fn encode(job: &Job) -> Vec<Value> {
+pub(crate) fn encode(job: &Job) -> Vec<Cell<'_>> {
     let exec = job.exec.as_ref();
-    let args_json = exec.map(|e| serde_json::to_string(&e.args).expect("strings serialize"));
-    let env_json = exec.map(|e| serde_json::to_string(&e.env).expect("strings serialize"));
-    let artifacts: Vec<(&str, u64)> = job.artifacts.iter().map(|a| (a.name.as_str(), a.bytes)).collect();
     let row = vec![
-        Value::Integer(ordered(job.seq, "seq")),
-        Value::Text(job.id.to_string()),
-        Value::Integer(ordered(job.version, "version")),
-        Value::Text(job.queue.clone()),
-        Value::Text(job.job_type.clone()),
-        Value::Text(job.subject_key.clone()),
-        Value::Integer(ordered(job.generation, "generation")),
-        Value::Text(job.state.as_str().to_owned()),
-        Value::Integer(job.priority.into()),
-        Value::Text(job.payload_json.clone()),
+        ordered_cell(job.seq, "seq"),
+        owned_text(job.id.to_string()),
+        ordered_cell(job.version, "version"),
+        text(&job.queue),
+        text(&job.job_type),
+        text(&job.subject_key),
+        ordered_cell(job.generation, "generation"),
+        text(job.state.as_str()),
+        int(job.priority.into()),
+        text(&job.payload_json),
         text_opt(exec.map(|e| e.command.as_str())),
-        text_opt(args_json.as_deref()),
-        text_opt(env_json.as_deref()),
+        exec.map_or(NULL, |e| owned_text(serde_json::to_string(&e.args).expect("strings serialize"))),
+        exec.map_or(NULL, |e| owned_text(serde_json::to_string(&e.env).expect("strings serialize"))),
         text_opt(exec.and_then(|e| e.cwd.as_deref())),
-        Value::Integer(job.attempts.into()),
-        Value::Integer(job.max_attempts.into()),
-        Value::Integer(ordered(job.backoff.base_ms, "backoff_base_ms")),
+        int(job.attempts.into()),
+        int(job.max_attempts.into()),
+        ordered_cell(job.backoff.base_ms, "backoff_base_ms"),
         real(job.backoff.factor, "backoff_factor"),
-        Value::Integer(ordered(job.backoff.max_ms, "backoff_max_ms")),
+        ordered_cell(job.backoff.max_ms, "backoff_max_ms"),
         real(job.backoff.jitter, "backoff_jitter"),
         ordered_opt(job.timeout_ms, "timeout_ms"),
         ordered_opt(job.ttl_ms, "ttl_ms"),
@@ -97,29 +126,29 @@ pub(crate) fn encode(job: &Job) -> Vec<Value> {
         flag(job.conditions.require_charging),
         text_opt(job.conditions.wait_for_event.as_deref()),
         flag(job.event_released),
-        job.parent_job_id.map_or(Value::Null, |p| Value::Text(p.to_string())),
+        job.parent_job_id.map_or(NULL, |p| owned_text(p.to_string())),
         flag(job.parent_pending),
         text_opt(job.tag.as_deref()),
         text_opt(job.chain_group_id.as_deref()),
-        Value::Text(job.trace_id.clone()),
-        Value::Integer(ordered(job.created_at_ms, "created_at_ms")),
-        Value::Integer(ordered(job.due_at_ms, "due_at_ms")),
+        text(&job.trace_id),
+        ordered_cell(job.created_at_ms, "created_at_ms"),
+        ordered_cell(job.due_at_ms, "due_at_ms"),
         ordered_opt(job.started_at_ms, "started_at_ms"),
         ordered_opt(job.finished_at_ms, "finished_at_ms"),
         ordered_opt(job.wake_at_ms, "wake_at_ms"),
-        job.pid.map_or(Value::Null, |p| Value::Integer(p.into())),
+        job.pid.map_or(NULL, |p| int(p.into())),
         // Never compared: kept bit for bit, whatever the OS handed over.
-        job.pid_started_at.map_or(Value::Null, |t| Value::Integer(t as i64)),
+        job.pid_started_at.map_or(NULL, |t| int(t as i64)),
         flag(job.reap_pending),
-        job.exit_code.map_or(Value::Null, |c| Value::Integer(c.into())),
+        job.exit_code.map_or(NULL, |c| int(c.into())),
         text_opt(job.error.as_ref().map(|e| e.kind.as_str())),
         text_opt(job.error.as_ref().map(|e| e.message.as_str())),
         text_opt(job.result_summary_json.as_deref()),
-        Value::Text(serde_json::to_string(&artifacts).expect("artifacts serialize")),
-        job.retry_of.map_or(Value::Null, |id| Value::Text(id.to_string())),
+        artifacts_json(&job.artifacts),
+        job.retry_of.map_or(NULL, |id| owned_text(id.to_string())),
         ordered_opt(job.deadline_wall_ms, "deadline_wall_ms"),
         ordered_opt(job.at_wall_ms, "at_wall_ms"),
-        job.wall_offset_ms.map_or(Value::Null, Value::Integer),
+        job.wall_offset_ms.map_or(NULL, int),
         text_opt(job.node.as_deref()),
     ];
     assert_eq!(row.len(), COLUMNS.len());
@@ -129,28 +158,27 @@ pub(crate) fn encode(job: &Job) -> Vec<Value> {
 /// The values of [`MUTABLE_COLUMNS`], in that order: what an update binds. Never the
 /// payload or anything else fixed at enqueue, which an update leaves alone (encoding them
 /// copied a job's payload at every state change).
-pub(crate) fn encode_mutable(job: &Job) -> [Value; MUTABLE_COLUMNS.len()] {
-    let artifacts: Vec<(&str, u64)> = job.artifacts.iter().map(|a| (a.name.as_str(), a.bytes)).collect();
+pub(crate) fn encode_mutable(job: &Job) -> [Cell<'_>; MUTABLE_COLUMNS.len()] {
     [
-        Value::Integer(ordered(job.version, "version")),
+        ordered_cell(job.version, "version"),
         ordered_opt(job.deadline_ms, "deadline_ms"),
-        job.wall_offset_ms.map_or(Value::Null, Value::Integer),
-        Value::Text(job.state.as_str().to_owned()),
-        Value::Integer(job.attempts.into()),
-        Value::Integer(ordered(job.due_at_ms, "due_at_ms")),
+        job.wall_offset_ms.map_or(NULL, int),
+        text(job.state.as_str()),
+        int(job.attempts.into()),
+        ordered_cell(job.due_at_ms, "due_at_ms"),
         ordered_opt(job.started_at_ms, "started_at_ms"),
         ordered_opt(job.finished_at_ms, "finished_at_ms"),
         ordered_opt(job.wake_at_ms, "wake_at_ms"),
-        job.pid.map_or(Value::Null, |p| Value::Integer(p.into())),
-        job.pid_started_at.map_or(Value::Null, |t| Value::Integer(t as i64)),
+        job.pid.map_or(NULL, |p| int(p.into())),
+        job.pid_started_at.map_or(NULL, |t| int(t as i64)),
         flag(job.reap_pending),
         flag(job.event_released),
         flag(job.parent_pending),
-        job.exit_code.map_or(Value::Null, |c| Value::Integer(c.into())),
+        job.exit_code.map_or(NULL, |c| int(c.into())),
         text_opt(job.error.as_ref().map(|e| e.kind.as_str())),
         text_opt(job.error.as_ref().map(|e| e.message.as_str())),
         text_opt(job.result_summary_json.as_deref()),
-        Value::Text(serde_json::to_string(&artifacts).expect("artifacts serialize")),
+        artifacts_json(&job.artifacts),
         text_opt(job.node.as_deref()),
     ]
 }

@@ -404,25 +404,7 @@ impl SqliteStore {
     }
 
     fn insert(&self, job: &Job, max_seq_before: u64) -> StoreResult<()> {
-        // Two statements, each binding its own columns of the one encoded row.
-        static SQL: LazyLock<[(String, Vec<usize>); 2]> = LazyLock::new(|| {
-            let statement = |table: &str, spec: bool| {
-                let positions: Vec<usize> = (0..codec::COLUMNS.len())
-                    .filter(|&n| codec::COLUMNS[n] == "seq" || codec::SPEC_COLUMNS.contains(&codec::COLUMNS[n]) == spec)
-                    .collect();
-                let names: Vec<&str> = positions.iter().map(|&n| codec::COLUMNS[n]).collect();
-                let sql = format!(
-                    "INSERT INTO {table} ({}) VALUES ({})",
-                    names.join(", "),
-                    (1..=names.len()).map(|n| format!("?{n}")).collect::<Vec<_>>().join(", ")
-                );
-                (sql, positions)
-            };
-            [statement("jobs", false), statement("job_specs", true)]
-        });
-        if let (Some(filter), Some(parent)) = (&self.parents, job.parent_job_id) {
-            filter.insert(&parent.to_string());
-        }
+        static SQL: LazyLock<InsertSql> = LazyLock::new(|| insert_sql(1));
         let row = codec::encode(job);
         for (sql, positions) in SQL.iter() {
             let inserted = self
@@ -436,12 +418,68 @@ impl SqliteStore {
                 return Err(StoreError::Corrupt(format!("inserting job {} changed {inserted} rows", job.id)));
             }
         }
+        self.inserted(job, max_seq_before)
+    }
+
+    /// What follows a job's rows: the check of its `seq` and the subject's generation.
+    fn inserted(&self, job: &Job, max_seq_before: u64) -> StoreResult<()> {
+        self.check_inserted(job, max_seq_before)?;
+        self.raise_generation(job)
+    }
+
+    /// The check of an inserted job's `seq` (and the parent filter's note of its parent).
+    fn check_inserted(&self, job: &Job, max_seq_before: u64) -> StoreResult<()> {
+        if let (Some(filter), Some(parent)) = (&self.parents, job.parent_job_id) {
+            filter.insert(&parent.to_string());
+        }
         // Judged after the INSERT, whose UNIQUE constraint catches a taken id without a read
         // first (`write_error`); a refused set is undone whole by the caller.
         if job.seq <= max_seq_before {
             return Err(conflict(job.id, "sequence not above the highest"));
         }
-        self.raise_generation(job)
+        Ok(())
+    }
+
+    /// Jobs inserted in order: in multi-row statements of [`INSERT_ROWS`] rows where they
+    /// fill one (each statement has fixed costs: a cursor on the table and each index, a
+    /// statement journal, a trip through the statement cache), one by one for the rest.
+    /// A multi-row statement that SQLite refuses wrote nothing; its jobs are then inserted
+    /// one by one, so that an error names the job and the cause that
+    /// [`SqliteStore::insert`] names.
+    fn insert_all(&self, jobs: &[&Job], max_seq_before: u64) -> StoreResult<()> {
+        let mut rest = jobs;
+        for rows in INSERT_ROWS {
+            while rest.len() >= rows {
+                let (chunk, after) = rest.split_at(rows);
+                match self.insert_rows(chunk) {
+                    Ok(()) => {
+                        chunk.iter().try_for_each(|job| self.check_inserted(job, max_seq_before))?;
+                        self.raise_generations(chunk)?;
+                    }
+                    Err(_) => chunk.iter().try_for_each(|job| self.insert(job, max_seq_before))?,
+                }
+                rest = after;
+            }
+        }
+        for job in rest {
+            self.insert(job, max_seq_before)?;
+        }
+        Ok(())
+    }
+
+    /// One multi-row INSERT into `jobs` and one into `job_specs` for `jobs`.
+    fn insert_rows(&self, jobs: &[&Job]) -> rusqlite::Result<()> {
+        static SQL: LazyLock<Vec<InsertSql>> =
+            LazyLock::new(|| INSERT_ROWS.iter().map(|&rows| insert_sql(rows)).collect());
+        let index = INSERT_ROWS.iter().position(|&rows| rows == jobs.len()).expect("a size of INSERT_ROWS");
+        let encoded: Vec<Vec<codec::Cell>> = jobs.iter().map(|job| codec::encode(job)).collect();
+        for (sql, positions) in SQL[index].iter() {
+            let values = encoded.iter().flat_map(|row| positions.iter().map(move |&n| &row[n]));
+            let inserted = self.conn.prepare_cached(sql)?.execute(params_from_iter(values))?;
+            // Only a schema that is not ours (a trigger, a damaged file) does otherwise.
+            assert_eq!(inserted, jobs.len(), "a multi-row insert of {} jobs changed {inserted} rows", jobs.len());
+        }
+        Ok(())
     }
 
     /// A refused insert, named as `MemStore` names it: a taken id before a taken seq. Read
@@ -495,10 +533,10 @@ impl SqliteStore {
             }
         };
         let values = codec::encode_mutable(job);
-        let mut params: Vec<Value> = Vec::with_capacity(values.len() + 3);
-        params.push(Value::Integer(codec::ordered(job.seq, "seq")));
-        params.push(Value::Text(job.id.to_string()));
-        params.push(Value::Integer(codec::ordered(job.version - 1, "version")));
+        let mut params: Vec<codec::Cell> = Vec::with_capacity(values.len() + 3);
+        params.push(codec::Cell::from(codec::ordered(job.seq, "seq")));
+        params.push(codec::Cell::from(job.id.to_string()));
+        params.push(codec::Cell::from(codec::ordered(job.version - 1, "version")));
         params.extend(values.into_iter().enumerate().filter(|(i, _)| changed & 1 << i != 0).map(|(_, value)| value));
         let sql = self.update_sql(changed);
         let updated = self
@@ -585,15 +623,42 @@ impl SqliteStore {
     }
 
     fn raise_generation(&self, job: &Job) -> StoreResult<()> {
+        self.raise_generations(&[job])
+    }
+
+    /// [`SqliteStore::raise_generation`] for jobs of one multi-row insert: one statement
+    /// (rows of one subject are taken in order, each raising what the one before left).
+    fn raise_generations(&self, jobs: &[&Job]) -> StoreResult<()> {
+        static SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
+            let sizes = std::iter::once(1).chain(INSERT_ROWS);
+            sizes
+                .map(|rows| {
+                    let values: Vec<String> =
+                        (0..rows).map(|row| format!("(?{}, ?{})", 2 * row + 1, 2 * row + 2)).collect();
+                    format!(
+                        "INSERT INTO subjects (subject_key, max_generation) VALUES {} ON CONFLICT (subject_key) \
+                         DO UPDATE SET max_generation = max(max_generation, excluded.max_generation)",
+                        values.join(", ")
+                    )
+                })
+                .collect()
+        });
+        let index = std::iter::once(1)
+            .chain(INSERT_ROWS)
+            .position(|rows| rows == jobs.len())
+            .expect("one job, or a size of INSERT_ROWS");
         if let Some(filter) = &self.subjects {
-            filter.insert(&job.subject_key);
+            for job in jobs {
+                filter.insert(&job.subject_key);
+            }
         }
+        let generations: Vec<i64> = jobs.iter().map(|job| codec::ordered(job.generation, "generation")).collect();
+        let values = jobs.iter().zip(&generations).flat_map(|(job, generation)| {
+            [&job.subject_key as &dyn rusqlite::ToSql, generation as &dyn rusqlite::ToSql]
+        });
         self.conn
-            .prepare_cached(
-                "INSERT INTO subjects (subject_key, max_generation) VALUES (?1, ?2)
-                 ON CONFLICT (subject_key) DO UPDATE SET max_generation = max(max_generation, excluded.max_generation)",
-            )
-            .and_then(|mut s| s.execute((job.subject_key.as_str(), codec::ordered(job.generation, "generation"))))
+            .prepare_cached(&SQL[index])
+            .and_then(|mut s| s.execute(params_from_iter(values)))
             .map_err(store_error)?;
         Ok(())
     }
@@ -679,14 +744,22 @@ impl SqliteStore {
         }
         let mut inserted = std::collections::BTreeSet::new();
         let mut counts = CountDeltas::default();
-        for write in &writes.writes {
-            match write {
-                Write::Insert(job) => {
-                    assert!(inserted.insert(job.id), "job {} inserted twice in one write set", job.id);
-                    assert_eq!(job.version, 1, "job {} inserted at version {}", job.id, job.version);
-                    self.insert(job, max_seq_before)?;
-                    counts.add(&Counted::of(job), 1);
+        let mut run: Vec<&Job> = Vec::new();
+        for (index, write) in writes.writes.iter().enumerate() {
+            if let Write::Insert(job) = write {
+                assert!(inserted.insert(job.id), "job {} inserted twice in one write set", job.id);
+                assert_eq!(job.version, 1, "job {} inserted at version {}", job.id, job.version);
+                counts.add(&Counted::of(job), 1);
+                // Consecutive inserts (a batch's jobs) go in together.
+                run.push(job);
+                if !matches!(writes.writes.get(index + 1), Some(Write::Insert(_))) {
+                    self.insert_all(&run, max_seq_before)?;
+                    run.clear();
                 }
+                continue;
+            }
+            match write {
+                Write::Insert(_) => unreachable!("inserted above"),
                 Write::Update(job) => self.update(job, &mut counts)?,
                 Write::Delete { id, version } => self.delete(*id, *version, &mut counts)?,
                 Write::QueuePaused { queue, paused } => recurring::set_paused(&self.conn, queue, *paused)?,
@@ -712,6 +785,35 @@ impl SqliteStore {
             .map_err(store_error)?;
         Ok(())
     }
+}
+
+/// The sizes of multi-row inserts, largest first: a batch of 1,000 jobs is 15 statements
+/// of 64 rows, 2 of 16 and 2 of 4 (per table). A few fixed sizes keep the statement cache
+/// small; 64 rows of `jobs` bind about 2,300 values, far below SQLite's limit of 32,766.
+const INSERT_ROWS: [usize; 3] = [64, 16, 4];
+
+/// The INSERTs of `rows` jobs into `jobs` and into `job_specs`, each with the positions in
+/// [`codec::COLUMNS`] of the values it binds per row.
+type InsertSql = [(String, Vec<usize>); 2];
+
+/// The [`InsertSql`] of `rows` jobs.
+fn insert_sql(rows: usize) -> InsertSql {
+    let statement = |table: &str, spec: bool| {
+        let positions: Vec<usize> = (0..codec::COLUMNS.len())
+            .filter(|&n| codec::COLUMNS[n] == "seq" || codec::SPEC_COLUMNS.contains(&codec::COLUMNS[n]) == spec)
+            .collect();
+        let names: Vec<&str> = positions.iter().map(|&n| codec::COLUMNS[n]).collect();
+        let width = names.len();
+        let values: Vec<String> = (0..rows)
+            .map(|row| {
+                let places: Vec<String> = (1..=width).map(|n| format!("?{}", row * width + n)).collect();
+                format!("({})", places.join(", "))
+            })
+            .collect();
+        let sql = format!("INSERT INTO {table} ({}) VALUES {}", names.join(", "), values.join(", "));
+        (sql, positions)
+    };
+    [statement("jobs", false), statement("job_specs", true)]
 }
 
 /// From a row's `queue, state, started_at_ms, due_at_ms`.

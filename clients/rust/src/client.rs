@@ -262,8 +262,16 @@ impl Client {
         params: &P,
         timeout: Duration,
     ) -> Result<R, Error> {
-        let params = serde_json::to_value(params).map_err(|e| Error::Transport(e.to_string()))?;
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+        /// The request as it goes out, its params written straight from the caller's value.
+        #[derive(Serialize)]
+        struct Request<'a, P> {
+            jsonrpc: &'static str,
+            id: u64,
+            method: &'a str,
+            params: &'a P,
+        }
+        let body = serde_json::to_string(&Request { jsonrpc: "2.0", id: 1, method, params })
+            .map_err(|e| Error::Transport(e.to_string()))?;
         let mut retries = 0;
         let result = loop {
             let answer = tokio::time::timeout(timeout, self.post(body.clone()))
@@ -595,18 +603,19 @@ fn from_jsonrpsee(error: jsonrpsee::core::ClientError) -> Error {
 /// The JSON-RPC answer's `result` or `error`, whatever the HTTP status (the daemon's 401,
 /// 413 and 429 carry JSON-RPC errors).
 fn answer_of(status: http::StatusCode, body: &[u8]) -> Result<Value, Error> {
-    let answer: Value = serde_json::from_slice(body).map_err(|_| {
+    let mut answer: Value = serde_json::from_slice(body).map_err(|_| {
         Error::Transport(format!("HTTP {status}: not a JSON-RPC answer: {}", String::from_utf8_lossy(body)))
     })?;
-    match answer.get("error") {
-        Some(error) => Err(Error::Rpc(RpcError {
+    // Taken out of the answer, not copied: a batch's result is a thousand entries.
+    let mut take = |key: &str| answer.as_object_mut().and_then(|fields| fields.remove(key));
+    match take("error") {
+        Some(mut error) => Err(Error::Rpc(RpcError {
             code: error["code"].as_i64().and_then(|code| i32::try_from(code).ok()).unwrap_or(0),
             message: error["message"].as_str().unwrap_or_default().to_owned(),
-            data: error.get("data").cloned().unwrap_or(Value::Null),
+            data: error.get_mut("data").map(Value::take).unwrap_or(Value::Null),
         })),
-        None => answer
-            .get("result")
-            .cloned()
-            .ok_or_else(|| Error::Transport(format!("HTTP {status}: an answer without result or error"))),
+        None => {
+            take("result").ok_or_else(|| Error::Transport(format!("HTTP {status}: an answer without result or error")))
+        }
     }
 }
