@@ -49,6 +49,11 @@ pub(crate) struct JobCache {
     /// The jobs holding a worker slot, following the open transaction's writes (`None`:
     /// not known, the store asks the file).
     occupants: Option<Occupants>,
+    /// The highest `seq` the file held when the last transaction ended (`None`: not known,
+    /// the store asks the file). Never lowered: a purge keeps it (`counters.max_seq`).
+    max_seq: Option<u64>,
+    /// The highest `seq` written by the open transaction's steps that were not undone.
+    pending_max_seq: u64,
 }
 
 /// Where the open transaction's writes stand, for [`JobCache::undo_to`].
@@ -56,6 +61,7 @@ pub(crate) struct JobCache {
 pub(crate) struct Mark {
     pending: usize,
     occupants: usize,
+    max_seq: u64,
 }
 
 fn size_of(job: &Job) -> usize {
@@ -74,6 +80,20 @@ impl JobCache {
             pending_bytes: 0,
             dirty: HashSet::new(),
             occupants: None,
+            max_seq: None,
+            pending_max_seq: 0,
+        }
+    }
+
+    /// The highest `seq` the file holds as the open transaction left it, if known.
+    pub(crate) fn max_seq(&self) -> Option<u64> {
+        self.max_seq.map(|committed| committed.max(self.pending_max_seq))
+    }
+
+    /// The highest `seq` read from the file outside any write of a transaction.
+    pub(crate) fn know_max_seq(&mut self, max_seq: u64) {
+        if !self.in_transaction() {
+            self.max_seq = Some(max_seq);
         }
     }
 
@@ -107,6 +127,8 @@ impl JobCache {
     pub(crate) fn written(&mut self, id: JobId, job: Option<&Job>) {
         self.remove(id);
         self.dirty.insert(id);
+        // An update never moves a job's seq: the highest is an insert's.
+        self.pending_max_seq = self.pending_max_seq.max(job.map_or(0, |job| job.seq));
         let kept = job
             .filter(|job| !job.state.is_terminal() || job.reap_pending)
             .filter(|job| self.fits(job) && self.pending_bytes + size_of(job) <= self.bytes_max)
@@ -120,7 +142,11 @@ impl JobCache {
 
     /// Where the open transaction's writes stand, for [`JobCache::undo_to`].
     pub(crate) fn mark(&self) -> Mark {
-        Mark { pending: self.pending.len(), occupants: self.occupants.as_ref().map_or(0, Occupants::mark) }
+        Mark {
+            pending: self.pending.len(),
+            occupants: self.occupants.as_ref().map_or(0, Occupants::mark),
+            max_seq: self.pending_max_seq,
+        }
     }
 
     /// Forgets the writes after `mark` (a write set or step that was rolled back to its
@@ -133,10 +159,13 @@ impl JobCache {
         if let Some(occupants) = &mut self.occupants {
             occupants.undo_to(mark.occupants);
         }
+        self.pending_max_seq = mark.max_seq;
     }
 
     /// The open transaction committed: its writes are what the file holds now.
     pub(crate) fn committed(&mut self) {
+        self.max_seq = self.max_seq();
+        self.pending_max_seq = 0;
         self.dirty.clear();
         if let Some(occupants) = &mut self.occupants {
             occupants.committed();
@@ -158,6 +187,7 @@ impl JobCache {
         }
         self.pending.clear();
         self.pending_bytes = 0;
+        self.pending_max_seq = 0;
         self.dirty.clear();
     }
 
@@ -169,6 +199,7 @@ impl JobCache {
 
     pub(crate) fn clear(&mut self) {
         self.occupants = None;
+        self.max_seq = None;
         self.jobs.clear();
         self.order.clear();
         self.bytes = 0;
@@ -234,6 +265,32 @@ mod tests {
         assert!(cache.get(JobId::from_u128(1)).is_none(), "nor kept when read back in the transaction");
         cache.committed();
         assert_eq!(cache.get(JobId::from_u128(1)).map(|j| j.version), Some(2));
+    }
+
+    #[test]
+    fn the_highest_seq_follows_commits_undos_and_rollbacks() {
+        let mut cache = JobCache::new(1 << 20);
+        let at = |seq: u64| Job { seq, ..job(u128::from(seq), 1) };
+        assert_eq!(cache.max_seq(), None, "not known until read from the file");
+        cache.know_max_seq(10);
+        assert_eq!(cache.max_seq(), Some(10));
+        cache.written(JobId::from_u128(11), Some(&at(11)));
+        cache.know_max_seq(3);
+        assert_eq!(cache.max_seq(), Some(11), "a read inside a transaction that wrote is not taken");
+        let mark = cache.mark();
+        cache.written(JobId::from_u128(12), Some(&at(12)));
+        assert_eq!(cache.max_seq(), Some(12));
+        cache.undo_to(mark);
+        assert_eq!(cache.max_seq(), Some(11), "an undone step's insert is gone");
+        cache.written(JobId::from_u128(4), Some(&at(4)));
+        cache.written(JobId::from_u128(5), None);
+        cache.committed();
+        assert_eq!(cache.max_seq(), Some(11), "an update, a delete: never lowered");
+        cache.written(JobId::from_u128(20), Some(&at(20)));
+        cache.rolled_back();
+        assert_eq!(cache.max_seq(), Some(11), "a rolled back insert is gone");
+        cache.clear();
+        assert_eq!(cache.max_seq(), None);
     }
 
     #[test]

@@ -388,7 +388,29 @@ impl SqliteStore {
     /// The highest `seq` ever stored: that of the last job row, or `counters.max_seq` if
     /// higher. The counter is written only before a delete (`keep_max_seq`), so that an
     /// insert's transaction does not write the counter's page besides the job's own.
+    ///
+    /// The writer's cache keeps it once read, raised by the inserts it sees committed; in
+    /// verify mode every answer is checked against the file.
     fn stored_max_seq(&self) -> StoreResult<u64> {
+        self.settle_cache();
+        let kept = self.cache.borrow().as_ref().and_then(|cache| cache.max_seq());
+        if let (Some(kept), false) = (kept, self.verify_cache) {
+            return Ok(kept);
+        }
+        let max_seq = self.file_max_seq()?;
+        match kept {
+            Some(kept) => assert_eq!(kept, max_seq, "the cache's highest seq is not the file's"),
+            None => {
+                if let Some(cache) = self.cache.borrow_mut().as_mut() {
+                    cache.know_max_seq(max_seq);
+                }
+            }
+        }
+        Ok(max_seq)
+    }
+
+    /// [`SqliteStore::stored_max_seq`] as the file answers it.
+    fn file_max_seq(&self) -> StoreResult<u64> {
         let max_seq: i64 = self
             .conn
             .prepare_cached(
