@@ -23,6 +23,10 @@ pub(crate) struct Tx<'s> {
     /// The changed jobs of each subject: an enqueue asks about its subject, and a batch of
     /// a thousand must not look through every job the batch wrote each time.
     by_subject: BTreeMap<String, Vec<JobId>>,
+    /// The changed jobs of each parent: every end asks for its waiting children, and a
+    /// claim batch that ends hundreds of instant jobs must not look through every job the
+    /// step wrote each time.
+    by_parent: BTreeMap<JobId, Vec<JobId>>,
     /// The store's highest `seq`, read once per step (the store does not change under it).
     stored_max_seq: Option<u64>,
     /// The highest `seq` among the changed jobs.
@@ -64,6 +68,7 @@ impl<'s> Tx<'s> {
             originals: BTreeMap::new(),
             deleted: BTreeSet::new(),
             by_subject: BTreeMap::new(),
+            by_parent: BTreeMap::new(),
             stored_max_seq: None,
             changed_max_seq: 0,
             touch_order: Vec::new(),
@@ -251,7 +256,8 @@ impl<'s> Tx<'s> {
         };
         *self.stored_ready_queues.borrow_mut() = Some(stored.clone());
         let mut queues: BTreeSet<String> = stored.into_iter().collect();
-        queues.extend(self.changed.values().filter(|job| job.state == JobState::Queued).map(|job| job.queue.clone()));
+        // `queued_here` is exactly the changed jobs left QUEUED.
+        queues.extend(self.queued_here.iter().map(|id| self.changed[id].queue.clone()));
         Ok(queues.into_iter().collect())
     }
 
@@ -390,8 +396,10 @@ impl<'s> Tx<'s> {
 
     pub fn waiting_children(&self, parent: JobId, limit: usize) -> StoreResult<Vec<Job>> {
         let stored = self.store.waiting_children(parent, limit)?;
-        let keep = |job: &Job| !job.state.is_terminal() && job.parent_job_id == Some(parent);
-        let mut jobs = self.merge(stored, keep, |job| job.seq);
+        let mut jobs = self.unshadowed(stored);
+        let ours = self.by_parent.get(&parent).map_or(&[][..], Vec::as_slice);
+        jobs.extend(ours.iter().map(|id| &self.changed[id]).filter(|job| !job.state.is_terminal()).cloned());
+        jobs.sort_by_key(|job| job.seq);
         jobs.truncate(limit);
         Ok(jobs)
     }
@@ -484,10 +492,14 @@ impl<'s> Tx<'s> {
         }
     }
 
-    /// Indexes a job the step changes for the first time (subject and seq never change).
+    /// Indexes a job the step changes for the first time (subject, parent and seq never
+    /// change).
     fn remember(&mut self, job: &Job) {
         if !self.changed.contains_key(&job.id) {
             self.by_subject.entry(job.subject_key.clone()).or_default().push(job.id);
+            if let Some(parent) = job.parent_job_id {
+                self.by_parent.entry(parent).or_default().push(job.id);
+            }
             self.changed_max_seq = self.changed_max_seq.max(job.seq);
         }
     }
@@ -559,6 +571,7 @@ impl<'s> Tx<'s> {
         self.originals.clear();
         self.deleted.clear();
         self.by_subject.clear();
+        self.by_parent.clear();
         self.queued_here.clear();
         self.occupancy_delta.clear();
         self.changed_max_seq = 0;

@@ -501,3 +501,23 @@ fn a_cancel_by_tag_with_many_matches_is_done_in_rounds() {
     assert_eq!(states("other"), [JobState::Scheduled]);
     assert_eq!(world.step(by_tag()).reply, Reply::Cancelled { count: 0, more: false });
 }
+
+/// An instant parent ends within the claim that starts it and releases its child; the
+/// child's queue held nothing else, so the same claim batch finds that queue ready (from
+/// the jobs the step itself made `QUEUED`) and starts the child.
+#[test]
+fn a_child_an_instant_parent_releases_starts_in_the_same_batch_from_an_empty_queue() {
+    let mut world = World::new(config(), 1);
+    let mut parent = request("p");
+    parent.job_type = Some("noop".into());
+    parent.queue = Some("first".into());
+    let parent = world.enqueue_ok(parent).job_id;
+    let mut child = request("c");
+    child.queue = Some("second".into());
+    child.parent_job_id = Some(parent.to_string());
+    let child = world.enqueue_ok(child).job_id;
+    assert_eq!(world.job(child).state, JobState::Scheduled, "waits for its parent");
+    world.step(Input::ClaimBatch { queue: None, max: 2 });
+    assert_eq!(world.job(parent).state, JobState::Done);
+    assert_eq!(world.job(child).state, JobState::Running, "started by the same batch");
+}
