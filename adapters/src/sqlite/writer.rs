@@ -94,6 +94,9 @@ impl GroupCommitStore for SqliteStore {
 
     fn control(&self, control: Control) -> Result<(), StoreError> {
         if control == Control::Rollback && self.connection().is_autocommit() {
+            // SQLite rolled the transaction back itself (a full disk, an I/O error): the
+            // cache forgets its writes all the same, before the next transaction begins.
+            self.settle_cache();
             return Ok(());
         }
         let sql = match control {
