@@ -117,15 +117,15 @@ fn enqueued(result: &Enqueued) -> types::EnqueueResult {
     }
 }
 
-fn enqueued_all(results: &[Enqueued]) -> Value {
-    to_json(&types::EnqueueResults { results: results.iter().map(enqueued).collect() })
+fn enqueued_all(results: &[Enqueued]) -> types::EnqueueResults {
+    types::EnqueueResults { results: results.iter().map(enqueued).collect() }
 }
 
 fn unexpected(reply: Reply) -> ErrorObjectOwned {
     to_rpc(WireError::new(wire::INTERNAL_ERROR, "internal", format!("unexpected engine reply {reply:?}")))
 }
 
-async fn enqueue(service: Arc<Service>, params: Params<'static>) -> RpcResult {
+async fn enqueue(service: Arc<Service>, params: Params<'static>) -> Result<types::EnqueueResult, ErrorObjectOwned> {
     let request = Value::Object(params_object(&params)?);
     let spans = crate::otel::EnqueueSpans::start(std::iter::once(request.get("traceparent").and_then(Value::as_str)));
     let request = wire::enqueue_request(&request).map_err(invalid)?;
@@ -134,13 +134,16 @@ async fn enqueue(service: Arc<Service>, params: Params<'static>) -> RpcResult {
         spans.finish(&step);
     }
     match step.reply {
-        Reply::Enqueued(result) => Ok(to_json(&enqueued(&result))),
+        Reply::Enqueued(result) => Ok(enqueued(&result)),
         Reply::Rejected(rejection) => Err(to_rpc(WireError::rejection(&rejection))),
         other => Err(unexpected(other)),
     }
 }
 
-async fn enqueue_batch(service: Arc<Service>, params: Params<'static>) -> RpcResult {
+async fn enqueue_batch(
+    service: Arc<Service>,
+    params: Params<'static>,
+) -> Result<types::EnqueueResults, ErrorObjectOwned> {
     let map = params_object(&params)?;
     only_fields(&map, &["jobs"])?;
     let jobs = match map.get("jobs") {
@@ -551,7 +554,7 @@ async fn retry(service: Arc<Service>, params: Params<'static>) -> RpcResult {
     };
     let request = RetryRequest { job_id: wire::job_id(&map, "job_id").map_err(invalid)?, filter, limit };
     match service.run_request(Input::Retry(Box::new(request))).await.map_err(service_error)?.reply {
-        Reply::Retried(results) => Ok(enqueued_all(&results)),
+        Reply::Retried(results) => Ok(to_json(&enqueued_all(&results))),
         Reply::Rejected(rejection) => Err(to_rpc(WireError::rejection(&rejection))),
         other => Err(unexpected(other)),
     }
@@ -717,10 +720,13 @@ pub fn log_not_reloaded(error: &str) {
     warn!("config not reloaded, the running config stays: {error}");
 }
 
-fn register<F, Fut>(module: &mut RpcModule<Service>, name: &'static str, method: F)
+/// Registers `method`; its answer is any serializable value (a typed answer is written
+/// straight to the response, without a `Value` tree in between).
+fn register<F, Fut, T>(module: &mut RpcModule<Service>, name: &'static str, method: F)
 where
     F: Fn(Arc<Service>, Params<'static>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = RpcResult> + Send + 'static,
+    Fut: Future<Output = Result<T, ErrorObjectOwned>> + Send + 'static,
+    T: serde::Serialize + Clone + Send + 'static,
 {
     module
         .register_async_method(name, move |params, service, _| {
