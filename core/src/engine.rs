@@ -1145,22 +1145,23 @@ impl Engine {
         job.exit_code = None;
         job.wake_at_ms = running_wake_at(&job);
         self.stop_following_what_came(now_ms, &mut job);
-        tx.update(job.clone())?;
         if job.exec.is_none() && self.config.instant_job_types.contains(&job.job_type) {
             // Its run is over as it starts: the same step records it as a success, and the
             // slot it took is free again for the step's next claim.
-            let mut job = tx.get(job.id)?.expect("written in this step");
+            let id = job.id;
+            tx.update(job)?;
+            let mut job = tx.get(id)?.expect("written in this step");
             job.exit_code = None;
             job.result_summary_json = None;
             job.artifacts = Vec::new();
             job.error = None;
-            let id = job.id;
             self.finish_run(tx, job, JobState::Done, None)?;
             // As for a job that runs: the reply carries the version the claim read.
             let mut ended = tx.get(id)?.expect("written in this step");
             ended.version = read_version;
             return Ok(ended);
         }
+        tx.update(job.clone())?;
         tx.spawn(&job);
         Ok(job)
     }
@@ -1431,17 +1432,19 @@ impl Engine {
         if error.is_some() {
             job.error = error;
         }
-        tx.update(job.clone())?;
-        self.resolve_children(tx, job)
+        let (id, state) = (job.id, job.state);
+        tx.update(job)?;
+        self.resolve_children(tx, id, state)
     }
 
     /// A parent's end decides its waiting children: `DONE` releases them; any other end
     /// cancels them (`parent_failed`), and so on down the chain.
-    fn resolve_children(&mut self, tx: &mut Tx, parent: Job) -> StoreResult<()> {
-        let mut parents = VecDeque::from([parent]);
+    fn resolve_children(&mut self, tx: &mut Tx, parent_id: JobId, parent_state: JobState) -> StoreResult<()> {
+        // Only the id and end state of each parent in the chain are needed.
+        let mut parents = VecDeque::from([(parent_id, parent_state)]);
         let mut resolved = 0usize;
-        while let Some(parent) = parents.pop_front() {
-            for child in tx.waiting_children(parent.id, limits::FAN_OUT_JOBS_MAX)? {
+        while let Some((parent_id, parent_state)) = parents.pop_front() {
+            for child in tx.waiting_children(parent_id, limits::FAN_OUT_JOBS_MAX)? {
                 resolved += 1;
                 assert!(resolved <= limits::FAN_OUT_JOBS_MAX, "parent chain fan-out over its limit");
                 let mut child = tx.get(child.id)?.expect("listed in this step");
@@ -1449,21 +1452,21 @@ impl Engine {
                     child.parent_pending && child.state.is_waiting(),
                     "child {} ran before its parent {} ended",
                     child.id,
-                    parent.id
+                    parent_id
                 );
-                if parent.state == JobState::Done {
+                if parent_state == JobState::Done {
                     child.parent_pending = false;
                     self.settle(tx, child)?;
                 } else {
                     let error =
-                        JobError::new(ErrorKind::ParentFailed, format!("parent {} ended {}", parent.id, parent.state));
+                        JobError::new(ErrorKind::ParentFailed, format!("parent {parent_id} ended {parent_state}"));
                     child.finished_at_ms = Some(tx.now_ms);
                     child.wake_at_ms = None;
                     child.wall_offset_ms = None;
                     child.state = JobState::Cancelled;
                     child.error = Some(error);
-                    tx.update(child.clone())?;
-                    parents.push_back(child);
+                    parents.push_back((child.id, child.state));
+                    tx.update(child)?;
                 }
             }
         }
