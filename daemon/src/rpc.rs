@@ -541,7 +541,7 @@ async fn set_paused(service: Arc<Service>, params: Params<'static>, paused: bool
     }
 }
 
-async fn retry(service: Arc<Service>, params: Params<'static>) -> RpcResult {
+async fn retry(service: Arc<Service>, params: Params<'static>) -> Result<types::EnqueueResults, ErrorObjectOwned> {
     let map = params_object(&params)?;
     only_fields(&map, &["job_id", "filter", "limit"])?;
     let filter =
@@ -554,7 +554,7 @@ async fn retry(service: Arc<Service>, params: Params<'static>) -> RpcResult {
     };
     let request = RetryRequest { job_id: wire::job_id(&map, "job_id").map_err(invalid)?, filter, limit };
     match service.run_request(Input::Retry(Box::new(request))).await.map_err(service_error)?.reply {
-        Reply::Retried(results) => Ok(to_json(&enqueued_all(&results))),
+        Reply::Retried(results) => Ok(enqueued_all(&results)),
         Reply::Rejected(rejection) => Err(to_rpc(WireError::rejection(&rejection))),
         other => Err(unexpected(other)),
     }

@@ -30,7 +30,7 @@ const PENDING_BYTE: u32 = 0x4000_0000;
 
 /// What a truncation must do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Truncation {
+enum Truncation {
     /// No page at or past the limit can be in the cache: nothing to do.
     Nothing,
     /// Pass the truncation on to the default cache.
@@ -46,25 +46,25 @@ pub(crate) enum Truncation {
 /// clears `held`. A truncation frees nothing when `max_key` is below its limit and no page
 /// is held at a parked number at or past the limit.
 #[derive(Debug, Clone)]
-pub(crate) struct Bound {
+struct Bound {
     max_key: c_uint,
     parked: c_uint,
     held: bool,
 }
 
 impl Bound {
-    pub(crate) fn new(page_size: c_int) -> Bound {
+    fn new(page_size: c_int) -> Bound {
         let size = u32::try_from(page_size).unwrap_or(0).max(1);
         Bound { max_key: 0, parked: PENDING_BYTE / size + 1, held: false }
     }
 
     /// A fetch returned a page with this number.
-    pub(crate) fn fetched(&mut self, key: c_uint) {
+    fn fetched(&mut self, key: c_uint) {
         self.max_key = self.max_key.max(key);
     }
 
     /// A page's number changed from `old` to `new`.
-    pub(crate) fn rekeyed(&mut self, old: c_uint, new: c_uint) {
+    fn rekeyed(&mut self, old: c_uint, new: c_uint) {
         if new == self.parked {
             self.held = true;
         } else {
@@ -76,7 +76,7 @@ impl Bound {
     }
 
     /// A truncation to `limit` (pages numbered `limit` and above go) is asked for.
-    pub(crate) fn truncate(&mut self, limit: c_uint) -> Truncation {
+    fn truncate(&mut self, limit: c_uint) -> Truncation {
         let parked_in_range = self.held && self.parked >= limit;
         if self.max_key < limit && !parked_in_range {
             return Truncation::Nothing;
@@ -266,7 +266,6 @@ mod tests {
     struct Model {
         pages: BTreeSet<c_uint>,
         bound: Bound,
-        parked: c_uint,
     }
 
     #[derive(Debug, Clone)]
@@ -282,8 +281,7 @@ mod tests {
 
     impl Model {
         fn new(page_size: c_int) -> Model {
-            let bound = Bound::new(page_size);
-            Model { pages: BTreeSet::new(), parked: bound.parked, bound }
+            Model { pages: BTreeSet::new(), bound: Bound::new(page_size) }
         }
 
         fn nth(&self, i: usize) -> Option<c_uint> {
@@ -308,12 +306,13 @@ mod tests {
                 }
                 Op::Swap(i, j) => {
                     let (Some(a), Some(b)) = (self.nth(i), self.nth(j)) else { return };
-                    if a == b || a == self.parked || b == self.parked || self.pages.contains(&self.parked) {
+                    let parked = self.bound.parked;
+                    if a == b || a == parked || b == parked || self.pages.contains(&parked) {
                         return;
                     }
-                    self.rekey(a, self.parked);
+                    self.rekey(a, parked);
                     self.rekey(b, a);
-                    self.rekey(self.parked, b);
+                    self.rekey(parked, b);
                 }
                 Op::Rekey(i, new) => {
                     let Some(old) = self.nth(i) else { return };
