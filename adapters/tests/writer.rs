@@ -160,7 +160,10 @@ fn inputs_queued_together_commit_in_one_transaction() {
     let inputs = std::iter::once(Input::Recover).chain((1..8).map(|n| enqueue(&format!("s-{n}")))).collect();
     let answers = submit_together(&writer, inputs);
     answers.iter().skip(1).for_each(assert_enqueued);
-    assert_eq!(writer.stats(), WriterStats { batches: 1, steps: 8, batches_failed: 0, conflict_retries: 0 });
+    assert_eq!(
+        writer.stats(),
+        WriterStats { batches: 1, steps: 8, batches_failed: 0, conflict_retries: 0, rewrites: 0 }
+    );
     writer.shutdown();
 }
 
@@ -267,28 +270,39 @@ fn a_step_whose_writes_fail_leaves_nothing_and_the_rest_of_its_batch_commits() {
     let writer = spawn_on(open(&dir), 1, batch_options(4));
     let answers = submit_together(&writer, vec![Input::Recover, enqueue("x-1"), enqueue("x-2"), enqueue("x-3")]);
     assert!(answers.iter().all(Result::is_ok), "{answers:?}");
-    // Refuses the last statement of an enqueue of subject "doomed" (the subject's row),
+    // Refuses the last statement of an enqueue of a subject "doomed…" (the subject's row),
     // after its job rows are written: those must go too.
     let other = open(&dir);
     other
         .connection()
         .execute_batch(
-            "CREATE TRIGGER doomed BEFORE INSERT ON subjects WHEN NEW.subject_key = 'doomed'
+            "CREATE TRIGGER doomed BEFORE INSERT ON subjects WHEN NEW.subject_key LIKE 'doomed%'
              BEGIN SELECT RAISE(ABORT, 'doomed'); END;",
         )
         .unwrap();
-    // The failing step first in its transaction (written without a savepoint), then
-    // between two others (within one).
-    for batch in [
+    // The failing step first, between others, last, and twice. The SQLite writer keeps no
+    // savepoint per step: each failure rolls the transaction back and writes the steps
+    // before it again. `c` is enqueued twice around a failure: the second enqueue must
+    // see the first, written again, and supersede it.
+    let batches = [
         vec![enqueue("doomed"), enqueue("a-1"), enqueue("a-2"), enqueue("a-3")],
         vec![enqueue("b-1"), enqueue("doomed"), enqueue("b-2"), enqueue("b-3")],
-    ] {
+        vec![enqueue("c"), enqueue("c-1"), enqueue("doomed"), enqueue("c")],
+        vec![enqueue("d-1"), enqueue("d-2"), enqueue("d-3"), enqueue("doomed")],
+        vec![enqueue("e-1"), enqueue("doomed-1"), enqueue("e-2"), enqueue("doomed-2")],
+    ];
+    for batch in batches {
         let before = writer.stats();
         let answers = submit_together(&writer, batch);
-        assert_eq!(writer.stats().batches - before.batches, 1, "one transaction");
-        let failed = answers.iter().position(Result::is_err).expect("the doomed enqueue fails");
-        assert!(store_error(&answers[failed]).to_string().contains("doomed"), "{:?}", answers[failed]);
-        for (n, answer) in answers.iter().enumerate().filter(|(n, _)| *n != failed) {
+        let after = writer.stats();
+        assert_eq!(after.batches - before.batches, 1, "one transaction");
+        let failed: Vec<usize> = (0..answers.len()).filter(|&n| answers[n].is_err()).collect();
+        assert!(!failed.is_empty(), "the doomed enqueues fail: {answers:?}");
+        assert_eq!(after.rewrites - before.rewrites, failed.len() as u64, "one rewrite per failed step");
+        for &n in &failed {
+            assert!(store_error(&answers[n]).to_string().contains("doomed"), "{:?}", answers[n]);
+        }
+        for (n, answer) in answers.iter().enumerate().filter(|(n, _)| !failed.contains(n)) {
             assert!(answer.is_ok(), "step {n}: {answer:?}");
         }
     }
@@ -297,9 +311,17 @@ fn a_step_whose_writes_fail_leaves_nothing_and_the_rest_of_its_batch_commits() {
     let jobs = all_jobs(&other);
     let mut subjects: Vec<&str> = jobs.iter().map(|job| job.subject_key.as_str()).collect();
     subjects.sort_unstable();
-    assert_eq!(subjects, ["a-1", "a-2", "a-3", "b-1", "b-2", "b-3", "x-1", "x-2", "x-3"]);
+    let expected = [
+        "a-1", "a-2", "a-3", "b-1", "b-2", "b-3", "c", "c", "c-1", "d-1", "d-2", "d-3", "e-1", "e-2", "x-1", "x-2",
+        "x-3",
+    ];
+    assert_eq!(subjects, expected);
     let specs: i64 = other.connection().query_row("SELECT count(*) FROM job_specs", [], |row| row.get(0)).unwrap();
-    assert_eq!(specs, 9, "no job_specs row of a doomed enqueue is left");
+    assert_eq!(specs, expected.len() as i64, "no job_specs row of a doomed enqueue is left");
+    let c: Vec<(u64, JobState)> =
+        jobs.iter().filter(|job| job.subject_key == "c").map(|job| (job.generation, job.state)).collect();
+    assert_eq!(c, [(1, JobState::Superseded), (2, JobState::Queued)], "the second enqueue of c saw the first");
+    assert_eq!(other.integrity_check().unwrap(), vec!["ok".to_owned()]);
 }
 
 #[test]

@@ -149,8 +149,7 @@ impl JobCache {
         }
     }
 
-    /// Forgets the writes after `mark` (a write set or step that was rolled back to its
-    /// savepoint). Their jobs stay out of the cache until the transaction ends; the
+    /// Forgets the writes after `mark` (a write set that failed part way). Their jobs stay out of the cache until the transaction ends; the
     /// occupants are as they were at `mark`.
     pub(crate) fn undo_to(&mut self, mark: Mark) {
         for (_, job) in self.pending.drain(mark.pending.min(self.pending.len())..) {

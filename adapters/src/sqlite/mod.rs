@@ -211,8 +211,9 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", synchronous).map_err(unavailable)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(unavailable)?;
         conn.pragma_update(None, "cache_size", -32_768).map_err(unavailable)?;
-        // Savepoints (one per engine step in the writer's group commit) journal the pages
-        // they change; in a temp file that was a file opened, written and closed per step.
+        // Statement journals (a multi-row INSERT that may fail part way) and savepoints
+        // copy the pages they change; in a temp file that was a file opened, written and
+        // closed per statement.
         conn.pragma_update(None, "temp_store", "MEMORY").map_err(unavailable)?;
         schema::migrate(&mut conn, MIGRATIONS)?;
         schema::check_schema(&conn, MIGRATIONS)?;
@@ -734,9 +735,9 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// The writes of one set, inside a transaction and savepoint the caller holds (the
-    /// writer's per-step savepoint): no savepoint of its own, and on an error the caller
-    /// undoes what was written.
+    /// The writes of one set, inside a transaction the caller holds: no savepoint of its
+    /// own, and on an error the caller undoes what was written (the writer rolls the
+    /// transaction back and writes the steps before this one again).
     pub(crate) fn apply_within(&self, writes: &WriteSet) -> StoreResult<()> {
         assert!(!self.conn.is_autocommit(), "apply_within outside a transaction");
         self.apply(writes)

@@ -6,7 +6,7 @@
 //!
 //! Unlike the job cache, the view follows the open transaction write by write (a later
 //! step of the same group commit must see an earlier step's claim), and keeps what it
-//! replaced, so that a write set undone to its savepoint or a rolled-back transaction
+//! replaced, so that a write set that failed part way or a rolled-back transaction
 //! puts it back. Loaded from the file when the store becomes its only writer; checked
 //! against the file on every answer in verify mode.
 

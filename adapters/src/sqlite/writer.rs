@@ -6,8 +6,8 @@
 //! decided one after another, in the order the writer took them from its queue, each
 //! reading what the steps before it wrote (also within a batch), so a claim is atomic,
 //! follows the engine's pop order and never hands one job to two callers. One step that
-//! fails (a read error, a write refused) fails alone: it is undone under its own
-//! savepoint and the rest of the batch commits. A batch whose transaction is lost (the
+//! fails (a read error, a write refused) fails alone: its writes are undone and the rest
+//! of the batch commits. A batch whose transaction is lost (the
 //! `COMMIT` fails, or SQLite rolls the whole transaction back) fails for every caller in
 //! it, and the engine's memory goes back to what it was before the batch.
 //!
@@ -208,6 +208,9 @@ pub struct WriterStats {
     pub batches_failed: u64,
     /// Steps decided again after another daemon's commit refused them (`Conflict`).
     pub conflict_retries: u64,
+    /// Transactions begun again after a step's writes failed, with the batch's steps
+    /// before it written again (a store without savepoints per step: SQLite's).
+    pub rewrites: u64,
 }
 
 /// Times one step refused with `Conflict` on a shared store is decided again, each time
@@ -253,7 +256,6 @@ impl Writer {
             memory: Memory::default(),
             last_now_ms: 0,
             stats: Arc::clone(&stats),
-            tx_written: false,
             _companion: companion,
         };
         let join = std::thread::Builder::new().name("semantica-writer".into()).spawn(move || thread.run())?;
@@ -455,6 +457,7 @@ struct Counters {
     steps: AtomicU64,
     batches_failed: AtomicU64,
     conflict_retries: AtomicU64,
+    rewrites: AtomicU64,
     /// How long each group's `COMMIT` took (atomics only: the writer never waits on a reader).
     commit_seconds: AtomicHistogram,
 }
@@ -466,6 +469,7 @@ impl Counters {
             steps: self.steps.load(Ordering::Relaxed),
             batches_failed: self.batches_failed.load(Ordering::Relaxed),
             conflict_retries: self.conflict_retries.load(Ordering::Relaxed),
+            rewrites: self.rewrites.load(Ordering::Relaxed),
         }
     }
 }
@@ -474,6 +478,10 @@ impl Counters {
 enum StepError {
     /// This step alone: it was undone, the transaction goes on.
     Alone(WriteError),
+    /// This step alone, but part of its writes may be in the transaction, which no
+    /// savepoint marks: the transaction must be begun again with the writes of the
+    /// batch's steps before it ([`WriterThread::rewrite`]).
+    Rewrite(WriteError),
     /// The transaction is gone (SQLite rolled it back, or it could not be undone to the
     /// step's savepoint): every step of the batch fails.
     Batch(StoreError),
@@ -491,8 +499,6 @@ struct WriterThread<S: GroupCommitStore> {
     memory: Memory,
     last_now_ms: u64,
     stats: Arc<Counters>,
-    /// A step of the open transaction has written: the next one writes within a savepoint.
-    tx_written: bool,
     /// The store's companion (SQLite's checkpoint thread), stopped when the writer ends.
     _companion: Box<dyn Send>,
 }
@@ -591,8 +597,8 @@ impl<S: GroupCommitStore> WriterThread<S> {
         })
     }
 
-    /// One transaction: every step in order, each under its own savepoint; answers only
-    /// after `COMMIT`.
+    /// One transaction: every step in order (each under its own savepoint on a shared
+    /// store); answers only after `COMMIT`.
     fn write_batch(&mut self, batch: Vec<Op>) {
         assert!(!batch.is_empty() && batch.len() <= self.options.batch_max);
         // A caller that has gone before its input was taken withdrew it.
@@ -636,6 +642,12 @@ impl<S: GroupCommitStore> WriterThread<S> {
                     done.push((op, step));
                 }
                 Err(StepError::Alone(error)) => op.answer(Err(error)),
+                Err(StepError::Rewrite(error)) => {
+                    op.answer(Err(error));
+                    if let Err(error) = self.rewrite(&done) {
+                        lost = Some(error);
+                    }
+                }
                 Err(StepError::Batch(error)) => {
                     op.answer(Err(WriteError::Store(error.clone())));
                     lost = Some(error);
@@ -681,22 +693,18 @@ impl<S: GroupCommitStore> WriterThread<S> {
         if step.persist.is_empty() {
             return Ok(step);
         }
-        if !self.tx_written && !self.store.shared() {
-            // The first step to write needs no savepoint (nor SQLite's copy of each page
-            // it changes): should its writes fail, the transaction holds nothing else of
-            // the batch, and is begun again. Not on a shared store (Postgres): there a
-            // failed statement aborts the whole transaction unless a savepoint holds it,
-            // and a conflict must stay a conflict of the step alone (decided again).
+        if !self.store.shared() {
+            // No savepoint, nor SQLite's copy of every page a step changes that one costs
+            // (a quarter of the writer's instructions at 16 enqueues per transaction): a
+            // step whose writes fail is rare, and then the transaction is begun again
+            // with the steps before it.
+            // Not on a shared store (Postgres): there a failed statement aborts the whole
+            // transaction unless a savepoint holds it, and a conflict must stay a conflict
+            // of the step alone (decided again).
             return match self.store.apply_within(&step.persist) {
-                Ok(()) => {
-                    self.tx_written = true;
-                    Ok(step)
-                }
+                Ok(()) => Ok(step),
                 Err(error) if !self.store.in_transaction() => Err(StepError::Batch(error)),
-                Err(error) => {
-                    self.begin().map_err(StepError::Batch)?;
-                    Err(StepError::Alone(WriteError::Store(error)))
-                }
+                Err(error) => Err(StepError::Rewrite(WriteError::Store(error))),
             };
         }
         self.store.control(Control::Savepoint).map_err(|error| self.step_failed(error))?;
@@ -758,8 +766,19 @@ impl<S: GroupCommitStore> WriterThread<S> {
         // Left open by a rollback that failed (or lost but not ended, on Postgres): try
         // once more before giving up.
         self.rollback();
-        self.tx_written = false;
         self.store.control(Control::Begin)
+    }
+
+    /// Undoes a step whose writes failed part way: rolls the transaction back and writes
+    /// the steps of the batch decided before it again. They were written on the same
+    /// state before, and the store forgets a rolled-back transaction's writes (its cache
+    /// of committed jobs included), so they write the same rows again.
+    fn rewrite(&mut self, done: &[(Op, Step)]) -> Result<(), StoreError> {
+        self.begin()?;
+        self.stats.rewrites.fetch_add(1, Ordering::Relaxed);
+        done.iter()
+            .filter(|(_, step)| !step.persist.is_empty())
+            .try_for_each(|(_, step)| self.store.apply_within(&step.persist))
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {
