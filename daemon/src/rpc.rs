@@ -1,6 +1,7 @@
 //! The JSON-RPC methods of API.md and the listeners that serve them: HTTP and WebSocket
 //! on TCP (bearer token) and on the Unix socket (file mode), plus `GET /health`.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -13,12 +14,13 @@ use jsonrpsee::server::{
     serve_with_graceful_shutdown, stop_channel, HttpBody, HttpRequest, HttpResponse, Methods, RpcModule, Server,
     ServerConfig, ServerHandle, StopHandle,
 };
-use jsonrpsee::types::{ErrorObjectOwned, Params};
+use jsonrpsee::types::{ErrorObjectOwned, Id, Params, Response, ResponsePayload};
 use semantica_adapters::logs::{CHUNK_BYTES_DEFAULT, CHUNK_BYTES_MAX};
 use semantica_core::{
     limits, CancelRequest, Clock, Enqueued, Input, JobId, JobQuery, JobState, RecurringRequest, Reply, RetryRequest,
     ValidationError, ValidationKind,
 };
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use tokio::net::{TcpListener, UnixListener};
 use tracing::{info, warn};
@@ -720,50 +722,125 @@ pub fn log_not_reloaded(error: &str) {
     warn!("config not reloaded, the running config stays: {error}");
 }
 
-/// Registers `method`; its answer is any serializable value (a typed answer is written
-/// straight to the response, without a `Value` tree in between).
-fn register<F, Fut, T>(module: &mut RpcModule<Service>, name: &'static str, method: F)
-where
+/// A method answered straight from a single HTTP call's body ([`direct_call`]): the whole
+/// body of its answer to the call's id.
+type Direct = Arc<dyn Fn(Arc<Service>, Params<'static>, Id<'static>) -> DirectAnswer + Send + Sync>;
+type DirectAnswer = Pin<Box<dyn Future<Output = String> + Send>>;
+
+/// The methods, twice: jsonrpsee's table (WebSocket, batches, notifications, and the
+/// HTTP calls [`direct_call`] leaves to it) and the same methods for single HTTP calls.
+#[derive(Clone)]
+pub struct Api {
+    methods: Methods,
+    direct: Arc<HashMap<&'static str, Direct>>,
+    service: Arc<Service>,
+}
+
+impl Api {
+    /// The answer to a single call of a method of the direct table: one parse of the body
+    /// (as jsonrpsee parses it), the method, and its answer written from the typed value.
+    /// `None` for anything else (a batch, a notification, another method, a body that is
+    /// no call), which jsonrpsee answers.
+    fn direct_answer(&self, body: &[u8]) -> Option<DirectAnswer> {
+        let call: Call = serde_json::from_slice(body).ok()?;
+        let method = self.direct.get(call.method.as_ref())?;
+        let id = call_id(call.id)?;
+        let params = Params::new(call.params.map(RawValue::get)).into_owned();
+        Some(method(Arc::clone(&self.service), params, id))
+    }
+
+    /// One call's answer as a single HTTP call gets it (the direct table, else jsonrpsee),
+    /// without the transport: for the fuzz targets. `None` when jsonrpsee refuses the body
+    /// as a whole.
+    pub async fn answer(&self, body: &str) -> Option<String> {
+        match self.direct_answer(body.as_bytes()) {
+            Some(answer) => Some(answer.await),
+            None => {
+                let (answer, _notifications) = self.methods.raw_json_request(body, 16).await.ok()?;
+                Some(String::from(Box::<str>::from(answer)))
+            }
+        }
+    }
+}
+
+/// Registers `method` in both tables, with its metrics; its answer is any serializable
+/// value (a typed answer is written straight to the response, without a `Value` tree in
+/// between).
+fn register<F, Fut, T>(
+    module: &mut RpcModule<Service>,
+    direct: &mut HashMap<&'static str, Direct>,
+    name: &'static str,
+    method: F,
+) where
     F: Fn(Arc<Service>, Params<'static>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<T, ErrorObjectOwned>> + Send + 'static,
     T: serde::Serialize + Clone + Send + 'static,
 {
+    let timed = move |service: Arc<Service>, params: Params<'static>| {
+        let method = method.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let metrics_service = Arc::clone(&service);
+            let result = method(service, params).await;
+            let code = result.as_ref().err().map_or(0, ErrorObjectOwned::code);
+            metrics_service.metrics.record_rpc(name, code, started.elapsed());
+            result
+        }
+    };
+    let for_module = timed.clone();
     module
-        .register_async_method(name, move |params, service, _| {
-            let method = method.clone();
-            async move {
-                let started = std::time::Instant::now();
-                let metrics_service = Arc::clone(&service);
-                let result = method(service, params).await;
-                let code = result.as_ref().err().map_or(0, ErrorObjectOwned::code);
-                metrics_service.metrics.record_rpc(name, code, started.elapsed());
-                result
-            }
-        })
+        .register_async_method(name, move |params, service, _| for_module(service, params))
         .expect("method names are unique");
+    let answer: Direct = Arc::new(move |service, params, id| {
+        let result = timed(service, params);
+        Box::pin(async move { answer_body(id, result.await) })
+    });
+    assert!(direct.insert(name, answer).is_none(), "method names are unique");
+}
+
+/// The body jsonrpsee would answer a single call with: the typed answer written once, and
+/// an error, or an answer over [`RESPONSE_BYTES_MAX`], as [`ContractErrors`] shapes it.
+fn answer_body<T: serde::Serialize + Clone>(id: Id<'static>, result: Result<T, ErrorObjectOwned>) -> String {
+    let response = match result {
+        Ok(answer) => {
+            let body = serde_json::to_string(&Response::new(ResponsePayload::success_borrowed(&answer), id.clone()))
+                .expect("an answer serializes");
+            if body.len() <= RESPONSE_BYTES_MAX as usize {
+                return body;
+            }
+            let payload = jsonrpsee::core::server::ResponsePayload::success(answer);
+            MethodResponse::response(id.clone(), payload, RESPONSE_BYTES_MAX as usize)
+        }
+        Err(error) => MethodResponse::error(id.clone(), error),
+    };
+    String::from(Box::<str>::from(with_error_kind(response, id).into_parts().0))
 }
 
 /// Every method of API.md (v1 and v1.1) and `admin.reload.v1`.
-pub fn methods(service: Arc<Service>) -> Methods {
-    let mut module = RpcModule::from_arc(service);
-    register(&mut module, "dev.enqueue.v1", enqueue);
-    register(&mut module, "dev.enqueue_batch.v1", enqueue_batch);
-    register(&mut module, "dev.cancel.v1", cancel);
-    register(&mut module, "dev.get.v1", get);
-    register(&mut module, "dev.wait.v1", wait);
-    register(&mut module, "dev.query_jobs.v1", query_jobs);
-    register(&mut module, "dev.event.v1", event);
-    register(&mut module, "logs.tail.v1", logs_tail);
-    register(&mut module, "admin.stats.v1", stats);
-    register(&mut module, "admin.maintenance.v1", maintenance);
-    register(&mut module, "admin.queue.pause.v1", pause);
-    register(&mut module, "admin.queue.resume.v1", resume);
-    register(&mut module, "dev.retry.v1", retry);
-    register(&mut module, "dev.recurring.set.v1", recurring_set);
-    register(&mut module, "dev.recurring.delete.v1", recurring_delete);
-    register(&mut module, "dev.recurring.list.v1", recurring_list);
-    register(&mut module, "admin.reload.v1", reload);
-    register(&mut module, "rpc.discover", discover);
+pub fn methods(service: Arc<Service>) -> Api {
+    let mut module = RpcModule::from_arc(Arc::clone(&service));
+    let mut direct = HashMap::new();
+    let table = &mut direct;
+    register(&mut module, table, "dev.enqueue.v1", enqueue);
+    register(&mut module, table, "dev.enqueue_batch.v1", enqueue_batch);
+    register(&mut module, table, "dev.cancel.v1", cancel);
+    register(&mut module, table, "dev.get.v1", get);
+    register(&mut module, table, "dev.wait.v1", wait);
+    register(&mut module, table, "dev.query_jobs.v1", query_jobs);
+    register(&mut module, table, "dev.event.v1", event);
+    register(&mut module, table, "logs.tail.v1", logs_tail);
+    register(&mut module, table, "admin.stats.v1", stats);
+    register(&mut module, table, "admin.maintenance.v1", maintenance);
+    register(&mut module, table, "admin.queue.pause.v1", pause);
+    register(&mut module, table, "admin.queue.resume.v1", resume);
+    register(&mut module, table, "dev.retry.v1", retry);
+    register(&mut module, table, "dev.recurring.set.v1", recurring_set);
+    register(&mut module, table, "dev.recurring.delete.v1", recurring_delete);
+    register(&mut module, table, "dev.recurring.list.v1", recurring_list);
+    register(&mut module, table, "admin.reload.v1", reload);
+    register(&mut module, table, "rpc.discover", discover);
+    // Only in jsonrpsee's table: the sign-in reads the request's extensions (a cookie),
+    // and a subscription needs a WebSocket.
     module
         .register_async_method("admin.ui_login.v1", |params, service, extensions| async move {
             ui_login(&service, &params, extensions.get::<crate::ui::CookieSession>().is_some())
@@ -777,7 +854,7 @@ pub fn methods(service: Arc<Service>) -> Methods {
             |params, pending, service, _| async move { follow(service, params, pending).await },
         )
         .expect("subscription names are unique");
-    module.into()
+    Api { methods: module.into(), direct: Arc::new(direct), service }
 }
 
 /// `logs.follow.v1`: chunks as the log grows, ending once the job is terminal and its log
@@ -981,13 +1058,41 @@ fn judge_body(body: &[u8]) -> Option<Value> {
     }
 }
 
-/// Health, token, body size and envelope, then jsonrpsee.
+/// A single call as jsonrpsee's `Request` reads it, except for the id: kept as written
+/// and read by [`call_id`], because the `Id` type tries its kinds in turn and builds an
+/// error message for each that does not fit (a twentieth of a call's parse and answer).
+#[derive(serde::Deserialize)]
+struct Call<'a> {
+    /// Read only to refuse a version other than "2.0".
+    #[serde(rename = "jsonrpc")]
+    _version: jsonrpsee::types::TwoPointZero,
+    #[serde(borrow)]
+    id: &'a RawValue,
+    #[serde(borrow)]
+    method: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    params: Option<&'a RawValue>,
+}
+
+/// The ids jsonrpsee takes (null, a string, an integer from 0 to `u64::MAX`); `None` for
+/// any other, which jsonrpsee then refuses as before.
+fn call_id(raw: &RawValue) -> Option<Id<'static>> {
+    match raw.get().as_bytes().first()? {
+        b'n' => serde_json::from_str::<()>(raw.get()).ok().map(|()| Id::Null),
+        b'"' => serde_json::from_str::<String>(raw.get()).ok().map(|id| Id::Str(id.into())),
+        _ => serde_json::from_str::<u64>(raw.get()).ok().map(Id::Number),
+    }
+}
+
+/// Health, token, body size and envelope, then a method of the direct table or jsonrpsee
+/// (`rpc` makes its service, only for the requests that need it).
 async fn handle<S>(
     request: HttpRequest<hyper::body::Incoming>,
     token: Option<Arc<str>>,
     service: Arc<Service>,
     ui: Option<Arc<crate::ui::Ui>>,
-    rpc: S,
+    api: Api,
+    rpc: impl FnOnce() -> S,
 ) -> Result<HttpResponse, jsonrpsee::core::BoxError>
 where
     S: tower::Service<HttpRequest<hyper::body::Incoming>, Response = HttpResponse, Error = jsonrpsee::core::BoxError>
@@ -997,7 +1102,6 @@ where
             Error = jsonrpsee::core::BoxError,
         >,
 {
-    let mut rpc = rpc;
     let mut request = request;
     match gate(&request, token.as_deref(), ui.as_deref()) {
         Admission::Answered(response) => {
@@ -1016,7 +1120,7 @@ where
     }
     if request.method() != http::Method::POST {
         // WebSocket upgrades and other methods: jsonrpsee answers them.
-        return tower::Service::<HttpRequest<hyper::body::Incoming>>::call(&mut rpc, request).await;
+        return tower::Service::<HttpRequest<hyper::body::Incoming>>::call(&mut rpc(), request).await;
     }
     let declared = request
         .headers()
@@ -1047,11 +1151,16 @@ where
             return Ok(response);
         }
     };
+    // jsonrpsee refuses (415) a body whose content type is not JSON.
+    let json = jsonrpsee::server::http::is_json(parts.headers.get(http::header::CONTENT_TYPE));
+    if let Some(answer) = json.then(|| api.direct_answer(&body)).flatten() {
+        return Ok(jsonrpsee::server::http::response::ok_response(answer.await));
+    }
     if let Some(error) = judge_body(&body) {
         return Ok(json_response(400, error));
     }
     let request = HttpRequest::from_parts(parts, http_body_util::Full::new(body));
-    tower::Service::<HttpRequest<http_body_util::Full<bytes::Bytes>>>::call(&mut rpc, request).await
+    tower::Service::<HttpRequest<http_body_util::Full<bytes::Bytes>>>::call(&mut rpc(), request).await
 }
 
 type BoxedResponse = Pin<Box<dyn Future<Output = Result<HttpResponse, jsonrpsee::core::BoxError>> + Send>>;
@@ -1212,7 +1321,7 @@ fn throttled(retry_after_ms: u64) -> HttpResponse {
 
 async fn serve<S, A, Fut>(
     mut accept: A,
-    methods: Methods,
+    api: Api,
     service: Arc<Service>,
     stop: StopHandle,
     token: Option<Arc<str>>,
@@ -1242,7 +1351,7 @@ async fn serve<S, A, Fut>(
             },
             _ = stop.clone().shutdown() => return,
         };
-        let methods = methods.clone();
+        let api = api.clone();
         let stop_for_service = stop.clone();
         let builder = builder.clone();
         let token = token.clone();
@@ -1256,8 +1365,11 @@ async fn serve<S, A, Fut>(
                     Ok(throttled(retry_after_ms))
                 });
             }
-            let rpc = builder.clone().build(methods.clone(), stop_for_service.clone());
-            Box::pin(handle(request, token.clone(), Arc::clone(&app), ui.clone(), rpc))
+            let rpc = {
+                let (builder, methods, stop) = (builder.clone(), api.methods.clone(), stop_for_service.clone());
+                move || builder.build(methods, stop)
+            };
+            Box::pin(handle(request, token.clone(), Arc::clone(&app), ui.clone(), api.clone(), rpc))
         });
         tokio::spawn(serve_with_graceful_shutdown(socket, service, stop.clone().shutdown()));
     }
@@ -1273,7 +1385,7 @@ pub struct Listeners {
 /// `ui` is served on TCP only (`/ui/`), and learns there the address it is bound to.
 pub fn start(
     listeners: Listeners,
-    methods: Methods,
+    api: Api,
     service: Arc<Service>,
     token: String,
     rate_per_second: u32,
@@ -1294,7 +1406,7 @@ pub fn start(
                 async move { tcp.accept().await.map(|(socket, _)| socket) }
             }
         },
-        methods.clone(),
+        api.clone(),
         Arc::clone(&service),
         stop.clone(),
         Some(token),
@@ -1309,7 +1421,7 @@ pub fn start(
                 async move { unix.accept().await.map(|(socket, _)| socket) }
             }
         },
-        methods,
+        api,
         service,
         stop,
         None,

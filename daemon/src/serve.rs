@@ -148,10 +148,10 @@ pub async fn serve(config: DaemonConfig) -> Result<(), StartError> {
         }
     }
     let listeners = rpc::Listeners { tcp, unix };
-    let methods = rpc::methods(std::sync::Arc::clone(&service));
+    let api = rpc::methods(std::sync::Arc::clone(&service));
     let handle = rpc::start(
         listeners,
-        methods,
+        api,
         std::sync::Arc::clone(&service),
         token,
         rate_per_second,

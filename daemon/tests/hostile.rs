@@ -837,6 +837,50 @@ fn check_cases(cases: impl FnOnce(&mut Catalogue)) {
     );
 }
 
+/// The daemon answers a single HTTP call of its own methods itself and leaves batches (and
+/// what is not such a call) to jsonrpsee: a call alone and the same call as a batch of one
+/// get the same answer, whatever the id, the method and the params.
+#[test]
+fn a_call_alone_and_in_a_batch_of_one_get_the_same_answer() {
+    let home = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(home.path());
+    let target = Target::of(&daemon, home.path());
+    let job = target.rpc("dev.enqueue.v1", json!({"job_type": "noop", "queue": "q", "subject_key": "s"}));
+    let id = job["result"]["job_id"].clone();
+    let done = target.rpc("dev.wait.v1", json!({"job_id": id, "timeout_ms": 30_000}));
+    assert_eq!(done["result"]["state"], "DONE", "{done}");
+    let calls = [
+        ("dev.get.v1", json!({"job_id": id})),
+        ("dev.wait.v1", json!({"job_id": id, "timeout_ms": 10})),
+        ("dev.cancel.v1", json!({"job_id": id})),
+        ("dev.query_jobs.v1", json!({"filter": {"queue": ["q"]}, "limit": 10})),
+        ("dev.recurring.list.v1", json!({})),
+        ("rpc.discover", json!({})),
+        ("dev.get.v1", json!({"job_id": "not-an-id"})),
+        ("dev.get.v1", json!({"job_id": id, "unknown": 1})),
+        ("dev.get.v1", json!([id])),
+        ("dev.get.v1", Value::Null),
+        ("dev.enqueue.v1", json!({"job_type": "noop"})),
+        ("dev.enqueue.v1", json!({"job_type": "noop", "queue": "q", "subject_key": "s", "priority": "high"})),
+        ("dev.enqueue_batch.v1", json!({"jobs": []})),
+        ("admin.stats.v1", json!({"unknown": true})),
+        ("admin.ui_login.v1", json!({"unknown": 1})),
+        ("logs.follow.v1", json!({"job_id": id})),
+        ("no.such.method", json!({})),
+    ];
+    for (method, params) in calls {
+        for id in [json!(7), json!(0), json!(u64::MAX), json!("seven"), json!("\"quoted\" \u{e9}"), Value::Null] {
+            let call = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
+            let alone = target.post(call.as_bytes());
+            let batch = target.post(format!("[{call}]").as_bytes());
+            assert_eq!((alone.status, batch.status), (200, 200), "{call}: {} / {}", alone.text(), batch.text());
+            let alone = alone.json();
+            assert!(alone.get("result").is_some() || alone.get("error").is_some(), "{call}: {alone}");
+            assert_eq!(json!([alone]), batch.json(), "{call}");
+        }
+    }
+}
+
 /// JSON-RPC 2.0: valid JSON that is not a request object, or a request whose id is not a
 /// string, number or null, is -32600 Invalid Request (with id null).
 #[test]

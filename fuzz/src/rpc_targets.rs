@@ -1,8 +1,8 @@
 //! Every JSON-RPC method of the daemon, called with arbitrary params through the real
-//! method table (`semantica_daemon::rpc::methods`) on a real service: a temp
-//! `SEMANTICA_HOME`, the SQLite store, the writer and the executors. This file is compiled
-//! twice: into `semantica-fuzz` (libFuzzer) and, by `#[path]`, into
-//! `daemon/tests/fuzz_harness.rs` (proptest on stable, in CI).
+//! method tables (`semantica_daemon::rpc::methods`, answering as a single HTTP call is
+//! answered) on a real service: a temp `SEMANTICA_HOME`, the SQLite store, the writer and
+//! the executors. This file is compiled twice: into `semantica-fuzz` (libFuzzer) and, by
+//! `#[path]`, into `daemon/tests/fuzz_harness.rs` (proptest on stable, in CI).
 //!
 //! The first byte picks the method, so that random bytes reach every method; the rest,
 //! if it is JSON, is the params. The answer must be a JSON-RPC response whose error, if
@@ -36,7 +36,7 @@ const CONTRACT_CODES: [i64; 11] = [-32700, -32600, -32601, -32602, 4000, 4001, 4
 
 struct Daemon {
     runtime: tokio::runtime::Runtime,
-    methods: jsonrpsee::Methods,
+    api: rpc::Api,
     _home: std::path::PathBuf,
 }
 
@@ -66,7 +66,7 @@ fn daemon() -> &'static Daemon {
             .build()
             .expect("a tokio runtime");
         let service = runtime.block_on(Service::start(config)).expect("the service starts");
-        Daemon { runtime, methods: rpc::methods(service), _home: home }
+        Daemon { runtime, api: rpc::methods(service), _home: home }
     })
 }
 
@@ -96,17 +96,16 @@ fn defuse(value: &mut serde_json::Value) {
     }
 }
 
-/// The answer to one call of `method`; `None` if jsonrpsee does not take it as a
-/// request at all (params neither an object nor an array).
+/// The answer to one call of `method`; `None` if neither table takes it as a call (a
+/// method only jsonrpsee has, with params neither an object nor an array).
 pub fn call(method: &str, params: Option<serde_json::Value>) -> Option<serde_json::Value> {
     let mut request = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method});
     if let Some(params) = params {
         request["params"] = params;
     }
     let daemon = daemon();
-    let (response, _notifications) =
-        daemon.runtime.block_on(daemon.methods.raw_json_request(&request.to_string(), 16)).ok()?;
-    Some(serde_json::from_str(response.get()).expect("the answer is JSON"))
+    let response = daemon.runtime.block_on(daemon.api.answer(&request.to_string()))?;
+    Some(serde_json::from_str(&response).expect("the answer is JSON"))
 }
 
 pub fn rpc_call(data: &[u8]) {
