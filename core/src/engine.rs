@@ -610,24 +610,25 @@ impl Engine {
         };
         let job = self.new_job(tx, valid, generation)?;
         let id = job.id;
-        tx.insert(job.clone());
         if stale {
             // Guarantee 3: created directly as SUPERSEDED; it never runs.
+            tx.insert(job.clone());
             self.terminate(tx, job, JobState::Superseded, None)?;
         } else {
             match parent {
-                Some(parent) if parent.state == JobState::Done => self.settle(tx, job)?,
+                Some(parent) if parent.state == JobState::Done => self.insert_settled(tx, job)?,
                 Some(parent) if parent.state.is_terminal() => {
                     let error =
                         JobError::new(ErrorKind::ParentFailed, format!("parent {} ended {}", parent.id, parent.state));
+                    tx.insert(job.clone());
                     self.terminate(tx, job, JobState::Cancelled, Some(error))?;
                 }
                 Some(_) => {
                     let mut job = job;
                     job.parent_pending = true;
-                    self.settle(tx, job)?;
+                    self.insert_settled(tx, job)?;
                 }
-                None => self.settle(tx, job)?,
+                None => self.insert_settled(tx, job)?,
             }
         }
         let job = tx.written(id).expect("inserted in this step");
@@ -1476,16 +1477,40 @@ impl Engine {
     /// Puts a waiting job where it belongs now: skipped if its TTL or deadline has passed,
     /// `QUEUED` if nothing holds it back, `SCHEDULED` otherwise; and sets its wake-up.
     fn settle(&mut self, tx: &mut Tx, mut job: Job) -> StoreResult<()> {
-        let now_ms = tx.now_ms;
-        assert!(job.state.is_waiting(), "job {} settled while {}", job.id, job.state);
-        self.follow_wall_clock(now_ms, &mut job);
-        if let Some((state, error)) = self.expired(now_ms, &job) {
-            return self.terminate(tx, job, state, Some(error));
+        match self.settled(tx.now_ms, &mut job) {
+            Some((state, error)) => self.terminate(tx, job, state, Some(error)),
+            None => tx.update(job),
         }
-        job.state = if self.ready(now_ms, &job) { JobState::Queued } else { JobState::Scheduled };
-        job.wake_at_ms = waiting_wake_at(now_ms, &job);
-        self.stop_following_what_came(now_ms, &mut job);
-        tx.update(job)
+    }
+
+    /// A new job as [`Engine::settle`] leaves it, written once: inserted waiting where it
+    /// waits, instead of inserted `SCHEDULED` and then updated (a copy of the job and an
+    /// update less per enqueue). One that may no longer start is inserted, then ended.
+    fn insert_settled(&mut self, tx: &mut Tx, mut job: Job) -> StoreResult<()> {
+        match self.settled(tx.now_ms, &mut job) {
+            Some((state, error)) => {
+                tx.insert(job.clone());
+                self.terminate(tx, job, state, Some(error))
+            }
+            None => {
+                tx.insert(job);
+                Ok(())
+            }
+        }
+    }
+
+    /// Moves a waiting job to where it waits at `now_ms` (`QUEUED` or `SCHEDULED`, and its
+    /// wake time), or says how it ends if it may no longer start.
+    fn settled(&self, now_ms: u64, job: &mut Job) -> Option<(JobState, JobError)> {
+        assert!(job.state.is_waiting(), "job {} settled while {}", job.id, job.state);
+        self.follow_wall_clock(now_ms, job);
+        if let Some(end) = self.expired(now_ms, job) {
+            return Some(end);
+        }
+        job.state = if self.ready(now_ms, job) { JobState::Queued } else { JobState::Scheduled };
+        job.wake_at_ms = waiting_wake_at(now_ms, job);
+        self.stop_following_what_came(now_ms, job);
+        None
     }
 
     /// `SKIPPED_DEADLINE` or `SKIPPED_TTL` if a waiting job may no longer start.

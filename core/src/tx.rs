@@ -463,6 +463,8 @@ impl<'s> Tx<'s> {
         assert_finished_marks_end(&job);
         let mut job = job;
         job.version = 1;
+        // As an update that queues a job: the scheduler may claim it.
+        self.may_claim |= job.state == JobState::Queued;
         self.touch(job.id, None);
         self.remember(&job);
         self.note_queued(&job);

@@ -298,6 +298,13 @@ fn check_step(world: &mut World, before: &MemStore, system: SystemState, input: 
         }
     }
 
+    // A job the step made QUEUED (enqueued ready, released, due) asks for a claim, so
+    // that the daemon's scheduler tries to start it now rather than at its next tick.
+    for job in step.written().filter(|job| job.state == JobState::Queued) {
+        let was_queued = before.get(job.id).unwrap().is_some_and(|before| before.state == JobState::Queued);
+        assert!(was_queued || step.may_claim, "job {} became QUEUED without may_claim: {}", job.id, context());
+    }
+
     // Guarantee 6: one process per subject.
     for (subject, count) in occupied_subjects(after) {
         assert!(count <= 1, "subject {subject} has {count} live processes: {}", context());
