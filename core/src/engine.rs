@@ -260,6 +260,14 @@ impl Step {
     }
 }
 
+/// `format!("{value:032x}")` without the formatting machinery, for the trace id of each
+/// enqueue: `format!` cost about 3% of the writer's instructions on a batch.
+fn hex_32(value: u128) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let digits: Vec<u8> = (0..32).rev().map(|nibble| DIGITS[(value >> (4 * nibble)) as usize & 0xf]).collect();
+    String::from_utf8(digits).expect("hex digits are ASCII")
+}
+
 /// Start a job only while the CPU is not over `cpu_limit_percent`, unless its priority
 /// is at least `priority_floor`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -646,7 +654,7 @@ impl Engine {
         let id = self.ids.next_id();
         let trace_id = match valid.trace_id {
             Some(trace_id) => trace_id,
-            None => format!("{:032x}", self.ids.next_id().as_u128()),
+            None => hex_32(self.ids.next_id().as_u128()),
         };
         Ok(Job {
             id,
@@ -1620,4 +1628,16 @@ fn recurring_job_check(job: &EnqueueRequest, config: &Config) -> Result<(), Vali
 fn stored_schedule(recurring: &Recurring) -> CronSchedule {
     CronSchedule::parse(&recurring.cron, &recurring.timezone)
         .unwrap_or_else(|error| panic!("recurring {:?} was stored invalid: {error:?}", recurring.name))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn hex_32_writes_what_format_writes(value: u128) {
+            prop_assert_eq!(super::hex_32(value), format!("{value:032x}"));
+        }
+    }
 }
