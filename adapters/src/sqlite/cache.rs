@@ -18,7 +18,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use semantica_core::{Job, JobId};
+use semantica_core::{Job, JobId, JobState};
 
 use super::occupants::Occupants;
 
@@ -121,16 +121,17 @@ impl JobCache {
         }
     }
 
-    /// A write of the open transaction; `None` for a delete. A job written as ended (and
-    /// not waiting for its process to be reaped) is not kept: the writer seldom reads one
-    /// again, and it would push out jobs that are still to be claimed or reported.
+    /// A write of the open transaction; `None` for a delete. Not kept: a job written as
+    /// ended (and not waiting for its process to be reaped), which the writer seldom reads
+    /// again, and a `SCHEDULED` one, read once when it is due. Either would push out jobs
+    /// still to be claimed or reported (a batch of jobs for later, the whole cache).
     pub(crate) fn written(&mut self, id: JobId, job: Option<&Job>) {
         self.remove(id);
         self.dirty.insert(id);
         // An update never moves a job's seq: the highest is an insert's.
         self.pending_max_seq = self.pending_max_seq.max(job.map_or(0, |job| job.seq));
         let kept = job
-            .filter(|job| !job.state.is_terminal() || job.reap_pending)
+            .filter(|job| job.state != JobState::Scheduled && (!job.state.is_terminal() || job.reap_pending))
             .filter(|job| self.fits(job) && self.pending_bytes + size_of(job) <= self.bytes_max)
             .cloned();
         self.pending_bytes += kept.as_ref().map_or(0, size_of);
@@ -149,8 +150,9 @@ impl JobCache {
         }
     }
 
-    /// Forgets the writes after `mark` (a write set that failed part way). Their jobs stay out of the cache until the transaction ends; the
-    /// occupants are as they were at `mark`.
+    /// Forgets the writes after `mark` (a write set that failed part way). Their jobs stay
+    /// out of the cache until the transaction ends; the occupants are as they were at
+    /// `mark`.
     pub(crate) fn undo_to(&mut self, mark: Mark) {
         for (_, job) in self.pending.drain(mark.pending.min(self.pending.len())..) {
             self.pending_bytes -= job.as_ref().map_or(0, size_of);
@@ -251,6 +253,23 @@ mod tests {
 
     fn job(n: u128, version: u64) -> Job {
         Job { version, ..Job::blank(JobId::from_u128(n)) }
+    }
+
+    #[test]
+    fn jobs_written_as_scheduled_are_not_kept_and_push_out_nothing() {
+        let mut cache = JobCache::new(64 * size_of(&job(0, 1)));
+        cache.know_max_seq(1);
+        cache.read(&job(1, 1));
+        for n in 2..1_000 {
+            cache.written(JobId::from_u128(n), Some(&Job { state: JobState::Scheduled, seq: n as u64, ..job(n, 1) }));
+        }
+        cache.committed();
+        assert_eq!(cache.get(JobId::from_u128(1)).map(|j| j.version), Some(1), "a batch for later pushed it out");
+        assert!(cache.get(JobId::from_u128(2)).is_none(), "a scheduled job is read once, when due");
+        assert_eq!(cache.max_seq(), Some(999), "the highest seq still follows every insert");
+        cache.written(JobId::from_u128(2), Some(&Job { state: JobState::Queued, ..job(2, 2) }));
+        cache.committed();
+        assert_eq!(cache.get(JobId::from_u128(2)).map(|j| j.version), Some(2), "once due, it is kept");
     }
 
     #[test]
