@@ -722,13 +722,14 @@ pub fn log_not_reloaded(error: &str) {
     warn!("config not reloaded, the running config stays: {error}");
 }
 
-/// A method answered straight from a single HTTP call's body ([`direct_call`]): the whole
+/// A method answered straight from a single HTTP call's body ([`Api::direct_answer`]): the
 /// body of its answer to the call's id.
 type Direct = Arc<dyn Fn(Arc<Service>, Params<'static>, Id<'static>) -> DirectAnswer + Send + Sync>;
 type DirectAnswer = Pin<Box<dyn Future<Output = String> + Send>>;
 
 /// The methods, twice: jsonrpsee's table (WebSocket, batches, notifications, and the
-/// HTTP calls [`direct_call`] leaves to it) and the same methods for single HTTP calls.
+/// HTTP calls [`Api::direct_answer`] leaves to it) and the same methods for single HTTP
+/// calls.
 #[derive(Clone)]
 pub struct Api {
     methods: Methods,
