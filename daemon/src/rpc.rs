@@ -1090,7 +1090,6 @@ fn call_id(raw: &RawValue) -> Option<Id<'static>> {
 async fn handle<S>(
     request: HttpRequest<hyper::body::Incoming>,
     token: Option<Arc<str>>,
-    service: Arc<Service>,
     ui: Option<Arc<crate::ui::Ui>>,
     api: Api,
     rpc: impl FnOnce() -> S,
@@ -1117,7 +1116,7 @@ where
     }
     // Past the gate: the same authorization as a JSON-RPC call.
     if request.method() == http::Method::GET && request.uri().path() == "/metrics" {
-        return Ok(crate::metrics::respond(&service).await);
+        return Ok(crate::metrics::respond(&api.service).await);
     }
     if request.method() != http::Method::POST {
         // WebSocket upgrades and other methods: jsonrpsee answers them.
@@ -1323,7 +1322,6 @@ fn throttled(retry_after_ms: u64) -> HttpResponse {
 async fn serve<S, A, Fut>(
     mut accept: A,
     api: Api,
-    service: Arc<Service>,
     stop: StopHandle,
     token: Option<Arc<str>>,
     ui: Option<Arc<crate::ui::Ui>>,
@@ -1356,7 +1354,6 @@ async fn serve<S, A, Fut>(
         let stop_for_service = stop.clone();
         let builder = builder.clone();
         let token = token.clone();
-        let app = Arc::clone(&service);
         let ui = ui.clone();
         let bucket = Arc::new(std::sync::Mutex::new(Bucket::new(rate_per_second)));
         let service = tower::service_fn(move |request: HttpRequest<hyper::body::Incoming>| -> BoxedResponse {
@@ -1370,7 +1367,7 @@ async fn serve<S, A, Fut>(
                 let (builder, methods, stop) = (builder.clone(), api.methods.clone(), stop_for_service.clone());
                 move || builder.build(methods, stop)
             };
-            Box::pin(handle(request, token.clone(), Arc::clone(&app), ui.clone(), api.clone(), rpc))
+            Box::pin(handle(request, token.clone(), ui.clone(), api.clone(), rpc))
         });
         tokio::spawn(serve_with_graceful_shutdown(socket, service, stop.clone().shutdown()));
     }
@@ -1387,7 +1384,6 @@ pub struct Listeners {
 pub fn start(
     listeners: Listeners,
     api: Api,
-    service: Arc<Service>,
     token: String,
     rate_per_second: u32,
     ui: Arc<crate::ui::Ui>,
@@ -1408,7 +1404,6 @@ pub fn start(
             }
         },
         api.clone(),
-        Arc::clone(&service),
         stop.clone(),
         Some(token),
         Some(ui),
@@ -1423,7 +1418,6 @@ pub fn start(
             }
         },
         api,
-        service,
         stop,
         None,
         None,

@@ -149,14 +149,7 @@ pub async fn serve(config: DaemonConfig) -> Result<(), StartError> {
     }
     let listeners = rpc::Listeners { tcp, unix };
     let api = rpc::methods(std::sync::Arc::clone(&service));
-    let handle = rpc::start(
-        listeners,
-        api,
-        std::sync::Arc::clone(&service),
-        token,
-        rate_per_second,
-        std::sync::Arc::clone(&service.ui),
-    );
+    let handle = rpc::start(listeners, api, token, rate_per_second, std::sync::Arc::clone(&service.ui));
     let info = json!({
         "pid": std::process::id(),
         "rpc_addr": rpc_addr.to_string(),

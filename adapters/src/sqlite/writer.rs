@@ -7,9 +7,9 @@
 //! reading what the steps before it wrote (also within a batch), so a claim is atomic,
 //! follows the engine's pop order and never hands one job to two callers. One step that
 //! fails (a read error, a write refused) fails alone: its writes are undone and the rest
-//! of the batch commits. A batch whose transaction is lost (the
-//! `COMMIT` fails, or SQLite rolls the whole transaction back) fails for every caller in
-//! it, and the engine's memory goes back to what it was before the batch.
+//! of the batch commits. A batch whose transaction is lost (the `COMMIT` fails, or SQLite
+//! rolls the whole transaction back) fails for every caller in it, and the engine's
+//! memory goes back to what it was before the batch.
 //!
 //! **Limits.** At most `batch_max` steps per transaction, at most `wait_max` spent waiting
 //! for more after the first, and at most `queue_max` inputs waiting: a full queue makes
